@@ -1,0 +1,1 @@
+"""Thin absl launchers (the only place flags are defined): vmle-train, ..."""

@@ -1,0 +1,1 @@
+"""The SQLite memory: trials, data sets, studies (and later insights and summaries)."""

@@ -1,0 +1,26 @@
+"""Backbones (one module per model) and the registry that maps a name to one.
+
+A backbone is a Flax module built from a static `TrialConfig` view and the
+number of items, with two methods used by the engine, the losses and the
+evaluator:
+
+- `encode(seq, rates, train)` -> query vectors [B, L, D] (one per position);
+- `item_table()` -> output item vectors [num_items + 1, D] (row 0 is padding).
+
+The score of item j at a position is dot(query, item_table[j]).
+"""
+
+from __future__ import annotations
+
+from vmle_jax.models.sasrec import SASRec
+
+REGISTRY = {"sasrec": SASRec}
+
+
+def build_model(cfg, num_items: int):
+  """The Flax module for `cfg.backbone`, built from the static view of `cfg`."""
+  try:
+    cls = REGISTRY[cfg.backbone]
+  except KeyError:
+    raise ValueError(f"backbone={cfg.backbone!r}: not one of {', '.join(REGISTRY)}") from None
+  return cls(cfg=cfg.static_signature(), num_items=num_items)

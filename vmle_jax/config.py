@@ -1,0 +1,170 @@
+"""Trial configuration: one frozen dataclass, split into static and dynamic parts.
+
+A trial is fully described by a `TrialConfig`. Fields that change array shapes
+or the compiled program are *static* (they form the static signature that
+buckets trials into one jit); the others are *dynamic* and reach the compiled
+program as traced per-lane values, so lanes with different learning rates or
+dropout rates share one program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+BACKBONES = ("sasrec",)
+LOSSES = ("bce", "sampled_softmax", "softmax")
+NORMS = ("pre", "post")
+FFNS = ("gelu", "relu")
+POSITIONS = ("learned",)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+  """Everything that defines one training run of one backbone.
+
+  Static (program shape): backbone, hidden, blocks, heads, max_len, ffn,
+  ffn_mult, norm, tie_embeddings, positions, loss, num_negatives, batch_size.
+  Dynamic (traced per lane): lr, weight_decay, dropout, attn_dropout, beta1,
+  beta2, seed.
+  """
+
+  backbone: str = "sasrec"
+  # --- static: model shape and program ---
+  hidden: int = 64
+  blocks: int = 2
+  heads: int = 1
+  max_len: int = 50
+  ffn: str = "gelu"
+  ffn_mult: int = 1
+  norm: str = "pre"
+  tie_embeddings: bool = True
+  positions: str = "learned"
+  loss: str = "bce"
+  num_negatives: int = 1
+  batch_size: int = 128
+  # --- dynamic: traced per lane ---
+  lr: float = 1e-3
+  weight_decay: float = 0.0
+  dropout: float = 0.2
+  attn_dropout: float = 0.2
+  beta1: float = 0.9
+  beta2: float = 0.98
+  seed: int = 0
+
+  def __post_init__(self):
+    _check_choice("backbone", self.backbone, BACKBONES)
+    _check_choice("loss", self.loss, LOSSES)
+    _check_choice("norm", self.norm, NORMS)
+    _check_choice("ffn", self.ffn, FFNS)
+    _check_choice("positions", self.positions, POSITIONS)
+    for name in ("hidden", "blocks", "heads", "max_len", "ffn_mult", "num_negatives",
+                 "batch_size"):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f"{name}={getattr(self, name)}: must be a positive integer")
+    if self.hidden % self.heads:
+      raise ValueError(f"hidden={self.hidden} is not divisible by heads={self.heads}")
+    for name in ("dropout", "attn_dropout"):
+      v = getattr(self, name)
+      if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name}={v}: must be in [0, 1)")
+    if self.lr <= 0:
+      raise ValueError(f"lr={self.lr}: must be positive")
+    if self.weight_decay < 0:
+      raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
+    for name in ("beta1", "beta2"):
+      v = getattr(self, name)
+      if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name}={v}: must be in [0, 1)")
+
+  # ---- the static / dynamic split ----
+  def static_signature(self) -> "TrialConfig":
+    """This config with every dynamic field replaced by its default.
+
+    Hashable; two trials share a compiled program iff their signatures are
+    equal. Model code only ever sees this view, so it cannot bake a dynamic
+    value into the program by accident.
+    """
+    return dataclasses.replace(self, **{f: _DEFAULTS[f] for f in DYNAMIC_FIELDS})
+
+  def dynamic_values(self) -> dict[str, float]:
+    """The traced per-lane values (floats; the seed is handled by the engine)."""
+    return {f: float(getattr(self, f)) for f in DYNAMIC_FIELDS if f != "seed"}
+
+  def signature_key(self) -> str:
+    """A short, stable string for the static signature (stored with each trial)."""
+    sig = self.static_signature()
+    return json.dumps({f: getattr(sig, f) for f in STATIC_FIELDS}, sort_keys=True)
+
+  # ---- canonical JSON (a trial's identity) ----
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def canonical_json(self) -> str:
+    return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
+    unknown = set(d) - set(FIELD_NAMES)
+    if unknown:
+      raise ValueError(f"unknown config fields {sorted(unknown)}; known: {', '.join(FIELD_NAMES)}")
+    return cls(**d)
+
+  def replace(self, **changes) -> "TrialConfig":
+    return dataclasses.replace(self, **changes)
+
+
+def _check_choice(name, value, allowed):
+  if value not in allowed:
+    raise ValueError(f"{name}={value!r}: not one of {', '.join(map(str, allowed))}")
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrialConfig))
+DYNAMIC_FIELDS = ("lr", "weight_decay", "dropout", "attn_dropout", "beta1", "beta2", "seed")
+STATIC_FIELDS = tuple(f for f in FIELD_NAMES if f not in DYNAMIC_FIELDS)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How long and how a bucket of trials trains (shared by all its lanes)."""
+
+  max_epochs: int = 200
+  patience: int = 10  # epochs (in evaluations) without validation NDCG@10 gain
+  eval_every: int = 1
+  data_seed: int = 0  # batch order: the same for every lane of a bucket
+  eval_batch: int = 1024  # users per evaluation chunk
+  item_chunk: int = 4096  # items scored at once in full ranking
+  exclude_history: bool = False  # mask the user's seen items when ranking
+  packed: bool = True  # pack short users into shared rows (same math, less padding work)
+
+
+# One line per field: what it is and why one would change it (shown by --helpfull).
+FIELD_HELP = {
+    "backbone": "Sequential recommender to train.",
+    "hidden": "Embedding and hidden size D (static: changes parameter shapes).",
+    "blocks": "Number of transformer blocks.",
+    "heads": "Attention heads per block (must divide hidden).",
+    "max_len": "Most recent items kept per user; longer histories are cut, shorter left-padded.",
+    "ffn": "Feed-forward activation.",
+    "ffn_mult": "Feed-forward inner size as a multiple of hidden (original SASRec: 1).",
+    "norm": "LayerNorm placement: pre (before each sub-layer, plus a final LN) or post.",
+    "tie_embeddings": "Score items with the input embedding table (true) or a separate output table.",
+    "positions": "Positional scheme: learned absolute positions counted from the most recent item.",
+    "loss": "bce: one sampled negative per position (original SASRec); sampled_softmax: "
+            "softmax over the positive and num_negatives shared uniform negatives; "
+            "softmax: full cross-entropy over all items.",
+    "num_negatives": "Negatives per position for bce, shared negatives per batch for sampled_softmax.",
+    "batch_size": "Users per training step.",
+    "lr": "AdamW learning rate.",
+    "weight_decay": "Decoupled AdamW weight decay on matrices and embeddings.",
+    "dropout": "Dropout on embeddings, residual branches and the feed-forward layer.",
+    "attn_dropout": "Dropout on attention probabilities.",
+    "beta1": "Adam beta1.",
+    "beta2": "Adam beta2 (original SASRec: 0.98).",
+    "seed": "Seed of parameter init, dropout and negative sampling for this trial.",
+}
+
+CHOICES = {"backbone": BACKBONES, "loss": LOSSES, "norm": NORMS, "ffn": FFNS,
+           "positions": POSITIONS}

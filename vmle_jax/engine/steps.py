@@ -1,0 +1,92 @@
+"""Pure per-lane functions: init, one training step, query vectors for ranking.
+
+Nothing here knows about lanes: the engine vmaps these over a leading lane
+axis. Everything that varies per trial arrives as an argument: `hp` holds
+traced scalars (lr, weight_decay, dropout, attn_dropout, beta1, beta2) and
+`key` is the lane's own PRNG key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vmle_jax.models.losses import compute_loss
+
+
+@flax.struct.dataclass
+class LaneState:
+  """One lane's training state: parameters, optimizer state, step and PRNG key."""
+
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  key: jax.Array  # legacy uint32[2] key: stacks and vmaps like any array
+
+
+def _decay_mask(params):
+  # Decoupled weight decay on matrices and embedding tables, not on biases or LayerNorm.
+  return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(hp: dict) -> optax.GradientTransformation:
+  """AdamW whose lr, betas and weight decay live in the optimizer state (per lane)."""
+  return optax.inject_hyperparams(optax.adamw)(
+      learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], weight_decay=hp["weight_decay"],
+      mask=_decay_mask)
+
+
+def rates_of(hp: dict) -> dict:
+  """The traced rates a model reads (dropout and friends)."""
+  return {k: hp[k] for k in ("dropout", "attn_dropout")}
+
+
+def init_lane(model, max_len: int, hp: dict, seed: jax.Array) -> LaneState:
+  """Initial parameters and optimizer state for one lane from its seed."""
+  key = jax.random.PRNGKey(seed)
+  init_key, run_key = jax.random.split(key)
+  dummy = jnp.ones((1, max_len), jnp.int32)
+  params = model.init(init_key, dummy, rates_of(hp), None)
+  opt_state = make_optimizer(hp).init(params)
+  return LaneState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32), key=run_key)
+
+
+def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: dict,
+               hp: dict) -> tuple[LaneState, jax.Array, jax.Array]:
+  """One AdamW step on a (packed) batch of rows.
+
+  `batch` holds tokens, segments and positions [R, L + 1] (see
+  data/packing.py): inputs are [:, :-1]; the target of an input is the next
+  token of the same segment. Returns the new state, the loss and whether the
+  step was finite (loss and gradient norm); the caller decides whether to
+  keep a non-finite step.
+  """
+  step_key = jax.random.fold_in(state.key, state.step)
+  drop_key, neg_key = jax.random.split(step_key)
+  tokens, segments = batch["tokens"], batch["segments"]
+  inputs, targets = tokens[:, :-1], tokens[:, 1:]
+  targets = jnp.where(segments[:, 1:] == segments[:, :-1], targets, 0)
+
+  def loss_fn(params):
+    q, table = model.apply(params, inputs, rates_of(hp), drop_key,
+                           batch["positions"][:, :-1], segments[:, :-1])
+    return compute_loss(loss, q, table, targets, neg_key, num_negatives)
+
+  value, grads = jax.value_and_grad(loss_fn)(state.params)
+  tx = make_optimizer(hp)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grads))
+  new = LaneState(params=params, opt_state=opt_state, step=state.step + 1, key=state.key)
+  return new, value, finite
+
+
+def last_queries(model, params, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Eval-mode query at the last position [U, D] and the item table [N + 1, D]."""
+  rates = {"dropout": jnp.zeros(()), "attn_dropout": jnp.zeros(())}
+  q, table = model.apply(params, inputs, rates, None)
+  return q[:, -1], table
