@@ -46,9 +46,10 @@ def define_config_flags() -> None:
       flags.DEFINE_string(f.name, f.default, help_)
 
 
-def define_schedule_flags() -> None:
+def define_schedule_flags(default_epochs: int | None = None) -> None:
   d = Schedule()
-  flags.DEFINE_integer("epochs", d.max_epochs, "Maximum training epochs per trial.")
+  flags.DEFINE_integer("epochs", default_epochs or d.max_epochs,
+                       "Maximum training epochs per trial.")
   flags.DEFINE_integer("patience", d.patience,
                        "Early stopping: epochs without a validation NDCG@10 gain before a trial stops.")
   flags.DEFINE_integer("eval_every", d.eval_every, "Validate every this many epochs.")
@@ -61,6 +62,56 @@ def define_schedule_flags() -> None:
   flags.DEFINE_boolean("packed", d.packed,
                        "Pack short users into shared rows during training: the same loss and "
                        "outputs, less padding work.")
+
+
+def define_study_flags() -> None:
+  """Flags of launchers that run studies (sweep, tune, compare)."""
+  flags.DEFINE_string("db", "runs/memory.sqlite",
+                      "SQLite memory file: data sets, studies, trials (created if missing).")
+  flags.DEFINE_string("study", None, "Study name (default: <dataset>-<backbone>-<strategy>-s<seed>).")
+  flags.DEFINE_boolean("resume", False,
+                       "Continue the named study: finished trials are kept, unfinished re-run.")
+  flags.DEFINE_integer("budget_trials", 16, "Trials to run in the study.")
+  flags.DEFINE_float("budget_minutes", None,
+                     "Stop starting new buckets after this many minutes (training time, "
+                     "summed over resumed runs).")
+  flags.DEFINE_integer("lanes", 0,
+                       "Trials trained together as lanes of one program (0: 8 on CPU, else as many "
+                       "as a memory estimate fits on the devices).")
+  flags.DEFINE_string("workdir", None, "Output directory (default: runs/<study>).")
+  flags.DEFINE_boolean("verbose_epochs", True, "Print one line per epoch of every bucket.")
+
+
+def explicit_config_flags(FLAGS) -> dict:
+  """Trial-config fields given explicitly on the command line (a study keeps them fixed)."""
+  return {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(TrialConfig)
+          if FLAGS[f.name].present}
+
+
+def lanes_from_flags(FLAGS, space, data) -> int:
+  """--lanes, or an automatic choice from the devices and a memory estimate."""
+  import jax
+  if FLAGS.lanes < 0:
+    fail(f"--lanes={FLAGS.lanes}: must be >= 0 (0 = automatic)")
+  if FLAGS.lanes:
+    return FLAGS.lanes
+  if jax.devices()[0].platform == "cpu":
+    return 8 * jax.device_count()
+  from vmle_jax.engine.memory import lanes_per_device
+  largest = space.base.replace(hidden=max(space.dims["hidden"].values)) \
+      if "hidden" in space.dims else space.base
+  return lanes_per_device(largest, data.num_items) * jax.device_count()
+
+
+def device_summary() -> str:
+  import jax
+  d = jax.devices()[0]
+  return f"{jax.device_count()} {getattr(d, 'device_kind', d.platform)} device(s)"
+
+
+def reject_positional(argv) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
 
 
 def config_from_flags(FLAGS) -> TrialConfig:

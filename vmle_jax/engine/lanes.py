@@ -20,15 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
 from vmle_jax.config import Schedule, TrialConfig
-from vmle_jax.data.split import EvalSplit, LeaveOneOut
-from vmle_jax.engine import steps
+from vmle_jax.data.dataset import SequenceDataset
 from vmle_jax.data.packing import pack_epoch, unpacked_epoch
+from vmle_jax.data.split import EvalSplit, LeaveOneOut, leave_one_out
+from vmle_jax.engine import steps
 from vmle_jax.eval.ranking import (
     metrics_from_ranks, sample_candidates, sampled_ranks, target_ranks)
 from vmle_jax.models import build_model
 
 SELECT_METRIC = "NDCG@10"
+LANES = "lanes"  # the mesh axis the lane dimension is sharded over
 
 
 @dataclasses.dataclass
@@ -64,7 +68,7 @@ class BucketResult:
 class _Programs:
   """Jitted init / epoch / ranking functions of one static signature."""
 
-  def __init__(self, signature: TrialConfig, num_items: int, eval_batch: int, item_chunk: int):
+  def __init__(self, signature: TrialConfig, num_items: int, item_chunk: int):
     self.signature = signature
     model = build_model(signature, num_items)
     self.model = model
@@ -112,6 +116,7 @@ class _Programs:
           lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
     self.init = jax.jit(init)
+    self.copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
     self.epoch = jax.jit(epoch, donate_argnums=(0,))
     self.ranks = jax.jit(ranks)
     self.select = jax.jit(select)
@@ -170,65 +175,116 @@ def _format_eta(seconds: float) -> str:
 
 
 class Engine:
-  """Trains buckets of same-signature trials on one data split and evaluates them.
+  """Trains buckets of same-signature trials on one data set and evaluates them.
 
-  Holds the split's arrays on device (once) and one set of compiled programs
-  per static signature, so later buckets of a signature never recompile.
+  Holds the leave-one-out split per `max_len` (built once), its evaluation
+  arrays on device, and one set of compiled programs per static signature, so
+  later buckets of a signature never recompile. With several devices the lane
+  axis is sharded over a mesh axis named `lanes` (data replicated); a bucket
+  whose size does not divide the device count is padded with inert lanes
+  that never train and are never reported.
   """
 
-  def __init__(self, split: LeaveOneOut, schedule: Schedule = Schedule(),
-               log: Callable[[str], None] | None = print):
-    self.split = split
+  def __init__(self, data: SequenceDataset | LeaveOneOut, schedule: Schedule = Schedule(),
+               log: Callable[[str], None] | None = print, mesh: Mesh | None = None):
+    self.data = data
     self.schedule = schedule
     self.log = log or (lambda s: None)
+    self._splits: dict[int, LeaveOneOut] = {}
+    if isinstance(data, LeaveOneOut):
+      self._splits[data.max_len] = data
+    self.num_items = data.num_items
+    self.mesh = mesh if mesh is not None else lane_mesh()
     self._programs: dict[tuple, _Programs] = {}
     self._eval_cache: dict[tuple, tuple] = {}
 
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.devices.size
+
+  def split(self, max_len: int) -> LeaveOneOut:
+    """The leave-one-out split for `max_len` (built on first use)."""
+    if max_len not in self._splits:
+      if isinstance(self.data, LeaveOneOut):
+        raise ValueError(f"max_len={max_len}: this engine holds only the split of "
+                         f"max_len={self.data.max_len}; give it the data set instead")
+      self._splits[max_len] = leave_one_out(self.data, max_len)
+    return self._splits[max_len]
+
+  # ---------------------------------------------------------------- placement
+  def _shard_lanes(self, tree):
+    sharding = NamedSharding(self.mesh, PartitionSpec(LANES))
+    return jax.device_put(tree, sharding)
+
+  def _replicate(self, tree):
+    return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+  def padded_lanes(self, k: int) -> int:
+    """K rounded up to a multiple of the device count."""
+    return -(-k // self.num_devices) * self.num_devices
+
   # ---------------------------------------------------------------- programs
   def programs(self, signature: TrialConfig) -> _Programs:
-    key = (signature, self.split.num_items)
+    key = (signature, self.num_items)
     if key not in self._programs:
-      self._programs[key] = _Programs(signature, self.split.num_items, self.schedule.eval_batch,
-                                      self.schedule.item_chunk)
+      self._programs[key] = _Programs(signature, self.num_items, self.schedule.item_chunk)
     return self._programs[key]
 
-  def _eval_arrays(self, which: str, protocol: str):
-    key = (which, protocol, self.schedule.exclude_history)
+  def _eval_arrays(self, max_len: int, which: str, protocol: str, lanes: int):
+    # Fewer users per chunk when many lanes share a device: the score buffer
+    # is lanes x users x item_chunk floats.
+    per_device = max(1, lanes // self.num_devices)
+    users = max(64, (self.schedule.eval_batch * 4) // max(4, per_device))
+    key = (max_len, which, protocol, self.schedule.exclude_history, users)
     if key not in self._eval_cache:
-      split = self.split.valid if which == "valid" else self.split.test
+      split = self.split(max_len)
+      ev = split.valid if which == "valid" else split.test
       candidates = None
       if protocol == "sampled-100":
-        seen = np.concatenate([split.inputs, split.history], axis=1)
-        candidates = sample_candidates(seen, split.targets, self.split.num_items, 99,
+        seen = np.concatenate([ev.inputs, ev.history], axis=1)
+        candidates = sample_candidates(seen, ev.targets, self.num_items, 99,
                                        seed=self.schedule.data_seed)
       use_history = self.schedule.exclude_history and protocol == "full"
-      self._eval_cache[key] = eval_groups(split, self.schedule.eval_batch, candidates, use_history)
+      groups, order = eval_groups(ev, users, candidates, use_history)
+      self._eval_cache[key] = (self._replicate(groups), order, ev.num_users)
     return self._eval_cache[key]
 
   def lane_ranks(self, signature: TrialConfig, params, which: str = "valid",
                  protocol: str = "full") -> np.ndarray:
-    """[K, U] 0-based ranks of every lane on the valid or test split."""
+    """[K, U] 0-based ranks of every lane (padding lanes included) on valid or test."""
     if protocol not in ("full", "sampled-100"):
       raise ValueError(f"protocol={protocol!r}: not one of full, sampled-100")
-    groups, order = self._eval_arrays(which, protocol)
+    lanes = jax.tree_util.tree_leaves(params)[0].shape[0]
+    groups, order, num_users = self._eval_arrays(signature.max_len, which, protocol, lanes)
     ranks = np.asarray(self.programs(signature).ranks(params, groups))
-    out = np.empty((ranks.shape[0], len(self.split.valid.targets)), np.int32)
+    out = np.empty((ranks.shape[0], num_users), np.int32)
     out[:, order] = ranks  # padded repeats of the last user write the same value
     return out
 
   def evaluate(self, result: BucketResult, which: str = "test",
                protocol: str = "full") -> list[dict]:
-    """Metrics of each lane's best parameters on `which` ("valid" or "test")."""
+    """Metrics of each reported lane's best parameters on `which` ("valid" or "test")."""
     ranks = self.lane_ranks(result.signature, result.best_params, which, protocol)
-    return [metrics_from_ranks(r) for r in ranks]
+    return [metrics_from_ranks(r) for r in ranks[:len(result.lanes)]]
 
   # ---------------------------------------------------------------- training
-  def epoch_data(self, batch_size: int, epoch: int) -> dict:
-    """The epoch's batches (packed unless `schedule.packed` is off) as device arrays."""
-    idx = epoch_batches(len(self.split.train), batch_size, self.schedule.data_seed, epoch)
-    packed = (pack_epoch if self.schedule.packed else unpacked_epoch)(self.split.train, idx)
-    return {"tokens": jnp.asarray(packed.tokens), "segments": jnp.asarray(packed.segments),
-            "positions": jnp.asarray(packed.positions)}
+  def epoch_data(self, max_len: int, batch_size: int, epoch: int) -> dict:
+    """The epoch's batches (packed unless `schedule.packed` is off), replicated on device."""
+    train = self.split(max_len).train
+    idx = epoch_batches(len(train), batch_size, self.schedule.data_seed, epoch)
+    packed = (pack_epoch if self.schedule.packed else unpacked_epoch)(train, idx)
+    return self._replicate({"tokens": packed.tokens, "segments": packed.segments,
+                            "positions": packed.positions})
+
+  def init_lanes(self, configs: Sequence[TrialConfig]):
+    """Stacked, lane-sharded initial states and hyperparameters (padded to the mesh)."""
+    k = self.padded_lanes(len(configs))
+    padded = list(configs) + [configs[0]] * (k - len(configs))
+    hp = {name: np.asarray([c.dynamic_values()[name] for c in padded], np.float32)
+          for name in configs[0].dynamic_values()}
+    seeds = np.asarray([c.seed for c in padded], np.uint32)
+    hp, seeds = self._shard_lanes((hp, seeds))
+    return self.programs(configs[0].static_signature()).init(hp, seeds), hp
 
   def train(self, configs: Sequence[TrialConfig], label: str = "") -> BucketResult:
     """Trains `configs` (one static signature) as lanes until every lane has ended."""
@@ -239,39 +295,31 @@ class Engine:
       if c.static_signature() != signature:
         raise ValueError("all trials of a bucket must share one static signature; "
                          f"{c.signature_key()} != {signature.signature_key()}")
-    if signature.max_len != self.split.max_len:
-      raise ValueError(f"max_len={signature.max_len} differs from the split's "
-                       f"max_len={self.split.max_len}; build the split with that max_len")
     sched = self.schedule
     prog = self.programs(signature)
-    k = len(configs)
-    hp = {name: jnp.asarray([c.dynamic_values()[name] for c in configs], jnp.float32)
-          for name in configs[0].dynamic_values()}
-    seeds = jnp.asarray([c.seed for c in configs], jnp.uint32)
+    split = self.split(signature.max_len)
+    k, k_pad = len(configs), self.padded_lanes(len(configs))
     lanes = [LaneResult(config=c) for c in configs]
     t0 = time.perf_counter()
-    states = prog.init(hp, seeds)
-    best_params = jax.tree_util.tree_map(jnp.copy, states.params)
-    alive = np.ones(k, bool)
-    best = np.full(k, -np.inf)
-    since_best = np.zeros(k, int)
-    steps_per_epoch = math.ceil(len(self.split.train) / signature.batch_size)
+    states, hp = self.init_lanes(configs)
+    best_params = prog.copy(states.params)
+    alive = np.arange(k_pad) < k  # padding lanes never train
+    best = np.full(k_pad, -np.inf)
+    since_best = np.zeros(k_pad, int)
     compile_s, epoch_times = 0.0, []
-    prefix = f"[{label}] " if label else ""
     for epoch in range(1, sched.max_epochs + 1):
       te = time.perf_counter()
-      batches = self.epoch_data(signature.batch_size, epoch)
-      states, alive_out, loss = prog.epoch(states, hp, jnp.asarray(alive), batches)
+      batches = self.epoch_data(signature.max_len, signature.batch_size, epoch)
+      states, alive_out, loss = prog.epoch(states, hp, self._shard_lanes(alive), batches)
       alive_out, loss = np.asarray(alive_out), np.asarray(loss)
       for i in np.flatnonzero(alive & ~alive_out):
         lanes[i].status, lanes[i].stopped_epoch = "diverged", epoch
         lanes[i].error = f"non-finite loss or gradient in epoch {epoch}"
       alive = alive & alive_out
-      evaluate_now = epoch % sched.eval_every == 0 or epoch == sched.max_epochs
       metrics = [None] * k
-      if evaluate_now and alive.any():
+      if (epoch % sched.eval_every == 0 or epoch == sched.max_epochs) and alive.any():
         ranks = self.lane_ranks(signature, states.params, "valid")
-        improved = np.zeros(k, bool)
+        improved = np.zeros(k_pad, bool)
         for i in np.flatnonzero(alive):
           metrics[i] = metrics_from_ranks(ranks[i])
           value = metrics[i][SELECT_METRIC]
@@ -281,43 +329,54 @@ class Engine:
           else:
             since_best[i] += sched.eval_every
         if improved.any():
-          best_params = prog.select(jnp.asarray(improved), states.params, best_params)
+          best_params = prog.select(self._shard_lanes(improved), states.params, best_params)
         for i in np.flatnonzero(alive & (since_best >= sched.patience)):
           lanes[i].status, lanes[i].stopped_epoch = "stopped", epoch
           alive[i] = False
-      for i in range(k):
-        if lanes[i].status in ("running",) or lanes[i].stopped_epoch == epoch:
-          lanes[i].epochs = epoch
+      for i, lane in enumerate(lanes):
+        if lane.status == "running" or lane.stopped_epoch == epoch:
+          lane.epochs = epoch
           point = {"epoch": epoch, "loss": float(loss[i])}
           if metrics[i] is not None:
             point.update({m: metrics[i][m] for m in ("NDCG@10", "HR@10")})
-          lanes[i].curve.append(point)
+          lane.curve.append(point)
       seconds = time.perf_counter() - te
-      if epoch == 1:
-        compile_s = seconds
+      compile_s = seconds if epoch == 1 else compile_s
       epoch_times.append(seconds)
-      typical = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else seconds
-      eta = _format_eta(typical * (sched.max_epochs - epoch)) if alive.any() else "0s"
-      live = np.flatnonzero(alive | np.array([l.stopped_epoch == epoch for l in lanes]))
-      lead = int(np.argmax(np.where(np.isfinite(best), best, -1)))
-      msg = (f"{prefix}epoch {epoch:3d}/{sched.max_epochs}  loss {np.mean(loss[live]) if len(live) else float('nan'):.4f}")
-      if any(m is not None for m in metrics):
-        shown = [m for m in metrics if m is not None]
-        if k == 1:
-          msg += f"  val NDCG@10 {shown[0]['NDCG@10']:.4f} HR@10 {shown[0]['HR@10']:.4f}"
-        else:
-          msg += f"  val NDCG@10 max {max(m['NDCG@10'] for m in shown):.4f}"
-      msg += f"  best {best[lead]:.4f} @ epoch {lanes[lead].best_epoch}"
-      if k > 1:
-        msg += f"  lanes alive {int(alive.sum())}/{k}"
-      msg += f"  {seconds:.1f} s/epoch  ETA ≤{eta}"
-      self.log(msg)
+      self.log(_progress_line(label, epoch, sched.max_epochs, lanes, loss, metrics, best,
+                              alive[:k], epoch_times))
       if not alive.any():
         break
     for lane in lanes:
       if lane.status == "running":
         lane.status = "finished"
-    elapsed = time.perf_counter() - t0
     return BucketResult(signature=signature, lanes=lanes, best_params=best_params,
-                        seconds=elapsed, steps_per_epoch=steps_per_epoch,
+                        seconds=time.perf_counter() - t0,
+                        steps_per_epoch=math.ceil(len(split.train) / signature.batch_size),
                         compile_seconds=compile_s)
+
+
+def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times):
+  """One line per epoch: loss, validation NDCG/HR, best so far, speed and ETA."""
+  k = len(lanes)
+  typical = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[-1]
+  eta = _format_eta(typical * (max_epochs - epoch)) if alive.any() else "0s"
+  live = [i for i, l in enumerate(lanes) if l.status == "running" or l.stopped_epoch == epoch]
+  mean_loss = float(np.mean(loss[live])) if live else float("nan")
+  msg = (f"[{label}] " if label else "") + f"epoch {epoch:3d}/{max_epochs}  loss {mean_loss:.4f}"
+  shown = [m for m in metrics if m is not None]
+  if shown and k == 1:
+    msg += f"  val NDCG@10 {shown[0]['NDCG@10']:.4f} HR@10 {shown[0]['HR@10']:.4f}"
+  elif shown:
+    msg += f"  val NDCG@10 max {max(m['NDCG@10'] for m in shown):.4f}"
+  lead = int(np.argmax(np.where(np.isfinite(best[:k]), best[:k], -1)))
+  msg += f"  best {best[lead]:.4f} @ epoch {lanes[lead].best_epoch}"
+  if k > 1:
+    msg += f"  lanes alive {int(alive.sum())}/{k}"
+  return msg + f"  {epoch_times[-1]:.1f} s/epoch  ETA ≤{eta}"
+
+
+def lane_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named `lanes` over all (or the given) devices."""
+  devices = np.asarray(devices if devices is not None else jax.devices())
+  return Mesh(devices.reshape(-1), (LANES,))

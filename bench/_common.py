@@ -1,0 +1,19 @@
+"""Helpers shared by the benchmark scripts (not installed: bench/ runs from the repo)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_DIR = os.environ.get("VMLE_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+
+
+def machine() -> str:
+  """Device and host in a few words, for the one-line result."""
+  from vmle_jax.training import device_description
+  return device_description()
+
+
+def today() -> str:
+  return time.strftime("%Y-%m-%d")

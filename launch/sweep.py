@@ -1,0 +1,83 @@
+"""vmle-sweep: grid, random or TPE search; every batch of trials trains as vmapped lanes.
+
+  vmle-sweep                                         # random, synthetic data, 16 trials
+  vmle-sweep --dataset=beauty --data_dir=../shared/data --strategy=tpe \
+      --budget_trials=48 --lanes=8 --db=runs/memory.sqlite --study=beauty-tpe
+  vmle-sweep --study=beauty-tpe --db=runs/memory.sqlite --resume   # after a kill
+
+Trials, metrics and curves go to the SQLite --db; trials.csv, summary.json and
+the best config's parameters to --workdir.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from absl import app, flags
+
+from vmle_jax.launch import common
+
+common.define_data_flags()
+common.define_schedule_flags(default_epochs=50)
+common.define_study_flags()
+flags.DEFINE_enum("strategy", "random", ["grid", "random", "tpe"],
+                  "Search strategy. All three evaluate the space's default config first.")
+flags.DEFINE_list("dims", None,
+                  "Searched dimensions (default: the backbone's whole space; for grid, "
+                  "hidden,lr,dropout,weight_decay). Other fields stay at the base config.")
+common.define_config_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv) -> None:
+  common.reject_positional(argv)
+  from vmle_jax.memory.store import Store, StoreError
+  from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
+  from vmle_jax.search.strategies import make_strategy
+  from vmle_jax.search.study import StudySpec, run_study
+
+  data = common.dataset_from_flags(FLAGS)
+  schedule = common.schedule_from_flags(FLAGS)
+  base = common.config_from_flags(FLAGS)
+  dims = FLAGS.dims or (list(GRID_DIMS[base.backbone]) if FLAGS.strategy == "grid" else None)
+  try:
+    space = SearchSpace.for_backbone(base.backbone, base=base, only=dims,
+                                     fixed=common.explicit_config_flags(FLAGS))
+  except SpaceError as e:
+    common.fail(f"--dims: {e}")
+  name = FLAGS.study or f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}"
+  workdir = FLAGS.workdir or os.path.join("runs", name)
+  lanes = common.lanes_from_flags(FLAGS, space, data)
+  spec = StudySpec(name=name, backbone=base.backbone, strategy=FLAGS.strategy,
+                   budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
+                   lanes=lanes, seed=FLAGS.seed, dims=tuple(space.names))
+  try:
+    store = Store(FLAGS.db)
+    history = []
+    existing = store.study(name)
+    if existing and FLAGS.resume:
+      from vmle_jax.config import TrialConfig
+      from vmle_jax.search.study import _value
+      history = [(TrialConfig.from_dict(t["config"]), _value(t))
+                 for t in store.finished_trials(existing["id"])]
+    strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, history)
+    print(f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
+          f"budget {FLAGS.budget_trials} trials"
+          + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
+          + f"; {lanes} lanes per bucket on {common.device_summary()}")
+    t0 = time.perf_counter()
+    summary = run_study(spec, data, store, strategy, space, schedule, resume=FLAGS.resume,
+                        workdir=workdir, engine_log=FLAGS.verbose_epochs)
+  except StoreError as e:
+    common.fail(str(e))
+  print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials; "
+        f"memory {FLAGS.db}; results {workdir}")
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,97 @@
+"""The lanes engine: a lane equals a single run, divergence is contained, sharding matches."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from vmle_jax.config import Schedule, TrialConfig
+from vmle_jax.data import leave_one_out, make_synthetic
+from vmle_jax.engine import Engine
+from vmle_jax.models import REGISTRY
+
+SMALL = dict(hidden=16, blocks=1, heads=1, max_len=12, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def small_engine():
+  data = make_synthetic(num_users=240, num_items=60, seed=7)
+  return Engine(leave_one_out(data, 12), Schedule(max_epochs=4, patience=10), log=None)
+
+
+@pytest.mark.parametrize("backbone", sorted(REGISTRY))
+def test_a_lane_equals_a_single_run(small_engine, backbone):
+  base = TrialConfig(backbone=backbone, **SMALL, loss="sampled_softmax", num_negatives=16)
+  configs = [base.replace(lr=lr, dropout=d, seed=s)
+             for lr, d, s in ((1e-3, 0.1, 0), (3e-3, 0.3, 1), (2e-3, 0.0, 2), (5e-4, 0.5, 3))]
+  bucket = small_engine.train(configs)
+  for i in (0, 2):
+    alone = small_engine.train([configs[i]])
+    assert alone.lanes[0].best_value == pytest.approx(bucket.lanes[i].best_value, abs=1e-4)
+    assert alone.lanes[0].curve[-1]["loss"] == pytest.approx(bucket.lanes[i].curve[-1]["loss"],
+                                                             rel=1e-4)
+
+
+def test_a_diverging_lane_leaves_the_others_unchanged(small_engine):
+  base = TrialConfig(**SMALL, loss="bce")
+  configs = [base, base.replace(lr=10.0, seed=1), base.replace(dropout=0.4, seed=2),
+             base.replace(lr=1e30, seed=3)]
+  with_bad = small_engine.train(configs)
+  without = small_engine.train([configs[0], configs[2]])
+  assert with_bad.lanes[3].status == "diverged"  # lr=1e30 overflows: frozen, reported
+  assert "epoch" in with_bad.lanes[3].error
+  for a, b in ((0, 0), (2, 1)):
+    assert with_bad.lanes[a].status != "diverged"
+    assert with_bad.lanes[a].best_value == pytest.approx(without.lanes[b].best_value, abs=1e-4)
+
+
+SHARDED = textwrap.dedent("""
+    import json, os
+    import jax
+    from vmle_jax.config import Schedule, TrialConfig
+    from vmle_jax.data import leave_one_out, make_synthetic
+    from vmle_jax.engine import Engine
+    from vmle_jax.engine.lanes import lane_mesh
+    data = make_synthetic(num_users=200, num_items=50, seed=3)
+    split = leave_one_out(data, 10)
+    base = TrialConfig(hidden=16, blocks=1, heads=1, max_len=10, batch_size=64,
+                       loss="sampled_softmax", num_negatives=8)
+    configs = [base.replace(lr=1e-3 * (1 + i % 4), dropout=0.05 * (i % 5), seed=i)
+               for i in range(12)]
+    out = {}
+    for name, devices in (("sharded", jax.devices()), ("single", jax.devices()[:1])):
+      engine = Engine(split, Schedule(max_epochs=3), log=None, mesh=lane_mesh(devices))
+      result = engine.train(configs)
+      out[name] = [l.best_value for l in result.lanes]
+      out[name + "_shards"] = len(result.best_params["params"]["items"]["embedding"]
+                                  .sharding.device_set)
+      out[name + "_padded"] = engine.padded_lanes(len(configs))
+    out["devices"] = jax.device_count()
+    print(json.dumps(out))
+""")
+
+
+def test_twelve_lanes_sharded_over_eight_devices_match_one_device(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
+                       env=env, timeout=600, cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  res = json.loads(out.stdout.strip().splitlines()[-1])
+  assert res["devices"] == 8
+  assert res["sharded_padded"] == 16 and res["sharded_shards"] == 8
+  assert res["single_padded"] == 12 and res["single_shards"] == 1
+  np.testing.assert_allclose(res["sharded"], res["single"], atol=1e-4)
+
+
+def test_memory_estimate_grows_with_the_signature():
+  from vmle_jax.engine.memory import lane_bytes, lanes_per_device, param_count
+  small = TrialConfig(hidden=32, blocks=1)
+  big = TrialConfig(hidden=256, blocks=4, loss="softmax")
+  assert param_count(small, 1000) < param_count(big, 1000)
+  assert lane_bytes(small, 1000) < lane_bytes(big, 1000)
+  assert lanes_per_device(small, 1000) >= lanes_per_device(big, 1000) >= 1

@@ -1,0 +1,85 @@
+"""The SQLite store: schema versions, transactions, two writers at once."""
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from vmle_jax.config import TrialConfig
+from vmle_jax.memory.store import SCHEMA_VERSION, Store, StoreError
+
+
+def test_schema_is_versioned_and_wal(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  assert store.version == SCHEMA_VERSION
+  assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+  assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+  with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced
+    with store.transaction() as c:
+      c.execute("INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings,"
+                " created_at, updated_at) VALUES ('x', 999, 'sasrec', 'grid', '{}', '{}', 0, 0)")
+
+
+def test_newer_schema_is_refused(tmp_path):
+  path = str(tmp_path / "m.sqlite")
+  Store(path).conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+  with pytest.raises(StoreError, match="newer"):
+    Store(path)
+
+
+def _fingerprint(name="d"):
+  return {"name": name, "sha256": "abc" + name, "users": 3}
+
+
+def test_bucket_lifecycle_and_reset(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset(_fingerprint())
+  assert store.upsert_dataset(_fingerprint()) == did
+  sid = store.create_study("s", did, "sasrec", "random", {"trials": 4}, {"seed": 0})
+  with pytest.raises(StoreError, match="already exists"):
+    store.create_study("s", did, "sasrec", "random", {}, {})
+  cfgs = [TrialConfig(lr=1e-3), TrialConfig(lr=2e-3)]
+  ids, bucket = store.start_bucket(sid, cfgs)
+  assert bucket == 0 and len(ids) == 2
+  store.finish_bucket([(ids[0], {"status": "finished", "valid": {"NDCG@10": 0.1}}),
+                       (ids[1], {"status": "diverged", "error": "nan"})])
+  ids2, bucket2 = store.start_bucket(sid, [TrialConfig(lr=3e-3)])
+  assert bucket2 == 1
+  assert store.reset_unfinished(sid) == 1  # the running one from a "killed" process
+  done = store.finished_trials(sid)
+  assert [t["status"] for t in done] == ["finished", "diverged"]
+  assert done[0]["valid"] == {"NDCG@10": 0.1}
+  assert TrialConfig.from_dict(done[0]["config"]) == cfgs[0]
+  with pytest.raises(sqlite3.IntegrityError):  # a config is run once per study
+    store.start_bucket(sid, [cfgs[0]])
+
+
+def _writer(path, name, n, queue):
+  try:
+    store = Store(path, busy_timeout_s=30)
+    did = store.upsert_dataset(_fingerprint())
+    sid = store.create_study(name, did, "sasrec", "random", {}, {})
+    for i in range(n):
+      ids, _ = store.start_bucket(sid, [TrialConfig(lr=1e-4 * (i + 1)), TrialConfig(
+          lr=1e-4 * (i + 1), dropout=0.3)])
+      store.finish_bucket([(t, {"status": "finished", "valid": {"NDCG@10": i}}) for t in ids])
+    queue.put((name, "ok"))
+  except Exception as e:  # reported to the parent
+    queue.put((name, repr(e)))
+
+
+def test_two_processes_write_one_file_at_once(tmp_path):
+  path = str(tmp_path / "m.sqlite")
+  Store(path).close()
+  ctx = multiprocessing.get_context("spawn")
+  queue = ctx.Queue()
+  procs = [ctx.Process(target=_writer, args=(path, f"s{i}", 40, queue)) for i in range(2)]
+  for p in procs:
+    p.start()
+  for p in procs:
+    p.join(120)
+  results = dict(queue.get(timeout=5) for _ in procs)
+  assert results == {"s0": "ok", "s1": "ok"}
+  store = Store(path)
+  for name in ("s0", "s1"):
+    assert len(store.finished_trials(store.study(name)["id"])) == 80

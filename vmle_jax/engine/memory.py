@@ -1,0 +1,65 @@
+"""How many lanes fit on a device: a memory estimate per lane for a static signature.
+
+A lane holds its parameters, two Adam moments and a best-so-far copy (4x
+parameters), plus activations of one step (kept for the backward pass) and
+the loss logits. Estimates are deliberately rough and on the safe side; the
+`--lanes` flag overrides them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from vmle_jax.config import TrialConfig
+from vmle_jax.models import build_model
+
+FLOAT_BYTES = 4
+
+
+def param_count(cfg: TrialConfig, num_items: int) -> int:
+  """Exact parameter count of the signature's model (no allocation: eval_shape)."""
+  model = build_model(cfg, num_items)
+  rates = {"dropout": 0.0, "attn_dropout": 0.0}
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                             np.ones((1, cfg.max_len), np.int32), rates))
+  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+
+
+def lane_bytes(cfg: TrialConfig, num_items: int, rows: int | None = None) -> int:
+  """Estimated device bytes one lane needs while training."""
+  rows = rows or cfg.batch_size
+  tokens = rows * cfg.max_len
+  params = param_count(cfg, num_items)
+  state = 4 * params * FLOAT_BYTES
+  width = cfg.hidden * max(4, 2 * cfg.ffn_mult)
+  acts = tokens * width * cfg.blocks * 3 * FLOAT_BYTES
+  attn = rows * cfg.heads * cfg.max_len ** 2 * cfg.blocks * 3 * FLOAT_BYTES
+  if cfg.loss == "softmax":
+    logits = tokens * (num_items + 1) * 3 * FLOAT_BYTES
+  elif cfg.loss == "sampled_softmax":
+    logits = tokens * (cfg.num_negatives + 1) * 3 * FLOAT_BYTES
+  else:
+    logits = tokens * cfg.num_negatives * cfg.hidden * 2 * FLOAT_BYTES
+  return int(state + acts + attn + logits)
+
+
+def device_bytes(device=None) -> int:
+  """Memory of a device: the allocator's limit on accelerators, physical RAM on CPU."""
+  device = device or jax.devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except Exception:  # backends without memory stats
+    stats = {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def lanes_per_device(cfg: TrialConfig, num_items: int, device=None, fraction: float = 0.5,
+                     cap: int = 256) -> int:
+  """Lanes of `cfg` that fit in `fraction` of one device's memory (at least 1, at most cap)."""
+  fit = int(fraction * device_bytes(device) // max(1, lane_bytes(cfg, num_items)))
+  return max(1, min(cap, fit))

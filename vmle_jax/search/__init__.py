@@ -1,0 +1,1 @@
+"""Search: the typed search space, grid/random/TPE strategies, and (later) the agent."""

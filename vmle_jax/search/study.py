@@ -1,0 +1,219 @@
+"""One study: a strategy proposes, the engine trains buckets of lanes, the store remembers.
+
+`run_study` is the loop shared by `vmle-sweep` (grid, random, TPE) and the
+agent: ask the strategy for up to `lanes` proposals, group them by static
+signature into buckets, register each bucket's trials in one transaction,
+train it, write every lane's outcome in one transaction, tell the strategy.
+It stops at the trial or minute budget. A killed study resumes: trials a
+dead process left `running` are deleted and proposed again, finished ones
+are kept. Test metrics are computed once, for the study's best config.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+
+from vmle_jax.config import Schedule, TrialConfig
+from vmle_jax.data.dataset import SequenceDataset
+from vmle_jax.engine.lanes import Engine, _format_eta
+from vmle_jax.memory.store import Store, StoreError
+from vmle_jax.search.space import SearchSpace
+from vmle_jax.search.strategies import Proposal, Strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+  """What a study is: its name, data set, backbone, strategy, budget and lanes."""
+
+  name: str
+  backbone: str = "sasrec"
+  strategy: str = "random"
+  budget_trials: int = 16
+  budget_minutes: float | None = None
+  lanes: int = 8
+  seed: int = 0
+  dims: tuple[str, ...] | None = None  # searched dimensions (None: the backbone's default space)
+
+
+def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
+  """Proposals grouped by static signature, in order of first appearance."""
+  buckets: dict[TrialConfig, list[Proposal]] = {}
+  for p in proposals:
+    buckets.setdefault(p.config.static_signature(), []).append(p)
+  return list(buckets.values())
+
+
+def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: SearchSpace,
+               schedule: Schedule, resume: bool, log: Callable[[str], None]) -> dict:
+  """Creates the study, or (with resume) reopens it after clearing unfinished trials."""
+  dataset_id = store.upsert_dataset(data.fingerprint())
+  study = store.study(spec.name)
+  if study is None:
+    settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
+                "space": space.describe(), "base": space.base.to_dict()}
+    budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes}
+    sid = store.create_study(spec.name, dataset_id, spec.backbone, spec.strategy, budget, settings)
+    return store.study(sid)
+  if not resume:
+    raise StoreError(f"study {spec.name!r} already exists in {store.path}; pass --resume to "
+                     "continue it or choose another --study name")
+  if study["dataset_id"] != dataset_id:
+    raise StoreError(f"study {spec.name!r} was run on another data set; choose another --study")
+  dropped = store.reset_unfinished(study["id"])
+  kept = len(store.finished_trials(study["id"]))
+  log(f"resuming study {spec.name!r}: {kept} finished trials kept"
+      + (f", {dropped} unfinished trials will be re-run" if dropped else ""))
+  store.set_study_status(study["id"], "running")
+  return study
+
+
+def _value(trial: dict) -> float | None:
+  v = (trial.get("valid") or {}).get("NDCG@10")
+  return None if v is None or trial["status"] in ("diverged", "failed") else float(v)
+
+
+def study_elapsed(trials: list[dict]) -> float:
+  """Seconds already spent: one bucket_seconds per bucket."""
+  per_bucket = {t["bucket"]: t["bucket_seconds"] or 0.0 for t in trials}
+  return float(sum(per_bucket.values()))
+
+
+def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: Strategy,
+              space: SearchSpace, schedule: Schedule = Schedule(), engine: Engine | None = None,
+              resume: bool = False, workdir: str | None = None,
+              log: Callable[[str], None] = print, engine_log: bool = True) -> dict:
+  """Runs (or resumes) a study to its budget; returns its summary (also in workdir)."""
+  study = open_study(store, spec, data, space, schedule, resume, log)
+  sid = study["id"]
+  engine = engine or Engine(data, schedule, log=log if engine_log else None)
+  finished = store.finished_trials(sid)
+  done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
+  t_start = time.perf_counter()
+  spent_before = study_elapsed(finished)
+  best = max(finished, key=lambda t: _value(t) or -1.0, default=None)
+  while True:
+    n_done = len(store.finished_trials(sid))
+    elapsed = spent_before + time.perf_counter() - t_start
+    if n_done >= spec.budget_trials:
+      break
+    if spec.budget_minutes is not None and elapsed >= 60 * spec.budget_minutes:
+      log(f"time budget of {spec.budget_minutes} min reached")
+      break
+    proposals = strategy.ask(min(spec.lanes, spec.budget_trials - n_done), done)
+    if not proposals:
+      log("the strategy has nothing left to propose")
+      break
+    for bucket in group_buckets(proposals):
+      tb = time.perf_counter()
+      configs = [p.config for p in bucket]
+      ids, number = store.start_bucket(sid, configs)
+      result = engine.train(configs, label=f"{spec.name} b{number}")
+      seconds = time.perf_counter() - tb
+      updates = []
+      for tid, lane in zip(ids, result.lanes):
+        updates.append((tid, {"status": lane.status, "valid": lane.valid or None,
+                              "epochs": lane.epochs, "best_epoch": lane.best_epoch,
+                              "seconds": seconds / len(ids), "bucket_seconds": seconds,
+                              "curve": lane.curve, "error": lane.error}))
+      store.finish_bucket(updates)
+      for lane in result.lanes:
+        v = lane.valid.get("NDCG@10") if lane.status != "diverged" and lane.valid else None
+        strategy.tell(lane.config, v)
+      # Keep the best config's parameters so its test metrics need no retraining.
+      scores = [l.valid.get("NDCG@10", -1.0) if l.status != "diverged" else -1.0
+                for l in result.lanes]
+      lane_best = int(np.argmax(scores))
+      previous = (_value(best) if best else None) or -1.0
+      if workdir and scores[lane_best] > previous:
+        _save_best(workdir, result, lane_best, ids[lane_best])
+      best = max(store.finished_trials(sid), key=lambda t: _value(t) or -1.0)
+      n_done = len(store.finished_trials(sid))
+      per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
+      eta = _format_eta(per_trial * (spec.budget_trials - n_done))
+      log(f"[{spec.name}] bucket {number}: {len(ids)} lanes, best {scores[lane_best]:.4f}; "
+          f"{n_done}/{spec.budget_trials} trials, study best val NDCG@10 "
+          f"{_value(best) or float('nan'):.4f} (trial {best['number']}), "
+          f"{seconds:.0f} s/bucket, ETA {eta}")
+      if workdir:
+        export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
+  return finish_study(store, spec, data, engine, workdir, log)
+
+
+def _save_best(workdir: str, result, lane: int, trial_id: int) -> None:
+  from vmle_jax.training import save_params
+  params = jax.tree_util.tree_map(lambda x: np.asarray(x[lane]), result.best_params)
+  save_params(os.path.join(workdir, "best_params"), params)
+  with open(os.path.join(workdir, "best_params.json"), "w") as f:
+    json.dump({"trial_id": trial_id, "config": result.lanes[lane].config.to_dict()}, f)
+
+
+def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: Engine,
+                 workdir: str | None, log: Callable[[str], None]) -> dict:
+  """Evaluates the best config on the test split (once) and writes the summary."""
+  study = store.study(spec.name)
+  trials = store.finished_trials(study["id"])
+  scored = [t for t in trials if _value(t) is not None]
+  summary = {"study": spec.name, "strategy": spec.strategy, "dataset": data.name,
+             "trials": len(trials), "seconds": round(study_elapsed(trials), 1)}
+  if scored:
+    best = max(scored, key=_value)
+    cfg = TrialConfig.from_dict(best["config"])
+    test = best.get("test")
+    if test is None:
+      test = _test_metrics(engine, cfg, best["id"], workdir, log)
+      store.update_trial(best["id"], test=test)
+    summary.update({"best_trial": best["number"], "best_config": best["config"],
+                    "best_valid": best["valid"], "best_test": test})
+    log(f"[{spec.name}] best trial {best['number']}: val NDCG@10 {_value(best):.4f}, "
+        f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}")
+  n_done = len(trials)
+  status = "finished" if n_done >= spec.budget_trials or spec.budget_minutes else "interrupted"
+  store.set_study_status(study["id"], status)
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+    export_trials_csv(store, study["id"], os.path.join(workdir, "trials.csv"))
+  return summary
+
+
+def _test_metrics(engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str | None,
+                  log) -> dict:
+  """Test metrics of the best trial: from its saved parameters, else by retraining it alone."""
+  path = os.path.join(workdir, "best_params") if workdir else None
+  meta = os.path.join(workdir, "best_params.json") if workdir else None
+  if path and os.path.exists(meta) and json.load(open(meta))["trial_id"] == trial_id:
+    from vmle_jax.training import load_params
+    params = load_params(path)
+    stacked = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], params)
+    stacked = engine._shard_lanes(jax.tree_util.tree_map(
+        lambda x: np.concatenate([x] * engine.padded_lanes(1)), stacked))
+    ranks = engine.lane_ranks(cfg.static_signature(), stacked, "test")
+    from vmle_jax.eval.ranking import metrics_from_ranks
+    return metrics_from_ranks(ranks[0])
+  log("retraining the best config alone for its test metrics (no saved parameters)")
+  result = engine.train([cfg], label="best")
+  return engine.evaluate(result, "test")[0]
+
+
+def export_trials_csv(store: Store, study_id: int, path: str) -> None:
+  """One row per trial: number, status, epochs, seconds, validation metrics, config."""
+  trials = store.trials(study_id)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["number", "bucket", "status", "epochs", "best_epoch", "seconds",
+                "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "config"])
+    for t in trials:
+      v, te = t.get("valid") or {}, t.get("test") or {}
+      w.writerow([t["number"], t["bucket"], t["status"], t["epochs"], t["best_epoch"],
+                  round(t["seconds"] or 0, 2), v.get("NDCG@10"), v.get("HR@10"),
+                  te.get("NDCG@10"), json.dumps(t["config"], sort_keys=True)])
