@@ -46,3 +46,51 @@ CREATE TABLE trials (
   UNIQUE (study_id, number)
 );
 CREATE INDEX trials_by_status ON trials(study_id, status);
+
+-- version 2: the agent's memory. L1 insights per data set, L2 cognition
+-- summaries per backbone, the proposal and reflection of each trial, and an
+-- account of every planner call (never an API key).
+ALTER TABLE trials ADD COLUMN proposal TEXT;     -- JSON: planner, hypothesis, dimension, expected effect, risk, parent
+ALTER TABLE trials ADD COLUMN reflection TEXT;   -- the planner's reading of the outcome
+
+CREATE TABLE insights (
+  id           INTEGER PRIMARY KEY,
+  dataset_id   INTEGER NOT NULL REFERENCES datasets(id),
+  study_id     INTEGER REFERENCES studies(id) ON DELETE SET NULL,
+  backbone     TEXT NOT NULL,
+  rule         TEXT NOT NULL,          -- one sentence
+  key          TEXT NOT NULL,          -- JSON {dimension, direction[, value]}: what the rule says to do
+  support      TEXT NOT NULL,          -- JSON list of trial ids that support the rule
+  contradict   TEXT NOT NULL,          -- JSON list of trial ids that contradict it
+  confidence   REAL NOT NULL,
+  source       TEXT NOT NULL,          -- the planner that wrote it
+  created_at   REAL NOT NULL,
+  updated_at   REAL NOT NULL,
+  UNIQUE (dataset_id, backbone, key)
+);
+
+CREATE TABLE summaries (
+  id           INTEGER PRIMARY KEY,
+  backbone     TEXT NOT NULL,
+  version      INTEGER NOT NULL,
+  rules        TEXT NOT NULL,          -- JSON ordered list of {rule, key, support, contradict, datasets, confidence}
+  provenance   TEXT NOT NULL,          -- JSON: studies distilled, files imported
+  created_at   REAL NOT NULL,
+  UNIQUE (backbone, version)
+);
+
+CREATE TABLE llm_calls (
+  id            INTEGER PRIMARY KEY,
+  study_id      INTEGER REFERENCES studies(id) ON DELETE SET NULL,
+  planner       TEXT NOT NULL,
+  model         TEXT,
+  purpose       TEXT NOT NULL,         -- propose | reflect
+  prompt_chars  INTEGER,
+  answer_chars  INTEGER,
+  prompt_tokens INTEGER,
+  answer_tokens INTEGER,
+  latency_s     REAL,
+  outcome       TEXT NOT NULL,         -- ok | rejected | invalid_json | error | fallback
+  detail        TEXT,                  -- the rejection reasons or error text
+  created_at    REAL NOT NULL
+);

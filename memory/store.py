@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterable
 
 FINAL_STATUSES = ("finished", "stopped", "diverged", "failed")
+TRIAL_JSON = ("config", "valid", "test", "curve", "proposal")
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
 
@@ -168,7 +169,8 @@ class Store:
       for i, (cfg, ex) in enumerate(zip(configs, extra)):
         cols = {"study_id": study_id, "number": number + i, "config": cfg.canonical_json(),
                 "signature": cfg.signature_key(), "bucket": bucket, "status": "running",
-                "created_at": now, **ex}
+                "created_at": now, **{k: json.dumps(v) if k in TRIAL_JSON else v
+                                      for k, v in ex.items()}}
         cur = c.execute(f"INSERT INTO trials ({', '.join(cols)}) VALUES "
                         f"({', '.join('?' * len(cols))})", tuple(cols.values()))
         ids.append(cur.lastrowid)
@@ -181,8 +183,8 @@ class Store:
     with self.transaction() as c:
       for trial_id, u in updates:
         u = dict(u)
-        for key in ("valid", "test", "curve"):
-          if key in u and not isinstance(u[key], str):
+        for key in TRIAL_JSON:
+          if key in u and u[key] is not None and not isinstance(u[key], str):
             u[key] = json.dumps(u[key])
         u["finished_at"] = now
         sets = ", ".join(f"{k} = ?" for k in u)
@@ -190,8 +192,8 @@ class Store:
 
   def update_trial(self, trial_id: int, **fields) -> None:
     with self.transaction() as c:
-      for key in ("valid", "test", "curve"):
-        if key in fields and not isinstance(fields[key], str):
+      for key in TRIAL_JSON:
+        if key in fields and fields[key] is not None and not isinstance(fields[key], str):
           fields[key] = json.dumps(fields[key])
       sets = ", ".join(f"{k} = ?" for k in fields)
       c.execute(f"UPDATE trials SET {sets} WHERE id = ?", (*fields.values(), trial_id))
@@ -204,10 +206,92 @@ class Store:
       q += f" AND status IN ({', '.join('?' * len(statuses))})"
       args += statuses
     rows = self.conn.execute(q + " ORDER BY number", args)
-    return [_row(r, json_fields=("config", "valid", "test", "curve")) for r in rows]
+    return [_row(r, json_fields=TRIAL_JSON) for r in rows]
 
   def finished_trials(self, study_id: int) -> list[dict]:
     return self.trials(study_id, FINAL_STATUSES)
+
+
+  # ---------------------------------------------------------------- insights (L1)
+  def upsert_insight(self, dataset_id: int, study_id: int | None, backbone: str, rule: str,
+                     key: dict, support: list[int], contradict: list[int], confidence: float,
+                     source: str) -> int:
+    """Writes a rule for (data set, backbone, key); an existing one is replaced by the new evidence."""
+    now = time.time()
+    key_json = json.dumps(key, sort_keys=True)
+    with self.transaction() as c:
+      row = c.execute("SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
+                      (dataset_id, backbone, key_json)).fetchone()
+      values = (rule, json.dumps(sorted(set(support))), json.dumps(sorted(set(contradict))),
+                float(confidence), source, study_id, now)
+      if row:
+        c.execute("UPDATE insights SET rule = ?, support = ?, contradict = ?, confidence = ?, "
+                  "source = ?, study_id = ?, updated_at = ? WHERE id = ?", (*values, row["id"]))
+        return row["id"]
+      cur = c.execute(
+          "INSERT INTO insights (rule, support, contradict, confidence, source, study_id, "
+          "updated_at, dataset_id, backbone, key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          (*values, dataset_id, backbone, key_json, now))
+      return cur.lastrowid
+
+  def insights(self, backbone: str | None = None, dataset_id: int | None = None,
+               study_id: int | None = None) -> list[dict]:
+    q, args = "SELECT i.*, d.name AS dataset FROM insights i JOIN datasets d ON d.id = i.dataset_id WHERE 1", []
+    for col, val in (("i.backbone", backbone), ("i.dataset_id", dataset_id),
+                     ("i.study_id", study_id)):
+      if val is not None:
+        q += f" AND {col} = ?"
+        args.append(val)
+    rows = self.conn.execute(q + " ORDER BY i.confidence DESC, i.id", args)
+    return [_row(r, json_fields=("key", "support", "contradict")) for r in rows]
+
+  # ---------------------------------------------------------------- summaries (L2)
+  def add_summary(self, backbone: str, rules: list[dict], provenance: dict) -> int:
+    """Stores a new version of a backbone's cognition summary; returns the version."""
+    with self.transaction() as c:
+      version = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM summaries WHERE backbone = ?",
+                          (backbone,)).fetchone()[0]
+      c.execute("INSERT INTO summaries (backbone, version, rules, provenance, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (backbone, version, json.dumps(rules),
+                                          json.dumps(provenance, sort_keys=True), time.time()))
+      return version
+
+  def summary(self, backbone: str, version: int | None = None) -> dict | None:
+    q = "SELECT * FROM summaries WHERE backbone = ?"
+    args: list[Any] = [backbone]
+    if version is not None:
+      q += " AND version = ?"
+      args.append(version)
+    r = self.conn.execute(q + " ORDER BY version DESC LIMIT 1", args).fetchone()
+    return _row(r, json_fields=("rules", "provenance")) if r else None
+
+  def summaries(self) -> list[dict]:
+    return [_row(r, json_fields=("rules", "provenance"))
+            for r in self.conn.execute("SELECT * FROM summaries ORDER BY backbone, version")]
+
+  # ---------------------------------------------------------------- planner calls
+  def log_llm_call(self, study_id: int | None, planner: str, model: str | None, purpose: str,
+                   outcome: str, prompt_chars: int = 0, answer_chars: int = 0,
+                   prompt_tokens: int = 0, answer_tokens: int = 0, latency_s: float = 0.0,
+                   detail: str | None = None) -> None:
+    with self.transaction() as c:
+      c.execute("INSERT INTO llm_calls (study_id, planner, model, purpose, prompt_chars, "
+                "answer_chars, prompt_tokens, answer_tokens, latency_s, outcome, detail, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (study_id, planner, model, purpose, prompt_chars, answer_chars, prompt_tokens,
+                 answer_tokens, latency_s, outcome, detail, time.time()))
+
+  def llm_calls(self, study_id: int | None = None) -> list[dict]:
+    if study_id is None:
+      rows = self.conn.execute("SELECT * FROM llm_calls ORDER BY id")
+    else:
+      rows = self.conn.execute("SELECT * FROM llm_calls WHERE study_id = ? ORDER BY id", (study_id,))
+    return [dict(r) for r in rows]
+
+  def tokens_used(self, study_id: int) -> int:
+    row = self.conn.execute("SELECT COALESCE(SUM(prompt_tokens + answer_tokens), 0) FROM llm_calls "
+                            "WHERE study_id = ?", (study_id,)).fetchone()
+    return int(row[0])
 
 
 def _statements(sql: str) -> list[str]:

@@ -38,6 +38,7 @@ class StudySpec:
   strategy: str = "random"
   budget_trials: int = 16
   budget_minutes: float | None = None
+  budget_tokens: int | None = None  # LLM planners: stop when the study has used this many
   lanes: int = 8
   seed: int = 0
   dims: tuple[str, ...] | None = None  # searched dimensions (None: the backbone's default space)
@@ -59,7 +60,8 @@ def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: Sear
   if study is None:
     settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
                 "space": space.describe(), "base": space.base.to_dict()}
-    budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes}
+    budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes,
+              "tokens": spec.budget_tokens}
     sid = store.create_study(spec.name, dataset_id, spec.backbone, spec.strategy, budget, settings)
     return store.study(sid)
   if not resume:
@@ -93,6 +95,8 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
   """Runs (or resumes) a study to its budget; returns its summary (also in workdir)."""
   study = open_study(store, spec, data, space, schedule, resume, log)
   sid = study["id"]
+  if hasattr(strategy, "bind"):
+    strategy.bind(store, study, data)
   engine = engine or Engine(data, schedule, log=log if engine_log else None)
   finished = store.finished_trials(sid)
   done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
@@ -107,14 +111,20 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
     if spec.budget_minutes is not None and elapsed >= 60 * spec.budget_minutes:
       log(f"time budget of {spec.budget_minutes} min reached")
       break
+    if spec.budget_tokens is not None and hasattr(strategy, "tokens_used") \
+        and strategy.tokens_used() >= spec.budget_tokens:
+      log(f"token budget of {spec.budget_tokens} reached")
+      break
     proposals = strategy.ask(min(spec.lanes, spec.budget_trials - n_done), done)
     if not proposals:
       log("the strategy has nothing left to propose")
       break
+    batch_ids = []
     for bucket in group_buckets(proposals):
       tb = time.perf_counter()
       configs = [p.config for p in bucket]
-      ids, number = store.start_bucket(sid, configs)
+      ids, number = store.start_bucket(sid, configs, [{"proposal": p.note} for p in bucket])
+      batch_ids += ids
       result = engine.train(configs, label=f"{spec.name} b{number}")
       seconds = time.perf_counter() - tb
       updates = []
@@ -144,7 +154,14 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
           f"{seconds:.0f} s/bucket, ETA {eta}")
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
-  return finish_study(store, spec, data, engine, workdir, log)
+    if hasattr(strategy, "after_batch"):
+      strategy.after_batch(batch_ids)
+  summary = finish_study(store, spec, data, engine, workdir, log)
+  if hasattr(strategy, "finish"):
+    cognition = strategy.finish()
+    if cognition:
+      summary["cognition_summary_version"] = cognition["version"]
+  return summary
 
 
 def _save_best(workdir: str, result, lane: int, trial_id: int) -> None:

@@ -1,0 +1,100 @@
+"""vmle-memory: inspect the SQLite memory; export and import cognition summaries.
+
+  vmle-memory studies                     # one line per study
+  vmle-memory trials --study=NAME         # the study's trials
+  vmle-memory insights [--backbone=sasrec]
+  vmle-memory summary [--backbone=sasrec] # the latest cognition summary
+  vmle-memory export --out=sasrec-summary.json [--backbone=sasrec]   # + .md
+  vmle-memory import --file=sasrec-summary.json --db=other.sqlite
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags
+
+from vmle_jax.launch import common
+
+COMMANDS = ("studies", "trials", "insights", "summary", "export", "import", "calls")
+flags.DEFINE_string("db", "runs/memory.sqlite", "SQLite memory file.")
+flags.DEFINE_string("study", None, "Study name (for `trials` and `calls`).")
+flags.DEFINE_string("backbone", "sasrec", "Backbone of the summary or insights.")
+flags.DEFINE_string("out", None, "Output JSON path for `export` (a .md is written beside it).")
+flags.DEFINE_string("file", None, "Summary JSON to `import`.")
+FLAGS = flags.FLAGS
+
+
+def main(argv) -> None:
+  from vmle_jax.memory import summaries
+  from vmle_jax.memory.store import Store, StoreError
+
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    common.fail(f"give one command: {' | '.join(COMMANDS)} (see --help)")
+  command = argv[1]
+  if command != "import" and not os.path.exists(FLAGS.db):
+    common.fail(f"--db={FLAGS.db}: no such memory file")
+  try:
+    store = Store(FLAGS.db)
+  except StoreError as e:
+    common.fail(str(e))
+  if command == "studies":
+    for s in store.studies():
+      trials = store.finished_trials(s["id"])
+      vals = [t["valid"]["NDCG@10"] for t in trials if t.get("valid")]
+      print(f"{s['name']}: {s['strategy']} {s['backbone']} on dataset {s['dataset_id']}, "
+            f"{len(trials)} trials, best val NDCG@10 {max(vals) if vals else float('nan'):.4f}, "
+            f"{s['status']}")
+  elif command in ("trials", "calls"):
+    study = store.study(FLAGS.study) if FLAGS.study else None
+    if study is None:
+      common.fail(f"--study={FLAGS.study!r}: no such study in {FLAGS.db}")
+    if command == "calls":
+      for c in store.llm_calls(study["id"]):
+        print(json.dumps({k: c[k] for k in ("planner", "model", "purpose", "outcome",
+                                            "prompt_tokens", "answer_tokens", "latency_s",
+                                            "detail")}))
+      return
+    for t in store.trials(study["id"]):
+      v = (t.get("valid") or {}).get("NDCG@10")
+      p = t.get("proposal") or {}
+      change = (f"{p.get('dimension')} {p.get('old_value')!r}->{p.get('new_value')!r}"
+                if p.get("dimension") else "default")
+      print(f"#{t['number']:3d} {t['status']:9s} val NDCG@10 "
+            f"{v if v is None else round(v, 4)!s:8s} {change}"
+            + (f"  | {t['reflection']}" if t.get("reflection") else ""))
+  elif command == "insights":
+    for i in store.insights(backbone=FLAGS.backbone):
+      print(f"[{i['dataset']}] {i['rule']} (confidence {i['confidence']:.2f}, "
+            f"support {len(i['support'])}, contradict {len(i['contradict'])}, {i['source']})")
+  elif command == "summary":
+    s = store.summary(FLAGS.backbone)
+    if s is None:
+      common.fail(f"no cognition summary for {FLAGS.backbone} in {FLAGS.db}")
+    print(summaries.to_markdown({"backbone": FLAGS.backbone, "version": s["version"],
+                                 "provenance": s["provenance"], "rules": s["rules"]}))
+  elif command == "export":
+    if not FLAGS.out:
+      common.fail("export needs --out=<path>.json")
+    try:
+      paths = summaries.export_summary(store, FLAGS.backbone, FLAGS.out)
+    except ValueError as e:
+      common.fail(str(e))
+    print(f"wrote {paths[0]} and {paths[1]}")
+  elif command == "import":
+    if not FLAGS.file:
+      common.fail("import needs --file=<summary>.json")
+    try:
+      version = summaries.import_summary(store, FLAGS.file)
+    except ValueError as e:
+      common.fail(str(e))
+    print(f"imported {FLAGS.file} into {FLAGS.db} as version {version}")
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,99 @@
+"""vmle-tune: the agent tunes a backbone on a data set, learning as it goes.
+
+  vmle-tune                                   # synthetic data, heuristic planner (offline)
+  vmle-tune --dataset=beauty --data_dir=../shared/data --budget_trials=24 \
+      --db=runs/memory.sqlite --study=beauty-agent
+  GEMINI_API_KEY=... vmle-tune --planner=gemini --dataset=toys ...
+  vmle-tune --dataset=toys --summary_from=runs/sasrec-summary.json   # transfer
+
+Each round: recall the memory, propose a batch (one change from the best per
+trial, with hypothesis, expected effect and risk), validate, train the batch
+as lanes, reflect, write insights. At the end the study's insights are
+distilled into the backbone's cognition summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from absl import app, flags
+
+from vmle_jax.launch import common
+
+common.define_data_flags()
+common.define_schedule_flags(default_epochs=40)
+common.define_study_flags()
+flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"],
+                  "Who proposes trials: heuristic (offline, deterministic, the default; not an "
+                  "LLM), gemini (google-genai; key from GEMINI_API_KEY or GOOGLE_API_KEY), or "
+                  "replay (answers from a recorded --transcript).")
+flags.DEFINE_string("model", None, "Gemini model name (default: a current Flash model).")
+flags.DEFINE_string("gemini_base_url", None, "Gemini API base URL (for proxies and tests).")
+flags.DEFINE_string("transcript", None, "Recorded transcript.jsonl for --planner=replay.")
+flags.DEFINE_string("summary_from", None,
+                    "Import a cognition summary (JSON from `vmle-memory export`) before tuning.")
+flags.DEFINE_integer("budget_tokens", None, "Stop when the planner has used this many tokens.")
+flags.DEFINE_integer("max_retries", 2, "Re-asks after a rejected planner answer.")
+flags.DEFINE_list("dims", None, "Searched dimensions (default: the backbone's whole space).")
+common.define_config_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv) -> None:
+  common.reject_positional(argv)
+  from vmle_jax.memory import summaries
+  from vmle_jax.memory.store import Store, StoreError
+  from vmle_jax.search.agent import AgentStrategy
+  from vmle_jax.search.planners import Transcript, make_planner
+  from vmle_jax.search.space import SearchSpace, SpaceError
+  from vmle_jax.search.study import StudySpec, run_study
+
+  data = common.dataset_from_flags(FLAGS)
+  schedule = common.schedule_from_flags(FLAGS)
+  base = common.config_from_flags(FLAGS)
+  try:
+    space = SearchSpace.for_backbone(base.backbone, base=base, only=FLAGS.dims,
+                                     fixed=common.explicit_config_flags(FLAGS))
+  except SpaceError as e:
+    common.fail(f"--dims: {e}")
+  name = FLAGS.study or f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}"
+  workdir = FLAGS.workdir or os.path.join("runs", name)
+  try:
+    planner = make_planner(FLAGS.planner, FLAGS.model, FLAGS.transcript, FLAGS.gemini_base_url)
+  except Exception as e:  # missing key, missing package, missing transcript
+    common.fail(str(e))
+  lanes = common.lanes_from_flags(FLAGS, space, data)
+  spec = StudySpec(name=name, backbone=base.backbone, strategy=f"agent:{FLAGS.planner}",
+                   budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
+                   budget_tokens=FLAGS.budget_tokens, lanes=lanes, seed=FLAGS.seed,
+                   dims=tuple(space.names))
+  try:
+    store = Store(FLAGS.db)
+    if FLAGS.summary_from:
+      try:
+        version = summaries.import_summary(store, FLAGS.summary_from)
+      except ValueError as e:
+        common.fail(f"--summary_from: {e}")
+      print(f"imported cognition summary {FLAGS.summary_from} as version {version}")
+    transcript = Transcript(os.path.join(workdir, "transcript.jsonl"))
+    strategy = AgentStrategy(planner, space, max_retries=FLAGS.max_retries, transcript=transcript)
+    print(f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
+          f"trials; {lanes} lanes per bucket on {common.device_summary()}")
+    t0 = time.perf_counter()
+    summary = run_study(spec, data, store, strategy, space, schedule, resume=FLAGS.resume,
+                        workdir=workdir, engine_log=FLAGS.verbose_epochs)
+  except StoreError as e:
+    common.fail(str(e))
+  insights = store.insights(study_id=store.study(name)["id"])
+  print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials, "
+        f"{len(insights)} insights, cognition summary version "
+        f"{summary.get('cognition_summary_version')}; memory {FLAGS.db}; results {workdir}")
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,148 @@
+"""Cognition summaries (L2): a backbone's tuning rules distilled from insights, and their transfer.
+
+`distill` merges every insight of a backbone in this memory (all data sets)
+with the rules imported from other memories: rules with the same key
+(dimension, direction, value) are one rule whose evidence counts add up and
+whose data sets are listed; rules that the trials contradict more than
+support are dropped; the rest are ordered by confidence, then evidence. Each
+distillation is a new version. `export_summary` writes JSON (for `import`)
+and markdown (for people); `import_summary` stores the rules of a file as an
+imported version that later distillations keep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from vmle_jax.memory.store import Store
+
+FORMAT = "vmle-jax cognition summary v1"
+
+
+def _confidence(support: int, contradict: int) -> float:
+  return (support + 1) / (support + contradict + 2)
+
+
+def _key(d: dict) -> str:
+  return json.dumps({"dimension": d.get("dimension"), "direction": d.get("direction"),
+                     "value": d.get("value")}, sort_keys=True)
+
+
+def merge_rules(local: list[dict], imported: list[dict]) -> list[dict]:
+  """Rules merged by key; see the module docstring."""
+  merged: dict[str, dict] = {}
+  for r in imported:
+    k = _key(r["key"])
+    m = merged.setdefault(k, {"key": json.loads(k), "rule": r["rule"], "support": 0,
+                              "contradict": 0, "datasets": [], "imported": True})
+    m["support"] += int(r.get("support", 0))
+    m["contradict"] += int(r.get("contradict", 0))
+    m["datasets"] = sorted(set(m["datasets"]) | set(r.get("datasets", [])))
+  for ins in local:
+    k = _key(ins["key"])
+    m = merged.setdefault(k, {"key": json.loads(k), "rule": ins["rule"], "support": 0,
+                              "contradict": 0, "datasets": [], "imported": False})
+    m["support"] += len(ins["support"])
+    m["contradict"] += len(ins["contradict"])
+    m["datasets"] = sorted(set(m["datasets"]) | {ins["dataset"]})
+    if not m.get("imported"):
+      m["rule"] = ins["rule"]
+  out = []
+  for m in merged.values():
+    if m["contradict"] > m["support"]:
+      continue  # contradicted by the evidence: dropped
+    m["confidence"] = round(_confidence(m["support"], m["contradict"]), 4)
+    m["rule"] = _general_rule(m)
+    out.append(m)
+  out.sort(key=lambda m: (-m["confidence"], -(m["support"] + m["contradict"]), _key(m["key"])))
+  return out
+
+
+def _general_rule(m: dict) -> str:
+  k = m["key"]
+  what = {"up": f"raise {k['dimension']}", "down": f"lower {k['dimension']}",
+          "set": f"set {k['dimension']}={k.get('value')}"}.get(k["direction"], k["dimension"])
+  n = m["support"] + m["contradict"]
+  return (f"{what}: improved {m['support']} of {n} trials "
+          f"({', '.join(m['datasets']) or 'imported'})")
+
+
+def distill(store: Store, backbone: str, provenance: dict | None = None) -> int:
+  """Writes a new version of the backbone's summary; returns the version number."""
+  latest = store.summary(backbone)
+  imported = [r for r in (latest or {}).get("rules", []) if r.get("imported")]
+  local = store.insights(backbone=backbone)
+  rules = merge_rules(local, imported)
+  prov = dict(provenance or {})
+  prov["datasets"] = sorted({i["dataset"] for i in local})
+  prov["insights"] = len(local)
+  if latest:
+    prov["previous_version"] = latest["version"]
+  return store.add_summary(backbone, rules, prov)
+
+
+def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
+  """Writes <path> (JSON) and the same path with .md; returns both paths."""
+  summary = store.summary(backbone)
+  if summary is None:
+    raise ValueError(f"no cognition summary for backbone {backbone!r} in {store.path}; "
+                     "run a study with vmle-tune first")
+  doc = {"format": FORMAT, "backbone": backbone, "version": summary["version"],
+         "provenance": summary["provenance"], "rules": summary["rules"]}
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(doc, f, indent=2, sort_keys=True)
+  md = os.path.splitext(path)[0] + ".md"
+  with open(md, "w") as f:
+    f.write(to_markdown(doc))
+  return path, md
+
+
+def to_markdown(doc: dict) -> str:
+  lines = [f"# Cognition summary: {doc['backbone']} (version {doc['version']})", "",
+           f"Distilled from: {', '.join(doc['provenance'].get('datasets', [])) or 'imports'}.", "",
+           "| # | rule | support | contradict | confidence | data sets |",
+           "|---|---|---|---|---|---|"]
+  for i, r in enumerate(doc["rules"], 1):
+    lines.append(f"| {i} | {r['rule']} | {r['support']} | {r['contradict']} | "
+                 f"{r['confidence']:.2f} | {', '.join(r['datasets'])} |")
+  return "\n".join(lines) + "\n"
+
+
+def import_summary(store: Store, path: str) -> int:
+  """Stores a summary file's rules as an imported version; returns the version."""
+  try:
+    with open(path) as f:
+      doc = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"summary file {path}: {e}") from None
+  if doc.get("format") != FORMAT:
+    raise ValueError(f"summary file {path}: not a vmle-jax cognition summary "
+                     f"(format {doc.get('format')!r})")
+  new = [{**r, "imported": True} for r in doc["rules"]]
+  latest = store.summary(doc["backbone"])
+  earlier = [r for r in (latest or {}).get("rules", []) if r.get("imported")]
+  merged = merge_rules(store.insights(backbone=doc["backbone"]), earlier + new)
+  return store.add_summary(doc["backbone"], merged,
+                           {"imported_from": os.path.abspath(path),
+                            "source_version": doc.get("version"),
+                            "datasets": doc.get("provenance", {}).get("datasets", [])})
+
+
+def similar_datasets(store: Store, dataset_id: int, k: int = 2) -> list[int]:
+  """The k other data sets closest in (log users, log items, log density, avg length)."""
+  rows = store.datasets()
+  target = next((r for r in rows if r["id"] == dataset_id), None)
+  if target is None:
+    return []
+
+  def vec(stats):
+    return (math.log1p(stats.get("users", 0)), math.log1p(stats.get("items", 0)),
+            math.log(max(stats.get("density", 1e-9), 1e-9)), math.log1p(stats.get("avg_len", 0)))
+
+  tv = vec(target["stats"])
+  others = [(sum((a - b) ** 2 for a, b in zip(vec(r["stats"]), tv)), r["id"])
+            for r in rows if r["id"] != dataset_id]
+  return [i for _, i in sorted(others)[:k]]

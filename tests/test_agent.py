@@ -1,0 +1,288 @@
+"""The agent: the closed loop, bad planner answers, the Gemini path, memory and transfer."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vmle_jax.config import Schedule, TrialConfig
+from vmle_jax.data import make_synthetic
+from vmle_jax.engine import Engine
+from vmle_jax.memory import summaries
+from vmle_jax.memory.store import Store
+from vmle_jax.search.agent import AgentStrategy, validate_proposals
+from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
+from vmle_jax.search.space import SearchSpace
+from vmle_jax.search.study import StudySpec, run_study
+
+from fake_gemini import FakeGemini, error_reply, slow_reply, text_reply
+
+TINY = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, num_negatives=32)
+SCHEDULE = Schedule(max_epochs=4, patience=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+  return make_synthetic(num_users=300, num_items=80, seed=11)
+
+
+@pytest.fixture(scope="module")
+def engine(data):
+  return Engine(data, SCHEDULE, log=None)
+
+
+def _space(**fixed):
+  return SearchSpace.for_backbone("sasrec", base=TINY, only=["lr", "dropout", "num_negatives",
+                                                             "weight_decay", "norm"],
+                                  fixed=fixed)
+
+
+def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, transcript=None):
+  space = space or _space()
+  strategy = AgentStrategy(planner, space, log=lambda s: None, transcript=transcript)
+  spec = StudySpec(name=name, strategy=f"agent:{planner.name}", budget_trials=trials,
+                   lanes=lanes)
+  summary = run_study(spec, data, store, strategy, space, SCHEDULE, engine=engine,
+                      log=lambda s: None, engine_log=False)
+  return summary, store.study(name)
+
+
+def test_validation_names_every_problem():
+  space = _space()
+  base = space.default_config().to_dict()
+  done = {space.default_config().canonical_json()}
+  numbers = {space.default_config().canonical_json(): 0}
+  accepted, reasons = validate_proposals("not json at all", space, base, done, numbers)
+  assert not accepted and "not valid JSON" in reasons[0]
+  answer = {"proposals": [
+      {"changes": {"lr": 0.002}, "dimension": "lr", "hypothesis": "h"},
+      {"changes": {"colour": 1}, "dimension": "colour"},
+      {"changes": {"dropout": 3.0}, "dimension": "dropout"},
+      {"changes": {"lr": base["lr"]}, "dimension": "lr"},
+      {"changes": {}, "dimension": "lr"}]}
+  accepted, reasons = validate_proposals(json.dumps(answer), space, base, done, numbers)
+  assert [c.lr for c, _ in accepted] == [0.002]
+  text = " | ".join(reasons)
+  assert "'colour' is not a searchable parameter" in text
+  assert "dropout=3.0 is outside [0.0, 0.8]" in text
+  assert "duplicates trial 0, already run" in text
+  assert "non-empty 'changes'" in text
+
+
+def test_heuristic_loop_writes_proposals_reflections_insights_and_summary(data, engine, tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  summary, study = _run(data, engine, store, HeuristicPlanner(), "h", trials=7)
+  trials = store.finished_trials(study["id"])
+  assert len(trials) == 7
+  assert trials[0]["proposal"]["changed"] == []  # the default config comes first
+  for t in trials[1:]:
+    p = t["proposal"]
+    assert p["one_change"] and p["hypothesis"] and p["risk"] and p["expected_effect"]
+    assert t["reflection"], t
+  insights = store.insights(study_id=study["id"])
+  assert insights and all(i["support"] or i["contradict"] for i in insights)
+  assert summary["cognition_summary_version"] == 1
+  assert "NDCG@10" in summary["best_test"]
+  # Test metrics exist only for the best config.
+  assert sum(1 for t in trials if t["test"]) == 1
+  calls = store.llm_calls(study["id"])
+  assert calls and all(c["planner"] == "heuristic" for c in calls)
+
+
+def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine, tmp_path):
+  bad = [
+      "this is not JSON",
+      {"proposals": [{"changes": {"learning_rate": 0.01}, "dimension": "learning_rate",
+                      "hypothesis": "h", "expected_effect": "e", "risk": "r"}]},
+      {"proposals": [{"changes": {"lr": 99.0}, "dimension": "lr", "hypothesis": "h",
+                      "expected_effect": "e", "risk": "r"}]},
+  ]
+  path = tmp_path / "transcript.jsonl"
+  path.write_text("".join(json.dumps({"purpose": "propose", "content": c}) + "\n" for c in bad))
+  store = Store(str(tmp_path / "m.sqlite"))
+  summary, study = _run(data, engine, store, ReplayPlanner(str(path)), "r", trials=3, lanes=3)
+  calls = store.llm_calls(study["id"])
+  outcomes = [c["outcome"] for c in calls if c["purpose"] == "propose"]
+  assert outcomes[:3] == ["invalid_json", "rejected", "rejected"]
+  assert "fallback" in outcomes
+  details = " ".join(c["detail"] or "" for c in calls)
+  assert "'learning_rate' is not a searchable parameter" in details and "lr=99.0" in details
+  trials = store.finished_trials(study["id"])
+  assert len(trials) == 3
+  assert all(t["proposal"]["planner"] == "heuristic" and t["proposal"]["fallback"]
+             for t in trials[1:])
+  assert not any(t["config"]["lr"] == 99.0 for t in trials)
+
+
+def _gemini_proposal(lr):
+  return json.dumps({"proposals": [{"changes": {"lr": lr}, "dimension": "lr",
+                                    "hypothesis": "a larger step", "expected_effect": "+NDCG",
+                                    "risk": "divergence"}]})
+
+
+REFLECTION = json.dumps({"reflections": [{"trial": 1, "text": "the larger step helped"}],
+                         "rules": [{"rule": "raise lr on tiny data", "dimension": "lr",
+                                    "direction": "up", "supporting_trials": [1],
+                                    "contradicting_trials": []}]})
+
+
+def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monkeypatch):
+  key = "AIzaFAKEKEY-never-to-be-written-0123456789"
+  monkeypatch.setenv("GEMINI_API_KEY", key)
+  from vmle_jax.search.planners import gemini
+  script = [
+      error_reply(429),                      # rate limited, then...
+      text_reply(_gemini_proposal(0.002)),   # ...a good answer
+      text_reply(REFLECTION),
+      text_reply("{not json"),               # malformed
+      text_reply(_gemini_proposal(5.0)),     # out of range
+      slow_reply(3.0, _gemini_proposal(0.003)),  # times out (client timeout 1 s) ...
+      slow_reply(3.0, _gemini_proposal(0.003)),
+      slow_reply(3.0, _gemini_proposal(0.003)),
+      text_reply(REFLECTION),
+  ]
+  fake = FakeGemini(script)
+  try:
+    planner = gemini.GeminiPlanner(model="gemini-test", base_url=fake.url, timeout_s=1.0,
+                                   max_attempts=2, backoff_s=0.0)
+    store = Store(str(tmp_path / "m.sqlite"))
+    from vmle_jax.search.planners import Transcript
+    summary, study = _run(data, engine, store, planner, "g", trials=3, lanes=2,
+                          transcript=Transcript(str(tmp_path / "transcript.jsonl")))
+  finally:
+    fake.close()
+  assert all(r["headers"].get("x-goog-api-key") == key for r in fake.requests)
+  assert all("gemini-test:generateContent" in r["path"] for r in fake.requests)
+  trials = store.finished_trials(study["id"])
+  assert trials[1]["config"]["lr"] == 0.002 and trials[1]["proposal"]["planner"] == "gemini"
+  assert trials[1]["reflection"] == "the larger step helped"
+  calls = store.llm_calls(study["id"])
+  outcomes = [c["outcome"] for c in calls]
+  assert "ok" in outcomes and "invalid_json" in outcomes and "rejected" in outcomes
+  assert "error" in outcomes and "fallback" in outcomes
+  ok = next(c for c in calls if c["outcome"] == "ok")
+  assert ok["prompt_tokens"] == 120 and ok["answer_tokens"] == 40 and ok["model"] == "gemini-test"
+  assert store.tokens_used(study["id"]) >= 160
+  # The prompt carried the space, the trials table and the coverage map.
+  prompt = fake.requests[3]["body"]["contents"][0]["parts"][0]["text"]
+  assert "## Search space" in prompt and "| # | change |" in prompt and "Coverage map" in prompt
+  # The key is in no file the run wrote.
+  store.close()
+  for root, _, files in os.walk(tmp_path):
+    for f in files:
+      with open(os.path.join(root, f), "rb") as fh:
+        assert key.encode() not in fh.read(), f
+
+
+def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
+  source = Store(str(tmp_path / "a.sqlite"))
+  _run(data, engine, source, HeuristicPlanner(), "a", trials=7)
+  summary = source.summary("sasrec")
+  assert summary and summary["rules"]
+  out, md = summaries.export_summary(source, "sasrec", str(tmp_path / "s.json"))
+  assert "| # | rule |" in open(md).read()
+  target = Store(str(tmp_path / "b.sqlite"))
+  version = summaries.import_summary(target, out)
+  imported = target.summary("sasrec", version)
+  assert [r["key"] for r in imported["rules"]] == [r["key"] for r in summary["rules"]]
+  # The heuristic applies a supported summary rule before anything else.
+  rule = {"rule": "raise dropout", "key": {"dimension": "dropout", "direction": "up",
+                                           "value": None},
+          "support": 5, "contradict": 0, "datasets": ["x"], "confidence": 0.86}
+  ctx = {"search_space": _space(), "best": None, "trials": [], "done": set(),
+         "coverage": {}, "insights": [], "summary": {"rules": [rule]},
+         "dataset": {"name": "y", "stats": {"density": 0.5}}, "backbone": "sasrec"}
+  first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
+  assert first["dimension"] == "dropout" and "memory" in first["hypothesis"]
+  with pytest.raises(ValueError, match="not a vmle-jax cognition summary"):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    summaries.import_summary(target, str(bad))
+
+
+def test_old_memory_files_are_migrated(tmp_path):
+  from vmle_jax.memory.store import _statements, schema_sections
+  path = str(tmp_path / "old.sqlite")
+  conn = sqlite3.connect(path)
+  for statement in _statements(schema_sections()[0][1]):
+    conn.execute(statement)
+  conn.execute("PRAGMA user_version = 1")
+  conn.execute("INSERT INTO datasets (name, sha256, stats, created_at) VALUES ('d', 'x', '{}', 0)")
+  conn.commit()
+  conn.close()
+  store = Store(path)
+  assert store.version >= 2 and store.datasets()[0]["name"] == "d"
+  assert store.insights() == [] and store.summary("sasrec") is None
+
+
+TUNE_ARGS = ["--dims=lr,dropout,weight_decay", "--hidden=16", "--blocks=1", "--max_len=10",
+             "--num_negatives=16", "--epochs=3", "--lanes=2", "--budget_trials=8",
+             "--verbose_epochs=false"]
+
+
+def _tune(tmp_path, *extra, wait=True):
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  cmd = [sys.executable, "-m", "vmle_jax.launch.tune", *TUNE_ARGS,
+         f"--db={tmp_path / 'm.sqlite'}", f"--workdir={tmp_path / 'w'}", "--study=t", *extra]
+  if not wait:
+    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+  return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _rows(db, sql):
+  if not os.path.exists(db):
+    return []
+  conn = sqlite3.connect(db, timeout=30)
+  try:
+    return conn.execute(sql).fetchall()
+  except sqlite3.OperationalError:
+    return []
+  finally:
+    conn.close()
+
+
+def test_kill_9_mid_round_then_resume(tmp_path):
+  db = str(tmp_path / "m.sqlite")
+  done_sql = "SELECT id, config, valid FROM trials WHERE status != 'running' ORDER BY number"
+  proc = _tune(tmp_path, wait=False)
+  deadline = time.time() + 400
+  while len(_rows(db, done_sql)) < 3 and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.3)
+  before = _rows(db, done_sql)
+  insights_before = _rows(db, "SELECT key, support FROM insights")
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert 3 <= len(before) < 8
+  out = _tune(tmp_path, "--resume")
+  assert out.returncode == 0, out.stdout + out.stderr
+  after = _rows(db, done_sql)
+  assert len(after) == 8 and len({r[1] for r in after}) == 8
+  assert after[:len(before)] == before
+  keys_after = {r[0] for r in _rows(db, "SELECT key, support FROM insights")}
+  assert {r[0] for r in insights_before} <= keys_after
+  assert "not an LLM" in out.stdout
+
+
+def test_heuristic_agent_beats_the_default_on_the_synthetic_default(tmp_path):
+  data = make_synthetic()
+  space = SearchSpace.for_backbone("sasrec", base=TrialConfig(hidden=32, blocks=1, max_len=20,
+                                                              num_negatives=64),
+                                   fixed={"hidden": 32, "blocks": 1, "max_len": 20})
+  store = Store(str(tmp_path / "m.sqlite"))
+  strategy = AgentStrategy(HeuristicPlanner(), space, log=lambda s: None)
+  spec = StudySpec(name="syn", strategy="agent:heuristic", budget_trials=24, lanes=8)
+  summary = run_study(spec, data, store, strategy, space, Schedule(max_epochs=6, patience=2),
+                      log=lambda s: None, engine_log=False)
+  trials = store.finished_trials(store.study("syn")["id"])
+  default = trials[0]
+  assert default["proposal"]["changed"] == []
+  assert len(trials) == 24
+  assert summary["best_valid"]["NDCG@10"] > default["valid"]["NDCG@10"]
+  assert store.insights(study_id=store.study("syn")["id"])
+  assert store.summary("sasrec")["rules"]

@@ -1,0 +1,323 @@
+"""The agent: recall -> propose -> validate -> train -> reflect -> write memory, per batch.
+
+`AgentStrategy` plugs a planner (heuristic, gemini, replay) into the shared
+study loop (search/study.py). For each batch it builds the planner's context
+from the SQLite memory (data-set stats, the study's trials, the current best,
+the coverage map, insights of this and similar data sets, the backbone's
+cognition summary), asks for proposals, validates every one against the
+search space (unknown parameter, out-of-range value, duplicate of a finished
+trial: rejected with the reason, re-asked with the reasons in the prompt, at
+most `max_retries` times, then the heuristic planner fills the batch and the
+fallback is recorded), and after training asks for reflections and rules,
+which become insights. At the end of the study the insights are distilled
+into the backbone's cognition summary. Nothing a planner writes is executed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Callable
+
+from vmle_jax.config import TrialConfig
+from vmle_jax.memory import summaries
+from vmle_jax.memory.store import Store
+from vmle_jax.search.planners.base import DIRECTIONS, Answer
+from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules, trial_move
+from vmle_jax.search.space import SearchSpace, SpaceError
+from vmle_jax.search.strategies import Proposal
+
+
+def laplace_confidence(support: int, contradict: int) -> float:
+  """(s + 1) / (s + c + 2): 0.5 with no evidence, towards 1 with consistent support."""
+  return (support + 1) / (support + contradict + 2)
+
+
+def parse_json(content) -> dict:
+  """A planner answer as a dict; LLM text may wrap the JSON in a code fence."""
+  if isinstance(content, dict):
+    return content
+  text = str(content).strip()
+  fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.S)
+  if fence:
+    text = fence.group(1)
+  value = json.loads(text)
+  if not isinstance(value, dict):
+    raise ValueError("the answer is JSON but not an object")
+  return value
+
+
+def validate_proposals(content, space: SearchSpace, base: dict, done: set[str],
+                       trial_numbers: dict[str, int]) -> tuple[list[tuple[TrialConfig, dict]], list[str]]:
+  """Accepted (config, item) pairs and the reasons every other proposal was rejected."""
+  try:
+    answer = parse_json(content)
+  except (ValueError, json.JSONDecodeError) as e:
+    return [], [f"the answer is not valid JSON ({e}); answer with one JSON object"]
+  items = answer.get("proposals")
+  if not isinstance(items, list):
+    return [], ["the answer has no 'proposals' list"]
+  accepted, reasons, seen = [], [], set(done)
+  for i, item in enumerate(items, 1):
+    if not isinstance(item, dict) or not isinstance(item.get("changes"), dict) \
+        or not item["changes"]:
+      reasons.append(f"proposal {i}: needs a non-empty 'changes' object")
+      continue
+    changes = item["changes"]
+    unknown = [k for k in changes if k not in space.dims]
+    if unknown:
+      reasons.append(f"proposal {i}: {', '.join(map(repr, unknown))} "
+                     f"{'is not a' if len(unknown) == 1 else 'are not'} searchable parameter"
+                     f"{'' if len(unknown) == 1 else 's'} (searchable: {', '.join(space.dims)})")
+      continue
+    try:
+      cfg = space.validate({**{k: base[k] for k in space.dims}, **changes})
+    except SpaceError as e:
+      reasons.append(f"proposal {i}: {e}")
+      continue
+    key = cfg.canonical_json()
+    if key in seen:
+      where = trial_numbers.get(key)
+      reasons.append(f"proposal {i}: duplicates "
+                     + (f"trial {where}, already run" if where is not None
+                        else "another proposal of this batch"))
+      continue
+    seen.add(key)
+    accepted.append((cfg, item))
+  return accepted, reasons
+
+
+class AgentStrategy:
+  """A planner driving the study loop; see the module docstring."""
+
+  def __init__(self, planner, space: SearchSpace, max_retries: int = 2,
+               log: Callable[[str], None] = print, transcript=None):
+    self.planner = planner
+    self.space = space
+    self.max_retries = max_retries
+    self.log = log
+    self.name = f"agent:{planner.name}"
+    self.fallback = HeuristicPlanner()
+    self.transcript = transcript  # a Transcript recording every answer, or None
+    self.store: Store | None = None
+    self.study: dict | None = None
+    self.data = None
+
+  # ---------------------------------------------------------------- binding
+  def bind(self, store: Store, study: dict, data) -> None:
+    """Called by the study loop once the study exists."""
+    self.store, self.study, self.data = store, study, data
+    self.log(self.planner.describe())
+
+  def tokens_used(self) -> int:
+    return self.store.tokens_used(self.study["id"]) if self.store else 0
+
+  # ---------------------------------------------------------------- recall
+  def context(self) -> dict:
+    """Everything the planner may read, as plain data."""
+    store, sid = self.store, self.study["id"]
+    trials = [_trial_view(t) for t in store.finished_trials(sid)]
+    scored = [t for t in trials if t["value"] is not None]
+    best = max(scored, key=lambda t: t["value"]) if scored else None
+    coverage = {d: 0 for d in self.space.dims}
+    for t in trials:
+      for dim in (t.get("proposal") or {}).get("changed", []):
+        if dim in coverage:
+          coverage[dim] += 1
+    fingerprint = self.data.fingerprint()
+    ds_id = self.study["dataset_id"]
+    insights = []
+    for other_id in [ds_id] + summaries.similar_datasets(store, ds_id, k=2):
+      for ins in store.insights(backbone=self.study["backbone"], dataset_id=other_id):
+        ins["this_study"] = ins["study_id"] == sid
+        insights.append(ins)
+    return {
+        "dataset": {"name": fingerprint["name"],
+                    "stats": {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}},
+        "backbone": self.study["backbone"],
+        "search_space": self.space,
+        "space": self.space.describe(),
+        "best": best,
+        "trials": trials,
+        "coverage": coverage,
+        "insights": insights,
+        "summary": store.summary(self.study["backbone"]),
+        "done": {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in trials},
+    }
+
+  # ---------------------------------------------------------------- propose
+  def ask(self, n: int, done: set[str]) -> list[Proposal]:
+    ctx = self.context()
+    ctx["done"] |= done
+    best = ctx["best"]
+    base = best["config"] if best else self.space.default_config().to_dict()
+    numbers = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t["number"]
+               for t in ctx["trials"]}
+    if not ctx["trials"]:
+      # Every strategy's first trial is the space's default config (a fair start).
+      default = self.space.default_config()
+      if default.canonical_json() not in ctx["done"]:
+        done.add(default.canonical_json())
+        first = Proposal(default, {"planner": self.planner.name, "hypothesis": "the default "
+                                   "config: the baseline every strategy starts from",
+                                   "changed": []})
+        return [first] + self.ask(n - 1, done) if n > 1 else [first]
+    accepted: list[tuple[TrialConfig, dict, str]] = []
+    feedback: list[str] = []
+    planner = self.planner
+    for attempt in range(self.max_retries + 1):
+      want = n - len(accepted)
+      if want <= 0:
+        break
+      try:
+        answer = planner.propose(ctx, want, feedback)
+      except Exception as e:  # network errors, quota, timeouts after the client's retries
+        self._record(planner, "propose", Answer(content=""), "error", repr(e))
+        self.log(f"planner error: {e!r}")
+        break
+      if self.transcript is not None:
+        self.transcript.record("propose", answer.content)
+      got, reasons = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
+      for cfg, item in got[:want]:
+        ctx["done"].add(cfg.canonical_json())
+        accepted.append((cfg, item, planner.name))
+      outcome = "ok" if not reasons else ("invalid_json" if not got and "JSON" in reasons[0]
+                                          else "rejected")
+      self._record(planner, "propose", answer, outcome, "; ".join(reasons) or None)
+      if reasons:
+        self.log(f"rejected {len(reasons)} proposal(s) from {planner.name}: {'; '.join(reasons)}")
+        feedback = reasons
+    if len(accepted) < n:
+      answer = self.fallback.propose(ctx, n - len(accepted), [])
+      got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
+      if got and planner is not self.fallback and self.planner.name != "heuristic":
+        self._record(self.fallback, "propose", Answer(content=""), "fallback",
+                     f"{planner.name} gave {len(accepted)} valid of {n}; heuristic filled "
+                     f"{len(got)}")
+        self.log(f"fallback: the heuristic planner filled {len(got)} proposal(s)")
+      for cfg, item in got[:n - len(accepted)]:
+        accepted.append((cfg, item, "heuristic" if self.planner.name != "heuristic"
+                         else "heuristic"))
+    proposals = []
+    for cfg, item, source in accepted:
+      done.add(cfg.canonical_json())
+      proposals.append(Proposal(cfg, _proposal_note(item, base, cfg, best, source,
+                                                    fallback=source != self.planner.name)))
+      note = proposals[-1].note
+      self.log(f"  propose [{source}] {_change_text(note)}: {note['hypothesis']}")
+    return proposals
+
+  def tell(self, config: TrialConfig, value: float | None) -> None:
+    pass  # results are read back from the store in after_batch
+
+  # ---------------------------------------------------------------- reflect
+  def after_batch(self, trial_ids: list[int]) -> None:
+    """Reflections on the batch, then the study's rules written as insights."""
+    ctx = self.context()
+    batch = [t for t in ctx["trials"] if t["id"] in set(trial_ids)]
+    content = None
+    for attempt in range(self.max_retries + 1):
+      try:
+        answer = self.planner.reflect(ctx, batch)
+      except Exception as e:
+        self._record(self.planner, "reflect", Answer(content=""), "error", repr(e))
+        break
+      if self.transcript is not None:
+        self.transcript.record("reflect", answer.content)
+      try:
+        content = parse_json(answer.content)
+        if not isinstance(content.get("reflections"), list) or not isinstance(
+            content.get("rules"), list):
+          raise ValueError("needs 'reflections' and 'rules' lists")
+        self._record(self.planner, "reflect", answer, "ok")
+        break
+      except (ValueError, json.JSONDecodeError) as e:
+        self._record(self.planner, "reflect", answer, "invalid_json", str(e))
+        content = None
+    if content is None:
+      content = self.fallback.reflect(ctx, batch).content
+    by_number = {t["number"]: t for t in ctx["trials"]}
+    batch_numbers = {t["number"] for t in batch}
+    for r in content.get("reflections", []):
+      if isinstance(r, dict) and r.get("trial") in batch_numbers and isinstance(r.get("text"), str):
+        self.store.update_trial(by_number[r["trial"]]["id"], reflection=r["text"][:2000])
+    self._write_insights(ctx, content.get("rules", []), by_number)
+
+  def _write_insights(self, ctx: dict, rules: list, by_number: dict) -> None:
+    """Rules become insights; support and contradiction are recounted from the evidence."""
+    evidence = {(r["dimension"], r["direction"], r["value"] if r["direction"] == "set" else None): r
+                for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"])}
+    source = self.planner.name
+    for r in rules:
+      if not isinstance(r, dict) or r.get("dimension") not in self.space.dims \
+          or r.get("direction") not in DIRECTIONS or not isinstance(r.get("rule"), str):
+        continue
+      value = r.get("value") if r["direction"] == "set" else None
+      key = (r["dimension"], r["direction"], value)
+      if key in evidence:  # the trials decide, whatever the planner claimed
+        support, contradict = evidence[key]["supporting_trials"], evidence[key]["contradicting_trials"]
+      else:
+        support = [n for n in r.get("supporting_trials", []) if n in by_number]
+        contradict = [n for n in r.get("contradicting_trials", []) if n in by_number]
+      if not support and not contradict:
+        continue
+      self.store.upsert_insight(
+          self.study["dataset_id"], self.study["id"], self.study["backbone"], r["rule"][:300],
+          {"dimension": key[0], "direction": key[1], "value": key[2]},
+          [by_number[n]["id"] for n in support], [by_number[n]["id"] for n in contradict],
+          laplace_confidence(len(support), len(contradict)), source)
+
+  # ---------------------------------------------------------------- finish
+  def finish(self) -> dict | None:
+    """Distills the insights into a new version of the backbone's cognition summary."""
+    version = summaries.distill(self.store, self.study["backbone"],
+                                provenance={"study": self.study["name"]})
+    self.log(f"cognition summary for {self.study['backbone']}: version {version}")
+    return self.store.summary(self.study["backbone"], version)
+
+  def _record(self, planner, purpose: str, answer: Answer, outcome: str, detail=None) -> None:
+    self.store.log_llm_call(
+        self.study["id"], planner.name, answer.model, purpose, outcome,
+        prompt_chars=answer.prompt_chars, answer_chars=answer.answer_chars,
+        prompt_tokens=answer.prompt_tokens, answer_tokens=answer.answer_tokens,
+        latency_s=answer.latency_s, detail=detail)
+
+
+def _trial_view(t: dict) -> dict:
+  """What a planner sees of a trial."""
+  value = (t.get("valid") or {}).get("NDCG@10")
+  if t["status"] in ("diverged", "failed"):
+    value = None
+  return {"id": t["id"], "number": t["number"], "config": t["config"], "status": t["status"],
+          "value": value, "hr10": (t.get("valid") or {}).get("HR@10"), "epochs": t["epochs"],
+          "proposal": t.get("proposal") or {}, "error": t.get("error")}
+
+
+def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, source: str,
+                   fallback: bool) -> dict:
+  new = cfg.to_dict()
+  changed = [k for k in sorted(new) if new[k] != base.get(k)]
+  dim = item.get("dimension") if item.get("dimension") in changed else (changed[0] if changed else None)
+  old_value, new_value = base.get(dim), new.get(dim)
+  if dim is None:
+    direction = None
+  elif isinstance(old_value, (bool, str)) or isinstance(new_value, (bool, str)):
+    direction = "set"
+  else:
+    direction = "up" if new_value > old_value else "down"
+  return {"planner": source, "fallback": fallback,
+          "hypothesis": str(item.get("hypothesis", ""))[:500],
+          "expected_effect": str(item.get("expected_effect", ""))[:200],
+          "risk": str(item.get("risk", ""))[:200],
+          "dimension": dim, "direction": direction, "old_value": old_value,
+          "new_value": new_value, "changed": changed, "one_change": len(changed) == 1,
+          "parent_number": best["number"] if best else None,
+          "parent_value": best["value"] if best else None}
+
+
+def _change_text(note: dict) -> str:
+  if not note.get("changed"):
+    return "default config"
+  extra = "" if note.get("one_change") else f" (+{len(note['changed']) - 1} more changes)"
+  return f"{note['dimension']} {note['old_value']!r} -> {note['new_value']!r}{extra}"

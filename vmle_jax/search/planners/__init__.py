@@ -1,0 +1,26 @@
+"""Planners behind one interface: heuristic (offline default), gemini (LLM), replay."""
+
+from __future__ import annotations
+
+from vmle_jax.search.planners.heuristic import HeuristicPlanner
+from vmle_jax.search.planners.replay import ReplayPlanner, Transcript
+
+PLANNERS = ("heuristic", "gemini", "replay")
+
+
+def make_planner(name: str, model: str | None = None, transcript: str | None = None,
+                 base_url: str | None = None):
+  """A planner by name (gemini needs an API key in the environment; replay a transcript)."""
+  if name == "heuristic":
+    return HeuristicPlanner()
+  if name == "replay":
+    if not transcript:
+      raise ValueError("the replay planner needs --transcript=<path of a transcript.jsonl>")
+    return ReplayPlanner(transcript)
+  if name == "gemini":
+    from vmle_jax.search.planners.gemini import DEFAULT_MODEL, GeminiPlanner
+    return GeminiPlanner(model=model or DEFAULT_MODEL, base_url=base_url)
+  raise ValueError(f"planner={name!r}: not one of {', '.join(PLANNERS)}")
+
+
+__all__ = ["HeuristicPlanner", "PLANNERS", "ReplayPlanner", "Transcript", "make_planner"]

@@ -1,0 +1,173 @@
+"""The Gemini planner: google-genai with structured JSON output, retries and token accounting.
+
+The API key comes from GEMINI_API_KEY or GOOGLE_API_KEY and is handed to the
+client only: it is never stored on this object, logged, or written anywhere.
+Prompts are versioned files in vmle_jax/search/prompts/. Requests that fail
+with 429, a 5xx or a timeout are retried with exponential backoff; what
+still fails raises, and the agent falls back to the heuristic planner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import time
+
+from vmle_jax.search.planners.base import REFLECTION_SCHEMA, Answer
+from vmle_jax.search.space import Choice, Float, Int
+
+DEFAULT_MODEL = "gemini-3.5-flash"
+PROMPT_VERSION = "v1"
+PROMPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prompts")
+RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+
+
+class PlannerError(RuntimeError):
+  pass
+
+
+def load_prompt(purpose: str, version: str = PROMPT_VERSION) -> string.Template:
+  with open(os.path.join(PROMPTS, f"{purpose}.{version}.md")) as f:
+    return string.Template(f.read())
+
+
+def proposal_schema(space) -> dict:
+  """The JSON schema of a proposal answer, with the space's parameters typed."""
+  props = {}
+  for name, dim in space.dims.items():
+    if isinstance(dim, Choice):
+      sample = dim.values[0]
+      kind = ("boolean" if isinstance(sample, bool) else "integer" if isinstance(sample, int)
+              else "number" if isinstance(sample, float) else "string")
+      props[name] = {"type": kind}
+      if kind == "string":
+        props[name]["enum"] = list(dim.values)
+    elif isinstance(dim, Int):
+      props[name] = {"type": "integer"}
+    elif isinstance(dim, Float):
+      props[name] = {"type": "number"}
+  item = {"type": "object",
+          "properties": {"changes": {"type": "object", "properties": props},
+                         "dimension": {"type": "string"}, "hypothesis": {"type": "string"},
+                         "expected_effect": {"type": "string"}, "risk": {"type": "string"}},
+          "required": ["changes", "dimension", "hypothesis", "expected_effect", "risk"]}
+  return {"type": "object", "properties": {"proposals": {"type": "array", "items": item}},
+          "required": ["proposals"]}
+
+
+def _trial_table(trials: list[dict]) -> str:
+  if not trials:
+    return "(none yet)"
+  lines = ["| # | change | val NDCG@10 | val HR@10 | epochs | status |", "|---|---|---|---|---|---|"]
+  for t in trials:
+    p = t.get("proposal") or {}
+    change = ("default config" if not p.get("changed") else
+              ", ".join(f"{d}={t['config'].get(d)!r}" for d in p["changed"]))
+    v = "-" if t["value"] is None else f"{t['value']:.4f}"
+    hr = "-" if t.get("hr10") is None else f"{t['hr10']:.4f}"
+    lines.append(f"| {t['number']} | {change} | {v} | {hr} | {t['epochs']} | {t['status']} |")
+  return "\n".join(lines)
+
+
+def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> str:
+  """Fills a prompt template from the agent's context (plain data only)."""
+  space = context["search_space"]
+  best = context.get("best")
+  ds = context["dataset"]
+  stats = ds["stats"]
+  fields = {
+      "backbone": context["backbone"],
+      "dataset": (f"{ds['name']}: {stats.get('users')} users, {stats.get('items')} items, "
+                  f"{stats.get('interactions')} interactions, average length "
+                  f"{stats.get('avg_len')}, density {stats.get('density')}"),
+      "space": "\n".join(f"- {k}: {v}" for k, v in context["space"].items()),
+      "best": ("(no trial yet)" if not best else
+               f"trial {best['number']}, validation NDCG@10 {best['value']:.4f}: "
+               + json.dumps({k: best["config"][k] for k in space.dims})),
+      "trials": _trial_table(context.get("trials", [])),
+      "coverage": ", ".join(f"{k}: {v}" for k, v in context.get("coverage", {}).items()),
+      "insights": "\n".join(
+          f"- {i['rule']} (data set {i['dataset']}, support {len(i['support'])}, "
+          f"contradict {len(i['contradict'])}, confidence {i['confidence']:.2f})"
+          for i in context.get("insights", [])) or "(none)",
+      "summary": "\n".join(
+          f"{j}. {r['rule']} (confidence {r['confidence']:.2f})"
+          for j, r in enumerate((context.get("summary") or {}).get("rules", []), 1)) or "(none)",
+      "n": str(n),
+      "feedback": ("\nYour previous answer was rejected:\n" + "\n".join(f"- {f}" for f in feedback)
+                   + "\nFix these problems.\n") if feedback else "",
+      "batch": _trial_table(list(batch)),
+  }
+  return load_prompt(purpose).safe_substitute(fields)
+
+
+class GeminiPlanner:
+  """Proposals and reflections from a Gemini model (see the module docstring)."""
+
+  name = "gemini"
+  is_llm = True
+
+  def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None,
+               timeout_s: float = 60.0, max_attempts: int = 4, backoff_s: float = 2.0,
+               temperature: float = 0.2):
+    key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+    if not key:
+      raise PlannerError("the gemini planner needs an API key in GEMINI_API_KEY or "
+                         "GOOGLE_API_KEY; or use --planner=heuristic (offline)")
+    try:
+      from google import genai
+      from google.genai import types
+    except ImportError:
+      raise PlannerError("the gemini planner needs google-genai: pip install "
+                         "'vmle-jax[gemini]'") from None
+    self.types = types
+    self.model = model
+    self.max_attempts = max_attempts
+    self.backoff_s = backoff_s
+    self.temperature = temperature
+    options = types.HttpOptions(base_url=base_url, timeout=int(timeout_s * 1000),
+                                retry_options=types.HttpRetryOptions(attempts=1))
+    self._client = genai.Client(api_key=key, http_options=options)
+
+  def describe(self) -> str:
+    return f"planner: gemini ({self.model}, prompts {PROMPT_VERSION}; an LLM)"
+
+  def _generate(self, prompt: str, schema: dict) -> Answer:
+    from google.genai import errors
+    config = self.types.GenerateContentConfig(
+        response_mime_type="application/json", response_json_schema=schema,
+        temperature=self.temperature)
+    last = None
+    for attempt in range(self.max_attempts):
+      t0 = time.perf_counter()
+      try:
+        resp = self._client.models.generate_content(model=self.model, contents=prompt,
+                                                    config=config)
+      except errors.APIError as e:
+        last = e
+        if getattr(e, "code", None) not in RETRY_STATUS:
+          raise PlannerError(f"gemini request failed: {getattr(e, 'code', '?')} "
+                             f"{getattr(e, 'status', '')}") from None
+      except Exception as e:  # timeouts and connection errors of the HTTP layer: transient
+        last = e
+      else:
+        usage = resp.usage_metadata
+        text = resp.text or ""
+        return Answer(content=text, prompt_chars=len(prompt), answer_chars=len(text),
+                      prompt_tokens=int(getattr(usage, "prompt_token_count", 0) or 0),
+                      answer_tokens=int(getattr(usage, "candidates_token_count", 0) or 0),
+                      latency_s=time.perf_counter() - t0, model=self.model)
+      if attempt + 1 < self.max_attempts:
+        time.sleep(self.backoff_s * 2 ** attempt)
+    raise PlannerError(f"gemini request failed after {self.max_attempts} attempts: "
+                       f"{type(last).__name__}")
+
+  def propose(self, context: dict, n: int, feedback: list[str]) -> Answer:
+    return self._generate(render("propose", context, n, feedback),
+                          proposal_schema(context["search_space"]))
+
+  def reflect(self, context: dict, batch: list[dict]) -> Answer:
+    schema = json.loads(json.dumps(REFLECTION_SCHEMA))
+    schema["properties"]["rules"]["items"]["properties"]["value"] = {"type": "string"}
+    return self._generate(render("reflect", context, batch=batch), schema)
