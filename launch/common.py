@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from vmle_jax.config import CHOICES, FIELD_HELP, Schedule, TrialConfig
+from vmle_jax.config import CHOICES, FIELD_HELP, Schedule, TrialConfig, backbone_config
 from vmle_jax.data import FORMATS, DataError, default_data_dir, load_dataset
 
 
@@ -110,26 +110,43 @@ def device_summary() -> str:
 
 
 def reject_positional(argv) -> None:
+  """Fails on stray positional arguments and quiets library INFO logs (e.g. orbax)."""
+  from absl import logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
 
 
-def config_from_flags(FLAGS) -> TrialConfig:
-  values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(TrialConfig)}
+def config_from_flags(FLAGS, base: TrialConfig | None = None) -> TrialConfig:
+  """The trial config of the flags; with `base` (a recipe), only explicit flags override it."""
+  if base is None:  # the backbone's defaults (HSTU's differ from SASRec's)
+    try:
+      base = backbone_config(FLAGS.backbone)
+    except ValueError as e:
+      fail(f"bad flag value: {e}")
+  values = {f.name: getattr(FLAGS, f.name) if FLAGS[f.name].present
+            else getattr(base, f.name) for f in dataclasses.fields(TrialConfig)}
   try:
     return TrialConfig(**values)
   except ValueError as e:
     fail(f"bad flag value: {e}")
 
 
-def schedule_from_flags(FLAGS) -> Schedule:
+SCHEDULE_FLAGS = {"epochs": "max_epochs", "patience": "patience", "eval_every": "eval_every",
+                  "data_seed": "data_seed", "eval_batch": "eval_batch",
+                  "item_chunk": "item_chunk", "exclude_history": "exclude_history",
+                  "packed": "packed"}
+
+
+def schedule_from_flags(FLAGS, base: Schedule | None = None) -> Schedule:
+  """The schedule of the flags; with `base` (a recipe's), only explicit flags override it."""
   for name in ("epochs", "patience", "eval_every", "eval_batch", "item_chunk"):
     if getattr(FLAGS, name) < 1:
       fail(f"--{name}={getattr(FLAGS, name)}: must be a positive integer")
-  return Schedule(max_epochs=FLAGS.epochs, patience=FLAGS.patience, eval_every=FLAGS.eval_every,
-                  data_seed=FLAGS.data_seed, eval_batch=FLAGS.eval_batch,
-                  item_chunk=FLAGS.item_chunk, exclude_history=FLAGS.exclude_history,
-                  packed=FLAGS.packed)
+  values = {field: getattr(FLAGS, flag) if base is None or FLAGS[flag].present
+            else getattr(base, field) for flag, field in SCHEDULE_FLAGS.items()}
+  return Schedule(**values)
 
 
 def dataset_from_flags(FLAGS):

@@ -21,6 +21,9 @@ common.define_config_flags()
 common.define_schedule_flags()
 flags.DEFINE_string("workdir", None,
                     "Output directory (default: runs/train-<dataset>-<time>).")
+flags.DEFINE_string("recipe", None,
+                    "Start from a documented recipe (vmle_jax/recipes.py: sasrec-bce, sasrec-ssm, "
+                    "...); flags given explicitly override its values.")
 flags.DEFINE_enum("protocol", "full", ["full", "sampled-100", "both"],
                   "Evaluation protocol: full ranking (default), the sampled 100-candidate "
                   "protocol of older papers (inflated, labelled), or both.")
@@ -28,12 +31,18 @@ FLAGS = flags.FLAGS
 
 
 def main(argv) -> None:
-  if len(argv) > 1:
-    common.fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
+  common.reject_positional(argv)
   from vmle_jax.training import format_metrics, train_and_evaluate
 
-  cfg = common.config_from_flags(FLAGS)
-  schedule = common.schedule_from_flags(FLAGS)
+  recipe = None
+  if FLAGS.recipe:
+    from vmle_jax.recipes import get_recipe
+    try:
+      recipe = get_recipe(FLAGS.recipe)
+    except ValueError as e:
+      common.fail(f"--{e}")
+  cfg = common.config_from_flags(FLAGS, recipe.config if recipe else None)
+  schedule = common.schedule_from_flags(FLAGS, recipe.schedule if recipe else None)
   data = common.dataset_from_flags(FLAGS)
   workdir = FLAGS.workdir or os.path.join(
       "runs", f"train-{data.name}-{time.strftime('%Y%m%d-%H%M%S')}")

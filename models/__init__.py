@@ -4,7 +4,8 @@ A backbone is a Flax module built from a static `TrialConfig` view and the
 number of items, with two methods used by the engine, the losses and the
 evaluator:
 
-- `encode(seq, rates, train)` -> query vectors [B, L, D] (one per position);
+- `encode(seq, rates, rng, positions, segments, times)` -> query vectors
+  [B, L, D] (one per position; rng=None is evaluation);
 - `item_table()` -> output item vectors [num_items + 1, D] (row 0 is padding).
 
 The score of item j at a position is dot(query, item_table[j]).
@@ -12,9 +13,10 @@ The score of item j at a position is dot(query, item_table[j]).
 
 from __future__ import annotations
 
+from vmle_jax.models.hstu import HSTU
 from vmle_jax.models.sasrec import SASRec
 
-REGISTRY = {"sasrec": SASRec}
+REGISTRY = {"sasrec": SASRec, "hstu": HSTU}
 
 
 def build_model(cfg, num_items: int):

@@ -67,19 +67,70 @@ def default_positions(length: int) -> jax.Array:
   return jnp.arange(length - 1, -1, -1)
 
 
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
+
+
+def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
+  """Rotary position embedding of x [B, L, H, d] (d even) at integer positions [B, L]."""
+  d = x.shape[-1]
+  half = d // 2
+  freqs = 1.0 / (10000.0 ** (jnp.arange(half, dtype=jnp.float32) / half))
+  angles = positions[..., None].astype(jnp.float32) * freqs  # [B, L, half]
+  cos, sin = jnp.cos(angles)[:, :, None], jnp.sin(angles)[:, :, None]
+  x1, x2 = x[..., :half], x[..., half:2 * half]
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+  return jnp.concatenate([rotated, x[..., 2 * half:]], axis=-1) if d % 2 else rotated
+
+
+class RelativePositionBias(nn.Module):
+  """A learned bias per head for each distance between key and query positions."""
+
+  max_len: int
+  heads: int
+
+  @nn.compact
+  def __call__(self, positions: jax.Array) -> jax.Array:
+    table = self.param("table", nn.initializers.zeros, (self.heads, 2 * self.max_len - 1))
+    # positions count back from the most recent item: a key s before query t
+    # has positions[s] >= positions[t].
+    delta = positions[:, None, :] - positions[:, :, None] + self.max_len - 1  # [B, Lq, Lk]
+    delta = jnp.clip(delta, 0, 2 * self.max_len - 2)
+    return jnp.moveaxis(table[:, delta], 0, 1)  # [B, H, Lq, Lk]
+
+
+def time_bucket_bias(table: jax.Array, times: jax.Array) -> jax.Array:
+  """[B, H, L, L] bias from `table` [H, buckets + 1] for log-spaced buckets of |t_q - t_k|.
+
+  Bucket = floor(log(max(gap, 1)) / 0.301), i.e. about one bucket per doubling
+  of the gap in seconds, clipped to the last bucket.
+  """
+  buckets = table.shape[1] - 1
+  gap = jnp.abs(times[:, :, None] - times[:, None, :]).astype(jnp.float32)  # [B, Lq, Lk]
+  bucket = jnp.floor(jnp.log(jnp.maximum(gap, 1.0)) / 0.301).astype(jnp.int32)
+  return jnp.moveaxis(table[:, jnp.clip(bucket, 0, buckets)], 0, 1)
+
+
 class CausalSelfAttention(nn.Module):
-  """Multi-head softmax attention with a traced attention-dropout rate."""
+  """Multi-head softmax attention with a traced attention-dropout rate.
+
+  Optional: an additive bias [B, H, L, L] (relative positions) and rotary
+  embeddings of queries and keys at `rope_positions`.
+  """
 
   hidden: int
   heads: int
 
   @nn.compact
-  def __call__(self, x, mask, attn_rate, rng=None):
-    b, l, d = x.shape
+  def __call__(self, x, mask, attn_rate, rng=None, bias=None, rope_positions=None):
     dh = self.hidden // self.heads
     qkv = nn.DenseGeneral((3, self.heads, dh), name="qkv")(x)  # [B, L, 3, H, dh]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if rope_positions is not None:
+      q, k = rotary(q, rope_positions), rotary(k, rope_positions)
     logits = jnp.einsum("blhd,bshd->bhls", q, k) / jnp.sqrt(dh).astype(x.dtype)
+    if bias is not None:
+      logits = logits + bias
     logits = jnp.where(mask, logits, NEG_INF)
     probs = jax.nn.softmax(logits, axis=-1)
     probs = dropout(probs, attn_rate, rng)
@@ -88,7 +139,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """Position-wise FFN: Dense(mult * D) -> activation -> dropout -> Dense(D)."""
+  """Position-wise FFN: GELU/ReLU (Dense, act, dropout, Dense) or SwiGLU (gated SiLU)."""
 
   hidden: int
   mult: int
@@ -96,10 +147,26 @@ class FeedForward(nn.Module):
 
   @nn.compact
   def __call__(self, x, rate, rng=None):
-    act = {"gelu": nn.gelu, "relu": nn.relu}[self.activation]
-    h = act(nn.Dense(self.hidden * self.mult, name="up")(x))
+    inner = self.hidden * self.mult
+    if self.activation == "swiglu":
+      gate, value = jnp.split(nn.Dense(2 * inner, name="up")(x), 2, axis=-1)
+      h = nn.silu(gate) * value
+    else:
+      act = {"gelu": nn.gelu, "relu": nn.relu}[self.activation]
+      h = act(nn.Dense(inner, name="up")(x))
     h = dropout(h, rate, rng)
     return nn.Dense(self.hidden, name="down")(h)
+
+
+class OutputHead(nn.Module):
+  """Turns final hidden states into query vectors: optional L2 norm, then / temperature."""
+
+  l2_norm: bool
+
+  def __call__(self, h, temperature):
+    if self.l2_norm:
+      h = l2_normalize(h)
+    return h / temperature
 
 
 def split_rng(rng, n: int):

@@ -1,9 +1,13 @@
 """SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
 
-Item embeddings (scaled by sqrt(D)) plus learned positions, counted from the
-most recent item so that left padding never shifts them; `blocks` causal
-attention + FFN blocks, pre-LN (with a final LayerNorm) or post-LN; scores
-are dot products with the input table (tied) or a separate output table.
+Item embeddings (optionally scaled by sqrt(D)) plus a positional scheme:
+learned absolute positions counted from the most recent item (so left
+padding never shifts them), a learned relative bias in every attention
+block, or rotary embeddings of queries and keys. Then `blocks` causal
+attention + FFN (GELU, ReLU or SwiGLU) blocks, pre-LN (with a final
+LayerNorm) or post-LN. Scores are dot products with the input table (tied)
+or a separate output table, optionally between L2-normalised vectors, and
+divided by a (traced) temperature.
 """
 
 from __future__ import annotations
@@ -13,71 +17,85 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from vmle_jax.models.layers import (
-    CausalSelfAttention, FeedForward, causal_mask, default_positions, dropout, split_rng)
+    CausalSelfAttention, FeedForward, OutputHead, RelativePositionBias, causal_mask,
+    default_positions, dropout, l2_normalize, split_rng)
 
 
 class SASRec(nn.Module):
-  """SASRec over left-padded item ids; see the module docstring."""
+  """SASRec over left-padded (or packed) item ids; see the module docstring."""
 
   cfg: "object"  # the static view of a TrialConfig (hashable)
   num_items: int
 
   def setup(self):
     cfg = self.cfg
-    init = nn.initializers.normal(stddev=0.02)
+    init = nn.initializers.normal(stddev=1.0)  # rescaled per lane by init_std (steps.init_lane)
     self.items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init, name="items")
-    self.positions = nn.Embed(cfg.max_len, cfg.hidden, embedding_init=init, name="positions")
+    if cfg.positions == "learned":
+      self.positions = nn.Embed(cfg.max_len, cfg.hidden, embedding_init=init, name="positions")
     if not cfg.tie_embeddings:
       self.out_items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init,
                                 name="out_items")
     self.attn = [CausalSelfAttention(cfg.hidden, cfg.heads, name=f"attn_{i}")
                  for i in range(cfg.blocks)]
+    if cfg.positions == "relative":
+      self.rel_bias = [RelativePositionBias(cfg.max_len, cfg.heads, name=f"rel_bias_{i}")
+                       for i in range(cfg.blocks)]
     self.ffn = [FeedForward(cfg.hidden, cfg.ffn_mult, cfg.ffn, name=f"ffn_{i}")
                 for i in range(cfg.blocks)]
     self.ln_attn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_attn_{i}") for i in range(cfg.blocks)]
     self.ln_ffn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_ffn_{i}") for i in range(cfg.blocks)]
     if cfg.norm == "pre":
       self.ln_final = nn.LayerNorm(epsilon=1e-6, name="ln_final")
+    self.head = OutputHead(cfg.l2_norm)
 
   def encode(self, seq: jax.Array, rates: dict, rng: jax.Array | None = None,
-             positions: jax.Array | None = None, segments: jax.Array | None = None) -> jax.Array:
+             positions: jax.Array | None = None, segments: jax.Array | None = None,
+             times: jax.Array | None = None) -> jax.Array:
     """Query vectors [B, L, D] for item ids `seq` [B, L]; rng=None means eval.
 
     `positions` and `segments` describe packed rows (see data/packing.py);
     by default a row is one left-padded user with right-anchored positions.
+    SASRec ignores `times`.
     """
+    del times
     cfg = self.cfg
     if positions is None:
-      positions = default_positions(seq.shape[-1])[None]
+      positions = jnp.broadcast_to(default_positions(seq.shape[-1]), seq.shape)
     if segments is None:
       segments = (seq != 0).astype(jnp.int32)
     valid = (seq != 0)[..., None].astype(jnp.float32)
-    x = self.items(seq) * jnp.sqrt(float(cfg.hidden)) + self.positions(positions)
+    x = self.items(seq)
+    if cfg.scale_embeddings:
+      x = x * jnp.sqrt(float(cfg.hidden))
+    if cfg.positions == "learned":
+      x = x + self.positions(positions)
     rngs = split_rng(rng, 1 + 4 * cfg.blocks)
     x = dropout(x, rates["dropout"], rngs[0]) * valid
     mask = causal_mask(segments)
+    rope = positions if cfg.positions == "rope" else None
     for i in range(cfg.blocks):
       r_attn, r_res, r_ffn, r_out = rngs[1 + 4 * i: 5 + 4 * i]
+      bias = self.rel_bias[i](positions) if cfg.positions == "relative" else None
       if cfg.norm == "pre":
-        h = self.attn[i](self.ln_attn[i](x), mask, rates["attn_dropout"], r_attn)
+        h = self.attn[i](self.ln_attn[i](x), mask, rates["attn_dropout"], r_attn, bias, rope)
         x = x + dropout(h, rates["dropout"], r_res)
         h = self.ffn[i](self.ln_ffn[i](x), rates["dropout"], r_ffn)
         x = x + dropout(h, rates["dropout"], r_out)
       else:
-        h = self.attn[i](x, mask, rates["attn_dropout"], r_attn)
+        h = self.attn[i](x, mask, rates["attn_dropout"], r_attn, bias, rope)
         x = self.ln_attn[i](x + dropout(h, rates["dropout"], r_res))
         h = self.ffn[i](x, rates["dropout"], r_ffn)
         x = self.ln_ffn[i](x + dropout(h, rates["dropout"], r_out))
       x = x * valid
     if cfg.norm == "pre":
       x = self.ln_final(x)
-    return x
+    return self.head(x, rates["temperature"])
 
   def item_table(self) -> jax.Array:
     """Output item vectors [num_items + 1, D]."""
-    if self.cfg.tie_embeddings:
-      return self.items.embedding
-    return self.out_items.embedding
+    table = self.items.embedding if self.cfg.tie_embeddings else self.out_items.embedding
+    return l2_normalize(table) if self.cfg.l2_norm else table
 
-  def __call__(self, seq, rates, rng=None, positions=None, segments=None):
-    return self.encode(seq, rates, rng, positions, segments), self.item_table()
+  def __call__(self, seq, rates, rng=None, positions=None, segments=None, times=None):
+    return self.encode(seq, rates, rng, positions, segments, times), self.item_table()

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vmle_jax.config import TrialConfig
+from vmle_jax.config import TrialConfig, backbone_config
 from vmle_jax.engine import steps
 from vmle_jax.models import REGISTRY, build_model
 from vmle_jax.models.losses import compute_loss
@@ -21,15 +21,23 @@ def _init(cfg, seed=0):
 
 
 def _encode(model, params, seq, rates=None, rng=None, **kw):
-  rates = rates or {"dropout": jnp.float32(0), "attn_dropout": jnp.float32(0)}
+  rates = rates or {"dropout": jnp.float32(0), "attn_dropout": jnp.float32(0), "temperature": jnp.float32(1)}
   return model.apply(params, jnp.asarray(seq), rates, rng, method="encode", **kw)
 
 
-BACKBONE_CONFIGS = [TrialConfig(backbone=b, hidden=16, blocks=2, heads=2, max_len=10, norm=n)
-                    for b in REGISTRY for n in ("pre", "post")]
+BACKBONE_CONFIGS = (
+    [TrialConfig(hidden=16, blocks=2, heads=2, max_len=10, norm=n, positions=p)
+     for n in ("pre", "post") for p in ("learned", "relative", "rope")]
+    + [backbone_config("hstu", hidden=16, blocks=2, heads=2, max_len=10, positions=p,
+                       attn_norm=a)
+       for p in ("relative", "learned", "rope") for a in ("max_len", "count")])
 
 
-@pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=lambda c: f"{c.backbone}-{c.norm}")
+def _id(c):
+  return f"{c.backbone}-{c.norm}-{c.positions}-{c.attn_norm}"
+
+
+@pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=_id)
 def test_causality_future_items_never_change_earlier_outputs(cfg):
   model, params, _ = _init(cfg)
   rng = np.random.default_rng(0)
@@ -44,7 +52,7 @@ def test_causality_future_items_never_change_earlier_outputs(cfg):
     assert np.abs(out[:, t] - base[:, t]).max() > 1e-4
 
 
-@pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=lambda c: f"{c.backbone}-{c.norm}")
+@pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=_id)
 def test_left_padding_does_not_change_the_last_output(cfg):
   model, params, _ = _init(cfg)
   items = np.array([[5, 9, 2, 33, 7]])
@@ -99,7 +107,7 @@ def test_rates_are_traced_one_program_for_all_values():
     return model.apply(params, jnp.ones((2, 6), jnp.int32), rates, key, method="encode")
 
   key = jax.random.PRNGKey(0)
-  outs = [run(params, {"dropout": jnp.float32(r), "attn_dropout": jnp.float32(r)}, key)
+  outs = [run(params, {"dropout": jnp.float32(r), "attn_dropout": jnp.float32(r), "temperature": jnp.float32(1)}, key)
           for r in (0.0, 0.3, 0.6)]
   assert len(calls) == 1  # traced once for three rates
   assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
@@ -118,18 +126,41 @@ def test_dropout_keeps_the_requested_fraction(rate):
     assert (keep != other).mean() > 0.9 * 2 * rate * (1 - rate)  # independent masks
 
 
-def test_structural_switches_change_the_computation():
-  base = TrialConfig(hidden=16, blocks=1, heads=1, max_len=6)
-  seq = np.array([[0, 3, 4, 5, 6, 7]])
-  outs = {}
-  for name, cfg in {"base": base, "post": base.replace(norm="post"),
-                    "untied": base.replace(tie_embeddings=False),
-                    "relu": base.replace(ffn="relu")}.items():
-    model, params, _ = _init(cfg)
-    q, table = model.apply(params, jnp.asarray(seq), {"dropout": 0.0, "attn_dropout": 0.0})
-    outs[name] = np.asarray(q[0, -1] @ table.T)
-  for name in ("post", "untied", "relu"):
-    assert not np.allclose(outs[name], outs["base"]), name
+SWITCHES = {
+    "sasrec": {"norm": "post", "tie_embeddings": False, "ffn": "swiglu", "positions": "relative",
+               "l2_norm": True, "scale_embeddings": False},
+    "hstu": {"tie_embeddings": False, "positions": "learned", "l2_norm": False},
+}
+
+
+@pytest.mark.parametrize("backbone,field", [(b, f) for b in SWITCHES for f in SWITCHES[b]]
+                         + [("sasrec", "rope"), ("hstu", "rope")])
+def test_each_structural_switch_changes_the_computation(backbone, field):
+  base = backbone_config(backbone, hidden=16, blocks=1, heads=2, max_len=6)
+  flipped = (base.replace(positions="rope") if field == "rope"
+             else base.replace(**{field: SWITCHES[backbone][field]}))
+  assert flipped.static_signature() != base.static_signature()
+  seq = jnp.asarray(np.array([[0, 3, 4, 5, 6, 7], [1, 2, 3, 9, 8, 7]]))
+  scores = []
+  for cfg in (base, flipped):
+    model, params, hp = _init(cfg)
+    if field == "tie_embeddings":  # same weights, only the output table differs
+      params = jax.tree_util.tree_map(lambda x: x, params)
+    q, table = model.apply(params, seq, steps.rates_of(hp))
+    scores.append(np.asarray(q[:, -1] @ table.T))
+  assert not np.allclose(scores[0], scores[1], atol=1e-4), field
+
+
+@pytest.mark.parametrize("backbone", sorted(REGISTRY))
+def test_temperature_is_traced_and_scales_scores(backbone):
+  cfg = backbone_config(backbone, hidden=16, blocks=1, heads=2, max_len=6)
+  model, params, hp = _init(cfg)
+  seq = jnp.asarray(np.array([[0, 3, 4, 5, 6, 7]]))
+  score = jax.jit(lambda t: (lambda q, e: q[:, -1] @ e.T)(*model.apply(
+      params, seq, {"dropout": 0.0, "attn_dropout": 0.0, "temperature": t})))
+  a, b = np.asarray(score(jnp.float32(1.0))), np.asarray(score(jnp.float32(0.1)))
+  np.testing.assert_allclose(b, 10 * a, rtol=1e-4)
+  assert score._cache_size() == 1
 
 
 def test_losses_are_finite_and_positive():
@@ -140,3 +171,89 @@ def test_losses_are_finite_and_positive():
   for loss, n in (("bce", 1), ("bce", 4), ("sampled_softmax", 16), ("softmax", 0)):
     value = compute_loss(loss, q, table, seq[:, 1:], jax.random.PRNGKey(2), n)
     assert np.isfinite(value) and value > 0, loss
+
+
+@pytest.mark.parametrize("backbone", sorted(REGISTRY))
+def test_gradients_are_finite(backbone):
+  cfg = backbone_config(backbone, hidden=16, blocks=2, heads=2, max_len=8, num_negatives=8)
+  model, params, hp = _init(cfg)
+  seq = jnp.asarray(np.random.default_rng(0).integers(0, N_ITEMS + 1, size=(4, 9)))
+
+  def loss(p):
+    q, table = model.apply(p, seq[:, :-1], steps.rates_of(hp), jax.random.PRNGKey(1))
+    return compute_loss(cfg.loss, q, table, seq[:, 1:], jax.random.PRNGKey(2), cfg.num_negatives)
+
+  grads = jax.grad(loss)(params)
+  leaves = jax.tree_util.tree_leaves(grads)
+  assert all(np.all(np.isfinite(g)) for g in leaves)
+  assert sum(float(np.abs(g).sum()) for g in leaves) > 0
+
+
+def _silu(x):
+  return x / (1 + np.exp(-x))
+
+
+def _layer_norm(x, scale, bias, eps=1e-6):
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+
+@pytest.mark.parametrize("attn_norm", ["max_len", "count"])
+def test_one_hstu_layer_matches_numpy(attn_norm):
+  from vmle_jax.models.hstu import HSTUBlock
+  from vmle_jax.models.layers import causal_mask
+  b, l, d, h, ld, ad, max_len, buckets = 2, 7, 12, 2, 5, 3, 9, 8
+  block = HSTUBlock(d, h, ld, ad, max_len, "relative", attn_norm, buckets, True)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(b, l, d)).astype(np.float32)
+  seq = np.array([[0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7]])
+  positions = np.broadcast_to(np.arange(l - 1, -1, -1), (b, l)).astype(np.int32)
+  times = np.cumsum(rng.integers(0, 5000, size=(b, l)), axis=1).astype(np.int32)
+  mask = causal_mask(jnp.asarray((seq != 0).astype(np.int32)))
+  rates = {"dropout": 0.0, "attn_dropout": 0.0, "temperature": 1.0}
+  params = block.init(jax.random.PRNGKey(0), x, mask, positions, times, rates, [None, None])
+  # Non-zero biases so that the test sees them.
+  params = jax.tree_util.tree_map(lambda p: p + 0.1 * jax.random.normal(
+      jax.random.PRNGKey(p.size), p.shape), params)
+  out = np.asarray(block.apply(params, x, mask, positions, times, rates, [None, None]))
+
+  p = jax.tree_util.tree_map(np.asarray, params)["params"]
+  xn = _layer_norm(x, p["ln_in"]["scale"], p["ln_in"]["bias"])
+  uvqk = _silu(xn @ p["uvqk"]["kernel"] + p["uvqk"]["bias"])
+  u, v, q, k = np.split(uvqk, [h * ld, 2 * h * ld, 2 * h * ld + h * ad], axis=-1)
+  q, k, v = q.reshape(b, l, h, ad), k.reshape(b, l, h, ad), v.reshape(b, l, h, ld)
+  expected = np.zeros((b, l, h * ld), np.float32)
+  m = np.asarray(mask)[:, 0]
+  rel = p["rel_bias"]["table"]
+  tb = p["time_bias"]
+  for bi in range(b):
+    for hi in range(h):
+      for i in range(l):
+        acc = np.zeros(ld)
+        for j in range(l):
+          if not m[bi, i, j]:
+            continue
+          gap = abs(int(times[bi, i]) - int(times[bi, j]))
+          bucket = min(int(np.floor(np.log(max(gap, 1)) / 0.301)), buckets)
+          logit = (q[bi, i, hi] @ k[bi, j, hi] + rel[hi, positions[bi, j] - positions[bi, i]
+                                                      + max_len - 1] + tb[hi, bucket])
+          n = m[bi, i].sum() if attn_norm == "count" else max_len
+          acc += _silu(logit) / n * v[bi, j, hi]
+        expected[bi, i, hi * ld:(hi + 1) * ld] = acc
+  y = _layer_norm(expected, p["ln_av"]["scale"], p["ln_av"]["bias"]) * u
+  y = y @ p["out"]["kernel"] + p["out"]["bias"] + x
+  np.testing.assert_allclose(out, y, atol=1e-5)
+
+
+def test_hstu_uses_timestamps_when_given():
+  cfg = backbone_config("hstu", hidden=16, blocks=1, heads=2, max_len=6)
+  model = build_model(cfg, N_ITEMS)
+  hp = {k: jnp.float32(v) for k, v in cfg.dynamic_values().items()}
+  seq = jnp.asarray(np.array([[0, 3, 4, 5, 6, 7]]))
+  times = jnp.asarray(np.array([[0, 10, 100, 1000, 10000, 100000]], np.int32))
+  params = model.init(jax.random.PRNGKey(0), seq, steps.rates_of(hp), None, None, None, times)
+  params = jax.tree_util.tree_map(lambda p: p + 0.1, params)
+  with_t = model.apply(params, seq, steps.rates_of(hp), None, None, None, times)[0]
+  without = model.apply(params, seq, steps.rates_of(hp), None, None, None, None)[0]
+  assert not np.allclose(with_t, without)

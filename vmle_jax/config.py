@@ -13,11 +13,12 @@ import dataclasses
 import json
 from typing import Any
 
-BACKBONES = ("sasrec",)
+BACKBONES = ("sasrec", "hstu")
 LOSSES = ("bce", "sampled_softmax", "softmax")
 NORMS = ("pre", "post")
-FFNS = ("gelu", "relu")
-POSITIONS = ("learned",)
+FFNS = ("gelu", "relu", "swiglu")
+POSITIONS = ("learned", "relative", "rope")
+ATTN_NORMS = ("max_len", "count")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,9 +26,12 @@ class TrialConfig:
   """Everything that defines one training run of one backbone.
 
   Static (program shape): backbone, hidden, blocks, heads, max_len, ffn,
-  ffn_mult, norm, tie_embeddings, positions, loss, num_negatives, batch_size.
+  ffn_mult, norm, tie_embeddings, scale_embeddings, positions, l2_norm,
+  linear_dim, attention_dim, attn_norm, time_bias, time_buckets, loss,
+  num_negatives, batch_size. (ffn, ffn_mult and norm are SASRec's;
+  linear_dim, attention_dim, attn_norm and the time bias HSTU's.)
   Dynamic (traced per lane): lr, weight_decay, dropout, attn_dropout, beta1,
-  beta2, seed.
+  beta2, init_std, temperature, seed.
   """
 
   backbone: str = "sasrec"
@@ -40,7 +44,14 @@ class TrialConfig:
   ffn_mult: int = 1
   norm: str = "pre"
   tie_embeddings: bool = True
+  scale_embeddings: bool = True
   positions: str = "learned"
+  l2_norm: bool = False
+  linear_dim: int = 32
+  attention_dim: int = 32
+  attn_norm: str = "max_len"
+  time_bias: bool = True
+  time_buckets: int = 128
   loss: str = "bce"
   num_negatives: int = 1
   batch_size: int = 128
@@ -51,6 +62,8 @@ class TrialConfig:
   attn_dropout: float = 0.2
   beta1: float = 0.9
   beta2: float = 0.98
+  init_std: float = 0.02
+  temperature: float = 1.0
   seed: int = 0
 
   def __post_init__(self):
@@ -59,8 +72,9 @@ class TrialConfig:
     _check_choice("norm", self.norm, NORMS)
     _check_choice("ffn", self.ffn, FFNS)
     _check_choice("positions", self.positions, POSITIONS)
+    _check_choice("attn_norm", self.attn_norm, ATTN_NORMS)
     for name in ("hidden", "blocks", "heads", "max_len", "ffn_mult", "num_negatives",
-                 "batch_size"):
+                 "batch_size", "linear_dim", "attention_dim", "time_buckets"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"{name}={getattr(self, name)}: must be a positive integer")
     if self.hidden % self.heads:
@@ -69,6 +83,13 @@ class TrialConfig:
       v = getattr(self, name)
       if not 0.0 <= v < 1.0:
         raise ValueError(f"{name}={v}: must be in [0, 1)")
+    if self.temperature <= 0:
+      raise ValueError(f"temperature={self.temperature}: must be positive")
+    if self.positions == "rope" and (self.hidden // self.heads) % 2 and self.backbone == "sasrec":
+      raise ValueError(f"positions=rope needs an even head size; hidden={self.hidden} / "
+                       f"heads={self.heads} is odd")
+    if self.init_std <= 0:
+      raise ValueError(f"init_std={self.init_std}: must be positive")
     if self.lr <= 0:
       raise ValueError(f"lr={self.lr}: must be positive")
     if self.weight_decay < 0:
@@ -121,7 +142,8 @@ def _check_choice(name, value, allowed):
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrialConfig))
-DYNAMIC_FIELDS = ("lr", "weight_decay", "dropout", "attn_dropout", "beta1", "beta2", "seed")
+DYNAMIC_FIELDS = ("lr", "weight_decay", "dropout", "attn_dropout", "beta1", "beta2", "init_std",
+                  "temperature", "seed")
 STATIC_FIELDS = tuple(f for f in FIELD_NAMES if f not in DYNAMIC_FIELDS)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
@@ -151,7 +173,18 @@ FIELD_HELP = {
     "ffn_mult": "Feed-forward inner size as a multiple of hidden (original SASRec: 1).",
     "norm": "LayerNorm placement: pre (before each sub-layer, plus a final LN) or post.",
     "tie_embeddings": "Score items with the input embedding table (true) or a separate output table.",
-    "positions": "Positional scheme: learned absolute positions counted from the most recent item.",
+    "scale_embeddings": "Multiply input item embeddings by sqrt(hidden) (original SASRec).",
+    "init_std": "Standard deviation of the initial item and position embeddings.",
+    "l2_norm": "L2-normalise query and item vectors before the dot product (HSTU's default).",
+    "temperature": "Scores are divided by this; with l2_norm, small values (0.05) sharpen them.",
+    "linear_dim": "HSTU: size of U and V per head.",
+    "attention_dim": "HSTU: size of Q and K per head.",
+    "attn_norm": "HSTU: the pointwise attention is divided by max_len (the reference) or by "
+                 "the number of attended items (count).",
+    "time_bias": "HSTU: add a learned bias per time-gap bucket when the data has timestamps.",
+    "time_buckets": "HSTU: number of log-spaced time-gap buckets.",
+    "positions": "Positional scheme: learned absolute positions counted from the most recent "
+                 "item, a learned relative bias in attention (HSTU's), or rotary (rope).",
     "loss": "bce: one sampled negative per position (original SASRec); sampled_softmax: "
             "softmax over the positive and num_negatives shared uniform negatives; "
             "softmax: full cross-entropy over all items.",
@@ -167,4 +200,18 @@ FIELD_HELP = {
 }
 
 CHOICES = {"backbone": BACKBONES, "loss": LOSSES, "norm": NORMS, "ffn": FFNS,
-           "positions": POSITIONS}
+           "positions": POSITIONS, "attn_norm": ATTN_NORMS}
+
+# Per-backbone defaults that differ from the dataclass defaults (SASRec's).
+BACKBONE_DEFAULTS = {
+    "sasrec": {},
+    "hstu": {"positions": "relative", "l2_norm": True, "temperature": 0.05, "heads": 2,
+             "linear_dim": 32, "attention_dim": 32, "dropout": 0.2, "attn_dropout": 0.0,
+             "loss": "sampled_softmax", "num_negatives": 256},
+}
+
+
+def backbone_config(backbone: str, **overrides) -> TrialConfig:
+  """A TrialConfig with the backbone's defaults, then `overrides`."""
+  _check_choice("backbone", backbone, BACKBONES)
+  return TrialConfig(backbone=backbone, **{**BACKBONE_DEFAULTS[backbone], **overrides})

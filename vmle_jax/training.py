@@ -96,6 +96,10 @@ def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedu
   }
   if lane.valid:
     results["test"] = engine.evaluate(bucket, "test")[0]
+    # The other history convention, for comparison with papers that use it.
+    other = not schedule.exclude_history
+    results["test_history_excluded" if other else "test_history_included"] = engine.evaluate(
+        bucket, "test", exclude_history=other)[0]
     if protocol in ("sampled-100", "both"):
       results["sampled-100"] = {
           "note": protocol_note(schedule, data.num_items, "sampled-100"),

@@ -24,6 +24,13 @@ class PackedEpoch:
   tokens: np.ndarray  # int32 item ids, 0 = padding
   segments: np.ndarray  # int32, 1.. per user within a row, 0 = padding
   positions: np.ndarray  # int32, distance from the segment's most recent input
+  times: np.ndarray | None = None  # int32 seconds, when the data has timestamps
+
+  def arrays(self) -> dict:
+    out = {"tokens": self.tokens, "segments": self.segments, "positions": self.positions}
+    if self.times is not None:
+      out["times"] = self.times
+    return out
 
   @property
   def rows(self) -> int:
@@ -34,16 +41,19 @@ def _round_up(x: int, m: int) -> int:
   return -(-x // m) * m
 
 
-def unpacked_epoch(train: np.ndarray, batch_idx: np.ndarray) -> PackedEpoch:
+def unpacked_epoch(train: np.ndarray, batch_idx: np.ndarray,
+                   train_times: np.ndarray | None = None) -> PackedEpoch:
   """The plain layout: one user per row, left-padded, right-anchored positions."""
   tokens = train[batch_idx]  # [S, B, W]
   width = tokens.shape[-1]
   segments = (tokens != 0).astype(np.int32)
   positions = np.broadcast_to(np.maximum(width - 2 - np.arange(width), 0), tokens.shape)
-  return PackedEpoch(tokens=tokens, segments=segments, positions=positions.astype(np.int32))
+  return PackedEpoch(tokens=tokens, segments=segments, positions=positions.astype(np.int32),
+                     times=None if train_times is None else train_times[batch_idx])
 
 
-def pack_epoch(train: np.ndarray, batch_idx: np.ndarray, min_rows: int = 8) -> PackedEpoch:
+def pack_epoch(train: np.ndarray, batch_idx: np.ndarray, train_times: np.ndarray | None = None,
+               min_rows: int = 8) -> PackedEpoch:
   """Packs each batch's rows (users' last L+1 items, left-padded) by first-fit decreasing.
 
   Vectorized over the batches of the epoch: the k-th longest user of every
@@ -93,4 +103,8 @@ def pack_epoch(train: np.ndarray, batch_idx: np.ndarray, min_rows: int = 8) -> P
   tokens[s_tok, dst_row, dst_col] = train[users[s_tok, k_tok], src_col]
   segments[s_tok, dst_row, dst_col] = seg_id[s_tok, k_tok]
   positions[s_tok, dst_row, dst_col] = np.maximum(n[rep] - 2 - offset, 0)
-  return PackedEpoch(tokens=tokens, segments=segments, positions=positions)
+  times = None
+  if train_times is not None:
+    times = np.zeros((steps, rows, width), np.int32)
+    times[s_tok, dst_row, dst_col] = train_times[users[s_tok, k_tok], src_col]
+  return PackedEpoch(tokens=tokens, segments=segments, positions=positions, times=times)

@@ -97,9 +97,10 @@ class _Programs:
     def ranks(params, groups):
       # groups: per input width, (inputs [C, Bu, W], targets [C, Bu], history, candidates).
       def chunk(xs):
-        inp, tgt, hist, cand = xs
-        q, table = jax.vmap(functools.partial(steps.last_queries, model), in_axes=(0, None))(
-            params, inp)
+        inp, tgt, hist, cand, times = xs
+        # Ranks do not depend on the (positive) temperature: evaluate at 1.
+        query = functools.partial(steps.last_queries, model, temperature=1.0, times=times)
+        q, table = jax.vmap(query, in_axes=(0, None))(params, inp)
         if cand is not None:
           return jax.vmap(sampled_ranks, in_axes=(0, 0, None, None))(q, table, tgt, cand)
         rank = functools.partial(target_ranks, item_chunk=item_chunk)
@@ -129,8 +130,9 @@ def eval_groups(split: EvalSplit, eval_batch: int, candidates: np.ndarray | None
   Left padding changes no output (positions count from the most recent item
   and padded keys get exactly zero attention), so a chunk of short users is
   evaluated on a narrow input. Returns (groups, order): `groups` is a tuple
-  of (inputs [C, Bu, W], targets [C, Bu], history | None, candidates | None)
-  per width W, and `order[j]` is the user behind the j-th concatenated rank.
+  of (inputs [C, Bu, W], targets [C, Bu], history | None, candidates | None,
+  times | None) per width W, and `order[j]` is the user behind the j-th
+  concatenated rank.
   """
   u, max_len = split.inputs.shape
   lengths = (split.inputs != 0).sum(axis=1)
@@ -150,7 +152,9 @@ def eval_groups(split: EvalSplit, eval_batch: int, candidates: np.ndarray | None
         jnp.asarray(split.inputs[idx][..., max_len - w:]),
         jnp.asarray(split.targets[idx]),
         jnp.asarray(split.history[idx]) if use_history else None,
-        jnp.asarray(candidates[idx]) if candidates is not None else None))
+        jnp.asarray(candidates[idx]) if candidates is not None else None,
+        jnp.asarray(split.input_times[idx][..., max_len - w:])
+        if split.input_times is not None else None))
   return tuple(groups), np.concatenate(flat)
 
 
@@ -230,12 +234,13 @@ class Engine:
       self._programs[key] = _Programs(signature, self.num_items, self.schedule.item_chunk)
     return self._programs[key]
 
-  def _eval_arrays(self, max_len: int, which: str, protocol: str, lanes: int):
+  def _eval_arrays(self, max_len: int, which: str, protocol: str, lanes: int,
+                   exclude_history: bool):
     # Fewer users per chunk when many lanes share a device: the score buffer
     # is lanes x users x item_chunk floats.
     per_device = max(1, lanes // self.num_devices)
     users = max(64, (self.schedule.eval_batch * 4) // max(4, per_device))
-    key = (max_len, which, protocol, self.schedule.exclude_history, users)
+    key = (max_len, which, protocol, exclude_history, users)
     if key not in self._eval_cache:
       split = self.split(max_len)
       ev = split.valid if which == "valid" else split.test
@@ -244,37 +249,43 @@ class Engine:
         seen = np.concatenate([ev.inputs, ev.history], axis=1)
         candidates = sample_candidates(seen, ev.targets, self.num_items, 99,
                                        seed=self.schedule.data_seed)
-      use_history = self.schedule.exclude_history and protocol == "full"
+      use_history = exclude_history and protocol == "full"
       groups, order = eval_groups(ev, users, candidates, use_history)
       self._eval_cache[key] = (self._replicate(groups), order, ev.num_users)
     return self._eval_cache[key]
 
   def lane_ranks(self, signature: TrialConfig, params, which: str = "valid",
-                 protocol: str = "full") -> np.ndarray:
-    """[K, U] 0-based ranks of every lane (padding lanes included) on valid or test."""
+                 protocol: str = "full", exclude_history: bool | None = None) -> np.ndarray:
+    """[K, U] 0-based ranks of every lane (padding lanes included) on valid or test.
+
+    `exclude_history` defaults to the schedule's setting.
+    """
     if protocol not in ("full", "sampled-100"):
       raise ValueError(f"protocol={protocol!r}: not one of full, sampled-100")
+    if exclude_history is None:
+      exclude_history = self.schedule.exclude_history
     lanes = jax.tree_util.tree_leaves(params)[0].shape[0]
-    groups, order, num_users = self._eval_arrays(signature.max_len, which, protocol, lanes)
+    groups, order, num_users = self._eval_arrays(signature.max_len, which, protocol, lanes,
+                                                 exclude_history)
     ranks = np.asarray(self.programs(signature).ranks(params, groups))
     out = np.empty((ranks.shape[0], num_users), np.int32)
     out[:, order] = ranks  # padded repeats of the last user write the same value
     return out
 
-  def evaluate(self, result: BucketResult, which: str = "test",
-               protocol: str = "full") -> list[dict]:
+  def evaluate(self, result: BucketResult, which: str = "test", protocol: str = "full",
+               exclude_history: bool | None = None) -> list[dict]:
     """Metrics of each reported lane's best parameters on `which` ("valid" or "test")."""
-    ranks = self.lane_ranks(result.signature, result.best_params, which, protocol)
+    ranks = self.lane_ranks(result.signature, result.best_params, which, protocol,
+                            exclude_history)
     return [metrics_from_ranks(r) for r in ranks[:len(result.lanes)]]
 
   # ---------------------------------------------------------------- training
   def epoch_data(self, max_len: int, batch_size: int, epoch: int) -> dict:
     """The epoch's batches (packed unless `schedule.packed` is off), replicated on device."""
-    train = self.split(max_len).train
-    idx = epoch_batches(len(train), batch_size, self.schedule.data_seed, epoch)
-    packed = (pack_epoch if self.schedule.packed else unpacked_epoch)(train, idx)
-    return self._replicate({"tokens": packed.tokens, "segments": packed.segments,
-                            "positions": packed.positions})
+    split = self.split(max_len)
+    idx = epoch_batches(len(split.train), batch_size, self.schedule.data_seed, epoch)
+    layout = pack_epoch if self.schedule.packed else unpacked_epoch
+    return self._replicate(layout(split.train, idx, split.train_times).arrays())
 
   def init_lanes(self, configs: Sequence[TrialConfig]):
     """Stacked, lane-sharded initial states and hyperparameters (padded to the mesh)."""
@@ -298,6 +309,8 @@ class Engine:
     sched = self.schedule
     prog = self.programs(signature)
     split = self.split(signature.max_len)
+    if signature.backbone == "hstu" and signature.time_bias and split.train_times is None:
+      self.log("HSTU time bias off: the data set has no timestamps (relative-position bias only)")
     k, k_pad = len(configs), self.padded_lanes(len(configs))
     lanes = [LaneResult(config=c) for c in configs]
     t0 = time.perf_counter()

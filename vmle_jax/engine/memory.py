@@ -22,7 +22,7 @@ FLOAT_BYTES = 4
 def param_count(cfg: TrialConfig, num_items: int) -> int:
   """Exact parameter count of the signature's model (no allocation: eval_shape)."""
   model = build_model(cfg, num_items)
-  rates = {"dropout": 0.0, "attn_dropout": 0.0}
+  rates = {"dropout": 0.0, "attn_dropout": 0.0, "temperature": 1.0}
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                              np.ones((1, cfg.max_len), np.int32), rates))
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))

@@ -42,7 +42,15 @@ def make_optimizer(hp: dict) -> optax.GradientTransformation:
 
 def rates_of(hp: dict) -> dict:
   """The traced rates a model reads (dropout and friends)."""
-  return {k: hp[k] for k in ("dropout", "attn_dropout")}
+  return {k: hp[k] for k in ("dropout", "attn_dropout", "temperature")}
+
+
+def scale_embeddings(params, std):
+  """Embedding tables (initialised N(0, 1)) scaled to the lane's traced init_std."""
+  def scale(path, x):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    return x * std if name.endswith("embedding") else x
+  return jax.tree_util.tree_map_with_path(scale, params)
 
 
 def init_lane(model, max_len: int, hp: dict, seed: jax.Array) -> LaneState:
@@ -51,6 +59,7 @@ def init_lane(model, max_len: int, hp: dict, seed: jax.Array) -> LaneState:
   init_key, run_key = jax.random.split(key)
   dummy = jnp.ones((1, max_len), jnp.int32)
   params = model.init(init_key, dummy, rates_of(hp), None)
+  params = scale_embeddings(params, hp["init_std"])
   opt_state = make_optimizer(hp).init(params)
   return LaneState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32), key=run_key)
 
@@ -72,8 +81,9 @@ def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: di
   targets = jnp.where(segments[:, 1:] == segments[:, :-1], targets, 0)
 
   def loss_fn(params):
+    times = batch["times"][:, :-1] if "times" in batch else None
     q, table = model.apply(params, inputs, rates_of(hp), drop_key,
-                           batch["positions"][:, :-1], segments[:, :-1])
+                           batch["positions"][:, :-1], segments[:, :-1], times)
     return compute_loss(loss, q, table, targets, neg_key, num_negatives)
 
   value, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -85,8 +95,9 @@ def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: di
   return new, value, finite
 
 
-def last_queries(model, params, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+def last_queries(model, params, inputs: jax.Array, temperature: jax.Array,
+                 times: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Eval-mode query at the last position [U, D] and the item table [N + 1, D]."""
-  rates = {"dropout": jnp.zeros(()), "attn_dropout": jnp.zeros(())}
-  q, table = model.apply(params, inputs, rates, None)
+  rates = {"dropout": jnp.zeros(()), "attn_dropout": jnp.zeros(()), "temperature": temperature}
+  q, table = model.apply(params, inputs, rates, None, None, None, times)
   return q[:, -1], table

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vmle_jax.config import FIELD_NAMES, TrialConfig
+from vmle_jax.config import FIELD_NAMES, TrialConfig, backbone_config
 
 
 class SpaceError(ValueError):
@@ -136,13 +136,39 @@ SASREC_SPACE = {
     "dropout": Float(0.0, 0.8, 0.2),
     "attn_dropout": Float(0.0, 0.8, 0.2),
     "beta2": Choice((0.98, 0.999), 0.98),
+    "ffn": Choice(("gelu", "swiglu"), "gelu"),
+    "positions": Choice(("learned", "relative", "rope"), "learned"),
+    "l2_norm": Choice((False, True), False),
+    "temperature": LogFloat(0.02, 1.0, 1.0),
 }
 
-SPACES = {"sasrec": SASREC_SPACE}
+HSTU_SPACE = {
+    "hidden": Choice((32, 64, 128, 256), 64),
+    "blocks": Int(1, 4, 2),
+    "heads": Choice((1, 2, 4), 2),
+    "linear_dim": Choice((16, 32, 64), 32),
+    "attention_dim": Choice((16, 32, 64), 32),
+    "positions": Choice(("relative", "learned", "rope"), "relative"),
+    "l2_norm": Choice((True, False), True),
+    "tie_embeddings": Choice((True, False), True),
+    "loss": Choice(("bce", "sampled_softmax", "softmax"), "sampled_softmax"),
+    "num_negatives": Choice((1, 16, 64, 128, 256, 512), 256),
+    "max_len": Choice((20, 50, 100, 200), 50),
+    "batch_size": Choice((64, 128, 256, 512), 128),
+    "lr": LogFloat(1e-4, 1e-2, 1e-3),
+    "weight_decay": Float(0.0, 0.5, 0.0),
+    "dropout": Float(0.0, 0.8, 0.2),
+    "attn_dropout": Float(0.0, 0.8, 0.0),
+    "temperature": LogFloat(0.01, 1.0, 0.05),
+    "beta2": Choice((0.98, 0.999), 0.98),
+}
+
+SPACES = {"sasrec": SASREC_SPACE, "hstu": HSTU_SPACE}
 
 # Dimensions a grid search covers by default: a full grid over every
 # dimension would be millions of points.
-GRID_DIMS = {"sasrec": ("hidden", "lr", "dropout", "weight_decay")}
+GRID_DIMS = {"sasrec": ("hidden", "lr", "dropout", "weight_decay"),
+             "hstu": ("hidden", "lr", "dropout", "temperature")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +192,7 @@ class SearchSpace:
       if unknown:
         raise SpaceError(f"unknown dimensions {sorted(unknown)}; known: {', '.join(dims)}")
       dims = {k: v for k, v in dims.items() if k in only}
-    base = base or TrialConfig(backbone=backbone)
+    base = base or backbone_config(backbone)
     fixed = dict(fixed or {})
     for k in fixed:
       dims.pop(k, None)

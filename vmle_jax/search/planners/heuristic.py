@@ -72,8 +72,21 @@ PRIORS = {
     "ffn_mult": ("up", {"up": ("a wider feed-forward layer adds capacity", "overfitting"),
                         "down": ("a narrower feed-forward layer overfits less",
                                  "less capacity")}),
+    "temperature": ("down", {"down": ("a lower temperature sharpens the softmax over "
+                                      "normalised scores", "over-confident, unstable training"),
+                             "up": ("a higher temperature smooths the softmax",
+                                    "weaker separation of the positive")}),
+    "linear_dim": ("up", {"up": ("wider U and V carry more of each attended item",
+                                 "overfitting"),
+                          "down": ("narrower U and V overfit less", "less capacity")}),
+    "attention_dim": ("up", {"up": ("wider Q and K resolve finer item relations",
+                                    "noisier attention"),
+                             "down": ("narrower Q and K overfit less", "coarser attention")}),
     "norm": ("set", {}),
     "tie_embeddings": ("set", {}),
+    "positions": ("set", {}),
+    "l2_norm": ("set", {}),
+    "ffn": ("set", {}),
     "beta2": ("set", {}),
 }
 SET_REASONS = {
@@ -83,6 +96,11 @@ SET_REASONS = {
     "tie_embeddings": ("separate output embeddings decouple the input and output roles",
                        "twice the item parameters"),
     "beta2": ("the Adam second-moment horizon changes step sizes on rare items", "noisier steps"),
+    "positions": ("another positional scheme may suit how much order matters in this data",
+                  "losing a useful positional signal"),
+    "l2_norm": ("normalised vectors with a temperature decouple popularity from the score",
+                "the temperature then needs tuning"),
+    "ffn": ("a gated feed-forward layer (SwiGLU) is often more expressive", "more parameters"),
 }
 
 
