@@ -40,7 +40,7 @@ def main(argv):
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   engine = Engine(leave_one_out(data, 50), Schedule(packed=FLAGS.packed), log=None)
-  base = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce",
+  base = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce", num_negatives=1,
                      dropout=0.2, attn_dropout=0.2)
   default = "1,8,32" if jax.devices()[0].platform == "cpu" else "1,8,32,128,256"
   counts = [int(k) for k in (FLAGS.lanes or default.split(","))]

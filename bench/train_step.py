@@ -59,7 +59,7 @@ def main(argv):
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   split = leave_one_out(data, 50)
-  cfg = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce",
+  cfg = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce", num_negatives=1,
                     dropout=0.2, attn_dropout=0.2)
   packed = Engine(split, Schedule(packed=True), log=None)
   plain = Engine(split, dataclasses.replace(Schedule(), packed=False), log=None)

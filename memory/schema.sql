@@ -94,3 +94,6 @@ CREATE TABLE llm_calls (
   detail        TEXT,                  -- the rejection reasons or error text
   created_at    REAL NOT NULL
 );
+
+-- version 3: optimizer steps per trial, for the engine's throughput (config-steps/s).
+ALTER TABLE trials ADD COLUMN steps INTEGER;

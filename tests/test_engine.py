@@ -37,7 +37,7 @@ def test_a_lane_equals_a_single_run(small_engine, backbone):
 
 
 def test_a_diverging_lane_leaves_the_others_unchanged(small_engine):
-  base = TrialConfig(**SMALL, loss="bce")
+  base = TrialConfig(**SMALL, loss="bce", num_negatives=1)
   configs = [base, base.replace(lr=10.0, seed=1), base.replace(dropout=0.4, seed=2),
              base.replace(lr=1e30, seed=3)]
   with_bad = small_engine.train(configs)

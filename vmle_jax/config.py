@@ -52,8 +52,8 @@ class TrialConfig:
   attn_norm: str = "max_len"
   time_bias: bool = True
   time_buckets: int = 128
-  loss: str = "bce"
-  num_negatives: int = 1
+  loss: str = "sampled_softmax"
+  num_negatives: int = 256
   batch_size: int = 128
   # --- dynamic: traced per lane ---
   lr: float = 1e-3

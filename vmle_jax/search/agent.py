@@ -92,7 +92,11 @@ class AgentStrategy:
   """A planner driving the study loop; see the module docstring."""
 
   def __init__(self, planner, space: SearchSpace, max_retries: int = 2,
-               log: Callable[[str], None] = print, transcript=None):
+               log: Callable[[str], None] = print, transcript=None, recall: str = "memory",
+               summary: dict | None = None):
+    """`recall="memory"` reads insights and the latest summary from the whole memory;
+    `recall="study"` (fair comparisons) reads only this study's trials and insights and
+    the `summary` given here, if any."""
     self.planner = planner
     self.space = space
     self.max_retries = max_retries
@@ -103,6 +107,10 @@ class AgentStrategy:
     self.store: Store | None = None
     self.study: dict | None = None
     self.data = None
+    if recall not in ("memory", "study"):
+      raise ValueError(f"recall={recall!r}: not one of memory, study")
+    self.recall = recall
+    self.fixed_summary = summary
 
   # ---------------------------------------------------------------- binding
   def bind(self, store: Store, study: dict, data) -> None:
@@ -128,10 +136,17 @@ class AgentStrategy:
     fingerprint = self.data.fingerprint()
     ds_id = self.study["dataset_id"]
     insights = []
-    for other_id in [ds_id] + summaries.similar_datasets(store, ds_id, k=2):
-      for ins in store.insights(backbone=self.study["backbone"], dataset_id=other_id):
-        ins["this_study"] = ins["study_id"] == sid
+    if self.recall == "study":
+      for ins in store.insights(study_id=sid):
+        ins["this_study"] = True
         insights.append(ins)
+      summary = self.fixed_summary
+    else:
+      for other_id in [ds_id] + summaries.similar_datasets(store, ds_id, k=2):
+        for ins in store.insights(backbone=self.study["backbone"], dataset_id=other_id):
+          ins["this_study"] = ins["study_id"] == sid
+          insights.append(ins)
+      summary = store.summary(self.study["backbone"])
     return {
         "dataset": {"name": fingerprint["name"],
                     "stats": {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}},
@@ -142,7 +157,7 @@ class AgentStrategy:
         "trials": trials,
         "coverage": coverage,
         "insights": insights,
-        "summary": store.summary(self.study["backbone"]),
+        "summary": summary,
         "done": {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in trials},
     }
 

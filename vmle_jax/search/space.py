@@ -187,6 +187,9 @@ class SearchSpace:
     if backbone not in SPACES:
       raise SpaceError(f"backbone={backbone!r}: no search space; known: {', '.join(SPACES)}")
     dims = dict(SPACES[backbone])
+    # The default config is the same whatever dimensions are searched: every
+    # dimension of the backbone's space starts at its default.
+    defaults = {k: d.default for k, d in dims.items()}
     if only is not None:
       unknown = set(only) - set(dims)
       if unknown:
@@ -196,7 +199,6 @@ class SearchSpace:
     fixed = dict(fixed or {})
     for k in fixed:
       dims.pop(k, None)
-    defaults = {k: d.default for k, d in dims.items()}
     base = base.replace(backbone=backbone, **{**defaults, **fixed})
     return cls(backbone=backbone, dims=dims, base=base)
 

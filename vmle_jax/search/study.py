@@ -42,6 +42,7 @@ class StudySpec:
   lanes: int = 8
   seed: int = 0
   dims: tuple[str, ...] | None = None  # searched dimensions (None: the backbone's default space)
+  group: str | None = None  # comparison group (vmle-compare): studies reported together
 
 
 def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
@@ -59,7 +60,7 @@ def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: Sear
   study = store.study(spec.name)
   if study is None:
     settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
-                "space": space.describe(), "base": space.base.to_dict()}
+                "space": space.describe(), "base": space.base.to_dict(), "group": spec.group}
     budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes,
               "tokens": spec.budget_tokens}
     sid = store.create_study(spec.name, dataset_id, spec.backbone, spec.strategy, budget, settings)
@@ -131,6 +132,7 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
       for tid, lane in zip(ids, result.lanes):
         updates.append((tid, {"status": lane.status, "valid": lane.valid or None,
                               "epochs": lane.epochs, "best_epoch": lane.best_epoch,
+                              "steps": lane.epochs * result.steps_per_epoch,
                               "seconds": seconds / len(ids), "bucket_seconds": seconds,
                               "curve": lane.curve, "error": lane.error}))
       store.finish_bucket(updates)

@@ -1,0 +1,186 @@
+"""Draws a comparison: PNG curves (matplotlib), report.md and a self-contained report.html."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+
+from vmle_jax.report.data import StudyRun, comparison_table
+
+COLUMNS = [
+    ("strategy", "strategy", None),
+    ("seeds", "seeds", "{:d}"),
+    ("trials", "trials", "{:d}"),
+    ("best_valid_ndcg10", "best val NDCG@10 (mean)", "{:.4f}"),
+    ("best_valid_ndcg10_std", "± std", "{:.4f}"),
+    ("test_ndcg10", "test NDCG@10", "{:.4f}"),
+    ("test_hr10", "test HR@10", "{:.4f}"),
+    ("trials_to_target", "trials to target (mean of seeds reaching it)", "{:.1f}"),
+    ("reached", "seeds reaching target", "{:d}"),
+    ("minutes_to_target", "minutes to target", "{:.1f}"),
+    ("trials_per_hour", "trials/hour", "{:.1f}"),
+    ("config_steps_per_s", "config-steps/s", "{:.0f}"),
+]
+
+
+def _fmt(value, spec):
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "-"
+  return spec.format(value) if spec else str(value)
+
+
+def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6.4, 3.8))
+  for strategy in sorted({r.strategy for r in runs}):
+    rs = [r for r in runs if r.strategy == strategy and r.values]
+    if not rs:
+      continue
+    if axis == "trials":
+      n = max(len(r.values) for r in rs)
+      grid = np.arange(1, n + 1)
+      ys = [np.array([r.best_so_far()[min(i, len(r.values)) - 1] for i in grid]) for r in rs]
+    else:
+      grid = np.linspace(0, max(r.seconds for r in rs), 200)
+      ys = []
+      for r in rs:
+        bsf = r.best_so_far()
+        y = np.full(len(grid), np.nan)
+        for i, g in enumerate(grid):
+          done = [b for b, e in zip(bsf, r.ends) if e <= g]
+          y[i] = done[-1] if done else np.nan
+        ys.append(y)
+    ys = np.array(ys, dtype=float)
+    ys[np.isinf(ys)] = np.nan
+    with warnings.catch_warnings():  # before a strategy's first trial ends: all NaN
+      warnings.simplefilter("ignore", RuntimeWarning)
+      mean, low, high = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
+    line, = ax.plot(grid, mean, label=f"{strategy} (n={len(rs)})")
+    if len(rs) > 1:
+      ax.fill_between(grid, low, high, alpha=0.2, color=line.get_color())
+  if target is not None:
+    ax.axhline(target, color="grey", ls="--", lw=1, label="target")
+  ax.set_xlabel("trials" if axis == "trials" else "wall-clock seconds")
+  ax.set_ylabel("best validation NDCG@10")
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def verdict(table: dict, agent_prefix: str = "agent") -> list[str]:
+  """Plain sentences on where the agent gains over the (seeded) baselines and where not."""
+  rows = table["strategies"]
+  agents = [s for s in rows if s.startswith(agent_prefix)]
+  others = [s for s in rows if not s.startswith(agent_prefix)]
+  out = []
+  for a in agents:
+    ta = rows[a]["trials_to_target"]
+    for o in others:
+      to = rows[o]["trials_to_target"]
+      va, vo = rows[a]["best_valid_ndcg10"], rows[o]["best_valid_ndcg10"]
+      if ta is None and to is None:
+        speed = "neither reached the target"
+      elif ta is None:
+        speed = f"{o} reached the target ({to:.1f} trials on average), {a} did not"
+      elif to is None:
+        speed = f"{a} reached the target in {ta:.1f} trials on average, {o} did not"
+      elif ta < to:
+        speed = f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f})"
+      elif ta > to:
+        speed = f"no gain: {o} reached the target in fewer trials ({to:.1f} vs {ta:.1f})"
+      else:
+        speed = f"no gain: both reached the target in {ta:.1f} trials"
+      quality = ("" if va is None or vo is None else
+                 f"; best validation NDCG@10 {va:.4f} vs {vo:.4f}"
+                 + (" (no gain)" if va <= vo else ""))
+      out.append(f"{a} vs {o}: {speed}{quality}.")
+  return out
+
+
+def write_report(runs: list[StudyRun], outdir: str, title: str, device: str = "",
+                 target_fraction: float = 0.98, notes: list[str] = ()) -> dict:
+  """Writes report.md, report.html, report.json and the two PNGs; returns the table."""
+  os.makedirs(outdir, exist_ok=True)
+  table = comparison_table(runs, target_fraction)
+  target = table["target"]
+  _curves(runs, "trials", os.path.join(outdir, "best_vs_trials.png"),
+          f"{title}: best-so-far vs trials", target)
+  _curves(runs, "seconds", os.path.join(outdir, "best_vs_seconds.png"),
+          f"{title}: best-so-far vs wall-clock", target)
+  header = "| " + " | ".join(c[1] for c in COLUMNS) + " |"
+  lines = [f"# {title}", ""]
+  if device:
+    lines += [f"Device: {device}. Total wall-clock: "
+              f"{sum(r.seconds for r in runs) / 60:.1f} min over {len(runs)} studies.", ""]
+  lines += [f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
+            + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
+            "Every strategy evaluates the same default configuration as its first trial "
+            "(random and TPE seeded with it), so gains below come from the search, not the start.",
+            "", header, "|" + "---|" * len(COLUMNS)]
+  for strategy, row in table["strategies"].items():
+    cells = [strategy] + [_fmt(row[k], spec) for k, _, spec in COLUMNS[1:]]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", "## Verdict", ""] + [f"- {v}" for v in verdict(table)]
+  lines += list(notes)
+  lines += ["", "![best-so-far vs trials](best_vs_trials.png)", "",
+            "![best-so-far vs wall-clock](best_vs_seconds.png)", ""]
+  md = "\n".join(lines)
+  with open(os.path.join(outdir, "report.md"), "w") as f:
+    f.write(md)
+  with open(os.path.join(outdir, "report.json"), "w") as f:
+    json.dump({"title": title, "table": table,
+               "runs": [{"name": r.name, "strategy": r.strategy, "seed": r.seed,
+                         "values": r.values, "ends": r.ends} for r in runs]}, f, indent=2)
+  with open(os.path.join(outdir, "report.html"), "w") as f:
+    f.write(_html(md, outdir))
+  return table
+
+
+def _html(md: str, outdir: str) -> str:
+  """A self-contained page: the markdown's table and text, images embedded as data URIs."""
+  body = []
+  in_table = False
+  for line in md.splitlines():
+    if line.startswith("|"):
+      cells = [c.strip() for c in line.strip("|").split("|")]
+      if set("".join(cells)) <= set("-"):
+        continue
+      tag = "th" if not in_table else "td"
+      if not in_table:
+        body.append("<table>")
+        in_table = True
+      body.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+      continue
+    if in_table:
+      body.append("</table>")
+      in_table = False
+    if line.startswith("!["):
+      alt, src = line[2:].split("](")
+      with open(os.path.join(outdir, src.rstrip(")")), "rb") as img:
+        data = base64.b64encode(img.read()).decode()
+      body.append(f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>')
+    elif line.startswith("# "):
+      body.append(f"<h1>{html.escape(line[2:])}</h1>")
+    elif line.startswith("## "):
+      body.append(f"<h2>{html.escape(line[3:])}</h2>")
+    elif line.startswith("- "):
+      body.append(f"<li>{html.escape(line[2:])}</li>")
+    elif line.strip():
+      body.append(f"<p>{html.escape(line)}</p>")
+  if in_table:
+    body.append("</table>")
+  style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
+           "img{max-width:100%}")
+  return (f"<!doctype html><html><head><meta charset='utf-8'><title>vmle-jax report</title>"
+          f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
