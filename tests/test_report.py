@@ -1,0 +1,137 @@
+"""The comparison report: numbers equal direct SQL, the HTML shows its plots in Chromium."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+
+import numpy as np
+import pytest
+
+from vmle_jax.config import TrialConfig
+from vmle_jax.memory.store import Store
+from vmle_jax.report import load_group, write_report
+from vmle_jax.report.render import COLUMNS
+
+STRATEGIES = ("agent:heuristic", "grid", "random", "tpe")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("report")
+  store = Store(str(tmp / "m.sqlite"))
+  did = store.upsert_dataset({"name": "d", "sha256": "x", "users": 10})
+  rng = np.random.default_rng(0)
+  for strategy in STRATEGIES:
+    for seed in (0, 1):
+      sid = store.create_study(f"{strategy}-{seed}", did, "sasrec", strategy, {"trials": 8},
+                               {"seed": seed, "group": "g"})
+      for bucket in range(4):
+        cfgs = [TrialConfig(lr=1e-4 * (1 + bucket * 2 + i), seed=seed) for i in range(2)]
+        ids, _ = store.start_bucket(sid, cfgs)
+        updates = []
+        for tid in ids:
+          status = "diverged" if rng.random() < 0.1 else "finished"
+          v = float(rng.uniform(0.02, 0.05)) if status == "finished" else None
+          updates.append((tid, {"status": status, "valid": {"NDCG@10": v, "HR@10": 2 * v}
+                                if v else None, "epochs": 5, "steps": 5 * 100,
+                                "bucket_seconds": float(rng.uniform(20, 60))}))
+        # Both lanes of a bucket share its wall-clock.
+        secs = updates[0][1]["bucket_seconds"]
+        for _, u in updates:
+          u["bucket_seconds"] = secs
+        store.finish_bucket(updates)
+      best = max((t for t in store.finished_trials(sid) if t["status"] == "finished"),
+                 key=lambda t: t["valid"]["NDCG@10"])
+      store.update_trial(best["id"], test={"NDCG@10": best["valid"]["NDCG@10"] * 0.8,
+                                           "HR@10": best["valid"]["NDCG@10"] * 1.6})
+  out = tmp / "out"
+  table = write_report(load_group(store, "g"), str(out), "test report", device="cpu")
+  return {"db": str(tmp / "m.sqlite"), "out": out, "table": table}
+
+
+def _sql_numbers(db, target):
+  conn = sqlite3.connect(db)
+  v = "json_extract(valid, '$.\"NDCG@10\"')"
+  ok = "status NOT IN ('diverged', 'failed')"
+  out = {}
+  for strategy in STRATEGIES:
+    sids = [r[0] for r in conn.execute("SELECT id FROM studies WHERE strategy = ?", (strategy,))]
+    best, test_n, test_hr, ttt, mtt, trials, seconds, steps = [], [], [], [], [], 0, 0.0, 0
+    for sid in sids:
+      row = conn.execute(f"SELECT {v}, json_extract(test, '$.\"NDCG@10\"'), "
+                         f"json_extract(test, '$.\"HR@10\"') FROM trials WHERE study_id = ? AND "
+                         f"{ok} ORDER BY {v} DESC LIMIT 1", (sid,)).fetchone()
+      best.append(row[0])
+      test_n.append(row[1])
+      test_hr.append(row[2])
+      first = conn.execute(
+          f"SELECT MIN(t1.number) FROM trials t1 WHERE t1.study_id = ? AND (SELECT MAX({v}) FROM "
+          f"trials t2 WHERE t2.study_id = t1.study_id AND t2.number <= t1.number AND t2.{ok}) "
+          f">= ?", (sid, target)).fetchone()[0]
+      if first is not None:
+        ttt.append(first + 1)
+        ends = conn.execute("SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s FROM "
+                            "trials WHERE study_id = ? AND bucket <= (SELECT bucket FROM trials "
+                            "WHERE study_id = ? AND number = ?))", (sid, sid, first)).fetchone()[0]
+        mtt.append(ends / 60)
+      trials += conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?", (sid,)).fetchone()[0]
+      seconds += conn.execute("SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s "
+                              "FROM trials WHERE study_id = ?)", (sid,)).fetchone()[0]
+      steps += conn.execute("SELECT SUM(steps) FROM trials WHERE study_id = ?", (sid,)).fetchone()[0]
+    out[strategy] = {
+        "seeds": len(sids), "trials": trials, "best_valid_ndcg10": np.mean(best),
+        "best_valid_ndcg10_std": np.std(best), "test_ndcg10": np.mean(test_n),
+        "test_hr10": np.mean(test_hr), "trials_to_target": np.mean(ttt) if ttt else None,
+        "reached": len(ttt), "minutes_to_target": np.mean(mtt) if mtt else None,
+        "trials_per_hour": trials / (seconds / 3600), "config_steps_per_s": steps / seconds}
+  return out
+
+
+def test_every_number_in_report_md_equals_sql(report):
+  md = open(report["out"] / "report.md").read()
+  best_any = max(r[0] for r in sqlite3.connect(report["db"]).execute(
+      "SELECT json_extract(valid, '$.\"NDCG@10\"') FROM trials WHERE status = 'finished'"))
+  target = 0.98 * best_any
+  assert f"({best_any:.4f} -> {target:.4f})" in md
+  expected = _sql_numbers(report["db"], target)
+  rows = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| strategy")]
+  assert len(rows) == len(STRATEGIES)
+  for line in rows:
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    strategy = cells[0]
+    for (key, _, spec), cell in zip(COLUMNS[1:], cells[1:]):
+      value = expected[strategy][key]
+      assert cell == ("-" if value is None else spec.format(value)), (strategy, key, cell, value)
+
+
+def test_report_files_and_verdict(report):
+  out = report["out"]
+  for name in ("report.md", "report.html", "report.json", "best_vs_trials.png",
+               "best_vs_seconds.png"):
+    assert (out / name).exists(), name
+  md = open(out / "report.md").read()
+  assert "## Verdict" in md and "agent:heuristic vs random" in md
+  html = open(out / "report.html").read()
+  assert html.count("data:image/png;base64,") == 2 and "src=\"best_vs" not in html
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_html_shows_the_plots_in_headless_chromium(report, tmp_path):
+  shot = tmp_path / "shot.png"
+  cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=1100,1800", f"file://{report['out'] / 'report.html'}"]
+  subprocess.run(cmd, capture_output=True, timeout=120)
+  assert shot.exists()
+  import matplotlib.image as mpimg
+  pixels = (mpimg.imread(str(shot))[..., :3] * 255).astype(int)
+  # matplotlib's first two line colours (C0 blue, C1 orange) are on screen: the plots rendered.
+  for rgb in ((31, 119, 180), (255, 127, 14)):
+    near = np.abs(pixels - np.array(rgb)).sum(axis=-1) < 40
+    assert near.sum() > 200, rgb
