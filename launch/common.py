@@ -19,15 +19,18 @@ from vmle_jax.data import FORMATS, DataError, default_data_dir, load_dataset
 def define_data_flags() -> None:
   flags.DEFINE_string("dataset", "synthetic",
                       "Data set: 'synthetic' (embedded default, no download), a benchmark name "
-                      "(beauty, sports, toys, ml-100k) looked up under --data_dir, or a file path "
-                      "(.txt S3Rec, .inter RecBole, .csv/.tsv interaction log).")
+                      "(beauty, sports, toys, ml-100k) looked up under --data_dir, a "
+                      "tensorflow-datasets builder (movielens/100k-ratings, 1m, 20m; needs the "
+                      "tfds extra), or a file path (.txt S3Rec, .inter RecBole, .csv/.tsv log, "
+                      "raw Amazon dump with --format, .npz from `vmle-data prepare`).")
   flags.DEFINE_string("data_dir", None,
                       f"Where benchmark names are looked up (default: $VMLE_DATA_DIR or "
                       f"'{default_data_dir()}').")
   flags.DEFINE_enum("format", "auto", list(FORMATS),
                     "File format of --dataset; auto picks by extension.")
   flags.DEFINE_integer("kcore", None,
-                       "k-core filter for interaction logs (default: 5 for csv, none for .inter).")
+                       "k-core filter for interaction logs (default: 5 for csv, raw dumps and "
+                       "tfds; none for .inter).")
 
 
 def define_config_flags() -> None:

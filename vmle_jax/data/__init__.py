@@ -1,7 +1,9 @@
 """Data: loaders, the synthetic default, leave-one-out splits, fingerprints.
 
 `load_dataset(spec)` is the one entry point the launchers use: `spec` is
-"synthetic", a known benchmark name looked up under `data_dir`, or a path.
+"synthetic", a known benchmark name looked up under `data_dir`, a
+tensorflow-datasets MovieLens builder ("movielens/1m-ratings"), or a path
+(S3Rec .txt, RecBole .inter, CSV/TSV log, raw Amazon dump, prepared .npz).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ KNOWN_DATASETS = {
     "ml-100k": ("ml-100k/ml-100k.inter", "ml-100k.inter"),
 }
 
-FORMATS = ("auto", "s3rec", "recbole", "csv")
+FORMATS = ("auto", "s3rec", "recbole", "csv", "amazon2014", "amazon2018", "amazon2023", "tfds",
+           "prepared")
 
 
 def default_data_dir() -> str:
@@ -53,16 +56,30 @@ def load_dataset(spec: str = "synthetic", data_dir: str | None = None, fmt: str 
     raise DataError(f"--format={fmt!r}: not one of {', '.join(FORMATS)}")
   if spec == "synthetic":
     return make_synthetic()
+  if fmt == "tfds" or (fmt == "auto" and spec.startswith("movielens/")):
+    from vmle_jax.data.tfds_loader import load_tfds
+    return load_tfds(spec, kcore=5 if kcore is None else kcore)
   path = resolve_path(spec, data_dir)
   name = next((k for k, rels in KNOWN_DATASETS.items()
                if any(path.endswith(r) for r in rels)), None)
   if fmt == "auto":
     if path.endswith(".inter"):
       fmt = "recbole"
+    elif path.endswith(".npz"):
+      fmt = "prepared"
+    elif path.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
+      raise DataError(f"data file {path}: JSON lines are ambiguous; pass "
+                      "--format=amazon2018 or --format=amazon2023")
     elif path.endswith((".csv", ".tsv")):
       fmt = "csv"
     else:
       fmt = "s3rec"
+  if fmt == "prepared":
+    from vmle_jax.data.prepared import load_prepared
+    return load_prepared(path, name=name)
+  if fmt in ("amazon2014", "amazon2018", "amazon2023"):
+    from vmle_jax.data.raw import LOADERS
+    return LOADERS[fmt](path, name=name, kcore=5 if kcore is None else kcore)
   if fmt == "s3rec":
     return load_s3rec(path, name=name)
   if fmt == "recbole":
