@@ -65,6 +65,64 @@ def define_schedule_flags(default_epochs: int | None = None) -> None:
   flags.DEFINE_boolean("packed", d.packed,
                        "Pack short users into shared rows during training: the same loss and "
                        "outputs, less padding work.")
+  flags.DEFINE_enum("compute_dtype", d.compute_dtype, ["float32", "bfloat16"],
+                    "Matmul dtype; parameters and optimizer state stay float32.")
+  flags.DEFINE_integer("checkpoint_every", d.checkpoint_every,
+                       "Save a bucket's lane states every N epochs so that a killed sweep "
+                       "resumes mid-bucket (0: never; needs a work directory).")
+  define_scale_flags()
+
+
+def define_scale_flags() -> None:
+  """Hardware presets, multi-host and profiling."""
+  flags.DEFINE_string("preset", None,
+                      "Host preset: a name in tpu_configs/ (cpu, gpu_1x, gpu_8x, tpu_v4_8, "
+                      "tpu_v5e_16) or a preset file; sets the mesh, lanes per device, batch "
+                      "size, dtype and eval chunks. Flags given explicitly override it.")
+  flags.DEFINE_boolean("distributed", False,
+                       "Join a multi-host job with jax.distributed (process 0 owns the memory).")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
+  flags.DEFINE_integer("num_processes", None, "Processes in the job (with --distributed).")
+  flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+  flags.DEFINE_string("profile_dir", None, "Write a JAX profiler trace of one epoch here.")
+
+
+def setup_runtime(FLAGS):
+  """Joins a multi-host job if asked (before any JAX work); returns the preset or None."""
+  if FLAGS.distributed:
+    from vmle_jax.engine import distributed
+    missing = [n for n in ("coordinator_address", "num_processes", "process_id")
+               if getattr(FLAGS, n) is None]
+    if missing:
+      fail(f"--distributed needs {', '.join('--' + m for m in missing)}")
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if not FLAGS.preset:
+    return None
+  from vmle_jax.engine.presets import load_preset
+  try:
+    return load_preset(FLAGS.preset)
+  except ValueError as e:
+    fail(f"--preset: {e}")
+
+
+def engine_from_flags(FLAGS, data, schedule, preset=None, log=print):
+  """The engine over the preset's mesh (or all devices on the lanes axis)."""
+  from vmle_jax.engine import Engine
+  mesh = None
+  if preset is not None:
+    from vmle_jax.engine.presets import preset_mesh
+    try:
+      mesh = preset_mesh(preset)
+    except ValueError as e:
+      fail(f"--preset: {e}")
+  return Engine(data, schedule, log=log, mesh=mesh, profile_dir=FLAGS.profile_dir)
+
+
+def open_store(path: str):
+  """The SQLite memory on process 0; None on the other processes of a multi-host job."""
+  import jax
+  from vmle_jax.memory.store import Store
+  return Store(path) if jax.process_index() == 0 else None
 
 
 def define_study_flags() -> None:
@@ -91,13 +149,16 @@ def explicit_config_flags(FLAGS) -> dict:
           if FLAGS[f.name].present}
 
 
-def lanes_from_flags(FLAGS, space, data) -> int:
-  """--lanes, or an automatic choice from the devices and a memory estimate."""
+def lanes_from_flags(FLAGS, space, data, preset=None, engine=None) -> int:
+  """--lanes, the preset's lanes per device, or a choice from the devices and a memory estimate."""
   import jax
   if FLAGS.lanes < 0:
     fail(f"--lanes={FLAGS.lanes}: must be >= 0 (0 = automatic)")
   if FLAGS.lanes:
     return FLAGS.lanes
+  if preset is not None:
+    devices = engine.num_devices if engine is not None else jax.device_count()
+    return int(preset.lanes_per_device) * devices
   if jax.devices()[0].platform == "cpu":
     return 8 * jax.device_count()
   from vmle_jax.engine.memory import lanes_per_device
@@ -121,13 +182,15 @@ def reject_positional(argv) -> None:
     fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
 
 
-def config_from_flags(FLAGS, base: TrialConfig | None = None) -> TrialConfig:
+def config_from_flags(FLAGS, base: TrialConfig | None = None, preset=None) -> TrialConfig:
   """The trial config of the flags; with `base` (a recipe), only explicit flags override it."""
   if base is None:  # the backbone's defaults (HSTU's differ from SASRec's)
     try:
       base = backbone_config(FLAGS.backbone)
     except ValueError as e:
       fail(f"bad flag value: {e}")
+  if preset is not None:
+    base = base.replace(batch_size=int(preset.batch_size))
   values = {f.name: getattr(FLAGS, f.name) if FLAGS[f.name].present
             else getattr(base, f.name) for f in dataclasses.fields(TrialConfig)}
   try:
@@ -139,16 +202,22 @@ def config_from_flags(FLAGS, base: TrialConfig | None = None) -> TrialConfig:
 SCHEDULE_FLAGS = {"epochs": "max_epochs", "patience": "patience", "eval_every": "eval_every",
                   "data_seed": "data_seed", "eval_batch": "eval_batch",
                   "item_chunk": "item_chunk", "exclude_history": "exclude_history",
-                  "packed": "packed"}
+                  "packed": "packed", "compute_dtype": "compute_dtype",
+                  "checkpoint_every": "checkpoint_every"}
 
 
-def schedule_from_flags(FLAGS, base: Schedule | None = None) -> Schedule:
-  """The schedule of the flags; with `base` (a recipe's), only explicit flags override it."""
+def schedule_from_flags(FLAGS, base: Schedule | None = None, preset=None) -> Schedule:
+  """The schedule of the flags; with `base` (a recipe's) or a preset, explicit flags override."""
   for name in ("epochs", "patience", "eval_every", "eval_batch", "item_chunk"):
     if getattr(FLAGS, name) < 1:
       fail(f"--{name}={getattr(FLAGS, name)}: must be a positive integer")
-  values = {field: getattr(FLAGS, flag) if base is None or FLAGS[flag].present
-            else getattr(base, field) for flag, field in SCHEDULE_FLAGS.items()}
+  base = base or Schedule()
+  if preset is not None:
+    base = dataclasses.replace(base, compute_dtype=preset.compute_dtype,
+                               eval_batch=int(preset.eval_batch),
+                               item_chunk=int(preset.item_chunk))
+  values = {field: getattr(FLAGS, flag) if FLAGS[flag].present else getattr(base, field)
+            for flag, field in SCHEDULE_FLAGS.items()}
   return Schedule(**values)
 
 

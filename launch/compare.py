@@ -42,7 +42,7 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   common.reject_positional(argv)
-  from vmle_jax.memory.store import Store, StoreError
+  from vmle_jax.memory.store import StoreError
   from vmle_jax.report import load_group, write_report
   from vmle_jax.search.agent import AgentStrategy
   from vmle_jax.search.planners import make_planner
@@ -58,21 +58,22 @@ def main(argv) -> None:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError:
     common.fail(f"--seeds={','.join(FLAGS.seeds)}: seeds are integers")
+  preset = common.setup_runtime(FLAGS)
   data = common.dataset_from_flags(FLAGS)
-  base = common.config_from_flags(FLAGS)
+  base = common.config_from_flags(FLAGS, preset=preset)
   group = f"{data.name}-{base.backbone}"
   workdir = FLAGS.workdir or os.path.join("runs", f"compare-{group}")
-  store = Store(FLAGS.db)
+  store = common.open_store(FLAGS.db)
   if not FLAGS.report_only:
-    schedule = common.schedule_from_flags(FLAGS)
+    schedule = common.schedule_from_flags(FLAGS, preset=preset)
     fixed = common.explicit_config_flags(FLAGS)
     fixed.pop("seed", None)
     summary = None
     if FLAGS.summary_from:
       with open(FLAGS.summary_from) as f:
         summary = json.load(f)
-    from vmle_jax.engine import Engine
-    engine = Engine(data, schedule, log=print if FLAGS.verbose_epochs else None)
+    engine = common.engine_from_flags(FLAGS, data, schedule, preset,
+                                      log=print if FLAGS.verbose_epochs else None)
     lanes = None
     for seed in seeds:
       for strategy_name in FLAGS.strategies:
@@ -82,10 +83,10 @@ def main(argv) -> None:
                                            fixed=fixed)
         except SpaceError as e:
           common.fail(f"--dims: {e}")
-        lanes = lanes or common.lanes_from_flags(FLAGS, space, data)
+        lanes = lanes or common.lanes_from_flags(FLAGS, space, data, preset, engine)
         label = f"agent:{FLAGS.planner}" if strategy_name == "agent" else strategy_name
         name = f"cmp-{group}-{strategy_name}-s{seed}"
-        existing = store.study(name)
+        existing = store.study(name) if store else None
         if existing and existing["status"] == "finished":
           continue
         if strategy_name == "agent":
@@ -103,11 +104,12 @@ def main(argv) -> None:
         t0 = time.perf_counter()
         try:
           run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                    resume=existing is not None, workdir=os.path.join(workdir, name),
-                    engine_log=FLAGS.verbose_epochs)
+                    resume=existing is not None, workdir=os.path.join(workdir, name))
         except StoreError as e:
           common.fail(str(e))
         print(f"== {name} done in {time.perf_counter() - t0:.0f} s")
+  if store is None:  # a follower process of a multi-host run: nothing to report
+    return
   runs = load_group(store, group)
   if not runs:
     common.fail(f"no studies of {group} in {FLAGS.db}; run without --report_only first")

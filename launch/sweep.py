@@ -32,14 +32,15 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   common.reject_positional(argv)
-  from vmle_jax.memory.store import Store, StoreError
+  from vmle_jax.memory.store import StoreError
   from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
   from vmle_jax.search.strategies import make_strategy
   from vmle_jax.search.study import StudySpec, run_study
 
+  preset = common.setup_runtime(FLAGS)
   data = common.dataset_from_flags(FLAGS)
-  schedule = common.schedule_from_flags(FLAGS)
-  base = common.config_from_flags(FLAGS)
+  schedule = common.schedule_from_flags(FLAGS, preset=preset)
+  base = common.config_from_flags(FLAGS, preset=preset)
   dims = FLAGS.dims or (list(GRID_DIMS[base.backbone]) if FLAGS.strategy == "grid" else None)
   try:
     space = SearchSpace.for_backbone(base.backbone, base=base, only=dims,
@@ -48,14 +49,16 @@ def main(argv) -> None:
     common.fail(f"--dims: {e}")
   name = FLAGS.study or f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}"
   workdir = FLAGS.workdir or os.path.join("runs", name)
-  lanes = common.lanes_from_flags(FLAGS, space, data)
+  engine = common.engine_from_flags(FLAGS, data, schedule, preset,
+                                    log=print if FLAGS.verbose_epochs else None)
+  lanes = common.lanes_from_flags(FLAGS, space, data, preset, engine)
   spec = StudySpec(name=name, backbone=base.backbone, strategy=FLAGS.strategy,
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
                    lanes=lanes, seed=FLAGS.seed, dims=tuple(space.names))
   try:
-    store = Store(FLAGS.db)
+    store = common.open_store(FLAGS.db)
     history = []
-    existing = store.study(name)
+    existing = store.study(name) if store else None
     if existing and FLAGS.resume:
       from vmle_jax.config import TrialConfig
       from vmle_jax.search.study import _value
@@ -67,12 +70,13 @@ def main(argv) -> None:
           + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
           + f"; {lanes} lanes per bucket on {common.device_summary()}")
     t0 = time.perf_counter()
-    summary = run_study(spec, data, store, strategy, space, schedule, resume=FLAGS.resume,
-                        workdir=workdir, engine_log=FLAGS.verbose_epochs)
+    summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
+                        resume=FLAGS.resume, workdir=workdir)
   except StoreError as e:
     common.fail(str(e))
-  print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials; "
-        f"memory {FLAGS.db}; results {workdir}")
+  if store is not None:
+    print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials; "
+          f"memory {FLAGS.db}; results {workdir}")
 
 
 def run() -> None:

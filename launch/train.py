@@ -41,12 +41,14 @@ def main(argv) -> None:
       recipe = get_recipe(FLAGS.recipe)
     except ValueError as e:
       common.fail(f"--{e}")
-  cfg = common.config_from_flags(FLAGS, recipe.config if recipe else None)
-  schedule = common.schedule_from_flags(FLAGS, recipe.schedule if recipe else None)
+  preset = common.setup_runtime(FLAGS)
+  cfg = common.config_from_flags(FLAGS, recipe.config if recipe else None, preset)
+  schedule = common.schedule_from_flags(FLAGS, recipe.schedule if recipe else None, preset)
   data = common.dataset_from_flags(FLAGS)
   workdir = FLAGS.workdir or os.path.join(
       "runs", f"train-{data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-  results = train_and_evaluate(cfg, data, schedule, workdir, FLAGS.protocol)
+  engine = common.engine_from_flags(FLAGS, data, schedule, preset)
+  results = train_and_evaluate(cfg, data, schedule, workdir, FLAGS.protocol, engine=engine)
   print(f"status: {results['status']} after {results['epochs']} epochs "
         f"(best epoch {results['best_epoch']}, {results['train_seconds']:.1f} s)")
   if results.get("error"):

@@ -43,15 +43,16 @@ FLAGS = flags.FLAGS
 def main(argv) -> None:
   common.reject_positional(argv)
   from vmle_jax.memory import summaries
-  from vmle_jax.memory.store import Store, StoreError
+  from vmle_jax.memory.store import StoreError
   from vmle_jax.search.agent import AgentStrategy
   from vmle_jax.search.planners import Transcript, make_planner
   from vmle_jax.search.space import SearchSpace, SpaceError
   from vmle_jax.search.study import StudySpec, run_study
 
+  preset = common.setup_runtime(FLAGS)
   data = common.dataset_from_flags(FLAGS)
-  schedule = common.schedule_from_flags(FLAGS)
-  base = common.config_from_flags(FLAGS)
+  schedule = common.schedule_from_flags(FLAGS, preset=preset)
+  base = common.config_from_flags(FLAGS, preset=preset)
   try:
     space = SearchSpace.for_backbone(base.backbone, base=base, only=FLAGS.dims,
                                      fixed=common.explicit_config_flags(FLAGS))
@@ -63,14 +64,16 @@ def main(argv) -> None:
     planner = make_planner(FLAGS.planner, FLAGS.model, FLAGS.transcript, FLAGS.gemini_base_url)
   except Exception as e:  # missing key, missing package, missing transcript
     common.fail(str(e))
-  lanes = common.lanes_from_flags(FLAGS, space, data)
+  engine = common.engine_from_flags(FLAGS, data, schedule, preset,
+                                    log=print if FLAGS.verbose_epochs else None)
+  lanes = common.lanes_from_flags(FLAGS, space, data, preset, engine)
   spec = StudySpec(name=name, backbone=base.backbone, strategy=f"agent:{FLAGS.planner}",
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
                    budget_tokens=FLAGS.budget_tokens, lanes=lanes, seed=FLAGS.seed,
                    dims=tuple(space.names))
   try:
-    store = Store(FLAGS.db)
-    if FLAGS.summary_from:
+    store = common.open_store(FLAGS.db)
+    if FLAGS.summary_from and store is not None:
       try:
         version = summaries.import_summary(store, FLAGS.summary_from)
       except ValueError as e:
@@ -81,10 +84,12 @@ def main(argv) -> None:
     print(f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
           f"trials; {lanes} lanes per bucket on {common.device_summary()}")
     t0 = time.perf_counter()
-    summary = run_study(spec, data, store, strategy, space, schedule, resume=FLAGS.resume,
-                        workdir=workdir, engine_log=FLAGS.verbose_epochs)
+    summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
+                        resume=FLAGS.resume, workdir=workdir)
   except StoreError as e:
     common.fail(str(e))
+  if store is None:
+    return
   insights = store.insights(study_id=store.study(name)["id"])
   print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials, "
         f"{len(insights)} insights, cognition summary version "

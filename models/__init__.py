@@ -19,10 +19,14 @@ from vmle_jax.models.sasrec import SASRec
 REGISTRY = {"sasrec": SASRec, "hstu": HSTU}
 
 
-def build_model(cfg, num_items: int):
-  """The Flax module for `cfg.backbone`, built from the static view of `cfg`."""
+def build_model(cfg, num_items: int, compute_dtype: str = "float32"):
+  """The Flax module for `cfg.backbone`, built from the static view of `cfg`.
+
+  `compute_dtype` is the dtype of the dense layers' matmuls (bfloat16 on
+  accelerators); parameters, LayerNorm, softmax and losses stay float32.
+  """
   try:
     cls = REGISTRY[cfg.backbone]
   except KeyError:
     raise ValueError(f"backbone={cfg.backbone!r}: not one of {', '.join(REGISTRY)}") from None
-  return cls(cfg=cfg.static_signature(), num_items=num_items)
+  return cls(cfg=cfg.static_signature(), num_items=num_items, dtype=compute_dtype)

@@ -40,19 +40,20 @@ class HSTUBlock(nn.Module):
   attn_norm: str
   time_buckets: int
   use_time: bool
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, mask, positions, times, rates, rngs):
     h, ld, ad = self.heads, self.linear_dim, self.attention_dim
     b, l, _ = x.shape
     normed = nn.LayerNorm(epsilon=1e-6, name="ln_in")(x)
-    uvqk = nn.silu(nn.Dense(h * (2 * ld + 2 * ad), name="uvqk")(normed))
+    uvqk = nn.silu(nn.Dense(h * (2 * ld + 2 * ad), dtype=self.dtype, name="uvqk")(normed))
     u, v, q, k = jnp.split(uvqk, [h * ld, 2 * h * ld, 2 * h * ld + h * ad], axis=-1)
     q, k = q.reshape(b, l, h, ad), k.reshape(b, l, h, ad)
     v = v.reshape(b, l, h, ld)
     if self.positions == "rope":
       q, k = rotary(q, positions), rotary(k, positions)
-    logits = jnp.einsum("blhd,bshd->bhls", q, k)
+    logits = jnp.einsum("blhd,bshd->bhls", q, k).astype(jnp.float32)
     if self.positions == "relative":
       logits = logits + RelativePositionBias(self.max_len, h, name="rel_bias")(positions)
     if self.use_time:
@@ -66,10 +67,10 @@ class HSTUBlock(nn.Module):
       norm = jnp.asarray(self.max_len, attn.dtype)
     attn = jnp.where(mask, attn / norm, 0.0)
     attn = dropout(attn, rates["attn_dropout"], rngs[0])
-    av = jnp.einsum("bhls,bshd->blhd", attn, v).reshape(b, l, h * ld)
-    y = nn.LayerNorm(epsilon=1e-6, name="ln_av")(av) * u
+    av = jnp.einsum("bhls,bshd->blhd", attn.astype(v.dtype), v).reshape(b, l, h * ld)
+    y = nn.LayerNorm(epsilon=1e-6, name="ln_av")(av.astype(jnp.float32)) * u
     y = dropout(y, rates["dropout"], rngs[1])
-    return nn.Dense(self.hidden, name="out")(y) + x
+    return (nn.Dense(self.hidden, dtype=self.dtype, name="out")(y) + x).astype(jnp.float32)
 
 
 class HSTU(nn.Module):
@@ -77,6 +78,7 @@ class HSTU(nn.Module):
 
   cfg: "object"
   num_items: int
+  dtype: str = "float32"  # matmul dtype of the dense layers
 
   def setup(self):
     cfg = self.cfg
@@ -89,7 +91,8 @@ class HSTU(nn.Module):
                                 name="out_items")
     self.blocks = [HSTUBlock(cfg.hidden, cfg.heads, cfg.linear_dim, cfg.attention_dim,
                              cfg.max_len, cfg.positions, cfg.attn_norm, cfg.time_buckets,
-                             cfg.time_bias, name=f"block_{i}") for i in range(cfg.blocks)]
+                             cfg.time_bias, self.dtype, name=f"block_{i}")
+                   for i in range(cfg.blocks)]
     self.head = OutputHead(cfg.l2_norm)
 
   def encode(self, seq, rates, rng=None, positions=None, segments=None, times=None):

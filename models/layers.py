@@ -120,22 +120,23 @@ class CausalSelfAttention(nn.Module):
 
   hidden: int
   heads: int
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, mask, attn_rate, rng=None, bias=None, rope_positions=None):
     dh = self.hidden // self.heads
-    qkv = nn.DenseGeneral((3, self.heads, dh), name="qkv")(x)  # [B, L, 3, H, dh]
+    qkv = nn.DenseGeneral((3, self.heads, dh), dtype=self.dtype, name="qkv")(x)  # [B, L, 3, H, dh]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if rope_positions is not None:
       q, k = rotary(q, rope_positions), rotary(k, rope_positions)
-    logits = jnp.einsum("blhd,bshd->bhls", q, k) / jnp.sqrt(dh).astype(x.dtype)
+    logits = jnp.einsum("blhd,bshd->bhls", q, k).astype(jnp.float32) / jnp.sqrt(float(dh))
     if bias is not None:
       logits = logits + bias
     logits = jnp.where(mask, logits, NEG_INF)
     probs = jax.nn.softmax(logits, axis=-1)
     probs = dropout(probs, attn_rate, rng)
-    out = jnp.einsum("bhls,bshd->blhd", probs, v)
-    return nn.DenseGeneral(self.hidden, axis=(-2, -1), name="out")(out)
+    out = jnp.einsum("bhls,bshd->blhd", probs.astype(v.dtype), v)
+    return nn.DenseGeneral(self.hidden, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 
 class FeedForward(nn.Module):
@@ -144,18 +145,19 @@ class FeedForward(nn.Module):
   hidden: int
   mult: int
   activation: str = "gelu"
+  dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, rate, rng=None):
     inner = self.hidden * self.mult
     if self.activation == "swiglu":
-      gate, value = jnp.split(nn.Dense(2 * inner, name="up")(x), 2, axis=-1)
+      gate, value = jnp.split(nn.Dense(2 * inner, dtype=self.dtype, name="up")(x), 2, axis=-1)
       h = nn.silu(gate) * value
     else:
       act = {"gelu": nn.gelu, "relu": nn.relu}[self.activation]
-      h = act(nn.Dense(inner, name="up")(x))
+      h = act(nn.Dense(inner, dtype=self.dtype, name="up")(x))
     h = dropout(h, rate, rng)
-    return nn.Dense(self.hidden, name="down")(h)
+    return nn.Dense(self.hidden, dtype=self.dtype, name="down")(h)
 
 
 class OutputHead(nn.Module):

@@ -26,6 +26,7 @@ class SASRec(nn.Module):
 
   cfg: "object"  # the static view of a TrialConfig (hashable)
   num_items: int
+  dtype: str = "float32"  # matmul dtype of the dense layers
 
   def setup(self):
     cfg = self.cfg
@@ -36,12 +37,12 @@ class SASRec(nn.Module):
     if not cfg.tie_embeddings:
       self.out_items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init,
                                 name="out_items")
-    self.attn = [CausalSelfAttention(cfg.hidden, cfg.heads, name=f"attn_{i}")
+    self.attn = [CausalSelfAttention(cfg.hidden, cfg.heads, self.dtype, name=f"attn_{i}")
                  for i in range(cfg.blocks)]
     if cfg.positions == "relative":
       self.rel_bias = [RelativePositionBias(cfg.max_len, cfg.heads, name=f"rel_bias_{i}")
                        for i in range(cfg.blocks)]
-    self.ffn = [FeedForward(cfg.hidden, cfg.ffn_mult, cfg.ffn, name=f"ffn_{i}")
+    self.ffn = [FeedForward(cfg.hidden, cfg.ffn_mult, cfg.ffn, self.dtype, name=f"ffn_{i}")
                 for i in range(cfg.blocks)]
     self.ln_attn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_attn_{i}") for i in range(cfg.blocks)]
     self.ln_ffn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_ffn_{i}") for i in range(cfg.blocks)]
@@ -87,7 +88,7 @@ class SASRec(nn.Module):
         x = self.ln_attn[i](x + dropout(h, rates["dropout"], r_res))
         h = self.ffn[i](x, rates["dropout"], r_ffn)
         x = self.ln_ffn[i](x + dropout(h, rates["dropout"], r_out))
-      x = x * valid
+      x = x.astype(jnp.float32) * valid
     if cfg.norm == "pre":
       x = self.ln_final(x)
     return self.head(x, rates["temperature"])

@@ -19,6 +19,7 @@ NORMS = ("pre", "post")
 FFNS = ("gelu", "relu", "swiglu")
 POSITIONS = ("learned", "relative", "rope")
 ATTN_NORMS = ("max_len", "count")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +161,13 @@ class Schedule:
   item_chunk: int = 4096  # items scored at once in full ranking
   exclude_history: bool = False  # mask the user's seen items when ranking
   packed: bool = True  # pack short users into shared rows (same math, less padding work)
+  compute_dtype: str = "float32"  # matmuls in float32 or bfloat16 (params, optimizer: float32)
+  checkpoint_every: int = 0  # save a bucket's lane states every N epochs (0: never)
+
+  def __post_init__(self):
+    if self.compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"compute_dtype={self.compute_dtype!r}: not one of "
+                       f"{', '.join(COMPUTE_DTYPES)}")
 
 
 # One line per field: what it is and why one would change it (shown by --helpfull).

@@ -22,7 +22,6 @@ import numpy as np
 
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data.dataset import SequenceDataset
-from vmle_jax.data.split import leave_one_out
 from vmle_jax.engine.lanes import Engine
 from vmle_jax.eval.ranking import RANK_TIES
 
@@ -63,17 +62,16 @@ def load_params(path: str, like=None):
 
 def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedule = Schedule(),
                        workdir: str | None = None, protocol: str = "full",
-                       log: Callable[[str], None] = print) -> dict:
+                       log: Callable[[str], None] = print, engine: Engine | None = None) -> dict:
   """Trains `cfg` on `data` to early stopping and returns the results (also written to workdir)."""
   if protocol not in PROTOCOLS:
     raise ValueError(f"protocol={protocol!r}: not one of {', '.join(PROTOCOLS)}")
   t0 = time.perf_counter()
   log(f"data: {data.describe()}")
-  split = leave_one_out(data, cfg.max_len)
   log(f"config: {cfg.canonical_json()}")
   log(f"evaluation: {protocol_note(schedule, data.num_items)}; model selection on validation "
       f"NDCG@10, patience {schedule.patience}, at most {schedule.max_epochs} epochs")
-  engine = Engine(split, schedule, log=log)
+  engine = engine or Engine(data, schedule, log=log)
   bucket = engine.train([cfg])
   lane = bucket.lanes[0]
   results = {
@@ -112,7 +110,7 @@ def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedu
   if workdir:
     os.makedirs(workdir, exist_ok=True)
     if lane.valid:
-      params = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), bucket.best_params)
+      params = engine.lane_params(bucket, 0)
       results["checkpoint"] = save_params(os.path.join(workdir, "checkpoints", "best"), params)
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2, sort_keys=True)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import os
+import shutil
 import time
 from typing import Any, Callable, Sequence
 
@@ -68,9 +71,10 @@ class BucketResult:
 class _Programs:
   """Jitted init / epoch / ranking functions of one static signature."""
 
-  def __init__(self, signature: TrialConfig, num_items: int, item_chunk: int):
+  def __init__(self, signature: TrialConfig, num_items: int, item_chunk: int, mesh: Mesh,
+               compute_dtype: str = "float32"):
     self.signature = signature
-    model = build_model(signature, num_items)
+    model = build_model(signature, num_items, compute_dtype)
     self.model = model
     step = functools.partial(steps.train_step, model, signature.loss, signature.num_negatives)
     lane_step = jax.vmap(step, in_axes=(0, None, 0))
@@ -116,11 +120,19 @@ class _Programs:
       return jax.tree_util.tree_map(
           lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
-    self.init = jax.jit(init)
-    self.copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
-    self.epoch = jax.jit(epoch, donate_argnums=(0,))
-    self.ranks = jax.jit(ranks)
-    self.select = jax.jit(select)
+    # Per-lane state stays sharded over the `lanes` axis; what the host reads
+    # (alive flags, losses, ranks, one lane's parameters) comes back replicated,
+    # so every process of a multi-host run can read it.
+    lanes = NamedSharding(mesh, PartitionSpec(LANES))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    self.init = jax.jit(init, out_shardings=lanes)
+    self.copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree), out_shardings=lanes)
+    self.epoch = jax.jit(epoch, donate_argnums=(0,),
+                         out_shardings=(lanes, replicated, replicated))
+    self.ranks = jax.jit(ranks, out_shardings=replicated)
+    self.select = jax.jit(select, out_shardings=lanes)
+    self.take = jax.jit(lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree),
+                        out_shardings=replicated)
 
 
 def eval_groups(split: EvalSplit, eval_batch: int, candidates: np.ndarray | None = None,
@@ -190,8 +202,10 @@ class Engine:
   """
 
   def __init__(self, data: SequenceDataset | LeaveOneOut, schedule: Schedule = Schedule(),
-               log: Callable[[str], None] | None = print, mesh: Mesh | None = None):
+               log: Callable[[str], None] | None = print, mesh: Mesh | None = None,
+               profile_dir: str | None = None):
     self.data = data
+    self.profile_dir = profile_dir
     self.schedule = schedule
     self.log = log or (lambda s: None)
     self._splits: dict[int, LeaveOneOut] = {}
@@ -204,7 +218,8 @@ class Engine:
 
   @property
   def num_devices(self) -> int:
-    return self.mesh.devices.size
+    """Devices along the lanes axis (a `data` axis, if any, splits each lane's batch)."""
+    return self.mesh.shape[LANES]
 
   def split(self, max_len: int) -> LeaveOneOut:
     """The leave-one-out split for `max_len` (built on first use)."""
@@ -223,6 +238,12 @@ class Engine:
   def _replicate(self, tree):
     return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
+  def _shard_batches(self, tree):
+    """[steps, rows, width] batches: rows split over the `data` axis when the mesh has one."""
+    if "data" not in self.mesh.axis_names or self.mesh.shape["data"] == 1:
+      return self._replicate(tree)
+    return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec(None, "data")))
+
   def padded_lanes(self, k: int) -> int:
     """K rounded up to a multiple of the device count."""
     return -(-k // self.num_devices) * self.num_devices
@@ -231,7 +252,8 @@ class Engine:
   def programs(self, signature: TrialConfig) -> _Programs:
     key = (signature, self.num_items)
     if key not in self._programs:
-      self._programs[key] = _Programs(signature, self.num_items, self.schedule.item_chunk)
+      self._programs[key] = _Programs(signature, self.num_items, self.schedule.item_chunk,
+                                      self.mesh, self.schedule.compute_dtype)
     return self._programs[key]
 
   def _eval_arrays(self, max_len: int, which: str, protocol: str, lanes: int,
@@ -285,7 +307,7 @@ class Engine:
     split = self.split(max_len)
     idx = epoch_batches(len(split.train), batch_size, self.schedule.data_seed, epoch)
     layout = pack_epoch if self.schedule.packed else unpacked_epoch
-    return self._replicate(layout(split.train, idx, split.train_times).arrays())
+    return self._shard_batches(layout(split.train, idx, split.train_times).arrays())
 
   def init_lanes(self, configs: Sequence[TrialConfig]):
     """Stacked, lane-sharded initial states and hyperparameters (padded to the mesh)."""
@@ -297,8 +319,17 @@ class Engine:
     hp, seeds = self._shard_lanes((hp, seeds))
     return self.programs(configs[0].static_signature()).init(hp, seeds), hp
 
-  def train(self, configs: Sequence[TrialConfig], label: str = "") -> BucketResult:
-    """Trains `configs` (one static signature) as lanes until every lane has ended."""
+  def train(self, configs: Sequence[TrialConfig], label: str = "",
+            checkpoint_dir: str | None = None) -> BucketResult:
+    """Trains `configs` (one static signature) as lanes until every lane has ended.
+
+    With `checkpoint_dir` and `schedule.checkpoint_every`, the bucket's lane
+    states are saved with orbax every that many epochs, and a bucket started
+    again with the same configs continues from its last checkpoint (the
+    batches of an epoch depend only on the data seed and the epoch, so the
+    continuation is the run that was interrupted). The checkpoint is removed
+    when the bucket ends.
+    """
     if not configs:
       raise ValueError("a bucket needs at least one trial")
     signature = configs[0].static_signature()
@@ -319,12 +350,29 @@ class Engine:
     alive = np.arange(k_pad) < k  # padding lanes never train
     best = np.full(k_pad, -np.inf)
     since_best = np.zeros(k_pad, int)
-    compile_s, epoch_times = 0.0, []
-    for epoch in range(1, sched.max_epochs + 1):
+    compile_s, epoch_times, first_epoch = 0.0, [], 1
+    ckpt = BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None
+    if ckpt is not None and ckpt.exists():
+      states, best_params, host = ckpt.restore(states, best_params)
+      alive, best, since_best = host["alive"], host["best"], host["since_best"]
+      for lane, saved in zip(lanes, host["lanes"]):
+        for field, value in saved.items():
+          setattr(lane, field, value)
+      first_epoch = host["epoch"] + 1
+      self.log(f"[{label}] resuming the bucket from its checkpoint after epoch {host['epoch']}")
+    for epoch in range(first_epoch, sched.max_epochs + 1):
+      if not alive.any():
+        break
       te = time.perf_counter()
       batches = self.epoch_data(signature.max_len, signature.batch_size, epoch)
+      profiling = self.profile_dir and epoch == first_epoch + 1
+      if profiling:
+        jax.profiler.start_trace(self.profile_dir)
       states, alive_out, loss = prog.epoch(states, hp, self._shard_lanes(alive), batches)
       alive_out, loss = np.asarray(alive_out), np.asarray(loss)
+      if profiling:
+        jax.profiler.stop_trace()
+        self.log(f"profile of epoch {epoch} written to {self.profile_dir}")
       for i in np.flatnonzero(alive & ~alive_out):
         lanes[i].status, lanes[i].stopped_epoch = "diverged", epoch
         lanes[i].error = f"non-finite loss or gradient in epoch {epoch}"
@@ -354,19 +402,87 @@ class Engine:
             point.update({m: metrics[i][m] for m in ("NDCG@10", "HR@10")})
           lane.curve.append(point)
       seconds = time.perf_counter() - te
-      compile_s = seconds if epoch == 1 else compile_s
+      compile_s = seconds if epoch == first_epoch else compile_s
       epoch_times.append(seconds)
       self.log(_progress_line(label, epoch, sched.max_epochs, lanes, loss, metrics, best,
                               alive[:k], epoch_times))
-      if not alive.any():
-        break
+      if ckpt is not None and sched.checkpoint_every and epoch % sched.checkpoint_every == 0 \
+          and alive.any():
+        ckpt.save(epoch, states, best_params, alive, best, since_best, lanes)
     for lane in lanes:
       if lane.status == "running":
         lane.status = "finished"
+    if ckpt is not None:
+      ckpt.remove()
     return BucketResult(signature=signature, lanes=lanes, best_params=best_params,
                         seconds=time.perf_counter() - t0,
                         steps_per_epoch=math.ceil(len(split.train) / signature.batch_size),
                         compile_seconds=compile_s)
+
+  def lane_params(self, result: BucketResult, lane: int):
+    """One lane's best parameters as host numpy arrays (works on every process)."""
+    prog = self.programs(result.signature)
+    return jax.tree_util.tree_map(np.asarray, prog.take(result.best_params, lane))
+
+
+class BucketCheckpoint:
+  """Orbax checkpoints of a bucket's lane states plus a JSON file of the host-side state.
+
+  Each save writes `state_<epoch>/` and then `meta.json` pointing at it (the
+  pointer is written last, atomically), then deletes older states: a kill at
+  any moment leaves one complete checkpoint.
+  """
+
+  def __init__(self, directory: str, configs: Sequence[TrialConfig]):
+    self.dir = os.path.abspath(directory)
+    self.key = [c.canonical_json() for c in configs]
+
+  @property
+  def meta_path(self) -> str:
+    return os.path.join(self.dir, "meta.json")
+
+  def exists(self) -> bool:
+    if not os.path.exists(self.meta_path):
+      return False
+    with open(self.meta_path) as f:
+      return json.load(f).get("configs") == self.key
+
+  def save(self, epoch, states, best_params, alive, best, since_best, lanes) -> None:
+    import orbax.checkpoint as ocp
+    path = os.path.join(self.dir, f"state_{epoch}")
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(path, {"states": states, "best_params": best_params}, force=True)
+    ckpt.wait_until_finished()
+    if jax.process_index() == 0:
+      meta = {"configs": self.key, "epoch": epoch, "state": os.path.basename(path),
+              "alive": alive.tolist(), "best": [None if not np.isfinite(b) else float(b)
+                                                for b in best],
+              "since_best": since_best.tolist(),
+              "lanes": [{f: getattr(l, f) for f in ("status", "epochs", "best_epoch", "valid",
+                                                    "curve", "stopped_epoch", "error")}
+                        for l in lanes]}
+      tmp = self.meta_path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(meta, f)
+      os.replace(tmp, self.meta_path)
+      for name in os.listdir(self.dir):
+        if name.startswith("state_") and name != os.path.basename(path):
+          shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
+
+  def restore(self, states, best_params):
+    import orbax.checkpoint as ocp
+    with open(self.meta_path) as f:
+      meta = json.load(f)
+    target = {"states": states, "best_params": best_params}
+    restored = ocp.StandardCheckpointer().restore(os.path.join(self.dir, meta["state"]), target)
+    host = {"epoch": meta["epoch"], "alive": np.asarray(meta["alive"], bool),
+            "best": np.asarray([-np.inf if b is None else b for b in meta["best"]]),
+            "since_best": np.asarray(meta["since_best"], int), "lanes": meta["lanes"]}
+    return restored["states"], restored["best_params"], host
+
+  def remove(self) -> None:
+    if jax.process_index() == 0:
+      shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -23,6 +24,7 @@ import numpy as np
 
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data.dataset import SequenceDataset
+from vmle_jax.engine import distributed
 from vmle_jax.engine.lanes import Engine, _format_eta
 from vmle_jax.memory.store import Store, StoreError
 from vmle_jax.search.space import SearchSpace
@@ -89,16 +91,59 @@ def study_elapsed(trials: list[dict]) -> float:
   return float(sum(per_bucket.values()))
 
 
-def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: Strategy,
+def bucket_checkpoint_dir(workdir: str | None, schedule: Schedule, configs) -> str | None:
+  """Where a bucket's mid-training checkpoint lives (named by its configs), if enabled."""
+  if not workdir or not schedule.checkpoint_every:
+    return None
+  key = hashlib.sha1("|".join(c.canonical_json() for c in configs).encode()).hexdigest()[:16]
+  return os.path.join(workdir, "buckets", key)
+
+
+def follow(engine: Engine) -> dict:
+  """A follower process of a multi-host study: trains what the leader broadcasts."""
+  while True:
+    msg = distributed.broadcast_json(None)
+    if msg["op"] == "stop":
+      return {}
+    configs = [TrialConfig.from_dict(d) for d in msg["configs"]]
+    result = engine.train(configs, label=msg.get("label", ""),
+                          checkpoint_dir=msg.get("checkpoint_dir"))
+    if msg["op"] == "test":
+      engine.evaluate(result, "test")
+
+
+def run_study(spec: StudySpec, data: SequenceDataset, store: Store | None, strategy: Strategy,
               space: SearchSpace, schedule: Schedule = Schedule(), engine: Engine | None = None,
               resume: bool = False, workdir: str | None = None,
               log: Callable[[str], None] = print, engine_log: bool = True) -> dict:
-  """Runs (or resumes) a study to its budget; returns its summary (also in workdir)."""
+  """Runs (or resumes) a study to its budget; returns its summary (also in workdir).
+
+  In a multi-host run every process calls this; process 0 runs the study and
+  owns the store (others pass store=None) and the others follow its buckets.
+  """
+  engine = engine or Engine(data, schedule, log=log if engine_log else None)
+  if distributed.multi_process() and not distributed.is_leader():
+    return follow(engine)
+  try:
+    return _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log)
+  finally:
+    if distributed.multi_process():
+      distributed.broadcast_json({"op": "stop"})
+
+
+def _train(engine: Engine, configs, label: str, checkpoint_dir: str | None, op: str = "train"):
+  """Trains a bucket on every process (the followers are told first)."""
+  if distributed.multi_process():
+    distributed.broadcast_json({"op": op, "configs": [c.to_dict() for c in configs],
+                                "label": label, "checkpoint_dir": checkpoint_dir})
+  return engine.train(configs, label=label, checkpoint_dir=checkpoint_dir)
+
+
+def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log) -> dict:
   study = open_study(store, spec, data, space, schedule, resume, log)
   sid = study["id"]
   if hasattr(strategy, "bind"):
     strategy.bind(store, study, data)
-  engine = engine or Engine(data, schedule, log=log if engine_log else None)
   finished = store.finished_trials(sid)
   done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
   t_start = time.perf_counter()
@@ -126,7 +171,8 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
       configs = [p.config for p in bucket]
       ids, number = store.start_bucket(sid, configs, [{"proposal": p.note} for p in bucket])
       batch_ids += ids
-      result = engine.train(configs, label=f"{spec.name} b{number}")
+      result = _train(engine, configs, f"{spec.name} b{number}",
+                      bucket_checkpoint_dir(workdir, schedule, configs))
       seconds = time.perf_counter() - tb
       updates = []
       for tid, lane in zip(ids, result.lanes):
@@ -144,8 +190,8 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
                 for l in result.lanes]
       lane_best = int(np.argmax(scores))
       previous = (_value(best) if best else None) or -1.0
-      if workdir and scores[lane_best] > previous:
-        _save_best(workdir, result, lane_best, ids[lane_best])
+      if workdir and scores[lane_best] > previous and not distributed.multi_process():
+        _save_best(workdir, engine, result, lane_best, ids[lane_best])
       best = max(store.finished_trials(sid), key=lambda t: _value(t) or -1.0)
       n_done = len(store.finished_trials(sid))
       per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
@@ -166,9 +212,9 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store, strategy: St
   return summary
 
 
-def _save_best(workdir: str, result, lane: int, trial_id: int) -> None:
+def _save_best(workdir: str, engine: Engine, result, lane: int, trial_id: int) -> None:
   from vmle_jax.training import save_params
-  params = jax.tree_util.tree_map(lambda x: np.asarray(x[lane]), result.best_params)
+  params = engine.lane_params(result, lane)
   save_params(os.path.join(workdir, "best_params"), params)
   with open(os.path.join(workdir, "best_params.json"), "w") as f:
     json.dump({"trial_id": trial_id, "config": result.lanes[lane].config.to_dict()}, f)
@@ -209,7 +255,8 @@ def _test_metrics(engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str 
   """Test metrics of the best trial: from its saved parameters, else by retraining it alone."""
   path = os.path.join(workdir, "best_params") if workdir else None
   meta = os.path.join(workdir, "best_params.json") if workdir else None
-  if path and os.path.exists(meta) and json.load(open(meta))["trial_id"] == trial_id:
+  if path and os.path.exists(meta) and json.load(open(meta))["trial_id"] == trial_id \
+      and not distributed.multi_process():
     from vmle_jax.training import load_params
     params = load_params(path)
     stacked = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], params)
@@ -219,7 +266,7 @@ def _test_metrics(engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str 
     from vmle_jax.eval.ranking import metrics_from_ranks
     return metrics_from_ranks(ranks[0])
   log("retraining the best config alone for its test metrics (no saved parameters)")
-  result = engine.train([cfg], label="best")
+  result = _train(engine, [cfg], "best", None, op="test")
   return engine.evaluate(result, "test")[0]
 
 

@@ -1,0 +1,1 @@
+"""Host presets (ml_collections config files): see vmle_jax/engine/presets.py."""
