@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from absl import app, flags
 
@@ -44,11 +43,8 @@ def main(argv) -> None:
   common.reject_positional(argv)
   from vmle_jax.memory.store import StoreError
   from vmle_jax.report import load_group, write_report
-  from vmle_jax.search.agent import AgentStrategy
-  from vmle_jax.search.planners import make_planner
-  from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
-  from vmle_jax.search.strategies import make_strategy
-  from vmle_jax.search.study import StudySpec, _value, run_study
+  from vmle_jax.search.comparison import group_name, run_comparison
+  from vmle_jax.search.space import SearchSpace, SpaceError
   from vmle_jax.training import device_description
 
   bad = [s for s in FLAGS.strategies if s not in ("agent", "grid", "random", "tpe")]
@@ -61,7 +57,7 @@ def main(argv) -> None:
   preset = common.setup_runtime(FLAGS)
   data = common.dataset_from_flags(FLAGS)
   base = common.config_from_flags(FLAGS, preset=preset)
-  group = f"{data.name}-{base.backbone}"
+  group = group_name(data, base)
   workdir = FLAGS.workdir or os.path.join("runs", f"compare-{group}")
   store = common.open_store(FLAGS.db)
   if not FLAGS.report_only:
@@ -74,40 +70,17 @@ def main(argv) -> None:
         summary = json.load(f)
     engine = common.engine_from_flags(FLAGS, data, schedule, preset,
                                       log=print if FLAGS.verbose_epochs else None)
-    lanes = None
-    for seed in seeds:
-      for strategy_name in FLAGS.strategies:
-        dims = FLAGS.dims or (list(GRID_DIMS[base.backbone]) if strategy_name == "grid" else None)
-        try:
-          space = SearchSpace.for_backbone(base.backbone, base=base.replace(seed=seed), only=dims,
-                                           fixed=fixed)
-        except SpaceError as e:
-          common.fail(f"--dims: {e}")
-        lanes = lanes or common.lanes_from_flags(FLAGS, space, data, preset, engine)
-        label = f"agent:{FLAGS.planner}" if strategy_name == "agent" else strategy_name
-        name = f"cmp-{group}-{strategy_name}-s{seed}"
-        existing = store.study(name) if store else None
-        if existing and existing["status"] == "finished":
-          continue
-        if strategy_name == "agent":
-          strategy = AgentStrategy(make_planner(FLAGS.planner, FLAGS.model), space,
-                                   recall="study", summary=summary)
-        else:
-          from vmle_jax.config import TrialConfig
-          history = [(TrialConfig.from_dict(t["config"]), _value(t))
-                     for t in store.finished_trials(existing["id"])] if existing else []
-          strategy = make_strategy(strategy_name, space, seed, history)
-        spec = StudySpec(name=name, backbone=base.backbone, strategy=label,
-                         budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
-                         lanes=lanes, seed=seed, dims=tuple(space.names), group=group)
-        print(f"== {name}: {label}, seed {seed}, {FLAGS.budget_trials} trials, {lanes} lanes")
-        t0 = time.perf_counter()
-        try:
-          run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                    resume=existing is not None, workdir=os.path.join(workdir, name))
-        except StoreError as e:
-          common.fail(str(e))
-        print(f"== {name} done in {time.perf_counter() - t0:.0f} s")
+    try:
+      space = SearchSpace.for_backbone(base.backbone, base=base, only=FLAGS.dims, fixed=fixed)
+    except SpaceError as e:
+      common.fail(f"--dims: {e}")
+    lanes = common.lanes_from_flags(FLAGS, space, data, preset, engine)
+    try:
+      run_comparison(data, base, store, engine, lanes, schedule, workdir, FLAGS.budget_trials,
+                     seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model, summary, FLAGS.dims,
+                     fixed, FLAGS.budget_minutes)
+    except StoreError as e:
+      common.fail(str(e))
   if store is None:  # a follower process of a multi-host run: nothing to report
     return
   runs = load_group(store, group)

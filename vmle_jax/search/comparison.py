@@ -1,0 +1,78 @@
+"""A comparison: the agent, grid, random and TPE on one data set x backbone, several seeds.
+
+Every strategy gets the same engine, lanes, budget, schedule and seeds, and
+evaluates the space's default config first. Studies are named
+`cmp-<dataset>-<backbone>-<strategy>-s<seed>` and carry the group
+`<dataset>-<backbone>` in their settings, which is what the report reads.
+Finished studies are skipped and unfinished ones resumed, so a comparison
+can run in pieces. The agent recalls only its own study (no memory of the
+other seeds) unless it is given a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from vmle_jax.config import Schedule, TrialConfig
+from vmle_jax.engine import distributed
+from vmle_jax.engine.lanes import Engine
+from vmle_jax.memory.store import Store
+from vmle_jax.search.agent import AgentStrategy
+from vmle_jax.search.planners import make_planner
+from vmle_jax.search.space import GRID_DIMS, SearchSpace
+from vmle_jax.search.strategies import make_strategy
+from vmle_jax.search.study import StudySpec, _value, run_study
+
+STRATEGY_NAMES = ("agent", "grid", "random", "tpe")
+
+
+def group_name(data, base: TrialConfig) -> str:
+  return f"{data.name}-{base.backbone}"
+
+
+def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine, lanes: int,
+                   schedule: Schedule, workdir: str, budget_trials: int, seeds=(0, 1),
+                   strategies=STRATEGY_NAMES, planner: str = "heuristic", model: str | None = None,
+                   summary: dict | None = None, dims=None, fixed: dict | None = None,
+                   budget_minutes: float | None = None, deadline: float | None = None,
+                   log: Callable[[str], None] = print) -> str:
+  """Runs (or resumes) every strategy x seed; returns the group name. Stops at `deadline`
+  (a time.time() value) before starting a new study."""
+  group = group_name(data, base)
+  plan = []
+  for seed in seeds:
+    for name in strategies:
+      study = f"cmp-{group}-{name}-s{seed}"
+      existing = store.study(study) if store else None
+      if existing is None or existing["status"] != "finished":
+        plan.append((seed, name, study, existing is not None))
+  if distributed.multi_process():  # followers run exactly the leader's plan
+    plan = [tuple(p) for p in distributed.broadcast_json(plan)]
+  for seed, name, study, exists in plan:
+    if deadline is not None and time.time() > deadline:
+      log(f"time limit reached before {study}; rerun to continue")
+      break
+    space_dims = dims or (list(GRID_DIMS[base.backbone]) if name == "grid" else None)
+    space = SearchSpace.for_backbone(base.backbone, base=base.replace(seed=seed), only=space_dims,
+                                     fixed=fixed)
+    label = f"agent:{planner}" if name == "agent" else name
+    if name == "agent":
+      strategy = AgentStrategy(make_planner(planner, model), space, recall="study",
+                               summary=summary, log=log)
+    else:
+      history = []
+      if exists and store is not None:
+        history = [(TrialConfig.from_dict(t["config"]), _value(t))
+                   for t in store.finished_trials(store.study(study)["id"])]
+      strategy = make_strategy(name, space, seed, history)
+    spec = StudySpec(name=study, backbone=base.backbone, strategy=label,
+                     budget_trials=budget_trials, budget_minutes=budget_minutes, lanes=lanes,
+                     seed=seed, dims=tuple(space.names), group=group)
+    log(f"== {study}: {label}, seed {seed}, {budget_trials} trials, {lanes} lanes")
+    t0 = time.perf_counter()
+    run_study(spec, data, store, strategy, space, schedule, engine=engine, resume=exists,
+              workdir=os.path.join(workdir, study), log=log)
+    log(f"== {study} done in {time.perf_counter() - t0:.0f} s")
+  return group
