@@ -22,7 +22,7 @@ from absl import app, flags
 from vmle_jax.launch import common
 
 common.define_data_flags()
-common.define_schedule_flags(default_epochs=40)
+common.define_schedule_flags(default_epochs=20)
 common.define_study_flags()
 flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"],
                   "Who proposes trials: heuristic (offline, deterministic, the default; not an "

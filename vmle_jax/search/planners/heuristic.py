@@ -39,6 +39,7 @@ PRIORS = {
                               "underfitting and slower convergence"),
                        "down": ("less dropout lets the model fit more signal",
                                 "overfitting")}),
+    "tie_embeddings": ("set", {}),
     "num_negatives": ("up", {"up": ("more negatives bring the sampled loss closer to the full "
                                     "softmax", "a slower step"),
                              "down": ("fewer negatives make a faster, noisier step",
@@ -83,7 +84,6 @@ PRIORS = {
                                     "noisier attention"),
                              "down": ("narrower Q and K overfit less", "coarser attention")}),
     "norm": ("set", {}),
-    "tie_embeddings": ("set", {}),
     "positions": ("set", {}),
     "l2_norm": ("set", {}),
     "ffn": ("set", {}),
@@ -93,8 +93,9 @@ SET_REASONS = {
     "loss": ("the loss decides how strongly negatives are pushed down",
              "a worse fit if the loss suits the data less"),
     "norm": ("the LayerNorm placement changes optimisation stability", "instability"),
-    "tie_embeddings": ("separate output embeddings decouple the input and output roles",
-                       "twice the item parameters"),
+    "tie_embeddings": ("separate output embeddings decouple the input and output roles: a tied "
+                       "table scores the items just seen highly, which costs ranking quality "
+                       "when nothing is filtered and repeats are rare", "twice the item parameters"),
     "beta2": ("the Adam second-moment horizon changes step sizes on rare items", "noisier steps"),
     "positions": ("another positional scheme may suit how much order matters in this data",
                   "losing a useful positional signal"),
