@@ -118,6 +118,38 @@ def engine_from_flags(FLAGS, data, schedule, preset=None, log=print):
   return Engine(data, schedule, log=log, mesh=mesh, profile_dir=FLAGS.profile_dir)
 
 
+@dataclasses.dataclass
+class StudySetup:
+  """What every study launcher builds from its flags."""
+
+  preset: object
+  data: object
+  schedule: Schedule
+  base: TrialConfig
+  space: object
+  engine: object
+  lanes: int
+
+
+def study_setup(FLAGS, dims=None) -> StudySetup:
+  """Preset, data, schedule, base config, search space, engine and lanes from the flags."""
+  from vmle_jax.search.space import SearchSpace, SpaceError
+  preset = setup_runtime(FLAGS)
+  data = dataset_from_flags(FLAGS)
+  schedule = schedule_from_flags(FLAGS, preset=preset)
+  base = config_from_flags(FLAGS, preset=preset)
+  fixed = explicit_config_flags(FLAGS)
+  fixed.pop("seed", None)
+  try:
+    space = SearchSpace.for_backbone(base.backbone, base=base, only=dims, fixed=fixed)
+  except SpaceError as e:
+    fail(f"--dims: {e}")
+  engine = engine_from_flags(FLAGS, data, schedule, preset,
+                             log=print if FLAGS.verbose_epochs else None)
+  return StudySetup(preset, data, schedule, base, space, engine,
+                    lanes_from_flags(FLAGS, space, data, preset, engine))
+
+
 def open_store(path: str):
   """The SQLite memory on process 0; None on the other processes of a multi-host job."""
   import jax

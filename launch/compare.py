@@ -44,7 +44,6 @@ def main(argv) -> None:
   from vmle_jax.memory.store import StoreError
   from vmle_jax.report import load_group, write_report
   from vmle_jax.search.comparison import group_name, run_comparison
-  from vmle_jax.search.space import SearchSpace, SpaceError
   from vmle_jax.training import device_description
 
   bad = [s for s in FLAGS.strategies if s not in ("agent", "grid", "random", "tpe")]
@@ -54,31 +53,27 @@ def main(argv) -> None:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError:
     common.fail(f"--seeds={','.join(FLAGS.seeds)}: seeds are integers")
-  preset = common.setup_runtime(FLAGS)
-  data = common.dataset_from_flags(FLAGS)
-  base = common.config_from_flags(FLAGS, preset=preset)
+  if FLAGS.report_only:
+    common.setup_runtime(FLAGS)
+    data = common.dataset_from_flags(FLAGS)
+    base = common.config_from_flags(FLAGS)
+  else:
+    setup = common.study_setup(FLAGS, FLAGS.dims)
+    data, base = setup.data, setup.base
   group = group_name(data, base)
   workdir = FLAGS.workdir or os.path.join("runs", f"compare-{group}")
   store = common.open_store(FLAGS.db)
   if not FLAGS.report_only:
-    schedule = common.schedule_from_flags(FLAGS, preset=preset)
     fixed = common.explicit_config_flags(FLAGS)
     fixed.pop("seed", None)
     summary = None
     if FLAGS.summary_from:
       with open(FLAGS.summary_from) as f:
         summary = json.load(f)
-    engine = common.engine_from_flags(FLAGS, data, schedule, preset,
-                                      log=print if FLAGS.verbose_epochs else None)
     try:
-      space = SearchSpace.for_backbone(base.backbone, base=base, only=FLAGS.dims, fixed=fixed)
-    except SpaceError as e:
-      common.fail(f"--dims: {e}")
-    lanes = common.lanes_from_flags(FLAGS, space, data, preset, engine)
-    try:
-      run_comparison(data, base, store, engine, lanes, schedule, workdir, FLAGS.budget_trials,
-                     seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model, summary, FLAGS.dims,
-                     fixed, FLAGS.budget_minutes)
+      run_comparison(data, base, store, setup.engine, setup.lanes, setup.schedule, workdir,
+                     FLAGS.budget_trials, seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model,
+                     summary, FLAGS.dims, fixed, FLAGS.budget_minutes)
     except StoreError as e:
       common.fail(str(e))
   if store is None:  # a follower process of a multi-host run: nothing to report

@@ -33,25 +33,16 @@ FLAGS = flags.FLAGS
 def main(argv) -> None:
   common.reject_positional(argv)
   from vmle_jax.memory.store import StoreError
-  from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
+  from vmle_jax.search.space import GRID_DIMS
   from vmle_jax.search.strategies import make_strategy
   from vmle_jax.search.study import StudySpec, run_study
 
-  preset = common.setup_runtime(FLAGS)
-  data = common.dataset_from_flags(FLAGS)
-  schedule = common.schedule_from_flags(FLAGS, preset=preset)
-  base = common.config_from_flags(FLAGS, preset=preset)
-  dims = FLAGS.dims or (list(GRID_DIMS[base.backbone]) if FLAGS.strategy == "grid" else None)
-  try:
-    space = SearchSpace.for_backbone(base.backbone, base=base, only=dims,
-                                     fixed=common.explicit_config_flags(FLAGS))
-  except SpaceError as e:
-    common.fail(f"--dims: {e}")
+  dims = FLAGS.dims or (list(GRID_DIMS[FLAGS.backbone]) if FLAGS.strategy == "grid" else None)
+  setup = common.study_setup(FLAGS, dims)
+  data, schedule, base, space, engine, lanes = (setup.data, setup.schedule, setup.base,
+                                                setup.space, setup.engine, setup.lanes)
   name = FLAGS.study or f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}"
   workdir = FLAGS.workdir or os.path.join("runs", name)
-  engine = common.engine_from_flags(FLAGS, data, schedule, preset,
-                                    log=print if FLAGS.verbose_epochs else None)
-  lanes = common.lanes_from_flags(FLAGS, space, data, preset, engine)
   spec = StudySpec(name=name, backbone=base.backbone, strategy=FLAGS.strategy,
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
                    lanes=lanes, seed=FLAGS.seed, dims=tuple(space.names))

@@ -46,27 +46,17 @@ def main(argv) -> None:
   from vmle_jax.memory.store import StoreError
   from vmle_jax.search.agent import AgentStrategy
   from vmle_jax.search.planners import Transcript, make_planner
-  from vmle_jax.search.space import SearchSpace, SpaceError
   from vmle_jax.search.study import StudySpec, run_study
 
-  preset = common.setup_runtime(FLAGS)
-  data = common.dataset_from_flags(FLAGS)
-  schedule = common.schedule_from_flags(FLAGS, preset=preset)
-  base = common.config_from_flags(FLAGS, preset=preset)
-  try:
-    space = SearchSpace.for_backbone(base.backbone, base=base, only=FLAGS.dims,
-                                     fixed=common.explicit_config_flags(FLAGS))
-  except SpaceError as e:
-    common.fail(f"--dims: {e}")
+  setup = common.study_setup(FLAGS, FLAGS.dims)
+  data, schedule, base, space, engine, lanes = (setup.data, setup.schedule, setup.base,
+                                                setup.space, setup.engine, setup.lanes)
   name = FLAGS.study or f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}"
   workdir = FLAGS.workdir or os.path.join("runs", name)
   try:
     planner = make_planner(FLAGS.planner, FLAGS.model, FLAGS.transcript, FLAGS.gemini_base_url)
   except Exception as e:  # missing key, missing package, missing transcript
     common.fail(str(e))
-  engine = common.engine_from_flags(FLAGS, data, schedule, preset,
-                                    log=print if FLAGS.verbose_epochs else None)
-  lanes = common.lanes_from_flags(FLAGS, space, data, preset, engine)
   spec = StudySpec(name=name, backbone=base.backbone, strategy=f"agent:{FLAGS.planner}",
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
                    budget_tokens=FLAGS.budget_tokens, lanes=lanes, seed=FLAGS.seed,

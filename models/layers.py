@@ -160,6 +160,46 @@ class FeedForward(nn.Module):
     return nn.Dense(self.hidden, dtype=self.dtype, name="down")(h)
 
 
+def row_layout(seq, positions=None, segments=None):
+  """Positions, segment ids and the [B, L, 1] validity mask of a (packed or plain) row."""
+  if positions is None:
+    positions = jnp.broadcast_to(default_positions(seq.shape[-1]), seq.shape)
+  if segments is None:
+    segments = (seq != 0).astype(jnp.int32)
+  return positions, segments, (seq != 0)[..., None].astype(jnp.float32)
+
+
+class ItemTables(nn.Module):
+  """The item side every backbone shares: input embeddings (with learned absolute
+  positions if chosen, optionally scaled by sqrt(D)) and the output item table
+  (tied or separate, optionally L2-normalised)."""
+
+  cfg: "object"
+  num_items: int
+
+  def setup(self):
+    cfg = self.cfg
+    init = nn.initializers.normal(stddev=1.0)  # rescaled per lane by init_std (steps.init_lane)
+    self.items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init, name="items")
+    if cfg.positions == "learned":
+      self.positions = nn.Embed(cfg.max_len, cfg.hidden, embedding_init=init, name="positions")
+    if not cfg.tie_embeddings:
+      self.out_items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init,
+                                name="out_items")
+
+  def embed(self, seq, positions):
+    x = self.items(seq)
+    if self.cfg.scale_embeddings:
+      x = x * jnp.sqrt(float(self.cfg.hidden))
+    if self.cfg.positions == "learned":
+      x = x + self.positions(positions)
+    return x
+
+  def output_table(self):
+    table = self.items.embedding if self.cfg.tie_embeddings else self.out_items.embedding
+    return l2_normalize(table) if self.cfg.l2_norm else table
+
+
 class OutputHead(nn.Module):
   """Turns final hidden states into query vectors: optional L2 norm, then / temperature."""
 

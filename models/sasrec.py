@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from vmle_jax.models.layers import (
-    CausalSelfAttention, FeedForward, OutputHead, RelativePositionBias, causal_mask,
-    default_positions, dropout, l2_normalize, split_rng)
+    CausalSelfAttention, FeedForward, ItemTables, OutputHead, RelativePositionBias, causal_mask,
+    dropout, row_layout, split_rng)
 
 
 class SASRec(nn.Module):
@@ -30,13 +30,7 @@ class SASRec(nn.Module):
 
   def setup(self):
     cfg = self.cfg
-    init = nn.initializers.normal(stddev=1.0)  # rescaled per lane by init_std (steps.init_lane)
-    self.items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init, name="items")
-    if cfg.positions == "learned":
-      self.positions = nn.Embed(cfg.max_len, cfg.hidden, embedding_init=init, name="positions")
-    if not cfg.tie_embeddings:
-      self.out_items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init,
-                                name="out_items")
+    self.tables = ItemTables(cfg, self.num_items, name="tables")
     self.attn = [CausalSelfAttention(cfg.hidden, cfg.heads, self.dtype, name=f"attn_{i}")
                  for i in range(cfg.blocks)]
     if cfg.positions == "relative":
@@ -61,16 +55,8 @@ class SASRec(nn.Module):
     """
     del times
     cfg = self.cfg
-    if positions is None:
-      positions = jnp.broadcast_to(default_positions(seq.shape[-1]), seq.shape)
-    if segments is None:
-      segments = (seq != 0).astype(jnp.int32)
-    valid = (seq != 0)[..., None].astype(jnp.float32)
-    x = self.items(seq)
-    if cfg.scale_embeddings:
-      x = x * jnp.sqrt(float(cfg.hidden))
-    if cfg.positions == "learned":
-      x = x + self.positions(positions)
+    positions, segments, valid = row_layout(seq, positions, segments)
+    x = self.tables.embed(seq, positions)
     rngs = split_rng(rng, 1 + 4 * cfg.blocks)
     x = dropout(x, rates["dropout"], rngs[0]) * valid
     mask = causal_mask(segments)
@@ -95,8 +81,7 @@ class SASRec(nn.Module):
 
   def item_table(self) -> jax.Array:
     """Output item vectors [num_items + 1, D]."""
-    table = self.items.embedding if self.cfg.tie_embeddings else self.out_items.embedding
-    return l2_normalize(table) if self.cfg.l2_norm else table
+    return self.tables.output_table()
 
   def __call__(self, seq, rates, rng=None, positions=None, segments=None, times=None):
     return self.encode(seq, rates, rng, positions, segments, times), self.item_table()

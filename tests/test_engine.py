@@ -67,7 +67,7 @@ SHARDED = textwrap.dedent("""
       engine = Engine(split, Schedule(max_epochs=3), log=None, mesh=lane_mesh(devices))
       result = engine.train(configs)
       out[name] = [l.best_value for l in result.lanes]
-      out[name + "_shards"] = len(result.best_params["params"]["items"]["embedding"]
+      out[name + "_shards"] = len(result.best_params["params"]["tables"]["items"]["embedding"]
                                   .sharding.device_set)
       out[name + "_padded"] = engine.padded_lanes(len(configs))
     out["devices"] = jax.device_count()

@@ -33,7 +33,7 @@ def test_synthetic_default_beats_popularity_quickly(tmp_path):
   assert saved["test"]["NDCG@10"] == results["test"]["NDCG@10"]
   assert "history not excluded" in saved["protocol"]
   params = load_params(results["checkpoint"])
-  assert params["params"]["items"]["embedding"].shape == (data.num_items + 1, 32)
+  assert params["params"]["tables"]["items"]["embedding"].shape == (data.num_items + 1, 32)
 
 
 def test_early_stopping_and_divergence_are_per_lane():

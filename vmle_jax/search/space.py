@@ -120,13 +120,8 @@ def _round(v):
   return v
 
 
-SASREC_SPACE = {
-    "hidden": Choice((32, 64, 128, 256), 64),
-    "blocks": Int(1, 4, 2),
-    "heads": Choice((1, 2, 4), 1),
-    "ffn_mult": Choice((1, 2, 4), 1),
-    "norm": Choice(("pre", "post"), "pre"),
-    "tie_embeddings": Choice((True, False), True),
+# Dimensions of the training recipe, the same for every backbone.
+TRAINING_DIMS = {
     "loss": Choice(("bce", "sampled_softmax", "softmax"), "sampled_softmax"),
     "num_negatives": Choice((1, 16, 64, 128, 256, 512), 256),
     "max_len": Choice((20, 50, 100, 200), 50),
@@ -134,8 +129,18 @@ SASREC_SPACE = {
     "lr": LogFloat(1e-4, 1e-2, 1e-3),
     "weight_decay": Float(0.0, 0.5, 0.0),
     "dropout": Float(0.0, 0.8, 0.2),
-    "attn_dropout": Float(0.0, 0.8, 0.2),
     "beta2": Choice((0.98, 0.999), 0.98),
+}
+
+SASREC_SPACE = {
+    "hidden": Choice((32, 64, 128, 256), 64),
+    "blocks": Int(1, 4, 2),
+    "heads": Choice((1, 2, 4), 1),
+    "ffn_mult": Choice((1, 2, 4), 1),
+    "norm": Choice(("pre", "post"), "pre"),
+    "tie_embeddings": Choice((True, False), True),
+    **TRAINING_DIMS,
+    "attn_dropout": Float(0.0, 0.8, 0.2),
     "ffn": Choice(("gelu", "swiglu"), "gelu"),
     "positions": Choice(("learned", "relative", "rope"), "learned"),
     "l2_norm": Choice((False, True), False),
@@ -151,16 +156,9 @@ HSTU_SPACE = {
     "positions": Choice(("relative", "learned", "rope"), "relative"),
     "l2_norm": Choice((True, False), True),
     "tie_embeddings": Choice((True, False), True),
-    "loss": Choice(("bce", "sampled_softmax", "softmax"), "sampled_softmax"),
-    "num_negatives": Choice((1, 16, 64, 128, 256, 512), 256),
-    "max_len": Choice((20, 50, 100, 200), 50),
-    "batch_size": Choice((64, 128, 256, 512), 128),
-    "lr": LogFloat(1e-4, 1e-2, 1e-3),
-    "weight_decay": Float(0.0, 0.5, 0.0),
-    "dropout": Float(0.0, 0.8, 0.2),
+    **TRAINING_DIMS,
     "attn_dropout": Float(0.0, 0.8, 0.0),
     "temperature": LogFloat(0.01, 1.0, 0.05),
-    "beta2": Choice((0.98, 0.999), 0.98),
 }
 
 SPACES = {"sasrec": SASREC_SPACE, "hstu": HSTU_SPACE}
