@@ -1,6 +1,6 @@
 """The published experiment: agent vs grid vs random vs TPE, same engine, budget and seeds.
 
-  python bench/experiment.py --scale=cpu   # SASRec on Beauty, 16 trials, 2 seeds, 8 epochs max
+  python bench/experiment.py --scale=cpu   # SASRec on Beauty, 16 trials, 2 seeds, 6 epochs max
   python bench/experiment.py --scale=gpu   # SASRec and HSTU on Beauty, Sports, Toys, 48 trials,
                                            # 3 seeds, every strategy (about 3,500 trials)
 
@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 
 SCALES = {
     # datasets, backbones, trials, seeds, max epochs, patience
-    "cpu": (("beauty",), ("sasrec",), 16, (0, 1), 8, 3),
+    "cpu": (("beauty",), ("sasrec",), 16, (0, 1), 6, 2),
     "gpu": (("beauty", "sports", "toys"), ("sasrec", "hstu"), 48, (0, 1, 2), 100, 10),
 }
 

@@ -27,6 +27,8 @@ flags.DEFINE_string("data_dir", _common.DEFAULT_DATA_DIR, "Where data set names 
 flags.DEFINE_list("lanes", None, "Lane counts (default 1,8,32 on CPU; 1,8,32,128,256 otherwise).")
 flags.DEFINE_integer("steps", 20, "Timed steps per lane count.")
 flags.DEFINE_boolean("packed", True, "Packed training rows (the engine's default).")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Matmul dtype.")
+flags.DEFINE_string("preset", None, "Host preset (tpu_configs/) for the mesh.")
 FLAGS = flags.FLAGS
 
 
@@ -39,7 +41,12 @@ def main(argv):
   from vmle_jax.engine import Engine
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
-  engine = Engine(leave_one_out(data, 50), Schedule(packed=FLAGS.packed), log=None)
+  mesh = None
+  if FLAGS.preset:
+    from vmle_jax.engine.presets import load_preset, preset_mesh
+    mesh = preset_mesh(load_preset(FLAGS.preset))
+  engine = Engine(leave_one_out(data, 50), Schedule(packed=FLAGS.packed,
+                                                    compute_dtype=FLAGS.dtype), log=None, mesh=mesh)
   base = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce", num_negatives=1,
                      dropout=0.2, attn_dropout=0.2)
   default = "1,8,32" if jax.devices()[0].platform == "cpu" else "1,8,32,128,256"
@@ -61,7 +68,7 @@ def main(argv):
     results[k] = k * FLAGS.steps / (time.perf_counter() - t)
   figures = ", ".join(f"K={k}: {v:,.0f} config-steps/s (x{v / results[counts[0]]:.2f})"
                       for k, v in results.items())
-  print(f"lanes {data.name} L=50 D=64 B=128 blocks=2 bce "
+  print(f"lanes {data.name} L=50 D=64 B=128 blocks=2 bce {FLAGS.dtype} "
         f"{'packed' if FLAGS.packed else 'plain'}: {figures}; {_common.machine()}; "
         f"{_common.today()}")
 

@@ -7,7 +7,7 @@ trials each Toys run needed to reach 98% of the best validation NDCG@10 that
 either run found, and draws both best-so-far curves to transfer.png.
 Resumable: the memories live in --workdir, so a rerun continues where it stopped.
 
-  python bench/transfer.py --scale=cpu     # 16 trials per study, 10 epochs max
+  python bench/transfer.py --scale=cpu     # 16 trials per study, 8 epochs max
   python bench/transfer.py --scale=gpu     # 24 trials per study, 50 epochs max
 
 Prints one line.
@@ -34,7 +34,7 @@ flags.DEFINE_string("workdir", "runs/transfer", "Memories, summary, curves and r
 flags.DEFINE_float("target", 0.98, "Fraction of the best value that counts as reached.")
 FLAGS = flags.FLAGS
 
-SCALES = {"cpu": (16, 10, 3), "gpu": (24, 50, 5)}  # trials, max epochs, patience
+SCALES = {"cpu": (16, 8, 3), "gpu": (24, 50, 5)}  # trials, max epochs, patience
 
 
 def trials_to_reach(values: list[float], target: float) -> int | None:

@@ -37,6 +37,17 @@ def _id(c):
   return f"{c.backbone}-{c.norm}-{c.positions}-{c.attn_norm}"
 
 
+@pytest.mark.parametrize("backbone", sorted(REGISTRY))
+def test_output_shapes(backbone):
+  cfg = backbone_config(backbone, hidden=16, blocks=2, heads=2, max_len=10)
+  model, params, hp = _init(cfg)
+  seq = jnp.asarray(np.random.default_rng(0).integers(0, N_ITEMS + 1, size=(3, 10)))
+  q, table = model.apply(params, seq, steps.rates_of(hp))
+  assert q.shape == (3, 10, 16) and table.shape == (N_ITEMS + 1, 16)
+  last, table2 = steps.last_queries(model, params, seq, 1.0)
+  assert last.shape == (3, 16) and table2.shape == table.shape
+
+
 @pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=_id)
 def test_causality_future_items_never_change_earlier_outputs(cfg):
   model, params, _ = _init(cfg)
