@@ -19,7 +19,6 @@ scores divided by a (traced) temperature. Positional scheme: relative bias
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 

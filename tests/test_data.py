@@ -1,6 +1,5 @@
 """Loaders, errors, synthetic data, the leave-one-out split and packing."""
 
-import os
 
 import numpy as np
 import pytest

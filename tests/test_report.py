@@ -1,7 +1,5 @@
 """The comparison report: numbers equal direct SQL, the HTML shows its plots in Chromium."""
 
-import json
-import os
 import shutil
 import sqlite3
 import subprocess

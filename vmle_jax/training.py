@@ -18,7 +18,6 @@ import time
 from typing import Callable
 
 import jax
-import numpy as np
 
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data.dataset import SequenceDataset

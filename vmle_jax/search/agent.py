@@ -16,7 +16,6 @@ into the backbone's cognition summary. Nothing a planner writes is executed.
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Callable
 
@@ -24,7 +23,7 @@ from vmle_jax.config import TrialConfig
 from vmle_jax.memory import summaries
 from vmle_jax.memory.store import Store
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
-from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules, trial_move
+from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
 from vmle_jax.search.space import SearchSpace, SpaceError
 from vmle_jax.search.strategies import Proposal
 

@@ -10,7 +10,6 @@ space keep the study's base config values.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from typing import Any, Sequence
 

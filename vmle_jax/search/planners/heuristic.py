@@ -19,7 +19,6 @@ and reproducible.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
