@@ -103,6 +103,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial(tmp_path):
   assert len(after) == 8
   assert len({row[0] for row in after}) == 8  # nothing duplicated
   assert after[:len(before)] == before  # nothing lost or changed
+  assert (tmp_path / "w" / "trials.png").exists() and (tmp_path / "w" / "trials.csv").exists()
   summary = json.load(open(tmp_path / "w" / "summary.json"))
   assert summary["trials"] == 8 and "NDCG@10" in summary["best_test"]
   # Starting the same study again without --resume is refused with a clear message.

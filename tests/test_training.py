@@ -64,6 +64,7 @@ def test_vmle_train_cli_runs_and_writes_results(tmp_path):
   assert "test   HR@5" in out.stdout
   assert os.path.exists(tmp_path / "run" / "results.json")
   assert os.path.exists(tmp_path / "run" / "curve.csv")
+  assert os.path.exists(tmp_path / "run" / "curve.png")
 
 
 def test_vmle_train_bad_flags_are_named(tmp_path):

@@ -118,6 +118,9 @@ def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedu
       w.writeheader()
       for point in lane.curve:
         w.writerow(point)
+    from vmle_jax.report.render import plot_training_curve
+    plot_training_curve(lane.curve, os.path.join(workdir, "curve.png"),
+                        f"{cfg.backbone} on {data.name}")
   return results
 
 

@@ -184,3 +184,45 @@ def _html(md: str, outdir: str) -> str:
            "img{max-width:100%}")
   return (f"<!doctype html><html><head><meta charset='utf-8'><title>vmle-jax report</title>"
           f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+
+
+def plot_training_curve(curve: list[dict], path: str, title: str) -> None:
+  """Loss and validation NDCG@10 per epoch of one trial (vmle-train's curve.png)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6.4, 3.6))
+  epochs = [p["epoch"] for p in curve]
+  ax.plot(epochs, [p["loss"] for p in curve], color="C0", label="training loss")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("training loss", color="C0")
+  evals = [p for p in curve if "NDCG@10" in p]
+  if evals:
+    ax2 = ax.twinx()
+    ax2.plot([p["epoch"] for p in evals], [p["NDCG@10"] for p in evals], color="C1", marker=".",
+             label="validation NDCG@10")
+    ax2.set_ylabel("validation NDCG@10", color="C1")
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_study(values: list[float | None], path: str, title: str) -> None:
+  """Each trial's validation NDCG@10 and the best so far (vmle-sweep / vmle-tune)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6.4, 3.6))
+  xs = np.arange(1, len(values) + 1)
+  ys = np.array([np.nan if v is None else v for v in values], float)
+  ax.scatter(xs, ys, s=12, color="C0", label="trial")
+  best = np.fmax.accumulate(np.where(np.isnan(ys), -np.inf, ys))
+  ax.plot(xs, np.where(np.isinf(best), np.nan, best), color="C1", label="best so far")
+  ax.set_xlabel("trial")
+  ax.set_ylabel("validation NDCG@10")
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -247,6 +247,9 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
     export_trials_csv(store, study["id"], os.path.join(workdir, "trials.csv"))
+    from vmle_jax.report.render import plot_study
+    plot_study([_value(t) for t in trials], os.path.join(workdir, "trials.png"),
+               f"{spec.name}: {spec.strategy} on {data.name}")
   return summary
 
 
