@@ -157,14 +157,14 @@ def open_store(path: str):
   return Store(path) if jax.process_index() == 0 else None
 
 
-def define_study_flags() -> None:
+def define_study_flags(default_trials: int = 16) -> None:
   """Flags of launchers that run studies (sweep, tune, compare)."""
   flags.DEFINE_string("db", "runs/memory.sqlite",
                       "SQLite memory file: data sets, studies, trials (created if missing).")
   flags.DEFINE_string("study", None, "Study name (default: <dataset>-<backbone>-<strategy>-s<seed>).")
   flags.DEFINE_boolean("resume", False,
                        "Continue the named study: finished trials are kept, unfinished re-run.")
-  flags.DEFINE_integer("budget_trials", 16, "Trials to run in the study.")
+  flags.DEFINE_integer("budget_trials", default_trials, "Trials to run in the study.")
   flags.DEFINE_float("budget_minutes", None,
                      "Stop starting new buckets after this many minutes (training time, "
                      "summed over resumed runs).")

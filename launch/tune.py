@@ -22,8 +22,9 @@ from absl import app, flags
 from vmle_jax.launch import common
 
 common.define_data_flags()
-common.define_schedule_flags(default_epochs=20)
-common.define_study_flags()
+# Defaults sized so that the bare `vmle-tune` (synthetic data) takes minutes on a laptop.
+common.define_schedule_flags(default_epochs=15)
+common.define_study_flags(default_trials=12)
 flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"],
                   "Who proposes trials: heuristic (offline, deterministic, the default; not an "
                   "LLM), gemini (google-genai; key from GEMINI_API_KEY or GOOGLE_API_KEY), or "
