@@ -17,3 +17,12 @@ def machine() -> str:
 
 def today() -> str:
   return time.strftime("%Y-%m-%d")
+
+
+def start(argv) -> None:
+  """Rejects stray arguments and quiets library INFO logs (orbax), unless --verbosity is given."""
+  from absl import flags, logging
+  if len(argv) > 1:
+    raise SystemExit(f"unexpected arguments {argv[1:]}; flags are written --name=value")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)

@@ -39,7 +39,7 @@ SCALES = {
 
 
 def main(argv):
-  del argv
+  _common.start(argv)
   from vmle_jax.config import Schedule, backbone_config
   from vmle_jax.data import load_dataset
   from vmle_jax.engine import Engine

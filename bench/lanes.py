@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  _common.start(argv)
   import jax
   import numpy as np
   from vmle_jax.config import Schedule, TrialConfig

@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  _common.start(argv)
   from vmle_jax.data import load_dataset
   from vmle_jax.recipes import get_recipe
   from vmle_jax.training import format_metrics, train_and_evaluate

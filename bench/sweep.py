@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  _common.start(argv)
   from vmle_jax.config import Schedule, TrialConfig
   from vmle_jax.data import load_dataset
   from vmle_jax.memory.store import Store

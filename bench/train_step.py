@@ -51,7 +51,7 @@ def time_steps(engine, cfg, epochs: int) -> tuple[float, object]:
 
 
 def main(argv):
-  del argv
+  _common.start(argv)
   import dataclasses
   from vmle_jax.config import Schedule, TrialConfig
   from vmle_jax.data import leave_one_out, load_dataset

@@ -56,7 +56,7 @@ def best_so_far(values):
 
 
 def main(argv):
-  del argv
+  _common.start(argv)
   from vmle_jax.config import Schedule, TrialConfig
   from vmle_jax.data import load_dataset
   from vmle_jax.memory import summaries

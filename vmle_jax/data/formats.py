@@ -79,6 +79,14 @@ def _is_int(tok: str) -> bool:
     return False
 
 
+def _timestamp(path: str, lineno: int, text: str) -> int:
+  """A timestamp field as an int, or an error naming the file and line."""
+  try:
+    return int(float(text))
+  except ValueError:
+    raise DataError(f"data file {path} line {lineno}: timestamp {text!r} is not a number") from None
+
+
 def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
   """Rows kept by iterated k-core filtering (every user and item has >= k rows)."""
   keep = np.ones(len(users), bool)
@@ -154,10 +162,7 @@ def load_recbole(path: str, name: str | None = None, kcore: int = 0) -> Sequence
       if len(row) != len(fields):
         raise DataError(f"data file {path} line {lineno}: {len(row)} fields, the header has "
                         f"{len(fields)}")
-      try:
-        t = int(float(row[ti]))
-      except ValueError:
-        raise DataError(f"data file {path} line {lineno}: timestamp {row[ti]!r} is not a number") from None
+      t = _timestamp(path, lineno, row[ti])
       users.append(row[ui]); items.append(row[ii]); times.append(t); lines.append(lineno)
   return sequences_from_log(path, name or _name_of(path), users, items, times, lines, kcore=kcore)
 
@@ -197,10 +202,7 @@ def load_log(path: str, name: str | None = None, kcore: int = 5,
       if len(row) <= max(cols):
         raise DataError(f"data file {path} line {lineno}: {len(row)} columns, expected at least "
                         f"{max(cols) + 1} (user, item, timestamp)")
-      try:
-        t = int(float(row[ti]))
-      except ValueError:
-        raise DataError(f"data file {path} line {lineno}: timestamp {row[ti]!r} is not a number") from None
+      t = _timestamp(path, lineno, row[ti])
       users.append(row[ui].strip()); items.append(row[ii].strip())
       times.append(t); lines.append(lineno)
   return sequences_from_log(path, name or _name_of(path), users, items, times, lines,

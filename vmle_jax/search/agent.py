@@ -211,8 +211,7 @@ class AgentStrategy:
                      f"{len(got)}")
         self.log(f"fallback: the heuristic planner filled {len(got)} proposal(s)")
       for cfg, item in got[:n - len(accepted)]:
-        accepted.append((cfg, item, "heuristic" if self.planner.name != "heuristic"
-                         else "heuristic"))
+        accepted.append((cfg, item, self.fallback.name))
     proposals = []
     for cfg, item, source in accepted:
       done.add(cfg.canonical_json())

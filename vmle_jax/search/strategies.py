@@ -28,6 +28,14 @@ class Proposal:
   note: dict = dataclasses.field(default_factory=dict)
 
 
+def _add_new(out: list[Proposal], done: set[str], cfg: TrialConfig, strategy: str) -> None:
+  """Append `cfg` to `out` unless its canonical JSON is in `done` (which it joins)."""
+  key = cfg.canonical_json()
+  if key not in done:
+    done.add(key)
+    out.append(Proposal(cfg, {"strategy": strategy}))
+
+
 class Strategy(Protocol):
   name: str
 
@@ -61,10 +69,7 @@ class GridStrategy:
     while len(out) < n and self.pos < len(self.points):
       cfg = self.points[self.pos]
       self.pos += 1
-      key = cfg.canonical_json()
-      if key not in done:
-        done.add(key)
-        out.append(Proposal(cfg, {"strategy": "grid"}))
+      _add_new(out, done, cfg, "grid")
     return out
 
   def tell(self, config, value):
@@ -110,10 +115,7 @@ class RandomStrategy:
         except SpaceError:
           static = None
           continue
-      key = cfg.canonical_json()
-      if key not in done:
-        done.add(key)
-        out.append(Proposal(cfg, {"strategy": "random"}))
+      _add_new(out, done, cfg, "random")
     return out
 
   def tell(self, config, value):
