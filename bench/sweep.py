@@ -3,8 +3,11 @@
 32 trials of SASRec on Beauty over the dynamic dimensions (lr, dropout,
 attn_dropout, weight_decay: one static signature, so lanes fill), epochs
 capped with `--epochs` (early stopping still applies). Both runs see the same
-trials in the same order; the per-trial best validation NDCG@10 must agree to
-1e-4.
+trials in the same order with the same batches and dropout masks, so the
+per-trial best validation NDCG@10 agree up to float32 summation order (a
+batched matmul sums in another order than a single one, and training amplifies
+the difference: at most 1.6e-3 after 3 epochs on Beauty; the unit test of one
+lane against a single run agrees to 1e-4 on small data).
 
   python bench/sweep.py [--trials=32] [--epochs=3]
 

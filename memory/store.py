@@ -211,6 +211,15 @@ class Store:
   def finished_trials(self, study_id: int) -> list[dict]:
     return self.trials(study_id, FINAL_STATUSES)
 
+  def trials_by_id(self, ids: Iterable[int]) -> list[dict]:
+    """The trials with these ids (any study), in id order."""
+    ids = [int(i) for i in ids]
+    if not ids:
+      return []
+    rows = self.conn.execute(
+        f"SELECT * FROM trials WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids)
+    return [_row(r, json_fields=TRIAL_JSON) for r in rows]
+
 
   # ---------------------------------------------------------------- insights (L1)
   def upsert_insight(self, dataset_id: int, study_id: int | None, backbone: str, rule: str,

@@ -17,6 +17,7 @@ from vmle_jax.memory import summaries
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
+from vmle_jax.search.planners.heuristic import trial_move
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
 
@@ -203,6 +204,32 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     summaries.import_summary(target, str(bad))
+
+
+def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once():
+  def trial(i, parent, value):
+    return {"id": i, "status": "finished", "valid": {"NDCG@10": value},
+            "proposal": {"parent_value": parent}}
+  gains = {t["id"]: summaries.relative_gain(t)
+           for t in (trial(1, 0.02, 0.021), trial(2, 0.02, 0.03), trial(3, 0.02, None))}
+  assert gains[1] == pytest.approx(0.05) and gains[2] == pytest.approx(0.5) and gains[3] is None
+  insight = lambda dim, ids: {"key": {"dimension": dim, "direction": "up", "value": None},
+                              "rule": f"raise {dim}", "support": ids, "contradict": [],
+                              "dataset": "x"}
+  rules = summaries.merge_rules([insight("dropout", [1]), insight("num_negatives", [2])], [],
+                                {k: v for k, v in gains.items() if v is not None})
+  # Equal evidence, so the larger effect goes first; the effect is in the rule's text.
+  assert [r["key"]["dimension"] for r in rules] == ["num_negatives", "dropout"]
+  assert rules[0]["gain"] == pytest.approx(0.5) and "+50%" in rules[0]["rule"]
+  ctx = {"search_space": _space(), "best": None, "trials": [], "done": set(),
+         "coverage": {}, "insights": [], "summary": {"rules": rules},
+         "dataset": {"name": "y", "stats": {"density": 0.5}}, "backbone": "sasrec"}
+  first, second = HeuristicPlanner().propose(ctx, 2, []).content["proposals"]
+  assert first["kind"] == "transfer_jump" and set(first["changes"]) == {"dropout", "num_negatives"}
+  assert second["dimension"] == "num_negatives"  # then the rules one by one, largest effect first
+  # A trial of several changes credits no single move.
+  assert trial_move({"proposal": {"dimension": "hidden", "direction": "up", "new_value": 128,
+                                  "one_change": False}}) is None
 
 
 def test_old_memory_files_are_migrated(tmp_path):

@@ -53,12 +53,14 @@ class StudyRun:
 
 
 def load_group(store: Store, group: str) -> list[StudyRun]:
-  """Every study of a comparison group, with its trials in execution order."""
+  """Every study of a comparison group that has finished trials, in execution order."""
   runs = []
   for study in store.studies():
     if study["settings"].get("group") != group:
       continue
     trials = store.finished_trials(study["id"])
+    if not trials:  # started and interrupted before its first bucket ended: nothing to report
+      continue
     values, ends, elapsed, seen = [], [], 0.0, {}
     for t in trials:
       if t["bucket"] not in seen:

@@ -319,7 +319,7 @@ def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, 
     direction = "set"
   else:
     direction = "up" if new_value > old_value else "down"
-  return {"planner": source, "fallback": fallback,
+  return {"planner": source, "fallback": fallback, "kind": str(item.get("kind") or "move")[:20],
           "hypothesis": str(item.get("hypothesis", ""))[:500],
           "expected_effect": str(item.get("expected_effect", ""))[:200],
           "risk": str(item.get("risk", ""))[:200],

@@ -1,8 +1,10 @@
 """The offline planner: a deterministic, memory-driven coordinate search. Not an LLM.
 
 What it does, in order, for each batch (every proposal is one change from the
-current best config):
+current best config, except the transfer jump):
 
+0. once per study, when the memory holds transferable rules: all of them at
+   once (the configuration the evidence from other data sets points to);
 1. applies the rules of the backbone's cognition summary and of earlier
    studies' insights that this study has not tested yet (transfer);
 2. continues the move that last improved the best (momentum);
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vmle_jax.memory.summaries import expected_gain
 from vmle_jax.search.planners.base import Answer
 from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, SpaceError
 
@@ -126,8 +129,8 @@ def _move_key(dimension: str, direction: str, value=None) -> tuple:
 def trial_move(trial: dict) -> tuple | None:
   """(dimension, direction, value) of a trial's single change, from its proposal."""
   p = trial.get("proposal") or {}
-  if not p.get("dimension") or "direction" not in p:
-    return None
+  if not p.get("dimension") or "direction" not in p or p.get("one_change") is False:
+    return None  # several changes at once: no single move to credit
   return _move_key(p["dimension"], p["direction"], p.get("new_value"))
 
 
@@ -192,8 +195,25 @@ class HeuristicPlanner:
           "risk": risk,
       })
 
+    # 0. Transfer jump, once per study: every transferred rule at once, i.e. the
+    #    configuration the evidence from other data sets points to, before the rules
+    #    are tested one by one (a single rule rarely carries the whole gain).
+    rules = _rules_to_apply(context)
+    if rules and not any((t.get("proposal") or {}).get("kind") == "transfer_jump"
+                         for t in trials):
+      jump = _transfer_jump(space, base, rules)
+      if jump and space.validate({**{k: base[k] for k in space.dims}, **jump}).canonical_json() \
+          not in taken:
+        taken.add(space.validate({**{k: base[k] for k in space.dims}, **jump}).canonical_json())
+        out.append({"changes": jump, "dimension": None, "kind": "transfer_jump",
+                    "hypothesis": "apply every rule of the cognition summary and earlier insights "
+                                  f"at once ({', '.join(sorted(jump))}): the configuration that "
+                                  "won elsewhere is the best first guess here",
+                    "expected_effect": "a large first gain over the default",
+                    "risk": "rules learned on other data may not compose here"})
+
     # 1. Transfer: summary rules and earlier insights not yet tested here.
-    for rule in _rules_to_apply(context):
+    for rule in rules:
       key = rule["key"]
       dim, direction = key.get("dimension"), key.get("direction")
       if dim not in space.dims or _move_key(dim, direction, key.get("value")) in tested:
@@ -307,7 +327,29 @@ def _rules_to_apply(context: dict) -> list[dict]:
   for ins in context.get("insights", []):
     if len(ins.get("support", [])) > len(ins.get("contradict", [])) and not ins.get("this_study"):
       rules.append(ins)
-  return sorted(rules, key=lambda r: -float(r.get("confidence", 0.0)))
+  # Summary rules carry their effect size: the move that paid most goes first.
+  return sorted(rules, key=lambda r: (-expected_gain(r), -float(r.get("confidence", 0.0))))
+
+
+def _transfer_jump(space: SearchSpace, base: dict, rules: list[dict]) -> dict:
+  """The changes of every applicable rule at once (first rule wins per dimension);
+  rules whose change does not validate with the others are left out."""
+  changes: dict = {}
+  for rule in rules:
+    key = rule["key"]
+    dim, direction = key.get("dimension"), key.get("direction")
+    if dim not in space.dims or dim in changes:
+      continue
+    value = key.get("value") if direction == "set" else _step(space.dims[dim], base[dim],
+                                                              direction, 0)
+    if value is None or value == base.get(dim):
+      continue
+    try:
+      space.validate({**{k: base[k] for k in space.dims}, **changes, dim: value})
+    except SpaceError:
+      continue
+    changes[dim] = _plain(value)
+  return changes if len(changes) >= 2 else {}
 
 
 def _first_direction(dim: str, sparse: bool) -> str:
