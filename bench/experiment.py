@@ -83,7 +83,8 @@ def main(argv):
       done = sum(len(r.values) for r in runs)
       table = write_report(runs, os.path.join(workdir, group),
                            f"{name} / {backbone} ({FLAGS.scale} scale: {trials} trials, "
-                           f"{len(seeds)} seeds, {epochs} epochs max)",
+                           f"{len({r.seed for r in runs})} of {len(seeds)} seeds run, "
+                           f"{epochs} epochs max)",
                            device=device_description())
       tables.append((group, done, table))
   lines = [f"# Experiment ({FLAGS.scale} scale)", "",
