@@ -2,6 +2,7 @@
 
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -133,7 +134,7 @@ REFLECTION = json.dumps({"reflections": [{"trial": 1, "text": "the larger step h
 
 
 def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monkeypatch):
-  key = "AIzaFAKEKEY-never-to-be-written-0123456789"
+  key = f"test-only-{secrets.token_hex(16)}"  # made here, lives only in the environment
   monkeypatch.setenv("GEMINI_API_KEY", key)
   from vmle_jax.search.planners import gemini
   script = [
