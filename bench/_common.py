@@ -20,9 +20,6 @@ def today() -> str:
 
 
 def start(argv) -> None:
-  """Rejects stray arguments and quiets library INFO logs (orbax), unless --verbosity is given."""
-  from absl import flags, logging
-  if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments {argv[1:]}; flags are written --name=value")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  """What every launcher does first: reject stray arguments, quiet library INFO logs."""
+  from vmle_jax.launch.common import reject_positional
+  reject_positional(argv)

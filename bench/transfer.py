@@ -47,6 +47,10 @@ def trials_to_reach(values: list[float], target: float) -> int | None:
   return None
 
 
+def _reached(n: int | None, values: list) -> str:
+  return str(n) if n is not None else f"not reached in {len(values)}"
+
+
 def best_so_far(values):
   out, best = [], float("-inf")
   for v in values:
@@ -125,12 +129,10 @@ def main(argv):
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(FLAGS.workdir, "transfer.png"), dpi=120)
-  def reached(n, values):
-    return str(n) if n is not None else f"not reached in {len(values)}"
-
   print(f"transfer toys ({FLAGS.scale}: {trials} trials/study, {epochs} epochs max): trials to "
         f"{FLAGS.target:.0%} of best val NDCG@10 ({target:.4f}): with summary "
-        f"{reached(n_with, with_summary)}, without {reached(n_without, without)}; best with {max(v for v in with_summary if v is not None):.4f}, without "
+        f"{_reached(n_with, with_summary)}, without {_reached(n_without, without)}; best with "
+        f"{max(v for v in with_summary if v is not None):.4f}, without "
         f"{max(v for v in without if v is not None):.4f}; {result['seconds']:.0f} s; "
         f"{_common.machine()}; {_common.today()}")
 

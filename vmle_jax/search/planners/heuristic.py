@@ -202,9 +202,9 @@ class HeuristicPlanner:
     if rules and not any((t.get("proposal") or {}).get("kind") == "transfer_jump"
                          for t in trials):
       jump = _transfer_jump(space, base, rules)
-      if jump and space.validate({**{k: base[k] for k in space.dims}, **jump}).canonical_json() \
-          not in taken:
-        taken.add(space.validate({**{k: base[k] for k in space.dims}, **jump}).canonical_json())
+      key = jump and space.validate({**{k: base[k] for k in space.dims}, **jump}).canonical_json()
+      if key and key not in taken:
+        taken.add(key)
         out.append({"changes": jump, "dimension": None, "kind": "transfer_jump",
                     "hypothesis": "apply every rule of the cognition summary and earlier insights "
                                   f"at once ({', '.join(sorted(jump))}): the configuration that "
