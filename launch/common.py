@@ -243,13 +243,19 @@ def schedule_from_flags(FLAGS, base: Schedule | None = None, preset=None) -> Sch
   for name in ("epochs", "patience", "eval_every", "eval_batch", "item_chunk"):
     if getattr(FLAGS, name) < 1:
       fail(f"--{name}={getattr(FLAGS, name)}: must be a positive integer")
-  base = base or Schedule()
-  if preset is not None:
-    base = dataclasses.replace(base, compute_dtype=preset.compute_dtype,
-                               eval_batch=int(preset.eval_batch),
-                               item_chunk=int(preset.item_chunk))
-  values = {field: getattr(FLAGS, flag) if FLAGS[flag].present else getattr(base, field)
-            for flag, field in SCHEDULE_FLAGS.items()}
+  # Precedence: an explicit flag, then the preset, then the recipe's schedule, then the
+  # launcher's own flag default (e.g. vmle-tune's shorter --epochs).
+  from_preset = {} if preset is None else {
+      "compute_dtype": preset.compute_dtype, "eval_batch": int(preset.eval_batch),
+      "item_chunk": int(preset.item_chunk)}
+  values = {}
+  for flag, field in SCHEDULE_FLAGS.items():
+    if not FLAGS[flag].present and field in from_preset:
+      values[field] = from_preset[field]
+    elif not FLAGS[flag].present and base is not None:
+      values[field] = getattr(base, field)
+    else:
+      values[field] = getattr(FLAGS, flag)
   return Schedule(**values)
 
 
