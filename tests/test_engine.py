@@ -95,3 +95,22 @@ def test_memory_estimate_grows_with_the_signature():
   assert param_count(small, 1000) < param_count(big, 1000)
   assert lane_bytes(small, 1000) < lane_bytes(big, 1000)
   assert lanes_per_device(small, 1000) >= lanes_per_device(big, 1000) >= 1
+
+
+def test_weight_decay_shrinks_matrices_and_tables_not_biases():
+  # With a zero gradient, AdamW's only update is the decoupled decay, lr * wd * p,
+  # on parameters of rank >= 2. (A callable mask once read as a schedule and
+  # silently switched the decay off everywhere.)
+  import jax
+  import jax.numpy as jnp
+  from vmle_jax.engine import steps
+  params = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
+            "items": {"embedding": jnp.ones((5, 4))}, "ln": {"scale": jnp.ones(4)}}
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+  for wd in (0.0, 0.5):
+    tx = steps.make_optimizer({"lr": 1e-2, "beta1": 0.9, "beta2": 0.98, "weight_decay": wd})
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    np.testing.assert_allclose(updates["dense"]["kernel"], -1e-2 * wd, rtol=1e-6)
+    np.testing.assert_allclose(updates["items"]["embedding"], -1e-2 * wd, rtol=1e-6)
+    np.testing.assert_allclose(updates["dense"]["bias"], 0.0)
+    np.testing.assert_allclose(updates["ln"]["scale"], 0.0)

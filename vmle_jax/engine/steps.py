@@ -34,8 +34,12 @@ def _decay_mask(params):
 
 
 def make_optimizer(hp: dict) -> optax.GradientTransformation:
-  """AdamW whose lr, betas and weight decay live in the optimizer state (per lane)."""
-  return optax.inject_hyperparams(optax.adamw)(
+  """AdamW whose lr, betas and weight decay live in the optimizer state (per lane).
+
+  `mask` must be static: inject_hyperparams treats any other callable as a
+  schedule of the step count, and the mask then read False for every leaf.
+  """
+  return optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
       learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], weight_decay=hp["weight_decay"],
       mask=_decay_mask)
 
