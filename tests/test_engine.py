@@ -114,3 +114,23 @@ def test_weight_decay_shrinks_matrices_and_tables_not_biases():
     np.testing.assert_allclose(updates["items"]["embedding"], -1e-2 * wd, rtol=1e-6)
     np.testing.assert_allclose(updates["dense"]["bias"], 0.0)
     np.testing.assert_allclose(updates["ln"]["scale"], 0.0)
+
+
+def test_parameter_average_follows_its_decay_and_is_what_gets_evaluated(small_engine):
+  import jax
+  import jax.numpy as jnp
+  from vmle_jax.engine import steps
+  a = {"w": jnp.zeros(3)}
+  p = {"w": jnp.ones(3)}
+  # decay 0: the average is the parameters; a warm decay is capped early on.
+  np.testing.assert_allclose(steps.update_average(a, p, jnp.float32(0.0), 100)["w"], 1.0)
+  np.testing.assert_allclose(steps.update_average(a, p, jnp.float32(0.99), 0)["w"], 0.9, rtol=1e-6)
+  np.testing.assert_allclose(steps.update_average(a, p, jnp.float32(0.99), 10**6)["w"], 0.01,
+                             rtol=1e-4)
+  # Averaged and raw lanes train identically but validate different parameters.
+  base = TrialConfig(**SMALL, loss="softmax")
+  raw, averaged = small_engine.train([base, base.replace(param_ema=0.9)]).lanes
+  assert [p["loss"] for p in raw.curve] == [p["loss"] for p in averaged.curve]
+  assert [p["NDCG@10"] for p in raw.curve] != [p["NDCG@10"] for p in averaged.curve]
+  with pytest.raises(ValueError, match="param_ema"):
+    base.replace(param_ema=1.0)

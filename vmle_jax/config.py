@@ -32,7 +32,7 @@ class TrialConfig:
   num_negatives, batch_size. (ffn, ffn_mult and norm are SASRec's;
   linear_dim, attention_dim, attn_norm and the time bias HSTU's.)
   Dynamic (traced per lane): lr, weight_decay, dropout, attn_dropout, beta1,
-  beta2, init_std, temperature, seed.
+  beta2, init_std, temperature, param_ema, seed.
   """
 
   backbone: str = "sasrec"
@@ -65,6 +65,7 @@ class TrialConfig:
   beta2: float = 0.98
   init_std: float = 0.02
   temperature: float = 1.0
+  param_ema: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -95,7 +96,7 @@ class TrialConfig:
       raise ValueError(f"lr={self.lr}: must be positive")
     if self.weight_decay < 0:
       raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
-    for name in ("beta1", "beta2"):
+    for name in ("beta1", "beta2", "param_ema"):
       v = getattr(self, name)
       if not 0.0 <= v < 1.0:
         raise ValueError(f"{name}={v}: must be in [0, 1)")
@@ -144,7 +145,7 @@ def _check_choice(name, value, allowed):
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrialConfig))
 DYNAMIC_FIELDS = ("lr", "weight_decay", "dropout", "attn_dropout", "beta1", "beta2", "init_std",
-                  "temperature", "seed")
+                  "temperature", "param_ema", "seed")
 STATIC_FIELDS = tuple(f for f in FIELD_NAMES if f not in DYNAMIC_FIELDS)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
@@ -204,6 +205,8 @@ FIELD_HELP = {
     "attn_dropout": "Dropout on attention probabilities.",
     "beta1": "Adam beta1.",
     "beta2": "Adam beta2 (original SASRec: 0.98).",
+    "param_ema": "Validate, select and test an exponential moving average of the parameters "
+                 "with this decay per step (0: the parameters themselves).",
     "seed": "Seed of parameter init, dropout and negative sampling for this trial.",
 }
 

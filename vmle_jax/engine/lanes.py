@@ -379,7 +379,7 @@ class Engine:
       alive = alive & alive_out
       metrics = [None] * k
       if (epoch % sched.eval_every == 0 or epoch == sched.max_epochs) and alive.any():
-        ranks = self.lane_ranks(signature, states.params, "valid")
+        ranks = self.lane_ranks(signature, states.average, "valid")
         improved = np.zeros(k_pad, bool)
         for i in np.flatnonzero(alive):
           metrics[i] = metrics_from_ranks(ranks[i])
@@ -390,7 +390,7 @@ class Engine:
           else:
             since_best[i] += sched.eval_every
         if improved.any():
-          best_params = prog.select(self._shard_lanes(improved), states.params, best_params)
+          best_params = prog.select(self._shard_lanes(improved), states.average, best_params)
         for i in np.flatnonzero(alive & (since_best >= sched.patience)):
           lanes[i].status, lanes[i].stopped_epoch = "stopped", epoch
           alive[i] = False

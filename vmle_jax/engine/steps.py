@@ -2,7 +2,8 @@
 
 Nothing here knows about lanes: the engine vmaps these over a leading lane
 axis. Everything that varies per trial arrives as an argument: `hp` holds
-traced scalars (lr, weight_decay, dropout, attn_dropout, beta1, beta2) and
+traced scalars (lr, weight_decay, dropout, attn_dropout, beta1, beta2,
+param_ema) and
 `key` is the lane's own PRNG key.
 """
 
@@ -20,9 +21,12 @@ from vmle_jax.models.losses import compute_loss
 
 @flax.struct.dataclass
 class LaneState:
-  """One lane's training state: parameters, optimizer state, step and PRNG key."""
+  """One lane's training state: parameters, their moving average (what is
+  evaluated; equal to params when param_ema is 0), optimizer state, step and
+  PRNG key."""
 
   params: Any
+  average: Any
   opt_state: Any
   step: jax.Array
   key: jax.Array  # legacy uint32[2] key: stacks and vmaps like any array
@@ -65,7 +69,18 @@ def init_lane(model, max_len: int, hp: dict, seed: jax.Array) -> LaneState:
   params = model.init(init_key, dummy, rates_of(hp), None)
   params = scale_embeddings(params, hp["init_std"])
   opt_state = make_optimizer(hp).init(params)
-  return LaneState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32), key=run_key)
+  return LaneState(params=params, average=params, opt_state=opt_state,
+                   step=jnp.zeros((), jnp.int32), key=run_key)
+
+
+def update_average(average, params, decay: jax.Array, step: jax.Array):
+  """Exponential moving average of the parameters after `step` updates.
+
+  The decay warms up as min(decay, (1 + step) / (10 + step)) so that the
+  initial parameters are forgotten quickly; decay 0 returns `params`.
+  """
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree_util.tree_map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
 
 def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: dict,
@@ -95,7 +110,9 @@ def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: di
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grads))
-  new = LaneState(params=params, opt_state=opt_state, step=state.step + 1, key=state.key)
+  average = update_average(state.average, params, hp["param_ema"], state.step)
+  new = LaneState(params=params, average=average, opt_state=opt_state, step=state.step + 1,
+                  key=state.key)
   return new, value, finite
 
 
