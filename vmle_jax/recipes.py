@@ -43,12 +43,17 @@ RECIPES = {
         "SASRec with sampled softmax over 2048 shared uniform negatives"),
     # Full softmax cross-entropy over all items. A separate output table:
     # with a tied table the item just seen scores high against the next one,
-    # which costs a lot when the ranking does not filter the history.
+    # which costs a lot when the ranking does not filter the history (Beauty,
+    # validation NDCG@10 0.0515 tied vs 0.0599 separate at D=64). The model
+    # overfits within a few epochs, so it is wide, heavily dropped out and
+    # trained slowly: D=64, dropout 0.2, lr 1e-3 peaked at validation 0.0599
+    # (test 0.0461); D=256, dropout 0.5 at 0.0617 (test 0.0473); the same at
+    # lr 3e-4 at 0.0627 (test 0.0497), peaking at epoch 17 instead of 7.
     "sasrec-ce": Recipe(
-        TrialConfig(loss="softmax", hidden=64, blocks=1, heads=1, dropout=0.2,
-                    attn_dropout=0.2, lr=1e-3, tie_embeddings=False),
+        TrialConfig(loss="softmax", hidden=256, blocks=1, heads=1, dropout=0.5,
+                    attn_dropout=0.2, lr=3e-4, tie_embeddings=False),
         Schedule(max_epochs=200, patience=15),
-        "SASRec with full softmax cross-entropy and a separate output table"),
+        "SASRec with full softmax cross-entropy, a separate output table, D=256, dropout 0.5"),
     # HSTU with its own defaults (relative-position and time biases, SiLU
     # pointwise attention, L2-normalised embeddings, temperature 0.05) and the
     # same objective as sasrec-ssm: 2048 shared negatives, separate output
