@@ -3,8 +3,7 @@
 Nothing here knows about lanes: the engine vmaps these over a leading lane
 axis. Everything that varies per trial arrives as an argument: `hp` holds
 traced scalars (lr, weight_decay, dropout, attn_dropout, beta1, beta2,
-param_ema) and
-`key` is the lane's own PRNG key.
+param_ema) and `key` is the lane's own PRNG key.
 """
 
 from __future__ import annotations
