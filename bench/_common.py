@@ -23,3 +23,9 @@ def start(argv) -> None:
   """What every launcher does first: reject stray arguments, quiet library INFO logs."""
   from vmle_jax.launch.common import reject_positional
   reject_positional(argv)
+
+
+def fail(message: str) -> None:
+  """One line on stderr and exit status 2, as the launchers do."""
+  from vmle_jax.launch.common import fail as _fail
+  _fail(message)

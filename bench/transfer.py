@@ -1,14 +1,22 @@
-"""Does a cognition summary learned on Beauty and Sports help the agent tune Toys?
+"""Does a cognition summary learned on other data sets cut the trials the agent needs on Toys?
 
-Tunes SASRec with the heuristic planner on Beauty and on Sports (one memory),
-distills and exports the cognition summary, then tunes Toys twice in fresh
-memories: with the summary imported (--summary_from) and without. Prints the
-trials each Toys run needed to reach 98% of the best validation NDCG@10 that
-either run found, and draws both best-so-far curves to transfer.png.
-Resumable: the memories live in --workdir, so a rerun continues where it stopped.
+Tunes SASRec with the heuristic agent on the source data sets (default
+Beauty and Sports, one memory), distills and exports the cognition summary,
+then tunes Toys four ways, each in a fresh memory and with the same budget:
 
-  python bench/transfer.py --scale=cpu     # 16 trials per study, 8 epochs max
-  python bench/transfer.py --scale=gpu     # 24 trials per study, 50 epochs max
+  agent+summary   the agent with the summary imported (--summary_from)
+  agent           the agent alone (its playbook only)
+  tpe-warm        TPE warm-started, as an Optuna user would: the default, then the
+                  best configuration of each source study enqueued first
+  tpe             TPE alone
+
+Prints trials (counted at batch ends) to 98% of the best validation NDCG@10
+any of them found, and draws the best-so-far curves to transfer.png; the
+summary (JSON and markdown), transfer.json and every study's trials.csv are
+written beside. Resumable: the memories live in --workdir.
+
+  python bench/transfer.py --scale=cpu     # 16 trials per study in batches of 4, 5 epochs max
+  python bench/transfer.py --scale=gpu     # 48 trials per study in batches of 16, 50 epochs max
 
 Prints one line.
 """
@@ -27,54 +35,40 @@ import _common  # noqa: E402
 
 flags.DEFINE_string("data_dir", _common.DEFAULT_DATA_DIR, "Where data set names are looked up.")
 flags.DEFINE_enum("scale", "cpu", ["cpu", "gpu"], "Budget preset (see the module docstring).")
+flags.DEFINE_list("sources", ["beauty", "sports"], "Data sets the summary is learned on.")
+flags.DEFINE_string("target_dataset", "toys", "Data set the summary is used on.")
 flags.DEFINE_integer("budget_trials", None, "Override the preset's trials per study.")
 flags.DEFINE_integer("max_epochs", None, "Override the preset's epoch cap per trial.")
-flags.DEFINE_integer("lanes", 8, "Lanes per bucket.")
+flags.DEFINE_integer("lanes", None, "Override the preset's lanes per bucket.")
+flags.DEFINE_integer("seed", 0, "Seed of every study (TPE's sampler, trial seeds).")
 flags.DEFINE_string("workdir", "runs/transfer", "Memories, summary, curves and results.")
 flags.DEFINE_float("target", 0.98, "Fraction of the best value that counts as reached.")
 FLAGS = flags.FLAGS
 
-SCALES = {"cpu": (16, 8, 3), "gpu": (24, 50, 5)}  # trials, max epochs, patience
-
-
-def trials_to_reach(values: list[float], target: float) -> int | None:
-  """1-based number of trials after which the best-so-far first reaches target."""
-  best = float("-inf")
-  for i, v in enumerate(values, 1):
-    best = max(best, v if v is not None else float("-inf"))
-    if best >= target:
-      return i
-  return None
-
-
-def _reached(n: int | None, values: list) -> str:
-  return str(n) if n is not None else f"not reached in {len(values)}"
-
-
-def best_so_far(values):
-  out, best = [], float("-inf")
-  for v in values:
-    best = max(best, v if v is not None else float("-inf"))
-    out.append(best)
-  return out
+SCALES = {"cpu": (16, 5, 2, 4), "gpu": (48, 50, 5, 16)}  # trials, max epochs, patience, lanes
+ARMS = ("agent+summary", "agent", "tpe-warm", "tpe")
 
 
 def main(argv):
   _common.start(argv)
-  from vmle_jax.config import Schedule, TrialConfig
+  from vmle_jax.config import Schedule, TrialConfig, backbone_config
   from vmle_jax.data import load_dataset
+  from vmle_jax.engine import Engine
   from vmle_jax.memory import summaries
   from vmle_jax.memory.store import Store
+  from vmle_jax.report.data import study_run
   from vmle_jax.search.agent import AgentStrategy
   from vmle_jax.search.planners import HeuristicPlanner
   from vmle_jax.search.space import SearchSpace
-  from vmle_jax.search.study import StudySpec, run_study
+  from vmle_jax.search.strategies import make_strategy
+  from vmle_jax.search.study import StudySpec, _value, export_trials_csv, run_study
 
-  trials, epochs, patience = SCALES[FLAGS.scale]
+  trials, epochs, patience, lanes = SCALES[FLAGS.scale]
   trials = FLAGS.budget_trials or trials
   epochs = FLAGS.max_epochs or epochs
+  lanes = FLAGS.lanes or lanes
   schedule = Schedule(max_epochs=epochs, patience=patience)
-  space = SearchSpace.for_backbone("sasrec", base=TrialConfig())
+  space = SearchSpace.for_backbone("sasrec", base=backbone_config("sasrec", seed=FLAGS.seed))
   os.makedirs(FLAGS.workdir, exist_ok=True)
   log_path = os.path.join(FLAGS.workdir, "log.txt")
   t0 = time.perf_counter()
@@ -84,57 +78,95 @@ def main(argv):
       f.write(s + "\n")
     print(s, flush=True)
 
-  def study(db, dataset, name, summary_from=None):
-    store = Store(os.path.join(FLAGS.workdir, db))
-    data = load_dataset(dataset, FLAGS.data_dir)
-    existing = store.study(name)
-    if existing is None and summary_from:
-      summaries.import_summary(store, summary_from)
-    if existing is None or existing["status"] != "finished":
-      spec = StudySpec(name=name, strategy="agent:heuristic", budget_trials=trials,
-                       lanes=FLAGS.lanes)
-      run_study(spec, data, store, AgentStrategy(HeuristicPlanner(), space, log=log), space,
-                schedule, resume=existing is not None,
-                workdir=os.path.join(FLAGS.workdir, name), log=log, engine_log=False)
-    rows = store.finished_trials(store.study(name)["id"])
-    return store, [(r["valid"] or {}).get("NDCG@10") if r["status"] != "diverged" else None
-                   for r in rows]
+  datasets = {}
 
-  source, _ = study("source.sqlite", "beauty", "beauty")
-  study("source.sqlite", "sports", "sports")
+  def run(db, dataset, name, strategy_for, label):
+    store = Store(os.path.join(FLAGS.workdir, db))
+    if dataset not in datasets:
+      datasets[dataset] = load_dataset(dataset, FLAGS.data_dir)
+    data = datasets[dataset]
+    existing = store.study(name)
+    if existing is None or existing["status"] != "finished":
+      history = [] if existing is None else [
+          (TrialConfig.from_dict(t["config"]), _value(t))
+          for t in store.finished_trials(existing["id"])]
+      spec = StudySpec(name=name, strategy=label, budget_trials=trials, lanes=lanes,
+                       seed=FLAGS.seed, early_stop="median")
+      log(f"== {name} on {dataset}: {label}, {trials} trials, batches of {lanes}")
+      run_study(spec, data, store, strategy_for(store, history), space, schedule,
+                engine=Engine(data, schedule, log=None), resume=existing is not None,
+                workdir=os.path.join(FLAGS.workdir, name), log=log, engine_log=False)
+    study = store.study(name)
+    export_trials_csv(store, study["id"], os.path.join(FLAGS.workdir, name, "trials.csv"))
+    return store, study_run(study, store.finished_trials(study["id"]))
+
+  agent = lambda store, history: AgentStrategy(HeuristicPlanner(), space, log=log)  # noqa: E731
+  best_configs = []
+  source = None
+  for dataset in FLAGS.sources:
+    source, r = run("source.sqlite", dataset, f"source-{dataset}", agent, "agent:heuristic")
+    best = max((t for t in source.finished_trials(source.study(f"source-{dataset}")["id"])
+                if _value(t) is not None), key=_value)
+    best_configs.append(TrialConfig.from_dict(best["config"]))
   summary_path = os.path.join(FLAGS.workdir, "sasrec-summary.json")
   summaries.export_summary(source, "sasrec", summary_path)
-  _, with_summary = study("toys-with.sqlite", "toys", "toys-with", summary_from=summary_path)
-  _, without = study("toys-without.sqlite", "toys", "toys-without")
-  best = max(v for v in with_summary + without if v is not None)
+
+  def agent_with_summary(store, history):
+    if store.summary("sasrec") is None:
+      summaries.import_summary(store, summary_path)
+    return AgentStrategy(HeuristicPlanner(), space, log=log)
+
+  warm = [space.validate(space.values_of(c)) for c in best_configs]
+  arms = {
+      "agent+summary": (agent_with_summary, "agent:heuristic+summary"),
+      "agent": (agent, "agent:heuristic"),
+      "tpe-warm": (lambda store, history: make_strategy("tpe", space, FLAGS.seed, history,
+                                                        lanes=lanes, warm_start=warm),
+                   "tpe-warm"),
+      "tpe": (lambda store, history: make_strategy("tpe", space, FLAGS.seed, history,
+                                                   lanes=lanes), "tpe"),
+  }
+  results = {}
+  for arm in ARMS:
+    factory, label = arms[arm]
+    name = f"{FLAGS.target_dataset}-{arm.replace('+', '-')}"
+    _, results[arm] = run(f"{name}.sqlite", FLAGS.target_dataset, name, factory, label)
+  best = max(v for r in results.values() for v in r.values if v is not None)
   target = FLAGS.target * best
-  n_with, n_without = trials_to_reach(with_summary, target), trials_to_reach(without, target)
-  result = {"scale": FLAGS.scale, "trials_per_study": trials, "max_epochs": epochs,
-            "best": best, "target": target, "with_summary": with_summary,
-            "without_summary": without, "trials_to_target_with": n_with,
-            "trials_to_target_without": n_without,
-            "seconds": round(time.perf_counter() - t0, 1)}
+  reached = {arm: r.trials_to(target) for arm, r in results.items()}
+  out = {"scale": FLAGS.scale, "sources": FLAGS.sources, "target_dataset": FLAGS.target_dataset,
+         "trials_per_study": trials, "lanes": lanes, "max_epochs": epochs, "best": best,
+         "target": target,
+         "arms": {arm: {"values": r.values, "batches": r.batches, "epochs": r.epochs,
+                        "trials_to_target": reached[arm],
+                        "best": max(v for v in r.values if v is not None)}
+                  for arm, r in results.items()},
+         "warm_start": [c.to_dict() for c in warm],
+         "seconds": round(time.perf_counter() - t0, 1)}
   with open(os.path.join(FLAGS.workdir, "transfer.json"), "w") as f:
-    json.dump(result, f, indent=2)
+    json.dump(out, f, indent=2)
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(6, 3.6))
-  for values, label in ((with_summary, "with Beauty+Sports summary"), (without, "without")):
-    ax.plot(range(1, len(values) + 1), best_so_far(values), marker="o", ms=3, label=label)
+  fig, ax = plt.subplots(figsize=(6.4, 3.8))
+  for arm, r in results.items():
+    ys = [b if b > float("-inf") else None for b in r.best_so_far()]
+    ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=arm)
   ax.axhline(target, color="grey", ls="--", lw=1, label=f"{FLAGS.target:.0%} of best")
   ax.set_xlabel("trials")
   ax.set_ylabel("best validation NDCG@10")
-  ax.set_title(f"Toys, SASRec, heuristic agent ({FLAGS.scale} scale)")
+  ax.set_title(f"{FLAGS.target_dataset}, SASRec: summary from {'+'.join(FLAGS.sources)} "
+               f"({FLAGS.scale} scale)", fontsize=10)
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(FLAGS.workdir, "transfer.png"), dpi=120)
-  print(f"transfer toys ({FLAGS.scale}: {trials} trials/study, {epochs} epochs max): trials to "
-        f"{FLAGS.target:.0%} of best val NDCG@10 ({target:.4f}): with summary "
-        f"{_reached(n_with, with_summary)}, without {_reached(n_without, without)}; best with "
-        f"{max(v for v in with_summary if v is not None):.4f}, without "
-        f"{max(v for v in without if v is not None):.4f}; {result['seconds']:.0f} s; "
-        f"{_common.machine()}; {_common.today()}")
+  text = lambda arm: (str(reached[arm]) if reached[arm] is not None  # noqa: E731
+                      else f"not reached in {len(results[arm].values)}")
+  print(f"transfer {FLAGS.target_dataset} ({FLAGS.scale}: {trials} trials/study in batches of "
+        f"{lanes}, {epochs} epochs max): trials to {FLAGS.target:.0%} of best val NDCG@10 "
+        f"({target:.4f}): " + ", ".join(f"{arm} {text(arm)}" for arm in ARMS)
+        + "; best " + ", ".join(f"{arm} {out['arms'][arm]['best']:.4f}" for arm in ARMS)
+        + f"; {out['seconds']:.0f} s; {_common.machine()}; {_common.today()}")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,11 @@ def define_study_flags(default_trials: int = 16) -> None:
                        "as a memory estimate fits on the devices).")
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/<study>).")
   flags.DEFINE_boolean("verbose_epochs", True, "Print one line per epoch of every bucket.")
+  flags.DEFINE_enum("early_stop", "none", ["none", "median"],
+                    "Stop losing lanes early, whatever the strategy: median stops a trial whose "
+                    "best validation NDCG@10 is below the median of the study's finished trials "
+                    "at the same epoch (after 2 epochs, once 4 trials have finished); its lane "
+                    "stops costing compute.")
 
 
 def explicit_config_flags(FLAGS) -> dict:

@@ -26,7 +26,8 @@ common.define_data_flags()
 common.define_schedule_flags(default_epochs=20)
 common.define_study_flags()
 flags.DEFINE_list("strategies", ["agent", "grid", "random", "tpe"],
-                  "Strategies to compare: agent (with --planner), grid, random, tpe.")
+                  "Strategies to compare: agent (with --planner), grid, random (independent "
+                  "draws), random-packed (one structure per batch), tpe.")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds; each strategy runs once per seed.")
 flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"], "The agent's planner.")
 flags.DEFINE_string("model", None, "Gemini model for --planner=gemini.")
@@ -46,9 +47,10 @@ def main(argv) -> None:
   from vmle_jax.search.comparison import group_name, run_comparison
   from vmle_jax.training import device_description
 
-  bad = [s for s in FLAGS.strategies if s not in ("agent", "grid", "random", "tpe")]
+  from vmle_jax.search.comparison import KNOWN_STRATEGIES
+  bad = [s for s in FLAGS.strategies if s not in KNOWN_STRATEGIES]
   if bad:
-    common.fail(f"--strategies: {bad} not among agent, grid, random, tpe")
+    common.fail(f"--strategies: {bad} not among {', '.join(KNOWN_STRATEGIES)}")
   try:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError:
@@ -73,7 +75,8 @@ def main(argv) -> None:
     try:
       run_comparison(data, base, store, setup.engine, setup.lanes, setup.schedule, workdir,
                      FLAGS.budget_trials, seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model,
-                     summary, FLAGS.dims, fixed, FLAGS.budget_minutes)
+                     summary, FLAGS.dims, fixed, FLAGS.budget_minutes,
+                     early_stop=FLAGS.early_stop)
     except StoreError as e:
       common.fail(str(e))
   if store is None:  # a follower process of a multi-host run: nothing to report
@@ -87,7 +90,8 @@ def main(argv) -> None:
     ttt = row["trials_to_target"]
     print(f"{strategy:18s} best val NDCG@10 {row['best_valid_ndcg10'] or float('nan'):.4f}  "
           f"trials to target {'-' if ttt is None else f'{ttt:.1f}'} "
-          f"({row['reached']}/{row['seeds']} seeds)  test NDCG@10 "
+          f"({row['reached']}/{row['seeds']} seeds; unreached count as budget+1)  "
+          f"lane-epochs {row['lane_epochs'] or 0:.0f}  test NDCG@10 "
           f"{row['test_ndcg10'] or float('nan'):.4f}")
   print(f"report: {os.path.join(workdir, 'report.md')} (and report.html)")
 

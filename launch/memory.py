@@ -59,10 +59,16 @@ def main(argv) -> None:
     for t in store.trials(study["id"]):
       v = (t.get("valid") or {}).get("NDCG@10")
       p = t.get("proposal") or {}
-      change = (f"{p.get('dimension')} {p.get('old_value')!r}->{p.get('new_value')!r}"
-                if p.get("dimension") else "default")
-      print(f"#{t['number']:3d} {t['status']:9s} val NDCG@10 "
-            f"{v if v is None else round(v, 4)!s:8s} {change}"
+      if p.get("dimension"):
+        more = len(p.get("changed", [])) - 1
+        change = (f"{p['dimension']} {p.get('old_value')!r}->{p.get('new_value')!r}"
+                  + (f" (+{more} more)" if more > 0 else ""))
+      else:
+        change = "default" if not p.get("changed") else f"{len(p['changed'])} changes"
+      kind = f"[{p['kind']}] " if p.get("kind") else ""
+      batch = f"b{t['batch']} " if t.get("batch") is not None else ""
+      print(f"#{t['number']:3d} {batch}{t['status']:9s} {t.get('epochs') or 0:3d} ep  val NDCG@10 "
+            f"{v if v is None else round(v, 4)!s:8s} {kind}{change}"
             + (f"  | {t['reflection']}" if t.get("reflection") else ""))
   elif command == "insights":
     for i in store.insights(backbone=FLAGS.backbone):

@@ -21,11 +21,15 @@ from vmle_jax.launch import common
 common.define_data_flags()
 common.define_schedule_flags(default_epochs=50)
 common.define_study_flags()
-flags.DEFINE_enum("strategy", "random", ["grid", "random", "tpe"],
-                  "Search strategy. All three evaluate the space's default config first.")
+flags.DEFINE_enum("strategy", "random", ["grid", "random", "random-packed", "tpe"],
+                  "Search strategy: grid (seeded order), random (every trial drawn "
+                  "independently), random-packed (one structure per batch, rates per lane: "
+                  "full lanes, fewer structures), tpe (optuna; its random startup is one "
+                  "batch). All evaluate the space's default config first.")
 flags.DEFINE_list("dims", None,
                   "Searched dimensions (default: the backbone's whole space; for grid, "
-                  "hidden,lr,dropout,weight_decay). Other fields stay at the base config.")
+                  "loss,max_len,hidden,lr,dropout; HSTU: temperature instead of max_len). "
+                  "Other fields stay at the base config.")
 common.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -45,7 +49,8 @@ def main(argv) -> None:
   workdir = FLAGS.workdir or os.path.join("runs", name)
   spec = StudySpec(name=name, backbone=base.backbone, strategy=FLAGS.strategy,
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
-                   lanes=lanes, seed=FLAGS.seed, dims=tuple(space.names))
+                   lanes=lanes, seed=FLAGS.seed, dims=tuple(space.names),
+                   early_stop=FLAGS.early_stop)
   try:
     store = common.open_store(FLAGS.db)
     history = []
@@ -55,7 +60,7 @@ def main(argv) -> None:
       from vmle_jax.search.study import _value
       history = [(TrialConfig.from_dict(t["config"]), _value(t))
                  for t in store.finished_trials(existing["id"])]
-    strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, history)
+    strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, history, lanes=lanes)
     print(f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
           f"budget {FLAGS.budget_trials} trials"
           + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")

@@ -6,10 +6,11 @@
   GEMINI_API_KEY=... vmle-tune --planner=gemini --dataset=toys ...
   vmle-tune --dataset=toys --summary_from=runs/sasrec-summary.json   # transfer
 
-Each round: recall the memory, propose a batch (one change from the best per
-trial, with hypothesis, expected effect and risk), validate, train the batch
-as lanes, reflect, write insights. At the end the study's insights are
-distilled into the backbone's cognition summary.
+Each round: recall the memory, propose a batch (the first from the playbook:
+priors read off the data's statistics; then moves on evidence, each bucket
+filled with rate variants of one structure), validate, train the batch as
+lanes, read the curves and reflect, write insights. At the end the study's
+insights are distilled into the backbone's cognition summary.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main(argv) -> None:
   spec = StudySpec(name=name, backbone=base.backbone, strategy=f"agent:{FLAGS.planner}",
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
                    budget_tokens=FLAGS.budget_tokens, lanes=lanes, seed=FLAGS.seed,
-                   dims=tuple(space.names))
+                   dims=tuple(space.names), early_stop=FLAGS.early_stop)
   try:
     store = common.open_store(FLAGS.db)
     if FLAGS.summary_from and store is not None:

@@ -97,3 +97,10 @@ CREATE TABLE llm_calls (
 
 -- version 3: optimizer steps per trial, for the engine's throughput (config-steps/s).
 ALTER TABLE trials ADD COLUMN steps INTEGER;
+
+-- version 4: search batches and their planner time (wall-clock of proposing and
+-- reflecting, shared by the trials of a batch), pruned trials (a final status:
+-- stopped early by the study's early-stopping rule) and thinking tokens of LLM calls.
+ALTER TABLE trials ADD COLUMN batch INTEGER;           -- trials proposed together share a batch number
+ALTER TABLE trials ADD COLUMN planner_seconds REAL;    -- wall-clock the strategy spent on this trial's batch
+ALTER TABLE llm_calls ADD COLUMN thinking_tokens INTEGER;

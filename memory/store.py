@@ -16,7 +16,7 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
-FINAL_STATUSES = ("finished", "stopped", "diverged", "failed")
+FINAL_STATUSES = ("finished", "stopped", "pruned", "diverged", "failed")
 TRIAL_JSON = ("config", "valid", "test", "curve", "proposal")
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
@@ -156,7 +156,9 @@ class Store:
 
   def start_bucket(self, study_id: int, configs: Iterable, extra: Iterable[dict] | None = None
                    ) -> tuple[list[int], int]:
-    """Registers a bucket's trials as `running` in one transaction; returns (ids, bucket)."""
+    """Registers a bucket's trials as `running` in one transaction; returns (ids, bucket).
+
+    `extra` holds per-trial columns (proposal, batch, planner_seconds)."""
     configs = list(configs)
     extra = list(extra) if extra is not None else [{}] * len(configs)
     now = time.time()
@@ -189,6 +191,15 @@ class Store:
         u["finished_at"] = now
         sets = ", ".join(f"{k} = ?" for k in u)
         c.execute(f"UPDATE trials SET {sets} WHERE id = ?", (*u.values(), trial_id))
+
+  def add_planner_seconds(self, trial_ids: Iterable[int], seconds: float) -> None:
+    """Adds planner wall-clock (e.g. the reflection after training) to a batch's trials."""
+    ids = [int(i) for i in trial_ids]
+    if not ids:
+      return
+    with self.transaction() as c:
+      c.execute(f"UPDATE trials SET planner_seconds = COALESCE(planner_seconds, 0) + ? "
+                f"WHERE id IN ({', '.join('?' * len(ids))})", (float(seconds), *ids))
 
   def update_trial(self, trial_id: int, **fields) -> None:
     with self.transaction() as c:
@@ -282,13 +293,13 @@ class Store:
   def log_llm_call(self, study_id: int | None, planner: str, model: str | None, purpose: str,
                    outcome: str, prompt_chars: int = 0, answer_chars: int = 0,
                    prompt_tokens: int = 0, answer_tokens: int = 0, latency_s: float = 0.0,
-                   detail: str | None = None) -> None:
+                   detail: str | None = None, thinking_tokens: int = 0) -> None:
     with self.transaction() as c:
       c.execute("INSERT INTO llm_calls (study_id, planner, model, purpose, prompt_chars, "
-                "answer_chars, prompt_tokens, answer_tokens, latency_s, outcome, detail, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "answer_chars, prompt_tokens, answer_tokens, thinking_tokens, latency_s, outcome, "
+                "detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (study_id, planner, model, purpose, prompt_chars, answer_chars, prompt_tokens,
-                 answer_tokens, latency_s, outcome, detail, time.time()))
+                 answer_tokens, thinking_tokens, latency_s, outcome, detail, time.time()))
 
   def llm_calls(self, study_id: int | None = None) -> list[dict]:
     if study_id is None:
@@ -298,7 +309,9 @@ class Store:
     return [dict(r) for r in rows]
 
   def tokens_used(self, study_id: int) -> int:
-    row = self.conn.execute("SELECT COALESCE(SUM(prompt_tokens + answer_tokens), 0) FROM llm_calls "
+    """Prompt, answer and thinking tokens of the study's planner calls."""
+    row = self.conn.execute("SELECT COALESCE(SUM(prompt_tokens + answer_tokens "
+                            "+ COALESCE(thinking_tokens, 0)), 0) FROM llm_calls "
                             "WHERE study_id = ?", (study_id,)).fetchone()
     return int(row[0])
 

@@ -108,13 +108,24 @@ def _general_rule(m: dict) -> str:
           f"({', '.join(m['datasets']) or 'imported'})")
 
 
+def tested_insights(insights: list[dict]) -> list[dict]:
+  """Insights whose evidence is trials that tested the move (not curve readings, which say
+  what a shape suggests on one data set and its epoch cap)."""
+  return [i for i in insights if (i.get("key") or {}).get("basis") != "curve"]
+
+
 def distill(store: Store, backbone: str, provenance: dict | None = None) -> int:
   """Writes a new version of the backbone's summary; returns the version number."""
   latest = store.summary(backbone)
   imported = [r for r in (latest or {}).get("rules", []) if r.get("imported")]
-  local = store.insights(backbone=backbone)
+  local = tested_insights(store.insights(backbone=backbone))
   rules = merge_rules(local, imported, _insight_gains(store, local))
   prov = dict(provenance or {})
+  # Where the playbook started on each data set: rules are moves relative to it.
+  playbooks = dict((latest or {}).get("provenance", {}).get("playbook", {}))
+  playbooks.update(prov.get("playbook", {}))
+  if playbooks:
+    prov["playbook"] = playbooks
   prov["datasets"] = sorted({i["dataset"] for i in local})
   prov["insights"] = len(local)
   if latest:
@@ -141,9 +152,12 @@ def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
 
 def to_markdown(doc: dict) -> str:
   lines = [f"# Cognition summary: {doc['backbone']} (version {doc['version']})", "",
-           f"Distilled from: {', '.join(doc['provenance'].get('datasets', [])) or 'imports'}.", "",
-           "| # | rule | support | contradict | confidence | mean change | data sets |",
-           "|---|---|---|---|---|---|---|"]
+           f"Distilled from: {', '.join(doc['provenance'].get('datasets', [])) or 'imports'}.", ""]
+  for dataset, start in sorted(doc["provenance"].get("playbook", {}).items()):
+    lines += [f"Playbook start on {dataset} (rules move from here): "
+              + ", ".join(f"{k}={v!r}" for k, v in start.items()) + ".", ""]
+  lines += ["| # | rule | support | contradict | confidence | mean change | data sets |",
+            "|---|---|---|---|---|---|---|"]
   for i, r in enumerate(doc["rules"], 1):
     gain = "-" if r.get("gain") is None else f"{r['gain']:+.1%}"
     lines.append(f"| {i} | {r['rule']} | {r['support']} | {r['contradict']} | "
@@ -164,7 +178,7 @@ def import_summary(store: Store, path: str) -> int:
   new = [{**r, "imported": True} for r in doc["rules"]]
   latest = store.summary(doc["backbone"])
   earlier = [r for r in (latest or {}).get("rules", []) if r.get("imported")]
-  local = store.insights(backbone=doc["backbone"])
+  local = tested_insights(store.insights(backbone=doc["backbone"]))
   merged = merge_rules(local, earlier + new, _insight_gains(store, local))
   return store.add_summary(doc["backbone"], merged,
                            {"imported_from": os.path.abspath(path),

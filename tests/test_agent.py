@@ -81,11 +81,20 @@ def test_heuristic_loop_writes_proposals_reflections_insights_and_summary(data, 
   summary, study = _run(data, engine, store, HeuristicPlanner(), "h", trials=7)
   trials = store.finished_trials(study["id"])
   assert len(trials) == 7
-  assert trials[0]["proposal"]["changed"] == []  # the default config comes first
+  assert trials[0]["proposal"]["kind"] == "playbook"  # the first structure: the playbook's
+  assert "playbook" in trials[0]["proposal"]["hypothesis"]
   for t in trials[1:]:
     p = t["proposal"]
-    assert p["one_change"] and p["hypothesis"] and p["risk"] and p["expected_effect"]
+    assert p["hypothesis"] and p["risk"] and p["expected_effect"]
     assert t["reflection"], t
+  # Rate variants name their bucket's center as parent, and the gain is measured against it.
+  variants = [t for t in trials if t["proposal"]["kind"] == "variant"]
+  assert variants and all(t["proposal"]["one_change"] for t in variants)
+  center = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t for t in trials}
+  for t in variants:
+    parent = center[t["proposal"]["anchor_key"]]
+    assert t["proposal"]["parent_number"] == parent["number"]
+    assert t["proposal"]["parent_value"] == pytest.approx(parent["valid"]["NDCG@10"])
   insights = store.insights(study_id=study["id"])
   assert insights and all(i["support"] or i["contradict"] for i in insights)
   assert summary["cognition_summary_version"] == 1
@@ -94,6 +103,21 @@ def test_heuristic_loop_writes_proposals_reflections_insights_and_summary(data, 
   assert sum(1 for t in trials if t["test"]) == 1
   calls = store.llm_calls(study["id"])
   assert calls and all(c["planner"] == "heuristic" for c in calls)
+
+
+def test_agent_buckets_fill_the_lanes(data, engine, tmp_path):
+  """Every batch is one structure with rate variants: each bucket has --lanes trials."""
+  store = Store(str(tmp_path / "m.sqlite"))
+  space = SearchSpace.for_backbone("sasrec", base=TINY, only=["lr", "dropout", "num_negatives",
+                                                              "norm", "weight_decay", "loss"])
+  _run(data, engine, store, HeuristicPlanner(), "lanes", trials=12, lanes=4, space=space)
+  trials = store.finished_trials(store.study("lanes")["id"])
+  sizes = {}
+  for t in trials:
+    sizes[t["bucket"]] = sizes.get(t["bucket"], 0) + 1
+  assert sorted(sizes.values()) == [4, 4, 4]
+  structures = {t["signature"] for t in trials}
+  assert len(structures) >= 2  # and the structure moves between batches
 
 
 def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine, tmp_path):
@@ -117,19 +141,22 @@ def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine,
   trials = store.finished_trials(study["id"])
   assert len(trials) == 3
   assert all(t["proposal"]["planner"] == "heuristic" and t["proposal"]["fallback"]
-             for t in trials[1:])
+             for t in trials)
   assert not any(t["config"]["lr"] == 99.0 for t in trials)
 
 
-def _gemini_proposal(lr):
+def _gemini_proposal(*lrs):
   return json.dumps({"proposals": [{"changes": {"lr": lr}, "dimension": "lr",
                                     "hypothesis": "a larger step", "expected_effect": "+NDCG",
-                                    "risk": "divergence"}]})
+                                    "risk": "divergence"} for lr in lrs]})
 
 
 REFLECTION = json.dumps({"reflections": [{"trial": 1, "text": "the larger step helped"}],
                          "rules": [{"rule": "raise lr on tiny data", "dimension": "lr",
                                     "direction": "up", "supporting_trials": [1],
+                                    "contradicting_trials": []},
+                                   {"rule": "post-LN", "dimension": "norm", "direction": "set",
+                                    "value": "post", "supporting_trials": [1],
                                     "contradicting_trials": []}]})
 
 
@@ -138,14 +165,13 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
   monkeypatch.setenv("GEMINI_API_KEY", key)
   from vmle_jax.search.planners import gemini
   script = [
-      error_reply(429),                      # rate limited, then...
-      text_reply(_gemini_proposal(0.002)),   # ...a good answer
+      error_reply(429),                             # rate limited, then...
+      text_reply(_gemini_proposal(0.002, 0.003)),   # ...a good answer: the first batch
       text_reply(REFLECTION),
-      text_reply("{not json"),               # malformed
-      text_reply(_gemini_proposal(5.0)),     # out of range
-      slow_reply(3.0, _gemini_proposal(0.003)),  # times out (client timeout 1 s) ...
-      slow_reply(3.0, _gemini_proposal(0.003)),
-      slow_reply(3.0, _gemini_proposal(0.003)),
+      text_reply("{not json"),                      # malformed
+      text_reply(_gemini_proposal(5.0)),            # out of range
+      slow_reply(3.0, _gemini_proposal(0.004)),     # times out (client timeout 1 s) ...
+      slow_reply(3.0, _gemini_proposal(0.004)),
       text_reply(REFLECTION),
   ]
   fake = FakeGemini(script)
@@ -161,24 +187,56 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
   assert all(r["headers"].get("x-goog-api-key") == key for r in fake.requests)
   assert all("gemini-test:generateContent" in r["path"] for r in fake.requests)
   trials = store.finished_trials(study["id"])
-  assert trials[1]["config"]["lr"] == 0.002 and trials[1]["proposal"]["planner"] == "gemini"
+  assert [t["config"]["lr"] for t in trials[:2]] == [0.002, 0.003]
+  assert trials[0]["proposal"]["planner"] == "gemini"
   assert trials[1]["reflection"] == "the larger step helped"
+  assert trials[2]["proposal"]["fallback"]
   calls = store.llm_calls(study["id"])
   outcomes = [c["outcome"] for c in calls]
   assert "ok" in outcomes and "invalid_json" in outcomes and "rejected" in outcomes
   assert "error" in outcomes and "fallback" in outcomes
   ok = next(c for c in calls if c["outcome"] == "ok")
   assert ok["prompt_tokens"] == 120 and ok["answer_tokens"] == 40 and ok["model"] == "gemini-test"
+  error = next(c for c in calls if c["outcome"] == "error")
+  assert error["latency_s"] >= 1.0  # the real time a failed call cost, not 0
   assert store.tokens_used(study["id"]) >= 160
-  # The prompt carried the space, the trials table and the coverage map.
-  prompt = fake.requests[3]["body"]["contents"][0]["parts"][0]["text"]
-  assert "## Search space" in prompt and "| # | change |" in prompt and "Coverage map" in prompt
+  # A rule's "set" value keeps the parameter's type in the memory.
+  norm = [i for i in store.insights(study_id=study["id"]) if i["key"]["dimension"] == "norm"]
+  assert norm and norm[0]["key"]["value"] == "post"
+  # The prompts carried the playbook, the budget, the trials with their curves, and the
+  # reflect prompt each trial's hypothesis and parent.
+  prompts = [r["body"]["contents"][0]["parts"][0]["text"] for r in fake.requests]
+  first, later = prompts[1], prompts[3]
+  assert "## Playbook" in first and "| dimension | start |" in first and "trials are left" in first
+  assert "## Search space" in later and "| # | change |" in later and "curve" in later
+  assert "the larger step helped" in later  # the stored reflection is read back
+  reflect = next(p for p in prompts if "The batch to reflect on" in p)
+  assert "hypothesis" in reflect and "a larger step" in reflect
+  schema = fake.requests[1]["body"]["generationConfig"]["responseJsonSchema"]
+  lr = schema["properties"]["proposals"]["items"]["properties"]["changes"]["properties"]["lr"]
+  assert lr["minimum"] == 1e-4 and lr["maximum"] == 1e-2
   # The key is in no file the run wrote.
   store.close()
   for root, _, files in os.walk(tmp_path):
     for f in files:
       with open(os.path.join(root, f), "rb") as fh:
         assert key.encode() not in fh.read(), f
+
+
+def test_boolean_rule_values_keep_their_type(tmp_path):
+  """LLM answers say 'True'; the insight must hold True so that the rule transfers."""
+  from vmle_jax.search.agent import _typed
+  space = SearchSpace.for_backbone("sasrec")
+  assert _typed(space, "tie_embeddings", "False") is False
+  assert _typed(space, "tie_embeddings", "true") is True
+  assert _typed(space, "hidden", "128") == 128 and _typed(space, "loss", "softmax") == "softmax"
+  from vmle_jax.search.planners.gemini import proposal_schema, reflection_schema
+  props = proposal_schema(space)["properties"]["proposals"]["items"]["properties"]["changes"]
+  assert props["properties"]["hidden"]["enum"] == [32, 64, 128, 256]
+  assert props["properties"]["tie_embeddings"]["type"] == "boolean"
+  assert props["properties"]["dropout"] == {"type": "number", "minimum": 0.0, "maximum": 0.8}
+  value = reflection_schema(space)["properties"]["rules"]["items"]["properties"]["value"]
+  assert {"type": "boolean"} in value["anyOf"]
 
 
 def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
@@ -192,15 +250,19 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   version = summaries.import_summary(target, out)
   imported = target.summary("sasrec", version)
   assert [r["key"] for r in imported["rules"]] == [r["key"] for r in summary["rules"]]
-  # The heuristic applies a supported summary rule before anything else.
+  # The heuristic applies a supported summary rule on top of its playbook in the first batch.
   rule = {"rule": "raise dropout", "key": {"dimension": "dropout", "direction": "up",
                                            "value": None},
           "support": 5, "contradict": 0, "datasets": ["x"], "confidence": 0.86}
   ctx = {"search_space": _space(), "best": None, "trials": [], "done": set(),
          "coverage": {}, "insights": [], "summary": {"rules": [rule]},
          "dataset": {"name": "y", "stats": {"density": 0.5}}, "backbone": "sasrec"}
+  plain = dict(ctx, summary=None)
   first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
-  assert first["dimension"] == "dropout" and "memory" in first["hypothesis"]
+  start = HeuristicPlanner().propose(plain, 1, []).content["proposals"][0]
+  assert first["kind"] == "transfer" and "memory" in first["hypothesis"]
+  dropout = lambda p: p["changes"].get("dropout", TINY.dropout)  # noqa: E731
+  assert dropout(first) > dropout(start)
   with pytest.raises(ValueError, match="not a vmle-jax cognition summary"):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
@@ -225,9 +287,13 @@ def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once()
   ctx = {"search_space": _space(), "best": None, "trials": [], "done": set(),
          "coverage": {}, "insights": [], "summary": {"rules": rules},
          "dataset": {"name": "y", "stats": {"density": 0.5}}, "backbone": "sasrec"}
-  first, second = HeuristicPlanner().propose(ctx, 2, []).content["proposals"]
-  assert first["kind"] == "transfer_jump" and set(first["changes"]) == {"dropout", "num_negatives"}
-  assert second["dimension"] == "num_negatives"  # then the rules one by one, largest effect first
+  first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
+  plain = HeuristicPlanner().propose(dict(ctx, summary=None), 1, []).content["proposals"][0]
+  # Every transferred rule at once, on top of the playbook's configuration.
+  assert first["kind"] == "transfer"
+  assert first["changes"]["num_negatives"] > plain["changes"].get("num_negatives",
+                                                                  TINY.num_negatives)
+  assert first["hypothesis"].index("num_negatives") < first["hypothesis"].index("dropout=")
   # A trial of several changes credits no single move.
   assert trial_move({"proposal": {"dimension": "hidden", "direction": "up", "new_value": 128,
                                   "one_change": False}}) is None
@@ -303,14 +369,15 @@ def test_heuristic_agent_beats_the_default_on_the_synthetic_default(tmp_path):
                                                               num_negatives=64),
                                    fixed={"hidden": 32, "blocks": 1, "max_len": 20})
   store = Store(str(tmp_path / "m.sqlite"))
+  schedule = Schedule(max_epochs=6, patience=2)
+  engine = Engine(data, schedule, log=None)
   strategy = AgentStrategy(HeuristicPlanner(), space, log=lambda s: None)
   spec = StudySpec(name="syn", strategy="agent:heuristic", budget_trials=24, lanes=8)
-  summary = run_study(spec, data, store, strategy, space, Schedule(max_epochs=6, patience=2),
+  summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
                       log=lambda s: None, engine_log=False)
   trials = store.finished_trials(store.study("syn")["id"])
-  default = trials[0]
-  assert default["proposal"]["changed"] == []
   assert len(trials) == 24
-  assert summary["best_valid"]["NDCG@10"] > default["valid"]["NDCG@10"]
+  default = engine.train([space.default_config()]).lanes[0].valid["NDCG@10"]
+  assert summary["best_valid"]["NDCG@10"] > default
   assert store.insights(study_id=store.study("syn")["id"])
-  assert store.summary("sasrec")["rules"]
+  assert store.summary("sasrec") is not None

@@ -25,16 +25,18 @@ def report(tmp_path_factory):
     for seed in (0, 1):
       sid = store.create_study(f"{strategy}-{seed}", did, "sasrec", strategy, {"trials": 8},
                                {"seed": seed, "group": "g"})
-      for bucket in range(4):
+      for bucket in range(4):  # two batches of two buckets of two lanes
         cfgs = [TrialConfig(lr=1e-4 * (1 + bucket * 2 + i), seed=seed) for i in range(2)]
-        ids, _ = store.start_bucket(sid, cfgs)
+        batch = 1 + bucket // 2
+        ids, _ = store.start_bucket(sid, cfgs, [{"batch": batch, "planner_seconds": 1.0 * batch}]
+                                    * 2)
         updates = []
         for tid in ids:
           status = "diverged" if rng.random() < 0.1 else "finished"
           v = float(rng.uniform(0.02, 0.05)) if status == "finished" else None
           updates.append((tid, {"status": status, "valid": {"NDCG@10": v, "HR@10": 2 * v}
-                                if v else None, "epochs": 5, "steps": 5 * 100,
-                                "bucket_seconds": float(rng.uniform(20, 60))}))
+                                if v else None, "epochs": int(rng.integers(2, 6)),
+                                "steps": 5 * 100, "bucket_seconds": float(rng.uniform(20, 60))}))
         # Both lanes of a bucket share its wall-clock.
         secs = updates[0][1]["bucket_seconds"]
         for _, u in updates:
@@ -50,13 +52,16 @@ def report(tmp_path_factory):
 
 
 def _sql_numbers(db, target):
+  """The report's numbers computed directly in SQL (an independent implementation)."""
   conn = sqlite3.connect(db)
   v = "json_extract(valid, '$.\"NDCG@10\"')"
   ok = "status NOT IN ('diverged', 'failed')"
+  one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
   out = {}
   for strategy in STRATEGIES:
     sids = [r[0] for r in conn.execute("SELECT id FROM studies WHERE strategy = ?", (strategy,))]
-    best, test_n, test_hr, ttt, mtt, trials, seconds, steps = [], [], [], [], [], 0, 0.0, 0
+    best, test_n, test_hr, ttt, btt, ett, mtt, lane_epochs, planner = ([] for _ in range(9))
+    trials, seconds, reached = 0, 0.0, 0
     for sid in sids:
       row = conn.execute(f"SELECT {v}, json_extract(test, '$.\"NDCG@10\"'), "
                          f"json_extract(test, '$.\"HR@10\"') FROM trials WHERE study_id = ? AND "
@@ -64,26 +69,40 @@ def _sql_numbers(db, target):
       best.append(row[0])
       test_n.append(row[1])
       test_hr.append(row[2])
-      first = conn.execute(
-          f"SELECT MIN(t1.number) FROM trials t1 WHERE t1.study_id = ? AND (SELECT MAX({v}) FROM "
-          f"trials t2 WHERE t2.study_id = t1.study_id AND t2.number <= t1.number AND t2.{ok}) "
-          f">= ?", (sid, target)).fetchone()[0]
+      first = one(f"SELECT MIN(t1.number) FROM trials t1 WHERE t1.study_id = ? AND (SELECT MAX({v}) "
+                  f"FROM trials t2 WHERE t2.study_id = t1.study_id AND t2.number <= t1.number AND "
+                  f"t2.{ok}) >= ?", sid, target)
+      budget = one("SELECT json_extract(budget, '$.trials') FROM studies WHERE id = ?", sid)
+      n_batches = one("SELECT COUNT(DISTINCT batch) FROM trials WHERE study_id = ?", sid)
+      total_epochs = one("SELECT SUM(epochs) FROM trials WHERE study_id = ?", sid)
+      train_s = "SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s FROM trials " \
+                "WHERE study_id = ? AND batch <= ?)"
+      plan_s = "SELECT SUM(s) FROM (SELECT DISTINCT batch, planner_seconds AS s FROM trials " \
+               "WHERE study_id = ? AND batch <= ?)"
       if first is not None:
-        ttt.append(first + 1)
-        ends = conn.execute("SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s FROM "
-                            "trials WHERE study_id = ? AND bucket <= (SELECT bucket FROM trials "
-                            "WHERE study_id = ? AND number = ?))", (sid, sid, first)).fetchone()[0]
-        mtt.append(ends / 60)
-      trials += conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?", (sid,)).fetchone()[0]
-      seconds += conn.execute("SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s "
-                              "FROM trials WHERE study_id = ?)", (sid,)).fetchone()[0]
-      steps += conn.execute("SELECT SUM(steps) FROM trials WHERE study_id = ?", (sid,)).fetchone()[0]
+        reached += 1
+        b = one("SELECT batch FROM trials WHERE study_id = ? AND number = ?", sid, first)
+        ttt.append(one("SELECT COUNT(*) FROM trials WHERE study_id = ? AND batch <= ?", sid, b))
+        btt.append(b)
+        ett.append(one("SELECT SUM(epochs) FROM trials WHERE study_id = ? AND batch <= ?", sid, b))
+        mtt.append((one(train_s, sid, b) + one(plan_s, sid, b)) / 60)
+      else:
+        ttt.append(budget + 1)
+        btt.append(n_batches + 1)
+        ett.append(total_epochs + 1)
+      lane_epochs.append(total_epochs)
+      planner.append(one(plan_s, sid, 10 ** 6) / 60)
+      trials += one("SELECT COUNT(*) FROM trials WHERE study_id = ?", sid)
+      seconds += one(train_s, sid, 10 ** 6) + one(plan_s, sid, 10 ** 6)
     out[strategy] = {
         "seeds": len(sids), "trials": trials, "best_valid_ndcg10": np.mean(best),
         "best_valid_ndcg10_std": np.std(best), "test_ndcg10": np.mean(test_n),
-        "test_hr10": np.mean(test_hr), "trials_to_target": np.mean(ttt) if ttt else None,
-        "reached": len(ttt), "minutes_to_target": np.mean(mtt) if mtt else None,
-        "trials_per_hour": trials / (seconds / 3600), "config_steps_per_s": steps / seconds}
+        "test_ndcg10_std": np.std(test_n), "test_hr10": np.mean(test_hr),
+        "trials_to_target": np.mean(ttt), "trials_to_target_std": np.std(ttt),
+        "reached": reached, "batches_to_target": np.mean(btt),
+        "lane_epochs_to_target": np.mean(ett), "lane_epochs": np.mean(lane_epochs),
+        "minutes_to_target": np.mean(mtt) if mtt else None,
+        "planner_minutes": np.mean(planner), "trials_per_hour": trials / (seconds / 3600)}
   return out
 
 
@@ -99,9 +118,12 @@ def test_every_number_in_report_md_equals_sql(report):
   for line in rows:
     cells = [c.strip() for c in line.strip("|").split("|")]
     strategy = cells[0]
-    for (key, _, spec), cell in zip(COLUMNS[1:], cells[1:]):
+    for (key, _, spec, spread), cell in zip(COLUMNS[1:], cells[1:]):
       value = expected[strategy][key]
-      assert cell == ("-" if value is None else spec.format(value)), (strategy, key, cell, value)
+      text = "-" if value is None else spec.format(value)
+      if spread and value is not None:
+        text += " ± " + spec.format(expected[strategy][spread])
+      assert cell == text, (strategy, key, cell, text)
 
 
 def test_report_files_and_verdict(report):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vmle_jax.config import TrialConfig
-from vmle_jax.search.space import SearchSpace, SpaceError
+from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
 from vmle_jax.search.strategies import make_strategy
 
 
@@ -34,15 +34,15 @@ def test_space_validation_lists_every_problem():
     fixed.validate({"loss": "softmax"})
 
 
-@pytest.mark.parametrize("name", ["grid", "random", "tpe"])
-def test_strategies_start_from_the_default_and_fill_lanes(name):
+@pytest.mark.parametrize("name", ["grid", "random", "random-packed", "tpe"])
+def test_strategies_start_from_the_default(name):
   space = SearchSpace.for_backbone("sasrec", only=["hidden", "lr", "dropout", "weight_decay"])
-  strategy = make_strategy(name, space, seed=1)
+  strategy = make_strategy(name, space, seed=1, lanes=4)
   done = set()
   first = strategy.ask(4, done)
   assert first[0].config == space.default_config()
   assert len({p.config.canonical_json() for p in first}) == 4
-  if name != "tpe":  # grid and random propose a batch that shares one program
+  if name == "random-packed":  # one program per batch: the lanes fill
     assert len({p.config.static_signature() for p in first}) == 1
   for p in first:
     strategy.tell(p.config, float(np.random.default_rng(0).random()))
@@ -50,9 +50,47 @@ def test_strategies_start_from_the_default_and_fill_lanes(name):
   assert not {p.config.canonical_json() for p in first} & {p.config.canonical_json() for p in second}
 
 
+def test_random_draws_every_trial_independently():
+  """Random search varies the structure trial by trial; the packed variant per batch."""
+  space = SearchSpace.for_backbone("sasrec")
+  independent = make_strategy("random", space, seed=0).ask(16, set())[1:]
+  packed = make_strategy("random-packed", space, seed=0).ask(8, set())[1:]
+  assert len({p.config.static_signature() for p in independent}) >= 12
+  assert len({p.config.loss for p in independent}) == 3
+  assert len({p.config.static_signature() for p in packed}) == 1
+
+
+def test_grid_covers_the_loss_and_does_not_hold_one_structure():
+  space = SearchSpace.for_backbone("sasrec", only=list(GRID_DIMS["sasrec"]))
+  assert "loss" in space.dims
+  points = [p.config for p in make_strategy("grid", space, seed=0).ask(16, set())]
+  assert len({c.loss for c in points}) == 3
+  assert len({c.hidden for c in points[1:9]}) >= 3
+
+
+def _tpe_second_batch(values):
+  space = SearchSpace.for_backbone("sasrec", only=["hidden", "lr", "dropout", "loss"])
+  tpe = make_strategy("tpe", space, seed=0, lanes=4)
+  done = set()
+  first = tpe.ask(4, done)
+  for p, v in zip(first, values):
+    tpe.tell(p.config, v)
+  return tpe, [p.config for p in tpe.ask(4, done)]
+
+
+def test_tpe_leaves_its_startup_phase_after_one_batch():
+  """With the startup set to the lane count, the second batch depends on the results."""
+  tpe, a = _tpe_second_batch([0.1, 0.2, 0.3, 0.4])
+  assert tpe.study.sampler._n_startup_trials == 4
+  _, b = _tpe_second_batch([0.4, 0.3, 0.2, 0.1])
+  _, c = _tpe_second_batch([0.1, 0.2, 0.3, 0.4])
+  assert a == c  # seeded: the same results give the same proposals
+  assert a != b  # and other results give other proposals: the model is used
+
+
 def test_random_and_grid_replay_the_same_stream():
   space = SearchSpace.for_backbone("sasrec")
-  for name in ("random", "grid"):
+  for name in ("random", "random-packed", "grid"):
     a = [p.config for p in make_strategy(name, space, seed=3).ask(6, set())]
     b = [p.config for p in make_strategy(name, space, seed=3).ask(6, set())]
     assert a == b

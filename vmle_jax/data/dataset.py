@@ -74,7 +74,7 @@ class SequenceDataset:
                timestamps=times, source=source)
 
   def stats(self) -> dict:
-    """Users, items, interactions, length quantiles and density (JSON-ready)."""
+    """Users, items, interactions, length quantiles, density, repeats (JSON-ready)."""
     lengths = self.lengths
     q = np.quantile(lengths, [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]) if len(lengths) else [0] * 6
     stats = {
@@ -86,11 +86,20 @@ class SequenceDataset:
             ["min", "p25", "p50", "p75", "p90", "max"], q)},
         "density": round(self.num_interactions / max(1, self.num_users * self.num_items), 8),
         "has_timestamps": self.timestamps is not None,
+        "repeat_rate": round(self.repeat_rate(), 4),
     }
     if self.timestamps is not None and len(self.timestamps):
       stats["time_span_days"] = round(
           float(self.timestamps.max() - self.timestamps.min()) / 86400.0, 2)
     return stats
+
+  def repeat_rate(self) -> float:
+    """Share of interactions whose item the user had already consumed (re-consumption)."""
+    if not self.num_interactions:
+      return 0.0
+    users = np.repeat(np.arange(self.num_users, dtype=np.int64), self.lengths)
+    pairs = users * (int(self.num_items) + 1) + self.items.astype(np.int64)
+    return 1.0 - len(np.unique(pairs)) / self.num_interactions
 
   def fingerprint(self) -> dict:
     """A content hash plus stats: the data set's identity in the memory."""

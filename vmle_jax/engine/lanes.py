@@ -4,8 +4,10 @@ Parameters and optimizer states are stacked on a leading lane axis and the
 per-lane functions of `steps.py` are vmapped over it; one epoch is one jitted
 call (`lax.scan` over the batches), compiled once per signature. All lanes
 see the same batches; each has its own seed, dropout keys, learning rate,
-weight decay and rates. Each lane early-stops on its own validation NDCG@10;
-a stopped or diverged lane is frozen by masking its updates.
+weight decay and rates. Each lane early-stops on its own validation NDCG@10
+(or is pruned by a study-level rule); a stopped or diverged lane is frozen,
+and once at most half of a bucket's lanes are alive the bucket is compacted
+to the survivors, so stopped lanes stop costing compute.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class LaneResult:
   """What one lane (one trial) did: status, epochs, best validation metrics, curves."""
 
   config: TrialConfig
-  status: str = "running"  # finished (max epochs) | stopped (early) | diverged
+  status: str = "running"  # finished (max epochs) | stopped (patience) | pruned | diverged
   epochs: int = 0
   best_epoch: int = 0
   valid: dict = dataclasses.field(default_factory=dict)
@@ -116,9 +118,17 @@ class _Programs:
         outs.append(jnp.transpose(out, (1, 0, 2)).reshape(out.shape[1], -1))
       return jnp.concatenate(outs, axis=1)
 
-    def select(mask, new, old):
-      return jax.tree_util.tree_map(
-          lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
+    def keep_best(best, new, lane_ids, mask):
+      # best: [K_full, ...] per lane; new: [K_slots, ...] per slot; slot j holds lane
+      # lane_ids[j] (out of range for padding slots, whose writes are dropped).
+      ids = jnp.where(mask, lane_ids, best_size(best))
+      return jax.tree_util.tree_map(lambda b, n: b.at[ids].set(n, mode="drop"), best, new)
+
+    def best_size(tree):
+      return jax.tree_util.tree_leaves(tree)[0].shape[0]
+
+    def gather(tree, idx):
+      return jax.tree_util.tree_map(lambda x: x[idx], tree)
 
     # Per-lane state stays sharded over the `lanes` axis; what the host reads
     # (alive flags, losses, ranks, one lane's parameters) comes back replicated,
@@ -130,7 +140,8 @@ class _Programs:
     self.epoch = jax.jit(epoch, donate_argnums=(0,),
                          out_shardings=(lanes, replicated, replicated))
     self.ranks = jax.jit(ranks, out_shardings=replicated)
-    self.select = jax.jit(select, out_shardings=lanes)
+    self.keep_best = jax.jit(keep_best, donate_argnums=(0,), out_shardings=lanes)
+    self.gather = jax.jit(gather, out_shardings=lanes)
     self.take = jax.jit(lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree),
                         out_shardings=replicated)
 
@@ -320,8 +331,15 @@ class Engine:
     return self.programs(configs[0].static_signature()).init(hp, seeds), hp
 
   def train(self, configs: Sequence[TrialConfig], label: str = "",
-            checkpoint_dir: str | None = None) -> BucketResult:
+            checkpoint_dir: str | None = None,
+            prune: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None
+            ) -> BucketResult:
     """Trains `configs` (one static signature) as lanes until every lane has ended.
+
+    `prune(epoch, best, alive)`, called after each validation with every lane's
+    best validation NDCG@10 so far, returns the lanes to stop now (status
+    `pruned`; a study-level early-stopping rule, see search/pruning.py). When
+    at most half of the slots hold live lanes, the bucket is compacted to them.
 
     With `checkpoint_dir` and `schedule.checkpoint_every`, the bucket's lane
     states are saved with orbax every that many epochs, and a bucket started
@@ -346,13 +364,19 @@ class Engine:
     lanes = [LaneResult(config=c) for c in configs]
     t0 = time.perf_counter()
     states, hp = self.init_lanes(configs)
-    best_params = prog.copy(states.params)
-    alive = np.arange(k_pad) < k  # padding lanes never train
+    best_params = prog.copy(states.params)  # per lane, never compacted
+    # slots[j]: the lane trained in slot j of the (possibly compacted) state; -1: padding.
+    slots = np.where(np.arange(k_pad) < k, np.arange(k_pad), -1)
+    alive = np.arange(k_pad) < k  # per lane; padding lanes never train
     best = np.full(k_pad, -np.inf)
     since_best = np.zeros(k_pad, int)
     compile_s, epoch_times, first_epoch = 0.0, [], 1
     ckpt = BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None
     if ckpt is not None and ckpt.exists():
+      saved_slots = ckpt.slots()
+      if saved_slots is not None and len(saved_slots) != len(slots):
+        states, hp = self._compact(prog, states, hp, slots, saved_slots)
+        slots = saved_slots
       states, best_params, host = ckpt.restore(states, best_params)
       alive, best, since_best = host["alive"], host["best"], host["since_best"]
       for lane, saved in zip(lanes, host["lanes"]):
@@ -364,36 +388,54 @@ class Engine:
       if not alive.any():
         break
       te = time.perf_counter()
+      live = slots >= 0
+      slot_alive = live & alive[np.maximum(slots, 0)]
       batches = self.epoch_data(signature.max_len, signature.batch_size, epoch)
       profiling = self.profile_dir and epoch == first_epoch + 1
       if profiling:
         jax.profiler.start_trace(self.profile_dir)
-      states, alive_out, loss = prog.epoch(states, hp, self._shard_lanes(alive), batches)
-      alive_out, loss = np.asarray(alive_out), np.asarray(loss)
+      states, alive_out, slot_loss = prog.epoch(states, hp, self._shard_lanes(slot_alive),
+                                                batches)
+      alive_out, slot_loss = np.asarray(alive_out), np.asarray(slot_loss)
       if profiling:
         jax.profiler.stop_trace()
         self.log(f"profile of epoch {epoch} written to {self.profile_dir}")
-      for i in np.flatnonzero(alive & ~alive_out):
+      loss = np.full(k_pad, np.nan)
+      loss[slots[live]] = slot_loss[live]
+      for j in np.flatnonzero(slot_alive & ~alive_out):
+        i = slots[j]
         lanes[i].status, lanes[i].stopped_epoch = "diverged", epoch
         lanes[i].error = f"non-finite loss or gradient in epoch {epoch}"
-      alive = alive & alive_out
+        alive[i] = False
       metrics = [None] * k
       if (epoch % sched.eval_every == 0 or epoch == sched.max_epochs) and alive.any():
-        ranks = self.lane_ranks(signature, states.average, "valid")
-        improved = np.zeros(k_pad, bool)
-        for i in np.flatnonzero(alive):
-          metrics[i] = metrics_from_ranks(ranks[i])
+        slot_ranks = self.lane_ranks(signature, states.average, "valid")
+        improved = np.zeros(len(slots), bool)
+        for j in np.flatnonzero(live):
+          i = slots[j]
+          if not alive[i]:
+            continue
+          metrics[i] = metrics_from_ranks(slot_ranks[j])
           value = metrics[i][SELECT_METRIC]
           if value > best[i]:
-            best[i], since_best[i], improved[i] = value, 0, True
+            best[i], since_best[i], improved[j] = value, 0, True
             lanes[i].valid, lanes[i].best_epoch = metrics[i], epoch
           else:
             since_best[i] += sched.eval_every
         if improved.any():
-          best_params = prog.select(self._shard_lanes(improved), states.average, best_params)
+          best_params = prog.keep_best(best_params, states.average,
+                                       self._shard_lanes(np.maximum(slots, 0).astype(np.int32)),
+                                       self._shard_lanes(improved))
         for i in np.flatnonzero(alive & (since_best >= sched.patience)):
           lanes[i].status, lanes[i].stopped_epoch = "stopped", epoch
           alive[i] = False
+        if prune is not None and alive[:k].any() and epoch < sched.max_epochs:
+          cut = np.asarray(prune(epoch, best[:k].copy(), alive[:k].copy()), bool)
+          for i in np.flatnonzero(cut & alive[:k]):
+            lanes[i].status, lanes[i].stopped_epoch = "pruned", epoch
+            lanes[i].error = (f"pruned after epoch {epoch}: best validation NDCG@10 "
+                              f"{best[i]:.4f} cannot catch up with the study's finished trials")
+            alive[i] = False
       for i, lane in enumerate(lanes):
         if lane.status == "running" or lane.stopped_epoch == epoch:
           lane.epochs = epoch
@@ -405,10 +447,17 @@ class Engine:
       compile_s = seconds if epoch == first_epoch else compile_s
       epoch_times.append(seconds)
       self.log(_progress_line(label, epoch, sched.max_epochs, lanes, loss, metrics, best,
-                              alive[:k], epoch_times))
+                              alive[:k], epoch_times, len(slots)))
+      # Compact: once the live lanes fit in half the slots, train only them.
+      n_alive = int(alive.sum())
+      if n_alive and self.padded_lanes(n_alive) <= len(slots) // 2 and epoch < sched.max_epochs:
+        keep = [int(slots[j]) for j in range(len(slots)) if slots[j] >= 0 and alive[slots[j]]]
+        target = np.asarray(keep + [-1] * (self.padded_lanes(n_alive) - n_alive))
+        states, hp = self._compact(prog, states, hp, slots, target)
+        slots = target
       if ckpt is not None and sched.checkpoint_every and epoch % sched.checkpoint_every == 0 \
           and alive.any():
-        ckpt.save(epoch, states, best_params, alive, best, since_best, lanes)
+        ckpt.save(epoch, states, best_params, alive, best, since_best, lanes, slots)
     for lane in lanes:
       if lane.status == "running":
         lane.status = "finished"
@@ -418,6 +467,14 @@ class Engine:
                         seconds=time.perf_counter() - t0,
                         steps_per_epoch=math.ceil(len(split.train) / signature.batch_size),
                         compile_seconds=compile_s)
+
+  def _compact(self, prog: _Programs, states, hp, slots: np.ndarray, target: np.ndarray):
+    """States and rates of the slots holding `target`'s lanes (padding: a copy of the first)."""
+    where = {int(lane): j for j, lane in enumerate(slots) if lane >= 0}
+    first = where[int(next(l for l in target if l >= 0))]
+    idx = np.asarray([where[int(l)] if l >= 0 else first for l in target], np.int32)
+    idx = self._shard_lanes(idx)
+    return prog.gather(states, idx), prog.gather(hp, idx)
 
   def lane_params(self, result: BucketResult, lane: int):
     """One lane's best parameters as host numpy arrays (works on every process)."""
@@ -447,7 +504,13 @@ class BucketCheckpoint:
     with open(self.meta_path) as f:
       return json.load(f).get("configs") == self.key
 
-  def save(self, epoch, states, best_params, alive, best, since_best, lanes) -> None:
+  def slots(self) -> np.ndarray | None:
+    """Which lane each slot of the saved (possibly compacted) state holds."""
+    with open(self.meta_path) as f:
+      saved = json.load(f).get("slots")
+    return None if saved is None else np.asarray(saved)
+
+  def save(self, epoch, states, best_params, alive, best, since_best, lanes, slots) -> None:
     import orbax.checkpoint as ocp
     path = os.path.join(self.dir, f"state_{epoch}")
     ckpt = ocp.StandardCheckpointer()
@@ -457,7 +520,7 @@ class BucketCheckpoint:
       meta = {"configs": self.key, "epoch": epoch, "state": os.path.basename(path),
               "alive": alive.tolist(), "best": [None if not np.isfinite(b) else float(b)
                                                 for b in best],
-              "since_best": since_best.tolist(),
+              "since_best": since_best.tolist(), "slots": [int(x) for x in slots],
               "lanes": [{f: getattr(l, f) for f in ("status", "epochs", "best_epoch", "valid",
                                                     "curve", "stopped_epoch", "error")}
                         for l in lanes]}
@@ -485,13 +548,15 @@ class BucketCheckpoint:
       shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times):
+def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times,
+                   slots: int):
   """One line per epoch: loss, validation NDCG/HR, best so far, speed and ETA."""
   k = len(lanes)
   typical = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[-1]
   eta = _format_eta(typical * (max_epochs - epoch)) if alive.any() else "0s"
   live = [i for i, l in enumerate(lanes) if l.status == "running" or l.stopped_epoch == epoch]
-  mean_loss = float(np.mean(loss[live])) if live else float("nan")
+  finite = [loss[i] for i in live if np.isfinite(loss[i])]
+  mean_loss = float(np.mean(finite)) if finite else float("nan")
   msg = (f"[{label}] " if label else "") + f"epoch {epoch:3d}/{max_epochs}  loss {mean_loss:.4f}"
   shown = [m for m in metrics if m is not None]
   if shown and k == 1:
@@ -501,7 +566,7 @@ def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, 
   lead = int(np.argmax(np.where(np.isfinite(best[:k]), best[:k], -1)))
   msg += f"  best {best[lead]:.4f} @ epoch {lanes[lead].best_epoch}"
   if k > 1:
-    msg += f"  lanes alive {int(alive.sum())}/{k}"
+    msg += f"  lanes alive {int(alive.sum())}/{k}" + (f" in {slots} slots" if slots < k else "")
   return msg + f"  {epoch_times[-1]:.1f} s/epoch  ETA ≤{eta}"
 
 

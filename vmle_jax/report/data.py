@@ -3,7 +3,7 @@
 A comparison group is the set of studies whose settings carry the same
 `group` (one data set x backbone, several strategies x seeds). For each study
 the trials are taken in execution order; a trial's time is the end of its
-bucket (buckets run one after another), so best-so-far curves can be drawn
+batch (training and planner time summed), so best-so-far curves can be drawn
 against trials and against wall-clock seconds.
 """
 
@@ -19,20 +19,33 @@ from vmle_jax.memory.store import Store
 
 @dataclasses.dataclass
 class StudyRun:
-  """One study's trajectory: values per trial, when each trial ended, its best config."""
+  """One study's trajectory: values per trial, when each trial's batch ended, its best config.
+
+  Trials of one batch are proposed together and finish together (the lanes of
+  its buckets), so progress is counted at batch ends: reaching the target in
+  the first trial of a 4-trial batch costs 4 trials, not 1.
+  """
 
   name: str
   strategy: str
   seed: int
   values: list[float | None]  # validation NDCG@10 per trial (None: diverged or failed)
-  ends: list[float]  # seconds since the study started when each trial's bucket ended
+  ends: list[float]  # seconds since the study started when each trial's batch ended
   steps: int
   best_valid: dict | None
   best_test: dict | None
+  batches: list[int] = dataclasses.field(default_factory=list)  # batch of each trial (1-based)
+  epochs: list[int] = dataclasses.field(default_factory=list)  # epochs each trial trained
+  budget: int | None = None  # the study's trial budget
+  planner_seconds: float = 0.0
 
   @property
   def seconds(self) -> float:
     return self.ends[-1] if self.ends else 0.0
+
+  @property
+  def lane_epochs(self) -> int:
+    return int(sum(self.epochs))
 
   def best_so_far(self) -> list[float]:
     out, best = [], -math.inf
@@ -41,15 +54,39 @@ class StudyRun:
       out.append(best)
     return out
 
-  def trials_to(self, target: float) -> int | None:
-    for i, b in enumerate(self.best_so_far(), 1):
+  def _reach_index(self, target: float) -> int | None:
+    """Index of the last trial of the batch in which the best-so-far first reaches target."""
+    for i, b in enumerate(self.best_so_far()):
       if b >= target:
-        return i
+        batch = self.batches[i] if self.batches else i
+        last = i
+        while last + 1 < len(self.values) and (self.batches[last + 1] if self.batches
+                                               else last + 1) == batch:
+          last += 1
+        return last
     return None
 
+  def trials_to(self, target: float) -> int | None:
+    """Trials run when the target was first reached (counted at the end of its batch)."""
+    i = self._reach_index(target)
+    return None if i is None else i + 1
+
+  def batches_to(self, target: float) -> int | None:
+    i = self._reach_index(target)
+    if i is None:
+      return None
+    return len(dict.fromkeys(self.batches[:i + 1])) if self.batches else i + 1
+
+  def lane_epochs_to(self, target: float) -> int | None:
+    i = self._reach_index(target)
+    return None if i is None else int(sum(self.epochs[:i + 1]))
+
   def seconds_to(self, target: float) -> float | None:
-    n = self.trials_to(target)
-    return None if n is None else self.ends[n - 1]
+    i = self._reach_index(target)
+    return None if i is None else self.ends[i]
+
+  def num_batches(self) -> int:
+    return len(set(self.batches)) if self.batches else len(self.values)
 
 
 def load_group(store: Store, group: str) -> list[StudyRun]:
@@ -61,22 +98,44 @@ def load_group(store: Store, group: str) -> list[StudyRun]:
     trials = store.finished_trials(study["id"])
     if not trials:  # started and interrupted before its first bucket ended: nothing to report
       continue
-    values, ends, elapsed, seen = [], [], 0.0, {}
-    for t in trials:
-      if t["bucket"] not in seen:
-        elapsed += t["bucket_seconds"] or 0.0
-        seen[t["bucket"]] = elapsed
-      ends.append(seen[t["bucket"]])
-      v = (t.get("valid") or {}).get("NDCG@10")
-      values.append(None if t["status"] in ("diverged", "failed") or v is None else float(v))
-    scored = [t for t, v in zip(trials, values) if v is not None]
-    best = max(scored, key=lambda t: t["valid"]["NDCG@10"]) if scored else None
-    runs.append(StudyRun(name=study["name"], strategy=study["strategy"],
-                         seed=int(study["settings"].get("seed", 0)), values=values, ends=ends,
-                         steps=int(sum(t.get("steps") or 0 for t in trials)),
-                         best_valid=best["valid"] if best else None,
-                         best_test=best.get("test") if best else None))
+    runs.append(study_run(study, trials))
   return runs
+
+
+def study_run(study: dict, trials: list[dict]) -> StudyRun:
+  """A study's trajectory from its finished trials (in execution order).
+
+  Wall-clock adds each bucket's training time and each batch's planner time
+  (proposing and reflecting); a trial ends when its batch does."""
+  values, batch_of, bucket_end, elapsed = [], [], {}, 0.0
+  planner: dict = {}
+  for t in trials:
+    batch = t.get("batch") if t.get("batch") is not None else t["bucket"]
+    if batch not in planner:
+      planner[batch] = t.get("planner_seconds") or 0.0
+      elapsed += planner[batch]
+    if t["bucket"] not in bucket_end:
+      elapsed += t["bucket_seconds"] or 0.0
+      bucket_end[t["bucket"]] = elapsed
+    batch_of.append(batch)
+    v = (t.get("valid") or {}).get("NDCG@10")
+    values.append(None if t["status"] in ("diverged", "failed") or v is None else float(v))
+  batch_end = {}
+  for t, b in zip(trials, batch_of):
+    batch_end[b] = max(batch_end.get(b, 0.0), bucket_end[t["bucket"]])
+  ends = [batch_end[b] for b in batch_of]
+  scored = [t for t, v in zip(trials, values) if v is not None]
+  best = max(scored, key=lambda t: t["valid"]["NDCG@10"]) if scored else None
+  numbering = {b: i + 1 for i, b in enumerate(dict.fromkeys(batch_of))}
+  return StudyRun(name=study["name"], strategy=study["strategy"],
+                  seed=int(study["settings"].get("seed", 0)), values=values, ends=ends,
+                  steps=int(sum(t.get("steps") or 0 for t in trials)),
+                  best_valid=best["valid"] if best else None,
+                  best_test=best.get("test") if best else None,
+                  batches=[numbering[b] for b in batch_of],
+                  epochs=[int(t.get("epochs") or 0) for t in trials],
+                  budget=(study.get("budget") or {}).get("trials"),
+                  planner_seconds=float(sum(planner.values())))
 
 
 def _mean(xs):
@@ -89,28 +148,55 @@ def _std(xs):
   return float(np.std(xs)) if len(xs) > 1 else 0.0 if xs else None
 
 
+def censored(values: list, limits: list) -> list:
+  """Values with a run that never reached the target counted as its limit plus one."""
+  return [v if v is not None else (lim + 1 if lim is not None else None)
+          for v, lim in zip(values, limits)]
+
+
 def comparison_table(runs: list[StudyRun], target_fraction: float = 0.98) -> dict:
-  """Per strategy: best validation/test metrics, trials and minutes to target, throughput."""
+  """Per strategy: best validation/test metrics, trials, batches and lane-epochs to target.
+
+  "To target" counts every seed: one that never reaches the target counts as
+  its budget plus one (trials, batches, lane-epochs of the whole study plus
+  one), so a strategy cannot look fast by averaging only its lucky seeds;
+  `reached` says how many seeds got there.
+  """
   finished = [r for r in runs if r.best_valid]
   best_any = max((r.best_valid["NDCG@10"] for r in finished), default=None)
   target = None if best_any is None else target_fraction * best_any
   rows = {}
   for strategy in sorted({r.strategy for r in runs}):
     rs = [r for r in runs if r.strategy == strategy]
-    reached = [r.trials_to(target) for r in rs] if target is not None else []
+    t = target if target is not None else math.inf
+    trials = [r.trials_to(t) for r in rs]
+    budgets = [r.budget or len(r.values) for r in rs]
+    batches = [r.batches_to(t) for r in rs]
+    epochs = [r.lane_epochs_to(t) for r in rs]
     seconds = sum(r.seconds for r in rs)
+    trial_counts = censored(trials, budgets)
+    batch_counts = censored(batches, [r.num_batches() for r in rs])
+    epoch_counts = censored(epochs, [r.lane_epochs for r in rs])
+    valid = [r.best_valid["NDCG@10"] if r.best_valid else None for r in rs]
+    test = [(r.best_test or {}).get("NDCG@10") for r in rs]
     rows[strategy] = {
         "seeds": len(rs),
         "trials": sum(len(r.values) for r in rs),
-        "best_valid_ndcg10": _mean([r.best_valid["NDCG@10"] if r.best_valid else None for r in rs]),
-        "best_valid_ndcg10_std": _std([r.best_valid["NDCG@10"] if r.best_valid else None
-                                       for r in rs]),
-        "test_ndcg10": _mean([(r.best_test or {}).get("NDCG@10") for r in rs]),
+        "best_valid_ndcg10": _mean(valid),
+        "best_valid_ndcg10_std": _std(valid),
+        "test_ndcg10": _mean(test),
+        "test_ndcg10_std": _std(test),
         "test_hr10": _mean([(r.best_test or {}).get("HR@10") for r in rs]),
-        "trials_to_target": _mean(reached),
-        "reached": sum(1 for x in reached if x is not None),
-        "minutes_to_target": _mean([None if r.seconds_to(target) is None
-                                    else r.seconds_to(target) / 60 for r in rs]),
+        "trials_to_target": _mean(trial_counts),
+        "trials_to_target_std": _std(trial_counts),
+        "trials_to_target_median": float(np.median(trial_counts)) if trial_counts else None,
+        "batches_to_target": _mean(batch_counts),
+        "lane_epochs_to_target": _mean(epoch_counts),
+        "reached": sum(1 for x in trials if x is not None),
+        "minutes_to_target": _mean([None if r.seconds_to(t) is None
+                                    else r.seconds_to(t) / 60 for r in rs]),
+        "lane_epochs": _mean([r.lane_epochs for r in rs]),
+        "planner_minutes": _mean([r.planner_seconds / 60 for r in rs]),
         "trials_per_hour": (sum(len(r.values) for r in rs) / (seconds / 3600)) if seconds else None,
         "config_steps_per_s": (sum(r.steps for r in rs) / seconds) if seconds else None,
         "minutes": seconds / 60,

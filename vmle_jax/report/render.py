@@ -13,26 +13,32 @@ import numpy as np
 
 from vmle_jax.report.data import StudyRun, comparison_table
 
+# (key, header, format, key of the spread shown as "± std" or None)
 COLUMNS = [
-    ("strategy", "strategy", None),
-    ("seeds", "seeds", "{:d}"),
-    ("trials", "trials", "{:d}"),
-    ("best_valid_ndcg10", "best val NDCG@10 (mean)", "{:.4f}"),
-    ("best_valid_ndcg10_std", "± std", "{:.4f}"),
-    ("test_ndcg10", "test NDCG@10", "{:.4f}"),
-    ("test_hr10", "test HR@10", "{:.4f}"),
-    ("trials_to_target", "trials to target (mean of seeds reaching it)", "{:.1f}"),
-    ("reached", "seeds reaching target", "{:d}"),
-    ("minutes_to_target", "minutes to target", "{:.1f}"),
-    ("trials_per_hour", "trials/hour", "{:.1f}"),
-    ("config_steps_per_s", "config-steps/s", "{:.0f}"),
+    ("strategy", "strategy", None, None),
+    ("seeds", "seeds", "{:d}", None),
+    ("trials", "trials", "{:d}", None),
+    ("best_valid_ndcg10", "best val NDCG@10", "{:.4f}", "best_valid_ndcg10_std"),
+    ("test_ndcg10", "test NDCG@10", "{:.4f}", "test_ndcg10_std"),
+    ("test_hr10", "test HR@10", "{:.4f}", None),
+    ("trials_to_target", "trials to target", "{:.1f}", "trials_to_target_std"),
+    ("reached", "seeds reaching it", "{:d}", None),
+    ("batches_to_target", "batches to target", "{:.1f}", None),
+    ("lane_epochs_to_target", "lane-epochs to target", "{:.0f}", None),
+    ("lane_epochs", "lane-epochs per study", "{:.0f}", None),
+    ("minutes_to_target", "minutes to target (seeds reaching it)", "{:.1f}", None),
+    ("planner_minutes", "planner minutes per study", "{:.2f}", None),
+    ("trials_per_hour", "trials/hour", "{:.1f}", None),
 ]
 
 
-def _fmt(value, spec):
+def _fmt(value, spec, spread=None):
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "-"
-  return spec.format(value) if spec else str(value)
+  text = spec.format(value) if spec else str(value)
+  if spread is not None and spec:
+    text += " ± " + spec.format(spread)
+  return text
 
 
 def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> None:
@@ -84,25 +90,24 @@ def verdict(table: dict, agent_prefix: str = "agent") -> list[str]:
   others = [s for s in rows if not s.startswith(agent_prefix)]
   out = []
   for a in agents:
-    ta = rows[a]["trials_to_target"]
+    ra = rows[a]
     for o in others:
-      to = rows[o]["trials_to_target"]
-      va, vo = rows[a]["best_valid_ndcg10"], rows[o]["best_valid_ndcg10"]
-      if ta is None and to is None:
-        speed = "neither reached the target"
-      elif ta is None:
-        speed = f"{o} reached the target ({to:.1f} trials on average), {a} did not"
-      elif to is None:
-        speed = f"{a} reached the target in {ta:.1f} trials on average, {o} did not"
+      ro = rows[o]
+      ta, to = ra["trials_to_target"], ro["trials_to_target"]
+      reach = f"{ra['reached']}/{ra['seeds']} vs {ro['reached']}/{ro['seeds']} seeds reached it"
+      if ta is None or to is None:
+        speed = "no target"
       elif ta < to:
-        speed = f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f})"
+        speed = (f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f}, "
+                 f"{ta / to:.0%} of {o}'s; {reach})")
       elif ta > to:
-        speed = f"no gain: {o} reached the target in fewer trials ({to:.1f} vs {ta:.1f})"
+        speed = f"no gain: {o} reached the target in fewer trials ({to:.1f} vs {ta:.1f}; {reach})"
       else:
-        speed = f"no gain: both reached the target in {ta:.1f} trials"
+        speed = f"no gain: both took {ta:.1f} trials ({reach})"
+      va, vo = ra["best_valid_ndcg10"], ro["best_valid_ndcg10"]
       quality = ("" if va is None or vo is None else
                  f"; best validation NDCG@10 {va:.4f} vs {vo:.4f}"
-                 + (" (no gain)" if va <= vo else ""))
+                 + (" (no gain)" if va < vo else ""))
       out.append(f"{a} vs {o}: {speed}{quality}.")
   return out
 
@@ -118,17 +123,26 @@ def write_report(runs: list[StudyRun], outdir: str, title: str, device: str = ""
   _curves(runs, "seconds", os.path.join(outdir, "best_vs_seconds.png"),
           f"{title}: best-so-far vs wall-clock", target)
   header = "| " + " | ".join(c[1] for c in COLUMNS) + " |"
+  runs_json = [{"name": r.name, "strategy": r.strategy, "seed": r.seed, "values": r.values,
+                "ends": r.ends, "batches": r.batches, "epochs": r.epochs, "budget": r.budget}
+               for r in runs]
   lines = [f"# {title}", ""]
   if device:
     lines += [f"Device: {device}. Total wall-clock: "
               f"{sum(r.seconds for r in runs) / 60:.1f} min over {len(runs)} studies.", ""]
   lines += [f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
             + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
-            "Every strategy evaluates the same default configuration as its first trial "
-            "(random and TPE seeded with it), so gains below come from the search, not the start.",
+            "Grid, random and TPE evaluate the space's default configuration first; the agent "
+            "starts from its playbook (priors from the data's statistics). Progress is counted "
+            "at the end of each batch (its trials finish together); a seed that never reaches "
+            "the target counts as the budget plus one (trials, batches and lane-epochs), so "
+            "means cover every seed. Values are mean ± standard deviation over seeds; "
+            "lane-epochs are the epochs every trial actually trained (pruned and early-stopped "
+            "lanes stop costing compute); wall-clock includes planner time.",
             "", header, "|" + "---|" * len(COLUMNS)]
   for strategy, row in table["strategies"].items():
-    cells = [strategy] + [_fmt(row[k], spec) for k, _, spec in COLUMNS[1:]]
+    cells = [strategy] + [_fmt(row[k], spec, row.get(sd) if sd else None)
+                          for k, _, spec, sd in COLUMNS[1:]]
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "## Verdict", ""] + [f"- {v}" for v in verdict(table)]
   lines += list(notes)
@@ -139,8 +153,7 @@ def write_report(runs: list[StudyRun], outdir: str, title: str, device: str = ""
     f.write(md)
   with open(os.path.join(outdir, "report.json"), "w") as f:
     json.dump({"title": title, "table": table,
-               "runs": [{"name": r.name, "strategy": r.strategy, "seed": r.seed,
-                         "values": r.values, "ends": r.ends} for r in runs]}, f, indent=2)
+               "runs": runs_json}, f, indent=2)
   with open(os.path.join(outdir, "report.html"), "w") as f:
     f.write(_html(md, outdir))
   return table

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Callable
 
 from vmle_jax.config import TrialConfig
 from vmle_jax.memory import summaries
 from vmle_jax.memory.store import Store
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
+from vmle_jax.search.curves import SUGGESTS, diagnose
 from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
+from vmle_jax.search.playbook import playbook
 from vmle_jax.search.space import SearchSpace, SpaceError
 from vmle_jax.search.strategies import Proposal
 
@@ -125,6 +128,12 @@ class AgentStrategy:
     """Everything the planner may read, as plain data."""
     store, sid = self.store, self.study["id"]
     trials = [_trial_view(t) for t in store.finished_trials(sid)]
+    resolve_anchors(trials)
+    settings = self.study.get("settings") or {}
+    max_epochs = int((settings.get("schedule") or {}).get("max_epochs", 200))
+    for t in trials:
+      d = diagnose(t, max_epochs)
+      t["diagnosis"] = None if d is None else {"label": d.label, "text": d.text}
     scored = [t for t in trials if t["value"] is not None]
     best = max(scored, key=lambda t: t["value"]) if scored else None
     coverage = {d: 0 for d in self.space.dims}
@@ -146,9 +155,16 @@ class AgentStrategy:
           ins["this_study"] = ins["study_id"] == sid
           insights.append(ins)
       summary = store.summary(self.study["backbone"])
+    stats = {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}
+    budget = (self.study.get("budget") or {}).get("trials")
     return {
-        "dataset": {"name": fingerprint["name"],
-                    "stats": {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}},
+        "dataset": {"name": fingerprint["name"], "stats": stats},
+        "playbook": playbook(stats, self.space, max_epochs),
+        "max_epochs": max_epochs,
+        "patience": int((settings.get("schedule") or {}).get("patience", 10)),
+        "lanes": int(settings.get("lanes", 8)),
+        "trials_left": (int(budget) - len(trials)) if budget else None,
+        "budget_trials": budget,
         "backbone": self.study["backbone"],
         "search_space": self.space,
         "space": self.space.describe(),
@@ -168,15 +184,6 @@ class AgentStrategy:
     base = best["config"] if best else self.space.default_config().to_dict()
     numbers = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t["number"]
                for t in ctx["trials"]}
-    if not ctx["trials"]:
-      # Every strategy's first trial is the space's default config (a fair start).
-      default = self.space.default_config()
-      if default.canonical_json() not in ctx["done"]:
-        done.add(default.canonical_json())
-        first = Proposal(default, {"planner": self.planner.name, "hypothesis": "the default "
-                                   "config: the baseline every strategy starts from",
-                                   "changed": []})
-        return [first] + self.ask(n - 1, done) if n > 1 else [first]
     accepted: list[tuple[TrialConfig, dict, str]] = []
     feedback: list[str] = []
     planner = self.planner
@@ -184,10 +191,12 @@ class AgentStrategy:
       want = n - len(accepted)
       if want <= 0:
         break
+      t0 = time.perf_counter()
       try:
         answer = planner.propose(ctx, want, feedback)
       except Exception as e:  # network errors, quota, timeouts after the client's retries
-        self._record(planner, "propose", Answer(content=""), "error", repr(e))
+        self._record(planner, "propose", Answer(content="", latency_s=time.perf_counter() - t0),
+                     "error", repr(e))
         self.log(f"planner error: {e!r}")
         break
       if self.transcript is not None:
@@ -216,7 +225,8 @@ class AgentStrategy:
     for cfg, item, source in accepted:
       done.add(cfg.canonical_json())
       proposals.append(Proposal(cfg, _proposal_note(item, base, cfg, best, source,
-                                                    fallback=source != self.planner.name)))
+                                                    fallback=source != self.planner.name,
+                                                    space=self.space, trials=ctx["trials"])))
       note = proposals[-1].note
       self.log(f"  propose [{source}] {_change_text(note)}: {note['hypothesis']}")
     return proposals
@@ -226,15 +236,27 @@ class AgentStrategy:
 
   # ---------------------------------------------------------------- reflect
   def after_batch(self, trial_ids: list[int]) -> None:
-    """Reflections on the batch, then the study's rules written as insights."""
+    """Reflections on the batch (curves read), then the study's rules written as insights."""
     ctx = self.context()
     batch = [t for t in ctx["trials"] if t["id"] in set(trial_ids)]
+    for t in batch:  # variants are compared with their bucket's center: now known
+      stored = self.store.trials_by_id([t["id"]])[0].get("proposal") or {}
+      if t["proposal"].get("parent_value") != stored.get("parent_value"):
+        self.store.update_trial(t["id"], proposal=t["proposal"])
+    diagnoses = [{"trial": t["number"], **t["diagnosis"]} for t in batch if t.get("diagnosis")]
+    if self.transcript is not None and diagnoses:
+      self.transcript.record("diagnose", diagnoses)
+    for d in diagnoses:
+      self.log(f"  curve of trial {d['trial']}: {d['text']}")
     content = None
     for attempt in range(self.max_retries + 1):
+      t0 = time.perf_counter()
       try:
         answer = self.planner.reflect(ctx, batch)
       except Exception as e:
-        self._record(self.planner, "reflect", Answer(content=""), "error", repr(e))
+        self._record(self.planner, "reflect", Answer(content="", latency_s=time.perf_counter() - t0),
+                     "error", repr(e))
+        self.log(f"reflection error: {e!r}")
         break
       if self.transcript is not None:
         self.transcript.record("reflect", answer.content)
@@ -248,25 +270,49 @@ class AgentStrategy:
       except (ValueError, json.JSONDecodeError) as e:
         self._record(self.planner, "reflect", answer, "invalid_json", str(e))
         content = None
+    source = self.planner.name
     if content is None:
       content = self.fallback.reflect(ctx, batch).content
+      source = "heuristic" if self.planner.name == "heuristic" else "heuristic (fallback)"
+      if source != "heuristic":
+        self.log("reflection: the planner gave no usable answer; the heuristic reflected")
     by_number = {t["number"]: t for t in ctx["trials"]}
+    self._write_curve_insights(ctx)
     batch_numbers = {t["number"] for t in batch}
     for r in content.get("reflections", []):
       if isinstance(r, dict) and r.get("trial") in batch_numbers and isinstance(r.get("text"), str):
         self.store.update_trial(by_number[r["trial"]]["id"], reflection=r["text"][:2000])
-    self._write_insights(ctx, content.get("rules", []), by_number)
+    self._write_insights(ctx, content.get("rules", []), by_number, source)
 
-  def _write_insights(self, ctx: dict, rules: list, by_number: dict) -> None:
+  def _write_curve_insights(self, ctx: dict) -> None:
+    """One insight per curve shape seen in the study, with the move it suggests."""
+    groups: dict[str, list[dict]] = {}
+    for t in ctx["trials"]:
+      d = t.get("diagnosis")
+      if d and d["label"] in ("under-trained", "over-fitting", "flat", "diverged"):
+        groups.setdefault(d["label"], []).append(t)
+    for label, ts in groups.items():
+      dim, direction = SUGGESTS[label][0]
+      numbers = ", ".join(str(t["number"]) for t in ts[:8]) + (" ..." if len(ts) > 8 else "")
+      epochs = ctx["max_epochs"]
+      rule = (f"curve: {len(ts)} trial(s) ({numbers}) {label} within {epochs} epochs on "
+              f"{ctx['dataset']['name']}: {'raise' if direction == 'up' else 'lower'} {dim}")
+      self.store.upsert_insight(
+          self.study["dataset_id"], self.study["id"], self.study["backbone"], rule,
+          {"dimension": dim, "direction": direction, "value": None, "basis": "curve",
+           "shape": label}, [t["id"] for t in ts], [], laplace_confidence(len(ts), 0),
+          "curves")
+
+  def _write_insights(self, ctx: dict, rules: list, by_number: dict, source: str) -> None:
     """Rules become insights; support and contradiction are recounted from the evidence."""
     evidence = {(r["dimension"], r["direction"], r["value"] if r["direction"] == "set" else None): r
                 for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"])}
-    source = self.planner.name
     for r in rules:
       if not isinstance(r, dict) or r.get("dimension") not in self.space.dims \
           or r.get("direction") not in DIRECTIONS or not isinstance(r.get("rule"), str):
         continue
-      value = r.get("value") if r["direction"] == "set" else None
+      value = _typed(self.space, r["dimension"], r.get("value")) if r["direction"] == "set" \
+          else None
       key = (r["dimension"], r["direction"], value)
       if key in evidence:  # the trials decide, whatever the planner claimed
         support, contradict = evidence[key]["supporting_trials"], evidence[key]["contradicting_trials"]
@@ -284,8 +330,11 @@ class AgentStrategy:
   # ---------------------------------------------------------------- finish
   def finish(self) -> dict | None:
     """Distills the insights into a new version of the backbone's cognition summary."""
+    ctx = self.context()
+    start = {d: p.value for d, p in ctx["playbook"].items()}
     version = summaries.distill(self.store, self.study["backbone"],
-                                provenance={"study": self.study["name"]})
+                                provenance={"study": self.study["name"],
+                                            "playbook": {ctx["dataset"]["name"]: start}})
     self.log(f"cognition summary for {self.study['backbone']}: version {version}")
     return self.store.summary(self.study["backbone"], version)
 
@@ -294,7 +343,7 @@ class AgentStrategy:
         self.study["id"], planner.name, answer.model, purpose, outcome,
         prompt_chars=answer.prompt_chars, answer_chars=answer.answer_chars,
         prompt_tokens=answer.prompt_tokens, answer_tokens=answer.answer_tokens,
-        latency_s=answer.latency_s, detail=detail)
+        thinking_tokens=answer.thinking_tokens, latency_s=answer.latency_s, detail=detail)
 
 
 def _trial_view(t: dict) -> dict:
@@ -304,15 +353,61 @@ def _trial_view(t: dict) -> dict:
     value = None
   return {"id": t["id"], "number": t["number"], "config": t["config"], "status": t["status"],
           "value": value, "hr10": (t.get("valid") or {}).get("HR@10"), "epochs": t["epochs"],
-          "proposal": t.get("proposal") or {}, "error": t.get("error")}
+          "best_epoch": t.get("best_epoch"), "curve": t.get("curve") or [],
+          "batch": t.get("batch"), "reflection": t.get("reflection"),
+          "proposal": dict(t.get("proposal") or {}), "error": t.get("error")}
+
+
+def resolve_anchors(trials: list[dict]) -> None:
+  """Variants name the center of their bucket as parent: fill in its number and value."""
+  by_config = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t for t in trials}
+  for t in trials:
+    p = t["proposal"]
+    anchor = p.get("anchor_key")
+    if anchor and p.get("parent_value") is None and anchor in by_config:
+      parent = by_config[anchor]
+      if parent["value"] is not None and parent["id"] != t["id"]:
+        p["parent_number"], p["parent_value"] = parent["number"], parent["value"]
+
+
+def _typed(space: SearchSpace, dim: str, value):
+  """A rule's value in the dimension's own type: LLM answers give 'True' for True."""
+  d = space.dims.get(dim)
+  values = getattr(d, "values", None)
+  if values is None or value in values:
+    return value
+  for v in values:
+    if str(v).lower() == str(value).strip().lower():
+      return v
+  return value
 
 
 def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, source: str,
-                   fallback: bool) -> dict:
+                   fallback: bool, space: SearchSpace | None = None,
+                   trials: list[dict] | None = None) -> dict:
+  """What the memory keeps of a proposal: the change, its parent, hypothesis and risk.
+
+  The parent is the best trial, or the proposal's `anchor` (a rate variant's
+  center configuration, trained in the same bucket): the change and, once it
+  is known, the gain are measured against it."""
   new = cfg.to_dict()
-  changed = [k for k in sorted(new) if new[k] != base.get(k)]
+  anchor_key = None
+  anchor = item.get("anchor")
+  if isinstance(anchor, dict) and space is not None:
+    try:
+      ref_cfg = space.validate({**{k: base[k] for k in space.dims}, **anchor})
+      ref = ref_cfg.to_dict()
+      anchor_key = ref_cfg.canonical_json()
+    except SpaceError:
+      ref = base
+  else:
+    ref = base
+  changed = [k for k in sorted(new) if new[k] != ref.get(k)]
+  # One move: dropout with the attention dropout that follows it.
+  moved = [k for k in changed if not (k == "attn_dropout" and "dropout" in changed
+                                      and new["attn_dropout"] == new["dropout"])]
   dim = item.get("dimension") if item.get("dimension") in changed else (changed[0] if changed else None)
-  old_value, new_value = base.get(dim), new.get(dim)
+  old_value, new_value = ref.get(dim), new.get(dim)
   if dim is None:
     direction = None
   elif isinstance(old_value, (bool, str)) or isinstance(new_value, (bool, str)):
@@ -324,13 +419,25 @@ def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, 
           "expected_effect": str(item.get("expected_effect", ""))[:200],
           "risk": str(item.get("risk", ""))[:200],
           "dimension": dim, "direction": direction, "old_value": old_value,
-          "new_value": new_value, "changed": changed, "one_change": len(changed) == 1,
-          "parent_number": best["number"] if best else None,
-          "parent_value": best["value"] if best else None}
+          "new_value": new_value, "changed": changed, "one_change": len(moved) == 1,
+          **_parent(anchor_key, best, trials or [])}
+
+
+def _parent(anchor_key: str | None, best: dict | None, trials: list[dict]) -> dict:
+  if anchor_key is None:
+    return {"parent_number": best["number"] if best else None,
+            "parent_value": best["value"] if best else None}
+  for t in trials:
+    if json.dumps(t["config"], sort_keys=True, separators=(",", ":")) == anchor_key:
+      return {"anchor_key": anchor_key, "parent_number": t["number"],
+              "parent_value": t["value"]}
+  return {"anchor_key": anchor_key, "parent_number": None, "parent_value": None}
 
 
 def _change_text(note: dict) -> str:
   if not note.get("changed"):
     return "default config"
+  if not note.get("dimension"):
+    return f"{len(note['changed'])} changes"
   extra = "" if note.get("one_change") else f" (+{len(note['changed']) - 1} more changes)"
   return f"{note['dimension']} {note['old_value']!r} -> {note['new_value']!r}{extra}"

@@ -1,7 +1,10 @@
 """A comparison: the agent, grid, random and TPE on one data set x backbone, several seeds.
 
-Every strategy gets the same engine, lanes, budget, schedule and seeds, and
-evaluates the space's default config first. Studies are named
+Every strategy gets the same engine, lanes, budget, schedule, seeds and
+early-stopping rule. Grid, random and TPE evaluate the space's default
+config first; the agent starts from its playbook. TPE's random startup
+phase is one batch (the lane count), so it models the results from its
+second batch on. Studies are named
 `cmp-<dataset>-<backbone>-<strategy>-s<seed>` and carry the group
 `<dataset>-<backbone>` in their settings, which is what the report reads.
 Finished studies are skipped and unfinished ones resumed, so a comparison
@@ -26,6 +29,7 @@ from vmle_jax.search.strategies import make_strategy
 from vmle_jax.search.study import StudySpec, _value, run_study
 
 STRATEGY_NAMES = ("agent", "grid", "random", "tpe")
+KNOWN_STRATEGIES = ("agent", "grid", "random", "random-packed", "tpe")
 
 
 def group_name(data, base: TrialConfig) -> str:
@@ -37,6 +41,7 @@ def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine,
                    strategies=STRATEGY_NAMES, planner: str = "heuristic", model: str | None = None,
                    summary: dict | None = None, dims=None, fixed: dict | None = None,
                    budget_minutes: float | None = None, deadline: float | None = None,
+                   early_stop: str = "none", tpe_warm_start=(),
                    log: Callable[[str], None] = print) -> str:
   """Runs (or resumes) every strategy x seed; returns the group name. Stops at `deadline`
   (a time.time() value) before starting a new study."""
@@ -66,10 +71,11 @@ def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine,
       if exists and store is not None:
         history = [(TrialConfig.from_dict(t["config"]), _value(t))
                    for t in store.finished_trials(store.study(study)["id"])]
-      strategy = make_strategy(name, space, seed, history)
+      strategy = make_strategy(name, space, seed, history, lanes=lanes,
+                               warm_start=tpe_warm_start if name == "tpe" else ())
     spec = StudySpec(name=study, backbone=base.backbone, strategy=label,
                      budget_trials=budget_trials, budget_minutes=budget_minutes, lanes=lanes,
-                     seed=seed, dims=tuple(space.names), group=group)
+                     seed=seed, dims=tuple(space.names), group=group, early_stop=early_stop)
     log(f"== {study}: {label}, seed {seed}, {budget_trials} trials, {lanes} lanes")
     t0 = time.perf_counter()
     run_study(spec, data, store, strategy, space, schedule, engine=engine, resume=exists,

@@ -17,7 +17,7 @@ import numpy as np
 from vmle_jax.config import DYNAMIC_FIELDS, TrialConfig
 from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, SpaceError
 
-STRATEGIES = ("grid", "random", "tpe")
+STRATEGIES = ("grid", "random", "random-packed", "tpe")
 
 
 @dataclasses.dataclass
@@ -47,21 +47,17 @@ class Strategy(Protocol):
 
 
 class GridStrategy:
-  """The default config, then the space's grid in a seeded order, grouped by static signature.
+  """The default config, then the space's grid in a seeded shuffled order.
 
-  Points sharing a static signature are proposed together so that a batch
-  fills the lanes of one program.
+  The study loop groups each batch's points by static signature, so points
+  of one signature that land in the same batch share a program; the order is
+  not regrouped globally, which would keep one structure for hundreds of points.
   """
 
   name = "grid"
 
   def __init__(self, space: SearchSpace, seed: int = 0):
-    points = space.grid(seed=seed)
-    first, rest = points[0], points[1:]
-    order: dict = {first.static_signature(): [first]}
-    for cfg in rest:
-      order.setdefault(cfg.static_signature(), []).append(cfg)
-    self.points = [cfg for group in order.values() for cfg in group]
+    self.points = space.grid(seed=seed)
     self.pos = 0
 
   def ask(self, n, done):
@@ -77,15 +73,48 @@ class GridStrategy:
 
 
 class RandomStrategy:
-  """Uniform random search, batched: one sampled static signature per batch.
+  """Uniform random search: every trial drawn independently over every dimension.
 
-  Each batch draws the static dimensions (sizes, loss, switches) once and the
-  dynamic ones (rates, lr, ...) per trial, so a batch fills the lanes of one
-  program. Every trial is still uniform over the space; only trials within
-  a batch are correlated. The first trial is the space's default config.
+  Trials of a batch rarely share a static signature, so most buckets hold
+  one lane: this is random search as its name says, at its real cost. The
+  first trial is the space's default config.
   """
 
   name = "random"
+
+  def __init__(self, space: SearchSpace, seed: int = 0):
+    self.space = space
+    self.rng = np.random.default_rng(seed)
+    self.first = True
+
+  def ask(self, n, done):
+    out, tries = [], 0
+    while len(out) < n and tries < 100 * max(1, n):
+      tries += 1
+      if self.first:
+        cfg, self.first = self.space.default_config(), False
+      else:
+        try:
+          cfg = self.space.sample(self.rng)
+        except SpaceError:
+          continue
+      _add_new(out, done, cfg, self.name)
+    return out
+
+  def tell(self, config, value):
+    pass
+
+
+class PackedRandomStrategy:
+  """Random search shaped for lanes: one static signature drawn per batch.
+
+  Each batch draws the static dimensions (sizes, loss, switches) once and the
+  dynamic ones (rates, lr, ...) per trial, so a batch fills the lanes of one
+  program. Each trial is still uniform over the space, but the trials of a
+  batch share a structure: fewer structures are tried than with `random`.
+  """
+
+  name = "random-packed"
 
   def __init__(self, space: SearchSpace, seed: int = 0):
     self.space = space
@@ -115,7 +144,7 @@ class RandomStrategy:
         except SpaceError:
           static = None
           continue
-      _add_new(out, done, cfg, "random")
+      _add_new(out, done, cfg, self.name)
     return out
 
   def tell(self, config, value):
@@ -138,11 +167,21 @@ def optuna_distributions(space: SearchSpace) -> dict:
 
 
 class TPEStrategy:
-  """Optuna's TPE through ask-and-tell, K asks at a time; the default config is enqueued first."""
+  """Optuna's TPE through ask-and-tell, K asks at a time; the default config is enqueued first.
+
+  `startup_trials` is TPE's random phase (`n_startup_trials`). Optuna's
+  default of 10 with batches of 8 would leave a 16-trial study entirely
+  random (only 8 trials are complete when the second batch is asked), so the
+  launchers set it to the lane count: from the second batch on, proposals
+  come from the model of the finished trials. `warm_start` configs are
+  enqueued after the default (a warm-started TPE, as an Optuna user would
+  seed it with known good configurations).
+  """
 
   name = "tpe"
 
-  def __init__(self, space: SearchSpace, seed: int = 0, history=()):
+  def __init__(self, space: SearchSpace, seed: int = 0, history=(), startup_trials: int = 8,
+               warm_start=()):
     try:
       import optuna
     except ImportError:
@@ -153,7 +192,9 @@ class TPEStrategy:
     self.dists = optuna_distributions(space)
     self.study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True))
+        sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                           n_startup_trials=max(1, int(startup_trials))))
+    self.startup_trials = max(1, int(startup_trials))
     self.pending: dict[str, object] = {}
     seen = set()
     for cfg, value in history:  # replay finished trials on resume
@@ -163,8 +204,10 @@ class TPEStrategy:
                else optuna.trial.TrialState.FAIL)
       self.study.add_trial(optuna.trial.create_trial(
           params=params, distributions=self.dists, value=value, state=state))
-    if space.default_config().canonical_json() not in seen:
-      self.study.enqueue_trial(space.values_of(space.default_config()))
+    for cfg in [space.default_config(), *warm_start]:
+      if cfg.canonical_json() not in seen:
+        seen.add(cfg.canonical_json())
+        self.study.enqueue_trial(space.values_of(cfg))
 
   def ask(self, n, done):
     out, tries = [], 0
@@ -196,13 +239,17 @@ class TPEStrategy:
       self.study.tell(trial, value)
 
 
-def make_strategy(name: str, space: SearchSpace, seed: int = 0, history=()) -> Strategy:
-  """A strategy by name; `history` [(config, value)] replays finished trials."""
+def make_strategy(name: str, space: SearchSpace, seed: int = 0, history=(), lanes: int = 8,
+                  warm_start=()) -> Strategy:
+  """A strategy by name; `history` [(config, value)] replays finished trials; TPE's random
+  startup phase is one batch of `lanes` trials; `warm_start` configs go first (TPE only)."""
   if name == "grid":
     return GridStrategy(space, seed)
   if name == "random":
     return RandomStrategy(space, seed)
+  if name == "random-packed":
+    return PackedRandomStrategy(space, seed)
   if name == "tpe":
-    return TPEStrategy(space, seed, history)
+    return TPEStrategy(space, seed, history, startup_trials=lanes, warm_start=warm_start)
   raise ValueError(f"strategy={name!r}: not one of {', '.join(STRATEGIES)}")
 

@@ -27,6 +27,7 @@ from vmle_jax.data.dataset import SequenceDataset
 from vmle_jax.engine import distributed
 from vmle_jax.engine.lanes import Engine, _format_eta
 from vmle_jax.memory.store import Store, StoreError
+from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
 
@@ -45,6 +46,7 @@ class StudySpec:
   seed: int = 0
   dims: tuple[str, ...] | None = None  # searched dimensions (None: the backbone's default space)
   group: str | None = None  # comparison group (vmle-compare): studies reported together
+  early_stop: str = "none"  # none | median: stop lanes that cannot catch up (search/pruning.py)
 
 
 def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
@@ -62,7 +64,8 @@ def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: Sear
   study = store.study(spec.name)
   if study is None:
     settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
-                "space": space.describe(), "base": space.base.to_dict(), "group": spec.group}
+                "space": space.describe(), "base": space.base.to_dict(), "group": spec.group,
+                "early_stop": spec.early_stop}
     budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes,
               "tokens": spec.budget_tokens}
     sid = store.create_study(spec.name, dataset_id, spec.backbone, spec.strategy, budget, settings)
@@ -86,9 +89,10 @@ def _value(trial: dict) -> float | None:
 
 
 def study_elapsed(trials: list[dict]) -> float:
-  """Seconds already spent: one bucket_seconds per bucket."""
+  """Seconds already spent: one bucket_seconds per bucket plus the planner time per batch."""
   per_bucket = {t["bucket"]: t["bucket_seconds"] or 0.0 for t in trials}
-  return float(sum(per_bucket.values()))
+  per_batch = {t.get("batch"): t.get("planner_seconds") or 0.0 for t in trials}
+  return float(sum(per_bucket.values()) + sum(per_batch.values()))
 
 
 def bucket_checkpoint_dir(workdir: str | None, schedule: Schedule, configs) -> str | None:
@@ -131,12 +135,17 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store | None, strat
       distributed.broadcast_json({"op": "stop"})
 
 
-def _train(engine: Engine, configs, label: str, checkpoint_dir: str | None, op: str = "train"):
-  """Trains a bucket on every process (the followers are told first)."""
+def _train(engine: Engine, configs, label: str, checkpoint_dir: str | None, op: str = "train",
+           prune=None):
+  """Trains a bucket on every process (the followers are told first).
+
+  A pruning rule runs on the leader only; in a multi-process run it is left
+  out, since the followers could not apply the leader's decisions."""
   if distributed.multi_process():
     distributed.broadcast_json({"op": op, "configs": [c.to_dict() for c in configs],
                                 "label": label, "checkpoint_dir": checkpoint_dir})
-  return engine.train(configs, label=label, checkpoint_dir=checkpoint_dir)
+    prune = None
+  return engine.train(configs, label=label, checkpoint_dir=checkpoint_dir, prune=prune)
 
 
 def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log) -> dict:
@@ -161,18 +170,24 @@ def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir,
         and strategy.tokens_used() >= spec.budget_tokens:
       log(f"token budget of {spec.budget_tokens} reached")
       break
+    tp = time.perf_counter()
     proposals = strategy.ask(min(spec.lanes, spec.budget_trials - n_done), done)
+    planner_seconds = time.perf_counter() - tp
     if not proposals:
       log("the strategy has nothing left to propose")
       break
     batch_ids = []
+    batch_number = 1 + max((t.get("batch") or 0 for t in store.trials(sid)), default=0)
     for bucket in group_buckets(proposals):
       tb = time.perf_counter()
       configs = [p.config for p in bucket]
-      ids, number = store.start_bucket(sid, configs, [{"proposal": p.note} for p in bucket])
+      ids, number = store.start_bucket(
+          sid, configs, [{"proposal": p.note, "batch": batch_number,
+                          "planner_seconds": planner_seconds} for p in bucket])
       batch_ids += ids
+      prune = make_pruner(spec.early_stop, store.finished_trials(sid))
       result = _train(engine, configs, f"{spec.name} b{number}",
-                      bucket_checkpoint_dir(workdir, schedule, configs))
+                      bucket_checkpoint_dir(workdir, schedule, configs), prune=prune)
       seconds = time.perf_counter() - tb
       updates = []
       for tid, lane in zip(ids, result.lanes):
@@ -196,14 +211,19 @@ def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir,
       n_done = len(store.finished_trials(sid))
       per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
       eta = _format_eta(per_trial * (spec.budget_trials - n_done))
-      log(f"[{spec.name}] bucket {number}: {len(ids)} lanes, best {scores[lane_best]:.4f}; "
-          f"{n_done}/{spec.budget_trials} trials, study best val NDCG@10 "
-          f"{_value(best) or float('nan'):.4f} (trial {best['number']}), "
+      pruned = sum(1 for l in result.lanes if l.status == "pruned")
+      log(f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
+          f"{sum(l.epochs for l in result.lanes)} lane-epochs"
+          + (f" ({pruned} pruned)" if pruned else "")
+          + f", best {scores[lane_best]:.4f}; {n_done}/{spec.budget_trials} trials, study best "
+          f"val NDCG@10 {_value(best) or float('nan'):.4f} (trial {best['number']}), "
           f"{seconds:.0f} s/bucket, ETA {eta}")
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
     if hasattr(strategy, "after_batch"):
+      tr = time.perf_counter()
       strategy.after_batch(batch_ids)
+      store.add_planner_seconds(batch_ids, time.perf_counter() - tr)
   summary = finish_study(store, spec, data, engine, workdir, log)
   if hasattr(strategy, "finish"):
     cognition = strategy.finish()
@@ -274,15 +294,19 @@ def _test_metrics(engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str 
 
 
 def export_trials_csv(store: Store, study_id: int, path: str) -> None:
-  """One row per trial: number, status, epochs, seconds, validation metrics, config."""
+  """One row per trial: batch, status, epochs, seconds, metrics, curve, hypothesis, config."""
   trials = store.trials(study_id)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["number", "bucket", "status", "epochs", "best_epoch", "seconds",
-                "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "config"])
+    w.writerow(["number", "batch", "bucket", "status", "epochs", "best_epoch", "seconds",
+                "planner_seconds", "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "curve",
+                "hypothesis", "config"])
     for t in trials:
       v, te = t.get("valid") or {}, t.get("test") or {}
-      w.writerow([t["number"], t["bucket"], t["status"], t["epochs"], t["best_epoch"],
-                  round(t["seconds"] or 0, 2), v.get("NDCG@10"), v.get("HR@10"),
-                  te.get("NDCG@10"), json.dumps(t["config"], sort_keys=True)])
+      curve = " ".join(f"{p['NDCG@10']:.4f}" for p in t.get("curve") or [] if "NDCG@10" in p)
+      w.writerow([t["number"], t.get("batch"), t["bucket"], t["status"], t["epochs"],
+                  t["best_epoch"], round(t["seconds"] or 0, 2),
+                  round(t.get("planner_seconds") or 0, 3), v.get("NDCG@10"), v.get("HR@10"),
+                  te.get("NDCG@10"), curve, (t.get("proposal") or {}).get("hypothesis", ""),
+                  json.dumps(t["config"], sort_keys=True)])

@@ -80,6 +80,7 @@ class Answer:
   answer_chars: int = 0
   prompt_tokens: int = 0
   answer_tokens: int = 0
+  thinking_tokens: int = 0  # a thinking model's reasoning tokens (billed, counted in budgets)
   latency_s: float = 0.0
   model: str | None = None
 

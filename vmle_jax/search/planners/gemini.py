@@ -15,10 +15,12 @@ import string
 import time
 
 from vmle_jax.search.planners.base import REFLECTION_SCHEMA, Answer
+from vmle_jax.search.playbook import DataProfile
+from vmle_jax.search.playbook import table as playbook_table
 from vmle_jax.search.space import Choice, Float, Int
 
 DEFAULT_MODEL = "gemini-3.5-flash"
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 PROMPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prompts")
 RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 
@@ -32,41 +34,74 @@ def load_prompt(purpose: str, version: str = PROMPT_VERSION) -> string.Template:
     return string.Template(f.read())
 
 
+def _value_schema(dim) -> dict:
+  """A dimension's JSON schema: its type, its allowed values or its bounds."""
+  if isinstance(dim, Choice):
+    sample = dim.values[0]
+    kind = ("boolean" if isinstance(sample, bool) else "integer" if isinstance(sample, int)
+            else "number" if isinstance(sample, float) else "string")
+    out = {"type": kind}
+    if kind != "boolean":
+      out["enum"] = list(dim.values)
+    return out
+  if isinstance(dim, Int):
+    return {"type": "integer", "minimum": dim.low, "maximum": dim.high}
+  if isinstance(dim, Float):
+    return {"type": "number", "minimum": dim.low, "maximum": dim.high}
+  return {}
+
+
 def proposal_schema(space) -> dict:
-  """The JSON schema of a proposal answer, with the space's parameters typed."""
-  props = {}
-  for name, dim in space.dims.items():
-    if isinstance(dim, Choice):
-      sample = dim.values[0]
-      kind = ("boolean" if isinstance(sample, bool) else "integer" if isinstance(sample, int)
-              else "number" if isinstance(sample, float) else "string")
-      props[name] = {"type": kind}
-      if kind == "string":
-        props[name]["enum"] = list(dim.values)
-    elif isinstance(dim, Int):
-      props[name] = {"type": "integer"}
-    elif isinstance(dim, Float):
-      props[name] = {"type": "number"}
+  """The JSON schema of a proposal answer: every parameter typed, bounded or enumerated."""
+  props = {name: _value_schema(dim) for name, dim in space.dims.items()}
   item = {"type": "object",
           "properties": {"changes": {"type": "object", "properties": props},
-                         "dimension": {"type": "string"}, "hypothesis": {"type": "string"},
+                         "dimension": {"type": "string", "enum": list(space.dims)},
+                         "hypothesis": {"type": "string"},
                          "expected_effect": {"type": "string"}, "risk": {"type": "string"}},
           "required": ["changes", "dimension", "hypothesis", "expected_effect", "risk"]}
   return {"type": "object", "properties": {"proposals": {"type": "array", "items": item}},
           "required": ["proposals"]}
 
 
-def _trial_table(trials: list[dict]) -> str:
+def reflection_schema(space) -> dict:
+  """The reflection answer's schema; a rule's value keeps the parameter's type."""
+  schema = json.loads(json.dumps(REFLECTION_SCHEMA))
+  rule = schema["properties"]["rules"]["items"]["properties"]
+  rule["dimension"] = {"type": "string", "enum": list(space.dims)}
+  rule["value"] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+  return schema
+
+
+def _curve_text(t: dict) -> str:
+  values = [p["NDCG@10"] for p in t.get("curve") or [] if "NDCG@10" in p]
+  shape = (t.get("diagnosis") or {}).get("label")
+  if not values:
+    return shape or "-"
+  pts = values if len(values) <= 6 else values[:2] + values[-4:]
+  return f"{' '.join(f'{v:.3f}' for v in pts)}" + (f" ({shape})" if shape else "")
+
+
+def _trial_table(trials: list[dict], detail: bool = False) -> str:
   if not trials:
     return "(none yet)"
-  lines = ["| # | change | val NDCG@10 | val HR@10 | epochs | status |", "|---|---|---|---|---|---|"]
+  head = "| # | change | val NDCG@10 | parent (score) | epochs | status | curve |"
+  if detail:
+    head += " hypothesis |"
+  else:
+    head += " reflection |"
+  lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for t in trials:
     p = t.get("proposal") or {}
-    change = ("default config" if not p.get("changed") else
+    change = ("-" if not p.get("changed") else
               ", ".join(f"{d}={t['config'].get(d)!r}" for d in p["changed"]))
     v = "-" if t["value"] is None else f"{t['value']:.4f}"
-    hr = "-" if t.get("hr10") is None else f"{t['hr10']:.4f}"
-    lines.append(f"| {t['number']} | {change} | {v} | {hr} | {t['epochs']} | {t['status']} |")
+    parent = ("-" if p.get("parent_number") is None else
+              f"#{p['parent_number']} ({p['parent_value']:.4f})"
+              if p.get("parent_value") is not None else f"#{p['parent_number']}")
+    last = (p.get("hypothesis") or "")[:200] if detail else (t.get("reflection") or "")[:200]
+    lines.append(f"| {t['number']} | {change} | {v} | {parent} | {t['epochs']} | "
+                 f"{t['status']} | {_curve_text(t)} | {last.replace('|', '/')} |")
   return "\n".join(lines)
 
 
@@ -75,18 +110,22 @@ def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> st
   space = context["search_space"]
   best = context.get("best")
   ds = context["dataset"]
-  stats = ds["stats"]
+  profile = DataProfile.from_stats(ds["stats"])
+  left = context.get("trials_left")
   fields = {
       "backbone": context["backbone"],
-      "dataset": (f"{ds['name']}: {stats.get('users')} users, {stats.get('items')} items, "
-                  f"{stats.get('interactions')} interactions, average length "
-                  f"{stats.get('avg_len')}, density {stats.get('density')}"),
+      "dataset": f"{ds['name']}: {profile.facts()}",
+      "playbook": playbook_table(context["playbook"]) if context.get("playbook") else "(none)",
+      "max_epochs": str(context.get("max_epochs", "?")),
+      "patience": str(context.get("patience", "?")),
+      "budget": ("" if left is None else
+                 f"{left} of {context.get('budget_trials')} trials are left in the budget; "
+                 f"each batch trains up to {context.get('lanes', n)} lanes at once."),
       "space": "\n".join(f"- {k}: {v}" for k, v in context["space"].items()),
       "best": ("(no trial yet)" if not best else
                f"trial {best['number']}, validation NDCG@10 {best['value']:.4f}: "
                + json.dumps({k: best["config"][k] for k in space.dims})),
       "trials": _trial_table(context.get("trials", [])),
-      "coverage": ", ".join(f"{k}: {v}" for k, v in context.get("coverage", {}).items()),
       "insights": "\n".join(
           f"- {i['rule']} (data set {i['dataset']}, support {len(i['support'])}, "
           f"contradict {len(i['contradict'])}, confidence {i['confidence']:.2f})"
@@ -97,7 +136,7 @@ def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> st
       "n": str(n),
       "feedback": ("\nYour previous answer was rejected:\n" + "\n".join(f"- {f}" for f in feedback)
                    + "\nFix these problems.\n") if feedback else "",
-      "batch": _trial_table(list(batch)),
+      "batch": _trial_table(list(batch), detail=True),
   }
   return load_prompt(purpose).safe_substitute(fields)
 
@@ -157,6 +196,7 @@ class GeminiPlanner:
         return Answer(content=text, prompt_chars=len(prompt), answer_chars=len(text),
                       prompt_tokens=int(getattr(usage, "prompt_token_count", 0) or 0),
                       answer_tokens=int(getattr(usage, "candidates_token_count", 0) or 0),
+                      thinking_tokens=int(getattr(usage, "thoughts_token_count", 0) or 0),
                       latency_s=time.perf_counter() - t0, model=self.model)
       if attempt + 1 < self.max_attempts:
         time.sleep(self.backoff_s * 2 ** attempt)
@@ -168,6 +208,5 @@ class GeminiPlanner:
                           proposal_schema(context["search_space"]))
 
   def reflect(self, context: dict, batch: list[dict]) -> Answer:
-    schema = json.loads(json.dumps(REFLECTION_SCHEMA))
-    schema["properties"]["rules"]["items"]["properties"]["value"] = {"type": "string"}
-    return self._generate(render("reflect", context, batch=batch), schema)
+    return self._generate(render("reflect", context, batch=batch),
+                          reflection_schema(context["search_space"]))

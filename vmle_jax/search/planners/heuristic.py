@@ -1,119 +1,68 @@
-"""The offline planner: a deterministic, memory-driven coordinate search. Not an LLM.
+"""The offline planner: a data-driven playbook, then moves on evidence. Not an LLM.
 
-What it does, in order, for each batch (every proposal is one change from the
-current best config, except the transfer jump):
+For each batch it chooses one structure (static signature) per bucket and
+fills the bucket's lanes with variants that differ only in dynamic values
+(learning rate, dropout, weight decay, temperature), which share the
+structure's compiled program:
 
-0. once per study, when the memory holds transferable rules: all of them at
-   once (the configuration the evidence from other data sets points to);
-1. applies the rules of the backbone's cognition summary and of earlier
-   studies' insights that this study has not tested yet (transfer);
-2. continues the move that last improved the best (momentum);
-3. tries every dimension not yet covered, in the direction an experienced
-   engineer would try first (e.g. more dropout on sparse data);
-4. tries the remaining neighbours of the best, with step sizes that shrink
-   on a dimension each time two moves along it fail to pay.
+1. **First batch**: the playbook's configuration (search/playbook.py: every
+   dimension's prior from the data's statistics), with the rules of a
+   cognition summary or earlier insights applied on top (transfer), and
+   variants of its rates.
+2. **Later batches**, from the best trial so far:
+   - *combine*: a structural change that helped elsewhere but is not in the
+     best configuration is added to it (several changes in one trial);
+   - *explore*: otherwise the untried structural alternative with the largest
+     expected gain: the playbook's uncertainty about the dimension, its rank
+     among the alternatives, what this study and the memory say about the
+     move, and what the best trial's learning curve suggests;
+   - *refine*: in the last batch, or when no structural move is left, the
+     best structure again with its rates refined in a shrinking region.
+   Rate variants are ordered by the best trial's curve: still rising at the
+   epoch cap -> a higher rate first; over-fitting -> more dropout first.
 
-Its reflections and rules are computed from the evidence ("raising dropout
-improved 3 of 4 trials on beauty"), never invented. It is deterministic: the
-same memory and trials give the same proposals, which makes studies resumable
-and reproducible.
+Its reflections read every trial's curve and its outcome against the
+hypothesis; its rules are counted from the evidence, never invented. It is
+deterministic: the same memory and trials give the same proposals, which
+makes studies resumable and reproducible.
 """
 
 from __future__ import annotations
 
+import json
+import math
 
 import numpy as np
 
+from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.summaries import expected_gain
+from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
+from vmle_jax.search.playbook import Prior, inert, playbook
 from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, SpaceError
 
 MIN_GAIN = 0.005  # relative validation gain that counts as an improvement
-
-# Dimensions in the order an engineer would try them: the direction to try
-# first, and for each direction why it may help and what it risks.
-PRIORS = {
-    "lr": ("up", {"up": ("a larger step often reaches a better optimum within the epoch budget",
-                         "instability or divergence"),
-                  "down": ("a smaller step settles into a sharper optimum",
-                           "slow convergence within the epoch budget")}),
-    "dropout": ("up", {"up": ("more dropout regularises; sparse data overfits quickly",
-                              "underfitting and slower convergence"),
-                       "down": ("less dropout lets the model fit more signal",
-                                "overfitting")}),
-    "tie_embeddings": ("set", {}),
-    "num_negatives": ("up", {"up": ("more negatives bring the sampled loss closer to the full "
-                                    "softmax", "a slower step"),
-                             "down": ("fewer negatives make a faster, noisier step",
-                                      "a weaker training signal")}),
-    "hidden": ("up", {"up": ("a wider model has more capacity for item relations",
-                             "overfitting on sparse data and a slower step"),
-                      "down": ("a narrower model overfits less on sparse data",
-                               "too little capacity")}),
-    "weight_decay": ("up", {"up": ("decay shrinks rarely seen item embeddings and curbs "
-                                   "overfitting", "underfitting"),
-                            "down": ("less decay keeps more of what was learned",
-                                     "overfitting")}),
-    "attn_dropout": ("up", {"up": ("attention dropout regularises the mixing of past items",
-                                   "noisier attention"),
-                            "down": ("cleaner attention over the recent items",
-                                     "overfitting to item pairs")}),
-    "blocks": ("down", {"down": ("short sequences rarely need depth; fewer blocks overfit less",
-                                 "less capacity for long-range patterns"),
-                        "up": ("more blocks compose longer-range patterns",
-                               "overfitting and a slower step")}),
-    "loss": ("set", {}),
-    "max_len": ("down", {"down": ("most users are short; a shorter window cuts noise and cost",
-                                  "losing long histories"),
-                         "up": ("a longer window keeps long histories", "more padding noise")}),
-    "batch_size": ("down", {"down": ("smaller batches add gradient noise that can regularise",
-                                     "slower epochs"),
-                            "up": ("larger batches give steadier gradients and faster epochs",
-                                   "fewer updates per epoch")}),
-    "heads": ("up", {"up": ("more heads attend to several past items at once", "thinner heads"),
-                     "down": ("fewer, wider heads", "less diverse attention")}),
-    "ffn_mult": ("up", {"up": ("a wider feed-forward layer adds capacity", "overfitting"),
-                        "down": ("a narrower feed-forward layer overfits less",
-                                 "less capacity")}),
-    "temperature": ("down", {"down": ("a lower temperature sharpens the softmax over "
-                                      "normalised scores", "over-confident, unstable training"),
-                             "up": ("a higher temperature smooths the softmax",
-                                    "weaker separation of the positive")}),
-    "linear_dim": ("up", {"up": ("wider U and V carry more of each attended item",
-                                 "overfitting"),
-                          "down": ("narrower U and V overfit less", "less capacity")}),
-    "attention_dim": ("up", {"up": ("wider Q and K resolve finer item relations",
-                                    "noisier attention"),
-                             "down": ("narrower Q and K overfit less", "coarser attention")}),
-    "norm": ("set", {}),
-    "positions": ("set", {}),
-    "l2_norm": ("set", {}),
-    "ffn": ("set", {}),
-    "beta2": ("set", {}),
-}
-SET_REASONS = {
-    "loss": ("the loss decides how strongly negatives are pushed down",
-             "a worse fit if the loss suits the data less"),
-    "norm": ("the LayerNorm placement changes optimisation stability", "instability"),
-    "tie_embeddings": ("separate output embeddings decouple the input and output roles: a tied "
-                       "table scores the items just seen highly, which costs ranking quality "
-                       "when nothing is filtered and repeats are rare", "twice the item parameters"),
-    "beta2": ("the Adam second-moment horizon changes step sizes on rare items", "noisier steps"),
-    "positions": ("another positional scheme may suit how much order matters in this data",
-                  "losing a useful positional signal"),
-    "l2_norm": ("normalised vectors with a temperature decouple popularity from the score",
-                "the temperature then needs tuning"),
-    "ffn": ("a gated feed-forward layer (SwiGLU) is often more expressive", "more parameters"),
+MAX_LANES_PER_STRUCTURE = 16  # above this, a batch holds several structures
+# Dynamic dimensions a bucket's variants move, and how far (per refinement level).
+RATE_STEPS = {"lr": (2.0, 1.5, 1.25), "dropout": (0.15, 0.1, 0.05),
+              "attn_dropout": (0.15, 0.1, 0.05), "weight_decay": (0.1, 0.05, 0.02),
+              "temperature": (2.0, 1.5, 1.25)}
+WHY = {
+    ("lr", "up"): "a larger step climbs further within the epoch cap",
+    ("lr", "down"): "a smaller step settles into a better optimum and overfits later",
+    ("dropout", "up"): "more dropout regularises; sparse data overfits quickly",
+    ("dropout", "down"): "less dropout lets the model fit more signal in few epochs",
+    ("attn_dropout", "up"): "attention dropout regularises the mixing of past items",
+    ("attn_dropout", "down"): "cleaner attention over the recent items",
+    ("weight_decay", "up"): "decay shrinks rarely seen item embeddings",
+    ("weight_decay", "down"): "less decay keeps more of what was learned",
+    ("temperature", "up"): "a softer softmax over normalised scores",
+    ("temperature", "down"): "a sharper softmax separates the positive more",
 }
 
 
-def reason(dim: str, direction: str) -> tuple[str, str]:
-  """(why it may help, what it risks) for moving `dim` in `direction`."""
-  if direction == "set":
-    return SET_REASONS.get(dim, (f"another {dim} may suit this data better",
-                                 "a worse fit"))
-  notes = PRIORS.get(dim, ("up", {}))[1]
-  return notes.get(direction, (f"moving {dim} {direction} may help", "a worse fit"))
+def _key(cfg_dict: dict) -> str:
+  return json.dumps(cfg_dict, sort_keys=True, separators=(",", ":"))
 
 
 def _direction(old, new) -> str:
@@ -127,7 +76,7 @@ def _move_key(dimension: str, direction: str, value=None) -> tuple:
 
 
 def trial_move(trial: dict) -> tuple | None:
-  """(dimension, direction, value) of a trial's single change, from its proposal."""
+  """(dimension, direction, value) of a trial's single change from its parent or anchor."""
   p = trial.get("proposal") or {}
   if not p.get("dimension") or "direction" not in p or p.get("one_change") is False:
     return None  # several changes at once: no single move to credit
@@ -135,13 +84,17 @@ def trial_move(trial: dict) -> tuple | None:
 
 
 def improved(trial: dict) -> bool | None:
-  """Whether a trial beat its parent by MIN_GAIN (None when it has no parent)."""
+  """Whether a trial beat its parent by MIN_GAIN (None when it has no parent value)."""
   p = trial.get("proposal") or {}
   parent = p.get("parent_value")
   if parent is None:
     return None
   value = trial.get("value")
   return value is not None and value > parent * (1 + MIN_GAIN)
+
+
+def _plain(v):
+  return v.item() if isinstance(v, np.generic) else v
 
 
 class HeuristicPlanner:
@@ -151,153 +104,399 @@ class HeuristicPlanner:
   is_llm = False
 
   def describe(self) -> str:
-    return ("planner: heuristic (offline, deterministic coordinate search over the memory; "
-            "not an LLM)")
+    return ("planner: heuristic (offline and deterministic: a playbook from the data's "
+            "statistics, then moves on evidence, lanes filled with rate variants; not an LLM)")
 
   # ---------------------------------------------------------------- proposals
   def propose(self, context: dict, n: int, feedback: list[str]) -> Answer:
     del feedback  # its proposals are valid by construction
     space: SearchSpace = context["search_space"]
+    priors = context.get("playbook") or playbook(context.get("dataset", {}).get("stats", {}),
+                                                 space, context.get("max_epochs", 200))
+    trials = context.get("trials", [])
+    scored = [t for t in trials if t.get("value") is not None]
+    taken = set(context.get("done", ()))
     best = context.get("best")
     base = dict(best["config"]) if best else space.default_config().to_dict()
-    trials = context.get("trials", [])
-    taken = set(context.get("done", ()))
-    tested = {trial_move(t) for t in trials if trial_move(t)}
-    failures = {}
-    for t in trials:
-      move = trial_move(t)
-      if move and improved(t) is False:
-        failures[move[0]] = failures.get(move[0], 0) + 1
-    sparse = (context.get("dataset", {}).get("stats", {}).get("density", 1.0) or 1.0) < 1e-3
+    plan = _Plan(space, priors, base, taken, context)
+    left = int(context.get("trials_left", n))
+    structures = max(1, math.ceil(n / MAX_LANES_PER_STRUCTURE))
+    sizes = [n // structures + (1 if i < n % structures else 0) for i in range(structures)]
+    tried_structures = {_key(_static(space, t["config"])) for t in trials}
+
+    anchors: list[tuple[dict, dict]] = []  # (config values, the proposal item of its center)
+    if not scored:
+      start, item = plan.first_structure()
+      anchors.append((start, item))
+    refine = bool(scored) and (left <= n and len(tried_structures) >= 2)
+    if scored:
+      best_values = {k: best["config"][k] for k in space.dims}
+      candidates = [] if refine else plan.structural_candidates(best, scored)
+      for values, item in candidates:
+        if len(anchors) >= structures:
+          break
+        anchors.append((values, item))
+      if not anchors:  # refinement of the best structure (no new center to train)
+        anchors.append((best_values, None))
+    while len(anchors) < structures and scored:
+      anchors.append(({k: best["config"][k] for k in space.dims}, None))
+
     out: list[dict] = []
-
-    def add(dim, new_value, source):
-      if len(out) >= n or dim not in space.dims:
-        return
-      old = base.get(dim)
-      if new_value == old:
-        return
-      try:
-        cfg = space.validate({**{k: base[k] for k in space.dims}, dim: new_value})
-      except SpaceError:
-        return
-      key = cfg.canonical_json()
-      if key in taken:
-        return
-      taken.add(key)
-      direction = _direction(old, new_value)
-      why, risk = reason(dim, direction)
-      out.append({
-          "changes": {dim: new_value},
-          "dimension": dim,
-          "hypothesis": f"{_verb(direction, dim, old, new_value)}: {why} ({source})",
-          "expected_effect": "higher validation NDCG@10 than the current best",
-          "risk": risk,
-      })
-
-    # 0. Transfer jump, once per study: every transferred rule at once, i.e. the
-    #    configuration the evidence from other data sets points to, before the rules
-    #    are tested one by one (a single rule rarely carries the whole gain).
-    rules = _rules_to_apply(context)
-    if rules and not any((t.get("proposal") or {}).get("kind") == "transfer_jump"
-                         for t in trials):
-      jump = _transfer_jump(space, base, rules)
-      key = jump and space.validate({**{k: base[k] for k in space.dims}, **jump}).canonical_json()
-      if key and key not in taken:
-        taken.add(key)
-        out.append({"changes": jump, "dimension": None, "kind": "transfer_jump",
-                    "hypothesis": "apply every rule of the cognition summary and earlier insights "
-                                  f"at once ({', '.join(sorted(jump))}): the configuration that "
-                                  "won elsewhere is the best first guess here",
-                    "expected_effect": "a large first gain over the default",
-                    "risk": "rules learned on other data may not compose here"})
-
-    # 1. Transfer: summary rules and earlier insights not yet tested here.
-    for rule in rules:
-      key = rule["key"]
-      dim, direction = key.get("dimension"), key.get("direction")
-      if dim not in space.dims or _move_key(dim, direction, key.get("value")) in tested:
-        continue
-      value = key.get("value") if direction == "set" else _step(
-          space.dims[dim], base[dim], direction, failures.get(dim, 0) // 2)
-      if value is not None:
-        add(dim, value, f"memory: {rule['rule']}")
-
-    # 2. Momentum: keep going in the direction that last moved the best.
-    if best and best.get("proposal"):
-      p = best["proposal"]
-      dim, direction = p.get("dimension"), p.get("direction")
-      if dim in space.dims and direction in ("up", "down"):
-        value = _step(space.dims[dim], base[dim], direction, failures.get(dim, 0) // 2)
-        if value is not None:
-          add(dim, value, f"trial {best['number']} improved the best by moving {dim} {direction}")
-
-    # 3. Coverage: every dimension not tried yet, first direction from the priors.
-    coverage = context.get("coverage", {})
-    order = [d for d in PRIORS if d in space.dims] + [d for d in space.dims if d not in PRIORS]
-    for dim in order:
-      if coverage.get(dim, 0) == 0:
-        for direction, value in _neighbours(space.dims[dim], base[dim], 0,
-                                            _first_direction(dim, sparse)):
-          add(dim, value, f"{dim} is not covered yet")
-          if any(p["dimension"] == dim for p in out):
-            break
-
-    # 4. The remaining neighbours of the best, steps shrinking with failures.
-    for extra in range(3):
-      for dim in order:
-        shrink = failures.get(dim, 0) // 2 + extra
-        for direction, value in _neighbours(space.dims[dim], base[dim], shrink,
-                                            _first_direction(dim, sparse)):
-          add(dim, value, f"neighbour of the best (step level {shrink})")
-
-    # 5. Nothing left near the best: a seeded two-dimension jump (exploration).
-    rng = np.random.default_rng(len(trials))
-    tries = 0
-    while len(out) < n and tries < 200:
-      tries += 1
-      dims = rng.choice(list(space.dims), size=min(2, len(space.dims)), replace=False)
-      changes = {d: space.dims[d].sample(rng) for d in dims}
-      try:
-        cfg = space.validate({**{k: base[k] for k in space.dims}, **changes})
-      except SpaceError:
-        continue
-      if cfg.canonical_json() in taken:
-        continue
-      taken.add(cfg.canonical_json())
-      out.append({"changes": {k: _plain(v) for k, v in changes.items()},
-                  "dimension": str(dims[0]),
-                  "hypothesis": "exploration: the neighbourhood of the best is exhausted, so "
-                                "jump along two dimensions",
-                  "expected_effect": "find a better basin", "risk": "likely worse than the best"})
-    return Answer(content={"proposals": out})
+    for (values, center), size in zip(anchors, sizes):
+      got = []
+      if center is not None and plan.take(values):
+        got.append(center)
+      level = min(2, max(0, len(scored) // max(1, n) - 1)) if scored else 0
+      if center is None:
+        level = min(2, level + 1)
+      for item in plan.variants(values, size - len(got), level, best, anchored=center is not None):
+        got.append(item)
+      out += got
+    if len(out) < n:
+      out += plan.exploration(n - len(out), len(trials))
+    return Answer(content={"proposals": out[:n]})
 
   # ---------------------------------------------------------------- reflection
   def reflect(self, context: dict, batch: list[dict]) -> Answer:
-    reflections = []
+    max_epochs = int(context.get("max_epochs", 200))
+    reflections, diagnoses = [], []
     for t in batch:
       p = t.get("proposal") or {}
       parent = p.get("parent_value")
       value = t.get("value")
+      d = diagnose(t, max_epochs)
+      shape = f" Curve: {d.text}." if d else ""
       if t["status"] == "diverged":
         text = f"{_describe_change(p)}: diverged ({t.get('error') or 'non-finite loss'})."
       elif parent is None or value is None:
-        text = f"baseline: validation NDCG@10 {value if value is not None else float('nan'):.4f}."
+        text = (f"{_describe_change(p)}: validation NDCG@10 "
+                f"{value if value is not None else float('nan'):.4f} (no parent to compare).")
       else:
         rel = (value - parent) / parent if parent else 0.0
         verdict = ("supports the hypothesis" if improved(t)
                    else "no gain: the hypothesis is not supported")
         text = (f"{_describe_change(p)}: validation NDCG@10 {parent:.4f} -> {value:.4f} "
                 f"({rel:+.1%}), {verdict}.")
-      reflections.append({"trial": t["number"], "text": text})
-    return Answer(content={"reflections": reflections,
+      reflections.append({"trial": t["number"], "text": text + shape})
+      if d is not None:
+        diagnoses.append({"trial": t["number"], "label": d.label, "text": d.text,
+                          "suggests": [list(s) for s in d.suggests]})
+    return Answer(content={"reflections": reflections, "diagnoses": diagnoses,
                            "rules": evidence_rules(context.get("trials", []),
                                                    context.get("dataset", {}).get("name", "?"),
-                                                   context.get("backbone", "?"))})
+                                                   context.get("backbone", "?"),
+                                                   context.get("playbook"))})
 
 
-def evidence_rules(trials: list[dict], dataset: str, backbone: str) -> list[dict]:
-  """One rule per (dimension, direction) tried in the study, from the counts of gains."""
+def _static(space: SearchSpace, config: dict) -> dict:
+  return {k: config[k] for k in space.dims if k not in DYNAMIC_FIELDS}
+
+
+class _Plan:
+  """The planner's working state for one batch (priors, taken configs, evidence)."""
+
+  def __init__(self, space: SearchSpace, priors: dict[str, Prior], base: dict, taken: set,
+               context: dict):
+    self.space, self.priors, self.base, self.taken = space, priors, base, taken
+    self.context = context
+    self.trials = context.get("trials", [])
+    self.rules = _rules_to_apply(context)
+    self.max_epochs = int(context.get("max_epochs", 200))
+
+  # -- bookkeeping
+  def config_of(self, values: dict) -> dict | None:
+    """Full dimension values if valid, else None."""
+    try:
+      cfg = self.space.validate({**{k: self.base[k] for k in self.space.dims}, **values})
+    except SpaceError:
+      return None
+    return {k: getattr(cfg, k) for k in self.space.dims}
+
+  def take(self, values: dict) -> bool:
+    """Marks a configuration as proposed; False if it was run or proposed already."""
+    cfg = self.config_of(values)
+    if cfg is None:
+      return False
+    key = self.space.validate({**{k: self.base[k] for k in self.space.dims}, **cfg}).canonical_json()
+    if key in self.taken:
+      return False
+    self.taken.add(key)
+    return True
+
+  def item(self, values: dict, anchor: dict | None, kind: str, dimension, hypothesis: str,
+           expected: str, risk: str) -> dict:
+    changes = {k: _plain(v) for k, v in values.items() if self.base.get(k) != v}
+    if not changes:  # the base configuration itself (e.g. the playbook agrees with the default)
+      first = dimension if dimension in values else next(iter(values))
+      changes = {first: _plain(values[first])}
+    out = {"changes": changes, "dimension": dimension, "kind": kind,
+           "hypothesis": hypothesis, "expected_effect": expected, "risk": risk}
+    if anchor is not None:
+      out["anchor"] = {k: _plain(v) for k, v in anchor.items()}
+    return out
+
+  # -- the first structure: playbook plus transferred rules
+  def first_structure(self) -> tuple[dict, dict]:
+    start = {d: p.value for d, p in self.priors.items()}
+    values = self.config_of(start) or self.config_of({}) or {}
+    applied = []
+    for rule in self.rules:
+      key = rule["key"]
+      dim, direction = key.get("dimension"), key.get("direction")
+      if dim not in self.space.dims or any(a[0] == dim for a in applied):
+        continue
+      new = key.get("value") if direction == "set" else _step(
+          self.space.dims[dim], values[dim], direction, 0)
+      new = _coerce_choice(self.space.dims[dim], new)
+      if new is None or new == values[dim]:
+        continue
+      trial = self.config_of({**values, dim: new})
+      if trial is not None:
+        values = trial
+        applied.append((dim, new, rule["rule"]))
+    facts = ", ".join(f"{d}={values[d]!r}" for d in self.priors
+                      if self.priors[d].confidence >= 0.6 and d not in DYNAMIC_FIELDS)
+    hypothesis = ("the playbook's configuration for these statistics "
+                  f"({facts})")
+    if applied:
+      hypothesis += "; with the memory's rules applied on top: " + "; ".join(
+          f"{d}={v!r} ({why})" for d, v, why in applied)
+    kind = "transfer" if applied else "playbook"
+    changed = [d for d in values if values[d] != self.base.get(d)]
+    return values, self.item(values, None, kind, changed[0] if changed else None, hypothesis,
+                             "a strong first configuration: priors from the data's statistics",
+                             "a prior may not suit this data; the next batches test them")
+
+  # -- structural moves from the best
+  def structural_candidates(self, best: dict, scored: list[dict]) -> list[tuple[dict, dict]]:
+    space = self.space
+    best_values = {k: best["config"][k] for k in space.dims}
+    static_dims = [d for d in space.dims if d not in DYNAMIC_FIELDS]
+    tried = {_key(_static(space, t["config"])) for t in self.trials}
+    diag = diagnose(best, self.max_epochs)
+    curve_moves = set(diag.suggests) if diag else set()
+    evidence = _study_evidence(self.trials)
+    out: list[tuple[float, int, dict, dict]] = []
+    order = 0
+
+    # Combine: a structural move that helped its parent but is not in the best config.
+    for move, info in evidence.items():
+      dim, direction, value = move
+      if dim not in static_dims or info["support"] <= info["contradict"]:
+        continue
+      new = info["value"]
+      if best_values.get(dim) == new:
+        continue
+      values = self.config_of({**best_values, dim: new})
+      if values is None or _key(_static(space, values)) in tried:
+        continue
+      gain = 1.0 + max(info["gain"], 0.0) * 5
+      order += 1
+      out.append((gain, order, values, self.item(
+          values, None, "combine", dim,
+          f"combine: set {dim} {best_values[dim]!r} -> {new!r} in the best configuration; "
+          f"the same change improved trial {info['trials'][0]} over its parent "
+          f"({info['gain']:+.1%})", "the gains add up", "the two changes may not compose")))
+
+    # Explore: untried alternatives by expected gain.
+    for dim in static_dims:
+      prior = self.priors.get(dim)
+      if prior is None or inert(dim, best_values):
+        continue
+      current = best_values[dim]
+      alternatives = [prior.value] + list(prior.alternatives)
+      alternatives = [a for a in alternatives if a != current]
+      # Alternatives nearest the current value first, in the prior's order otherwise.
+      for rank, alt in enumerate(alternatives):
+        values = self.config_of({**best_values, dim: alt})
+        if values is None or _key(_static(space, values)) in tried:
+          continue
+        direction = _direction(current, alt)
+        score = (1.0 - prior.confidence) * 0.6 ** rank
+        failed = evidence.get(_move_key(dim, direction, alt))
+        same_way = [i for m, i in evidence.items() if m[0] == dim and m[1] == direction]
+        if failed and failed["support"] <= failed["contradict"]:
+          continue  # this exact move was tried from some parent and did not pay
+        if any(i["support"] < i["contradict"] for i in same_way) and direction != "set":
+          score *= 0.3
+        if (dim, direction) in curve_moves:
+          score *= 2.0
+        boost, rule_text = self._rule_support(dim, direction, alt)
+        score *= 1.0 + boost
+        order += 1
+        why = rule_text or prior.rationale
+        out.append((score, order, values, self.item(
+            values, None, "explore", dim,
+            f"{_verb(direction, dim, current, alt)} from the best (trial {best['number']}): "
+            f"the playbook is least sure about {dim} (confidence {prior.confidence:.2f}; {why})"
+            + (f"; the best trial's curve suggests it ({diag.label})"
+               if (dim, direction) in curve_moves else ""),
+            "higher validation NDCG@10 than the best",
+            "the playbook's choice was right; the rate variants still refine it")))
+        break  # one alternative per dimension per batch: the most promising
+    out.sort(key=lambda x: (-x[0], x[1]))
+    return [(values, item) for _, _, values, item in out]
+
+  def _rule_support(self, dim: str, direction: str, value) -> tuple[float, str | None]:
+    for rule in self.rules:
+      key = rule["key"]
+      if key.get("dimension") != dim or key.get("direction") != direction:
+        continue
+      if direction == "set" and _coerce_choice(self.space.dims[dim], key.get("value")) != value:
+        continue
+      return 1.0 + 5 * expected_gain(rule), f"memory: {rule['rule']}"
+    return 0.0, None
+
+  # -- rate variants around a structure
+  def variants(self, values: dict, k: int, level: int, best: dict | None,
+               anchored: bool) -> list[dict]:
+    """Up to k configs of `values`' structure with other dynamic values, best-first."""
+    if k <= 0:
+      return []
+    space = self.space
+    diag = diagnose(best, self.max_epochs) if best else None
+    first = [m for m in (diag.suggests if diag else ())]
+    moves = []
+    for dim in ("lr", "dropout", "weight_decay", "temperature", "attn_dropout"):
+      if dim not in space.dims or dim not in RATE_STEPS:
+        continue
+      if dim == "temperature" and not values.get("l2_norm", False):
+        continue
+      if dim == "attn_dropout" and "dropout" in space.dims:
+        continue  # moves with dropout (below)
+      for direction in ("up", "down"):
+        moves.append((dim, direction))
+    # Evidence of this study: moves that paid come first (momentum), moves that failed
+    # at least twice without paying go after the seeded draws.
+    evidence = {(m[0], m[1]): i for m, i in _study_evidence(self.trials).items()}
+    net = lambda m: (evidence[m]["support"] - evidence[m]["contradict"]) if m in evidence else 0
+
+    def failed(m):
+      return m in evidence and evidence[m]["support"] == 0 and evidence[m]["contradict"] >= 2
+
+    moves.sort(key=lambda m: (0 if m in first else 1, first.index(m) if m in first else 0,
+                              -net(m), ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
+                              0 if m[1] == "up" else 1))
+    discouraged = [m for m in moves if failed(m)]
+    moves = [m for m in moves if not failed(m)]
+    out = []
+    # Width changed from the best: a rate scaled to the new width comes first.
+    if best is not None and "lr" in space.dims and values.get("hidden") and \
+        best["config"].get("hidden") and values["hidden"] != best["config"]["hidden"]:
+      scaled = values["lr"] * math.sqrt(best["config"]["hidden"] / values["hidden"])
+      cand = dict(values, lr=float(f"{scaled:.3g}"))
+      if self.take(cand):
+        out.append(self.item(cand, values if anchored else None, "variant", "lr",
+                             f"lr scaled to the new width ({values['lr']:g} x sqrt("
+                             f"{best['config']['hidden']}/{values['hidden']}))",
+                             "keeps the per-weight step of the parent", "the old rate was right"))
+    for dim, direction in moves:
+      if len(out) >= k:
+        break
+      cand = self._rate_move(values, dim, direction, level)
+      if cand is not None and self.take(cand):
+        out.append(self.item(cand, values, "variant", dim,
+                             f"{_verb(direction, dim, values[dim], cand[dim])} on "
+                             f"{'this structure' if anchored else 'the best configuration'}: "
+                             f"{WHY.get((dim, direction), 'another value may suit the data')}"
+                             + (f" (the best trial's curve: {diag.label})"
+                                if diag and (dim, direction) in first else ""),
+                             "higher validation NDCG@10 than the center",
+                             "a worse rate; the other lanes cover the alternatives"))
+    # Seeded draws in the trust region, then the moves that failed before.
+    rng = np.random.default_rng(len(self.trials) * 7919 + level)
+    tries = 0
+    while len(out) < k and tries < 60 * k:
+      tries += 1
+      cand = dict(values)
+      for dim in ("lr", "dropout", "weight_decay"):
+        if dim in space.dims and dim in RATE_STEPS:
+          step = RATE_STEPS[dim][level]
+          if dim == "lr":
+            cand[dim] = float(f"{values[dim] * step ** rng.uniform(-1.5, 1.5):.3g}")
+          else:
+            cand[dim] = float(f"{values[dim] + step * rng.uniform(-1.5, 1.5):.3g}")
+          cand[dim] = _clip(space.dims[dim], cand[dim])
+      if "attn_dropout" in space.dims and "dropout" in space.dims and \
+          values.get("attn_dropout") == values.get("dropout"):
+        cand["attn_dropout"] = cand["dropout"]
+      if self.take(cand):
+        out.append(self.item(cand, values, "variant", "lr",
+                             "a draw in the region around the center (rates only)",
+                             "covers the rates between the single moves",
+                             "a worse rate"))
+    for dim, direction in discouraged:
+      if len(out) >= k:
+        break
+      cand = self._rate_move(values, dim, direction, level)
+      if cand is not None and self.take(cand):
+        out.append(self.item(cand, values, "variant", dim,
+                             f"{_verb(direction, dim, values[dim], cand[dim])}: failed before "
+                             "in this study, tried again on this structure",
+                             "higher validation NDCG@10 than the center", "likely worse"))
+    return out[:k]
+
+  def _rate_move(self, values: dict, dim: str, direction: str, level: int) -> dict | None:
+    d = self.space.dims[dim]
+    step = RATE_STEPS[dim][level]
+    if dim in ("lr", "temperature"):
+      new = values[dim] * step if direction == "up" else values[dim] / step
+    else:
+      new = values[dim] + step if direction == "up" else values[dim] - step
+    new = _clip(d, float(f"{new:.3g}"))
+    if new == values[dim]:
+      return None
+    cand = dict(values, **{dim: new})
+    if dim == "dropout" and "attn_dropout" in self.space.dims and \
+        values.get("attn_dropout") == values.get("dropout"):
+      cand["attn_dropout"] = _clip(self.space.dims["attn_dropout"], new)
+    return cand
+
+  # -- nothing left: seeded jumps along two dimensions
+  def exploration(self, k: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out, tries = [], 0
+    dims = list(self.space.dims)
+    while len(out) < k and tries < 200:
+      tries += 1
+      picked = rng.choice(dims, size=min(2, len(dims)), replace=False)
+      changes = {d: _plain(self.space.dims[d].sample(rng)) for d in picked}
+      values = self.config_of({**{d: self.base[d] for d in dims}, **changes})
+      if values is None or not self.take(values):
+        continue
+      out.append(self.item(values, None, "explore", str(picked[0]),
+                           "exploration: the neighbourhood of the best is exhausted, so jump "
+                           "along two dimensions", "find a better basin",
+                           "likely worse than the best"))
+    return out
+
+
+def _study_evidence(trials: list[dict]) -> dict:
+  """Per single move of the study: support, contradiction, mean gain, its value, trials."""
+  out: dict[tuple, dict] = {}
+  for t in trials:
+    move, gain = trial_move(t), improved(t)
+    if move is None or gain is None:
+      continue
+    p = t["proposal"]
+    info = out.setdefault(move, {"support": 0, "contradict": 0, "gains": [], "trials": [],
+                                 "value": p.get("new_value")})
+    info["support" if gain else "contradict"] += 1
+    info["trials"].append(t["number"])
+    if p.get("parent_value") and t.get("value") is not None:
+      info["gains"].append(t["value"] / p["parent_value"] - 1.0)
+  for info in out.values():
+    info["gain"] = float(np.mean(info["gains"])) if info["gains"] else 0.0
+  return out
+
+
+def evidence_rules(trials: list[dict], dataset: str, backbone: str,
+                   priors: dict | None = None) -> list[dict]:
+  """One rule per (dimension, direction) tried in the study, from the counts of gains.
+
+  With the playbook's priors the rule says where the playbook started, so a
+  summary reads "raise dropout (playbook start 0.4)": a move relative to what
+  the statistics suggested, which is what transfers to other data."""
   groups: dict[tuple, dict] = {}
   for t in trials:
     move, gain = trial_move(t), improved(t)
@@ -311,7 +510,9 @@ def evidence_rules(trials: list[dict], dataset: str, backbone: str) -> list[dict
     what = {"up": f"raising {dim}", "down": f"lowering {dim}",
             "set": f"setting {dim}={value}"}[direction]
     verb = "improved" if s >= c else "helped in only"
-    rules.append({"rule": f"{what} {verb} {s} of {s + c} trials on {dataset} ({backbone})",
+    start = (priors or {}).get(dim)
+    where = f"; playbook start {dim}={start.value!r}" if start is not None else ""
+    rules.append({"rule": f"{what} {verb} {s} of {s + c} trials on {dataset} ({backbone}{where})",
                   "dimension": dim, "direction": direction, "value": value,
                   "supporting_trials": g["support"], "contradicting_trials": g["contradict"]})
   return rules
@@ -325,49 +526,39 @@ def _rules_to_apply(context: dict) -> list[dict]:
     if r.get("support", 0) > r.get("contradict", 0):
       rules.append(r)
   for ins in context.get("insights", []):
+    if ins.get("key", {}).get("basis") == "curve":
+      continue
     if len(ins.get("support", [])) > len(ins.get("contradict", [])) and not ins.get("this_study"):
       rules.append(ins)
-  # Summary rules carry their effect size: the move that paid most goes first.
+  # The move that paid most goes first.
   return sorted(rules, key=lambda r: (-expected_gain(r), -float(r.get("confidence", 0.0))))
 
 
-def _transfer_jump(space: SearchSpace, base: dict, rules: list[dict]) -> dict:
-  """The changes of every applicable rule at once (first rule wins per dimension);
-  rules whose change does not validate with the others are left out."""
-  changes: dict = {}
-  for rule in rules:
-    key = rule["key"]
-    dim, direction = key.get("dimension"), key.get("direction")
-    if dim not in space.dims or dim in changes:
-      continue
-    value = key.get("value") if direction == "set" else _step(space.dims[dim], base[dim],
-                                                              direction, 0)
-    if value is None or value == base.get(dim):
-      continue
-    try:
-      space.validate({**{k: base[k] for k in space.dims}, **changes, dim: value})
-    except SpaceError:
-      continue
-    changes[dim] = _plain(value)
-  return changes if len(changes) >= 2 else {}
+def _coerce_choice(dim, value):
+  """A rule's value as the dimension's own type ('True' -> True, '128' -> 128)."""
+  if not isinstance(dim, Choice) or value in dim.values:
+    return value
+  for v in dim.values:
+    if str(v).lower() == str(value).lower():
+      return v
+  return value
 
 
-def _first_direction(dim: str, sparse: bool) -> str:
-  prior = PRIORS.get(dim, ("up",))[0]
-  if dim in ("dropout", "weight_decay", "attn_dropout") and not sparse:
-    return "down"
-  return prior
+def _clip(dim, v):
+  if isinstance(dim, (Float, Int)):
+    return min(max(v, dim.low), dim.high)
+  return v
 
 
 def _step(dim, value, direction: str, shrink: int):
-  for d, v in _neighbours(dim, value, shrink, direction):
+  for d, v in _neighbours(dim, value, shrink):
     if d == direction:
       return v
   return None
 
 
-def _neighbours(dim, value, shrink: int, first: str):
-  """[(direction, value)] one step away from `value`, the `first` direction first."""
+def _neighbours(dim, value, shrink: int):
+  """[(direction, value)] one step away from `value`."""
   out = []
   if isinstance(dim, Choice):
     values = list(dim.values)
@@ -375,17 +566,17 @@ def _neighbours(dim, value, shrink: int, first: str):
     if value not in values:
       return []
     if ordered:
-      i = values.index(value)
-      if i + 1 < len(values):
-        out.append(("up", values[i + 1]))
+      ranked = sorted(values)
+      i = ranked.index(value)
+      if i + 1 < len(ranked):
+        out.append(("up", ranked[i + 1]))
       if i > 0:
-        out.append(("down", values[i - 1]))
+        out.append(("down", ranked[i - 1]))
     else:
       out = [("set", v) for v in values if v != value]
   elif isinstance(dim, Int):
-    step = dim.step
-    out = [(d, value + s * step) for d, s in (("up", 1), ("down", -1))
-           if dim.low <= value + s * step <= dim.high]
+    out = [(d, value + s * dim.step) for d, s in (("up", 1), ("down", -1))
+           if dim.low <= value + s * dim.step <= dim.high]
   elif isinstance(dim, LogFloat):
     factor = 2.0 ** (1.0 / 2 ** shrink)
     for d, v in (("up", value * factor), ("down", value / factor)):
@@ -398,7 +589,6 @@ def _neighbours(dim, value, shrink: int, first: str):
       v = float(f"{min(max(v, dim.low), dim.high):.4g}")
       if v != value:
         out.append((d, v))
-  out.sort(key=lambda dv: dv[0] != first)
   return out
 
 
@@ -409,10 +599,9 @@ def _verb(direction, dim, old, new) -> str:
 
 
 def _describe_change(p: dict) -> str:
-  if not p.get("dimension"):
+  if not p.get("changed"):
     return "this config"
-  return f"{p['dimension']} {p.get('old_value')!r} -> {p.get('new_value')!r}"
-
-
-def _plain(v):
-  return v.item() if isinstance(v, np.generic) else v
+  if not p.get("dimension"):
+    return f"{len(p['changed'])} changes"
+  more = "" if p.get("one_change", True) else f" (+{len(p['changed']) - 1} more)"
+  return f"{p['dimension']} {p.get('old_value')!r} -> {p.get('new_value')!r}{more}"

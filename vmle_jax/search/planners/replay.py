@@ -47,7 +47,8 @@ class ReplayPlanner:
           continue
         try:
           entry = json.loads(line)
-          self.queues[entry["purpose"]].append(entry["content"])
+          if entry["purpose"] in self.queues:  # other records (curve diagnoses) are notes
+            self.queues[entry["purpose"]].append(entry["content"])
         except (json.JSONDecodeError, KeyError, TypeError):
           raise ValueError(f"transcript {path} line {lineno}: not a recorded answer") from None
 

@@ -1,0 +1,151 @@
+"""The agent's engineering knowledge: the playbook, curve reading, early stopping, compaction."""
+
+import numpy as np
+import pytest
+
+from vmle_jax.config import Schedule, TrialConfig
+from vmle_jax.data import make_synthetic
+from vmle_jax.engine import Engine
+from vmle_jax.memory.store import Store
+from vmle_jax.search.curves import diagnose
+from vmle_jax.search.playbook import playbook, starting_config
+from vmle_jax.search.pruning import MedianRule, make_pruner
+from vmle_jax.search.space import SearchSpace
+from vmle_jax.search.strategies import make_strategy
+from vmle_jax.search.study import StudySpec, run_study
+
+
+def _stats(users=20_000, items=10_000, p50=6, p90=14, longest=200, density=7e-4, repeat=0.0):
+  return {"users": users, "items": items, "interactions": int(users * p50 * 1.4),
+          "avg_len": p50 * 1.4, "density": density, "repeat_rate": repeat,
+          "len_quantiles": {"min": 5, "p25": p50 - 1, "p50": p50, "p75": p90 - 3, "p90": p90,
+                            "max": longest}, "has_timestamps": False}
+
+
+SPACE = SearchSpace.for_backbone("sasrec")
+
+
+def test_playbook_window_follows_the_length_percentiles():
+  short = playbook(_stats(p50=6, p90=14), SPACE)
+  long = playbook(_stats(p50=65, p90=244, users=943, items=1682, density=0.06), SPACE)
+  assert short["max_len"].value == 20 and long["max_len"].value == 200
+  assert "p90" in long["max_len"].rationale
+  assert long["blocks"].value >= short["blocks"].value
+
+
+def test_playbook_loss_from_the_catalogue_and_memory():
+  small = playbook(_stats(items=2_000), SPACE)
+  huge = playbook(_stats(items=5_000_000, users=10_000_000), SPACE)
+  assert small["loss"].value == "softmax"
+  assert huge["loss"].value == "sampled_softmax" and huge["num_negatives"].value == 512
+  assert "GiB" in huge["loss"].rationale
+  tight = playbook(_stats(items=2_000), SPACE, logits_budget=1)
+  assert tight["loss"].value == "sampled_softmax"
+
+
+def test_playbook_regularisation_rate_and_table_from_statistics():
+  sparse = playbook(_stats(density=5e-4), SPACE)
+  dense = playbook(_stats(density=0.05), SPACE)
+  assert sparse["dropout"].value > dense["dropout"].value
+  few = playbook(_stats(users=900), SPACE, max_epochs=8)
+  many = playbook(_stats(users=900), SPACE, max_epochs=400)
+  assert few["lr"].value > many["lr"].value  # few steps in the cap: a larger step
+  narrow = playbook(_stats(users=900, items=5_000, p50=5), SPACE, max_epochs=400)
+  wide = playbook(_stats(users=50_000, items=5_000), SPACE, max_epochs=400)
+  assert narrow["hidden"].value < wide["hidden"].value
+  assert narrow["lr"].value > wide["lr"].value  # the rate scales down with the width
+  assert playbook(_stats(repeat=0.0), SPACE)["tie_embeddings"].value is False
+  assert playbook(_stats(repeat=0.5), SPACE)["tie_embeddings"].value is True
+  for prior in playbook(_stats(), SPACE).values():
+    assert prior.rationale and 0 < prior.confidence < 1 and prior.value not in prior.alternatives
+  cfg = starting_config(playbook(_stats(), SPACE), SPACE)
+  assert cfg.loss == "softmax" and cfg.max_len == 20 and not cfg.tie_embeddings
+  hstu = playbook(_stats(), SearchSpace.for_backbone("hstu"))
+  assert hstu["l2_norm"].value is True and hstu["temperature"].value == 0.05
+
+
+def _trial(values, status="finished", losses=None, epochs=None):
+  epochs = epochs or list(range(1, len(values) + 1))
+  losses = losses or [5.0 - 0.3 * i for i in range(len(values))]
+  return {"status": status, "curve": [{"epoch": e, "loss": l, "NDCG@10": v}
+                                      for e, l, v in zip(epochs, losses, values)]}
+
+
+def test_curve_reading():
+  assert diagnose(_trial([0.01, 0.02, 0.03, 0.04]), 4).label == "under-trained"
+  assert diagnose(_trial([0.02, 0.05, 0.04, 0.035, 0.03], "stopped"), 10).label == "over-fitting"
+  assert diagnose(_trial([0.010, 0.0101, 0.0102, 0.0101], losses=[7.0, 6.99, 6.99, 6.98]),
+                  10).label == "flat"
+  assert diagnose(_trial([0.02, 0.04, 0.045, 0.0449, 0.0448], "stopped"), 10).label == "converged"
+  assert diagnose({"status": "diverged", "curve": []}, 10).suggests == (("lr", "down"),)
+  assert diagnose(_trial([0.01, 0.02], "pruned"), 10).label == "pruned"
+  assert diagnose({"status": "finished", "curve": [{"epoch": 1, "loss": 3.0}]}, 10) is None
+
+
+def test_median_rule_stops_the_far_behind_and_never_the_leader():
+  curves = [_trial(v)["curve"] for v in ([0.1, 0.2, 0.3], [0.1, 0.15, 0.2], [0.05, 0.1, 0.15],
+                                         [0.02, 0.05, 0.1])]
+  rule = MedianRule(grace_epochs=2, min_trials=4)
+  best = np.array([0.01, 0.5, 0.16, 0.13])
+  alive = np.array([True, True, True, True])
+  # At epoch 2 the references are 0.2, 0.15, 0.1, 0.05: median 0.125.
+  assert rule.stop(2, best, alive, curves).tolist() == [True, False, False, False]
+  assert not rule.stop(1, best, alive, curves).any()  # grace period
+  assert not rule.stop(2, best, alive, curves[:3]).any()  # too few finished trials
+  assert not rule.stop(2, np.array([0.01, 0.01, 0.01, 0.01]), ~alive, curves).any()
+  # A lane at or above every reference leads and is kept, whatever the median.
+  lead = rule.stop(3, np.array([0.3, 0.29]), np.array([True, True]), curves)
+  assert lead.tolist() == [False, False]
+  with pytest.raises(ValueError, match="early_stop"):
+    make_pruner("sometimes", [])
+
+
+@pytest.fixture(scope="module")
+def data():
+  return make_synthetic(num_users=300, num_items=80, seed=5)
+
+
+def test_pruned_lanes_stop_costing_compute_and_leave_the_others_unchanged(data):
+  """Compaction: after two of four lanes are pruned the bucket trains two slots, and the
+  survivors' curves are those of the run without pruning."""
+  engine = Engine(data, Schedule(max_epochs=4, patience=10), log=None)
+  configs = [TrialConfig(hidden=16, blocks=1, max_len=12, num_negatives=16, lr=lr, seed=i)
+             for i, lr in enumerate((1e-3, 2e-3, 3e-3, 4e-3))]
+  full = engine.train(configs)
+
+  def prune(epoch, best, alive):
+    return np.array([False, True, True, False]) if epoch == 1 else np.zeros(4, bool)
+
+  lines = []
+  engine.log = lines.append
+  cut = engine.train(configs, prune=prune)
+  assert [l.status for l in cut.lanes] == ["finished", "pruned", "pruned", "finished"]
+  assert [l.epochs for l in cut.lanes] == [4, 1, 1, 4]
+  assert "in 2 slots" in lines[-1]
+  for i in (0, 3):
+    assert [p["loss"] for p in cut.lanes[i].curve] == pytest.approx(
+        [p["loss"] for p in full.lanes[i].curve], rel=1e-4)
+    assert cut.lanes[i].best_value == pytest.approx(full.lanes[i].best_value, abs=1e-4)
+  # The best parameters of every lane (pruned ones too) still evaluate.
+  test = engine.evaluate(cut, "test")
+  assert len(test) == 4 and all("NDCG@10" in m for m in test)
+  assert test[0]["NDCG@10"] == pytest.approx(engine.evaluate(full, "test")[0]["NDCG@10"],
+                                             abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "grid"])
+def test_every_strategy_can_use_the_early_stopping_rule(data, tmp_path, name):
+  space = SearchSpace.for_backbone("sasrec", base=TrialConfig(hidden=16, blocks=1, max_len=12),
+                                   only=["lr", "dropout", "loss"])
+  store = Store(str(tmp_path / "m.sqlite"))
+  spec = StudySpec(name=name, strategy=name, budget_trials=10, lanes=2, early_stop="median")
+  run_study(spec, data, store, make_strategy(name, space, seed=0, lanes=2), space,
+            Schedule(max_epochs=4, patience=4), log=lambda s: None, engine_log=False)
+  trials = store.finished_trials(store.study(name)["id"])
+  assert len(trials) == 10
+  assert store.study(name)["settings"]["early_stop"] == "median"
+  pruned = [t for t in trials if t["status"] == "pruned"]
+  # Once four trials have finished, a trial behind the median at epoch 2 stops there.
+  assert pruned  # these seeds give trials that fall behind
+  for t in pruned:
+    assert t["number"] >= 4 and t["epochs"] < 4 and "pruned" in t["error"]
