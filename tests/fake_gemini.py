@@ -6,12 +6,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def text_reply(text: str, prompt_tokens: int = 120, answer_tokens: int = 40) -> tuple:
+def text_reply(text: str, prompt_tokens: int = 120, answer_tokens: int = 40,
+               thoughts_tokens: int = 0) -> tuple:
+  usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": answer_tokens,
+           "totalTokenCount": prompt_tokens + answer_tokens + thoughts_tokens}
+  if thoughts_tokens:
+    usage["thoughtsTokenCount"] = thoughts_tokens
   body = {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
                           "finishReason": "STOP"}],
-          "usageMetadata": {"promptTokenCount": prompt_tokens,
-                            "candidatesTokenCount": answer_tokens,
-                            "totalTokenCount": prompt_tokens + answer_tokens}}
+          "usageMetadata": usage}
   return (200, body, 0.0)
 
 

@@ -166,7 +166,7 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
   from vmle_jax.search.planners import gemini
   script = [
       error_reply(429),                             # rate limited, then...
-      text_reply(_gemini_proposal(0.002, 0.003)),   # ...a good answer: the first batch
+      text_reply(_gemini_proposal(0.002, 0.003), thoughts_tokens=25),  # ...a good answer
       text_reply(REFLECTION),
       text_reply("{not json"),                      # malformed
       text_reply(_gemini_proposal(5.0)),            # out of range
@@ -197,9 +197,11 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
   assert "error" in outcomes and "fallback" in outcomes
   ok = next(c for c in calls if c["outcome"] == "ok")
   assert ok["prompt_tokens"] == 120 and ok["answer_tokens"] == 40 and ok["model"] == "gemini-test"
+  assert ok["thinking_tokens"] == 25  # a thinking model's reasoning counts in the budget
   error = next(c for c in calls if c["outcome"] == "error")
   assert error["latency_s"] >= 1.0  # the real time a failed call cost, not 0
-  assert store.tokens_used(study["id"]) >= 160
+  assert store.tokens_used(study["id"]) == sum(
+      c["prompt_tokens"] + c["answer_tokens"] + (c["thinking_tokens"] or 0) for c in calls) >= 185
   # A rule's "set" value keeps the parameter's type in the memory.
   norm = [i for i in store.insights(study_id=study["id"]) if i["key"]["dimension"] == "norm"]
   assert norm and norm[0]["key"]["value"] == "post"

@@ -12,6 +12,7 @@ to the survivors, so stopped lanes stop costing compute.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -205,8 +206,10 @@ class Engine:
   """Trains buckets of same-signature trials on one data set and evaluates them.
 
   Holds the leave-one-out split per `max_len` (built once), its evaluation
-  arrays on device, and one set of compiled programs per static signature, so
-  later buckets of a signature never recompile. With several devices the lane
+  arrays on device, and one set of compiled programs per static signature (the
+  `max_programs` most recently used: a sweep over many structures would
+  otherwise keep every compiled program), so later buckets of a recent
+  signature never recompile. With several devices the lane
   axis is sharded over a mesh axis named `lanes` (data replicated); a bucket
   whose size does not divide the device count is padded with inert lanes
   that never train and are never reported.
@@ -214,7 +217,7 @@ class Engine:
 
   def __init__(self, data: SequenceDataset | LeaveOneOut, schedule: Schedule = Schedule(),
                log: Callable[[str], None] | None = print, mesh: Mesh | None = None,
-               profile_dir: str | None = None):
+               profile_dir: str | None = None, max_programs: int = 8):
     self.data = data
     self.profile_dir = profile_dir
     self.schedule = schedule
@@ -224,7 +227,10 @@ class Engine:
       self._splits[data.max_len] = data
     self.num_items = data.num_items
     self.mesh = mesh if mesh is not None else lane_mesh()
-    self._programs: dict[tuple, _Programs] = {}
+    # Compiled programs, least recently used first: a long sweep meets many static
+    # signatures, and each compiled program holds tens of MB.
+    self._programs: collections.OrderedDict[tuple, _Programs] = collections.OrderedDict()
+    self.max_programs = max(1, int(max_programs))
     self._eval_cache: dict[tuple, tuple] = {}
 
   @property
@@ -262,7 +268,11 @@ class Engine:
   # ---------------------------------------------------------------- programs
   def programs(self, signature: TrialConfig) -> _Programs:
     key = (signature, self.num_items)
-    if key not in self._programs:
+    if key in self._programs:
+      self._programs.move_to_end(key)
+    else:
+      while len(self._programs) >= self.max_programs:
+        self._programs.popitem(last=False)
       self._programs[key] = _Programs(signature, self.num_items, self.schedule.item_chunk,
                                       self.mesh, self.schedule.compute_dtype)
     return self._programs[key]

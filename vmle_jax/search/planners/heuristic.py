@@ -390,19 +390,12 @@ class _Plan:
                              f"lr scaled to the new width ({values['lr']:g} x sqrt("
                              f"{best['config']['hidden']}/{values['hidden']}))",
                              "keeps the per-weight step of the parent", "the old rate was right"))
-    for dim, direction in moves:
-      if len(out) >= k:
-        break
-      cand = self._rate_move(values, dim, direction, level)
-      if cand is not None and self.take(cand):
-        out.append(self.item(cand, values, "variant", dim,
-                             f"{_verb(direction, dim, values[dim], cand[dim])} on "
-                             f"{'this structure' if anchored else 'the best configuration'}: "
-                             f"{WHY.get((dim, direction), 'another value may suit the data')}"
-                             + (f" (the best trial's curve: {diag.label})"
-                                if diag and (dim, direction) in first else ""),
-                             "higher validation NDCG@10 than the center",
-                             "a worse rate; the other lanes cover the alternatives"))
+    where = "this structure" if anchored else "the best configuration"
+    out += self._rate_items(values, moves, level, k - len(out), lambda dim, direction, new: (
+        f"{_verb(direction, dim, values[dim], new)} on {where}: "
+        f"{WHY.get((dim, direction), 'another value may suit the data')}"
+        + (f" (the best trial's curve: {diag.label})" if diag and (dim, direction) in first
+           else "")))
     # Seeded draws in the trust region, then the moves that failed before.
     rng = np.random.default_rng(len(self.trials) * 7919 + level)
     tries = 0
@@ -425,16 +418,23 @@ class _Plan:
                              "a draw in the region around the center (rates only)",
                              "covers the rates between the single moves",
                              "a worse rate"))
-    for dim, direction in discouraged:
+    out += self._rate_items(values, discouraged, level, k - len(out), lambda dim, direction, new: (
+        f"{_verb(direction, dim, values[dim], new)}: failed before in this study, tried again "
+        "on this structure"))
+    return out[:k]
+
+  def _rate_items(self, values: dict, moves, level: int, k: int, hypothesis) -> list[dict]:
+    """Proposals for up to k single rate moves from `values` (its bucket's center)."""
+    out = []
+    for dim, direction in moves:
       if len(out) >= k:
         break
       cand = self._rate_move(values, dim, direction, level)
       if cand is not None and self.take(cand):
-        out.append(self.item(cand, values, "variant", dim,
-                             f"{_verb(direction, dim, values[dim], cand[dim])}: failed before "
-                             "in this study, tried again on this structure",
-                             "higher validation NDCG@10 than the center", "likely worse"))
-    return out[:k]
+        out.append(self.item(cand, values, "variant", dim, hypothesis(dim, direction, cand[dim]),
+                             "higher validation NDCG@10 than the center",
+                             "a worse rate; the other lanes cover the alternatives"))
+    return out
 
   def _rate_move(self, values: dict, dim: str, direction: str, level: int) -> dict | None:
     d = self.space.dims[dim]
