@@ -176,7 +176,8 @@ def define_study_flags(default_trials: int = 16) -> None:
   flags.DEFINE_enum("early_stop", "none", ["none", "median"],
                     "Stop losing lanes early, whatever the strategy: median stops a trial whose "
                     "best validation NDCG@10 is below the median of the study's finished trials "
-                    "at the same epoch (after 2 epochs, once 4 trials have finished); its lane "
+                    "at the same epoch (after a quarter of --epochs, at least 2, once 4 trials have "
+                    "finished); its lane "
                     "stops costing compute.")
 
 

@@ -8,7 +8,9 @@ strategy alike (the study loop builds it from the store, whatever proposed
 the trials), and never stops a lane that leads: a lane at or above every
 finished trial's value at that epoch is always kept.
 
-The engine calls the rule after each validation; a pruned lane keeps its
+The study loop sets the grace period to a quarter of the epoch cap (at least
+2 epochs), so slow starters get a fair look on long schedules. The engine
+calls the rule after each validation; a pruned lane keeps its
 best metrics so far (status `pruned`) and stops costing compute once the
 bucket is compacted.
 """

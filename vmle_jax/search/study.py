@@ -185,7 +185,8 @@ def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir,
           sid, configs, [{"proposal": p.note, "batch": batch_number,
                           "planner_seconds": planner_seconds} for p in bucket])
       batch_ids += ids
-      prune = make_pruner(spec.early_stop, store.finished_trials(sid))
+      prune = make_pruner(spec.early_stop, store.finished_trials(sid),
+                          grace_epochs=max(2, schedule.max_epochs // 4))
       result = _train(engine, configs, f"{spec.name} b{number}",
                       bucket_checkpoint_dir(workdir, schedule, configs), prune=prune)
       seconds = time.perf_counter() - tb
