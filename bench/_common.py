@@ -29,3 +29,33 @@ def fail(message: str) -> None:
   """One line on stderr and exit status 2, as the launchers do."""
   from vmle_jax.launch.common import fail as _fail
   _fail(message)
+
+
+PUBLISHED = (".md", ".html", ".json", ".png", ".csv", ".txt")
+
+
+def publish(workdir: str, dest: str, databases=()) -> None:
+  """Copies a run's state and reports to `dest` (e.g. docs/results/...), for committing.
+
+  SQLite files are copied with the backup API (a consistent snapshot even while a
+  run writes to them); reports, per-trial CSVs and logs are copied as they are;
+  model parameters and checkpoints are not.
+  """
+  import shutil
+  import sqlite3
+  os.makedirs(dest, exist_ok=True)
+  for name in databases:
+    src = sqlite3.connect(os.path.join(workdir, name))
+    out = sqlite3.connect(os.path.join(dest, name))
+    with out:
+      src.backup(out)
+    out.execute("PRAGMA journal_mode = DELETE")
+    src.close()
+    out.close()
+  for root, dirs, files in os.walk(workdir):
+    dirs[:] = [d for d in dirs if d not in ("best_params", "buckets")]
+    for f in files:
+      if f.endswith(PUBLISHED):
+        rel = os.path.relpath(os.path.join(root, f), workdir)
+        os.makedirs(os.path.dirname(os.path.join(dest, rel)) or dest, exist_ok=True)
+        shutil.copy2(os.path.join(root, f), os.path.join(dest, rel))

@@ -74,6 +74,9 @@ flags.DEFINE_enum("early_stop", "median", ["none", "median"],
                   "Early-stopping rule for every strategy (search/pruning.py).")
 flags.DEFINE_string("preset", None, "Host preset (tpu_configs/), e.g. gpu_1x.")
 flags.DEFINE_boolean("report_only", False, "Redraw the reports from --workdir without training.")
+flags.DEFINE_string("publish_to", None, "Copy the SQLite state, reports and per-trial CSVs here "
+                    "(e.g. docs/results/experiment-cpu) for committing; a later run resumes "
+                    "from a copy placed back in --workdir.")
 FLAGS = flags.FLAGS
 
 
@@ -183,6 +186,8 @@ def main(argv):
            "that never reaches the target counts as the budget plus one.", ""] + sections
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(lines))
+  if FLAGS.publish_to:
+    _common.publish(workdir, FLAGS.publish_to, databases=("experiment.sqlite",))
   print(f"experiment {FLAGS.scale}: {total}/{planned} trials done, "
         f"{(time.time() - t0) / 60:.1f} min this run; results "
         f"{os.path.join(workdir, 'results.md')}; {_common.machine()}; {_common.today()}")

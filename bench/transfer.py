@@ -43,6 +43,8 @@ flags.DEFINE_integer("lanes", None, "Override the preset's lanes per bucket.")
 flags.DEFINE_integer("seed", 0, "Seed of every study (TPE's sampler, trial seeds).")
 flags.DEFINE_string("workdir", "runs/transfer", "Memories, summary, curves and results.")
 flags.DEFINE_float("target", 0.98, "Fraction of the best value that counts as reached.")
+flags.DEFINE_string("publish_to", None, "Copy the memories, summary, curves and per-trial CSVs "
+                    "here (e.g. docs/results/transfer) for committing.")
 FLAGS = flags.FLAGS
 
 SCALES = {"cpu": (16, 5, 2, 4), "gpu": (48, 50, 5, 16)}  # trials, max epochs, patience, lanes
@@ -160,6 +162,9 @@ def main(argv):
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(FLAGS.workdir, "transfer.png"), dpi=120)
+  if FLAGS.publish_to:
+    dbs = [f for f in os.listdir(FLAGS.workdir) if f.endswith(".sqlite")]
+    _common.publish(FLAGS.workdir, FLAGS.publish_to, databases=dbs)
   text = lambda arm: (str(reached[arm]) if reached[arm] is not None  # noqa: E731
                       else f"not reached in {len(results[arm].values)}")
   print(f"transfer {FLAGS.target_dataset} ({FLAGS.scale}: {trials} trials/study in batches of "
