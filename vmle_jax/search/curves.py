@@ -61,11 +61,11 @@ def diagnose(trial: dict, max_epochs: int) -> Diagnosis | None:
                      f"loss fell {loss_drop:.1%} over {epochs[-1]} epochs: the rate is far off",
                      SUGGESTS["flat"])
   at_cap = epochs[-1] >= max_epochs
-  rising = peak_i == len(values) - 1 or (last >= 0.995 * peak and len(values) > 1
-                                         and last > values[-2])
+  earlier = values[max(0, len(values) - 3)]  # two evaluations back
+  rising = last >= 0.995 * peak and last - earlier > 0.01 * peak  # still climbing at the end
   if at_cap and rising:
     return Diagnosis("under-trained", f"still rising at the {max_epochs}-epoch cap "
-                     f"({values[max(0, len(values) - 3)]:.4f} -> {last:.4f}): under-trained",
+                     f"({earlier:.4f} -> {last:.4f}): under-trained",
                      SUGGESTS["under-trained"])
   if peak_i < len(values) - 1 and last < 0.97 * peak and epochs[peak_i] <= 0.7 * epochs[-1]:
     return Diagnosis("over-fitting", f"peaked at epoch {epochs[peak_i]} ({peak:.4f}) and fell "
