@@ -89,20 +89,17 @@ def main(argv):
     data = datasets[dataset]
     existing = store.study(name)
     if existing is None or existing["status"] != "finished":
-      history = [] if existing is None else [
-          (TrialConfig.from_dict(t["config"]), _value(t))
-          for t in store.finished_trials(existing["id"])]
       spec = StudySpec(name=name, strategy=label, budget_trials=trials, lanes=lanes,
                        seed=FLAGS.seed, early_stop="median")
       log(f"== {name} on {dataset}: {label}, {trials} trials, batches of {lanes}")
-      run_study(spec, data, store, strategy_for(store, history), space, schedule,
+      run_study(spec, data, store, strategy_for(store), space, schedule,
                 engine=Engine(data, schedule, log=None), resume=existing is not None,
                 workdir=os.path.join(FLAGS.workdir, name), log=log, engine_log=False)
     study = store.study(name)
     export_trials_csv(store, study["id"], os.path.join(FLAGS.workdir, name, "trials.csv"))
     return store, study_run(study, store.finished_trials(study["id"]))
 
-  agent = lambda store, history: AgentStrategy(HeuristicPlanner(), space, log=log)  # noqa: E731
+  agent = lambda store: AgentStrategy(HeuristicPlanner(), space, log=log)  # noqa: E731
   best_configs = []
   source = None
   for dataset in FLAGS.sources:
@@ -113,7 +110,7 @@ def main(argv):
   summary_path = os.path.join(FLAGS.workdir, "sasrec-summary.json")
   summaries.export_summary(source, "sasrec", summary_path)
 
-  def agent_with_summary(store, history):
+  def agent_with_summary(store):
     if store.summary("sasrec") is None:
       summaries.import_summary(store, summary_path)
     return AgentStrategy(HeuristicPlanner(), space, log=log)
@@ -122,11 +119,9 @@ def main(argv):
   arms = {
       "agent+summary": (agent_with_summary, "agent:heuristic+summary"),
       "agent": (agent, "agent:heuristic"),
-      "tpe-warm": (lambda store, history: make_strategy("tpe", space, FLAGS.seed, history,
-                                                        lanes=lanes, warm_start=warm),
-                   "tpe-warm"),
-      "tpe": (lambda store, history: make_strategy("tpe", space, FLAGS.seed, history,
-                                                   lanes=lanes), "tpe"),
+      "tpe-warm": (lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes,
+                                               warm_start=warm), "tpe-warm"),
+      "tpe": (lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes), "tpe"),
   }
   results = {}
   for arm in ARMS:

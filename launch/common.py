@@ -163,7 +163,11 @@ def define_study_flags(default_trials: int = 16) -> None:
                       "SQLite memory file: data sets, studies, trials (created if missing).")
   flags.DEFINE_string("study", None, "Study name (default: <dataset>-<backbone>-<strategy>-s<seed>).")
   flags.DEFINE_boolean("resume", False,
-                       "Continue the named study: finished trials are kept, unfinished re-run.")
+                       "Continue the named study: finished trials are kept, interrupted ones "
+                       "re-run. Settings must match the stored ones (see --override).")
+  flags.DEFINE_list("override", [],
+                    "With --resume: stored settings this run may change (budget, schedule, "
+                    "lanes, early_stop); the change is recorded in the study.")
   flags.DEFINE_integer("budget_trials", default_trials, "Trials to run in the study.")
   flags.DEFINE_float("budget_minutes", None,
                      "Stop starting new buckets after this many minutes (training time, "

@@ -53,21 +53,14 @@ def main(argv) -> None:
                    early_stop=FLAGS.early_stop)
   try:
     store = common.open_store(FLAGS.db)
-    history = []
-    existing = store.study(name) if store else None
-    if existing and FLAGS.resume:
-      from vmle_jax.config import TrialConfig
-      from vmle_jax.search.study import _value
-      history = [(TrialConfig.from_dict(t["config"]), _value(t))
-                 for t in store.finished_trials(existing["id"])]
-    strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, history, lanes=lanes)
+    strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, lanes=lanes)
     print(f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
           f"budget {FLAGS.budget_trials} trials"
           + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
           + f"; {lanes} lanes per bucket on {common.device_summary()}")
     t0 = time.perf_counter()
     summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                        resume=FLAGS.resume, workdir=workdir)
+                        resume=FLAGS.resume, workdir=workdir, overrides=tuple(FLAGS.override))
   except StoreError as e:
     common.fail(str(e))
   if store is not None:

@@ -77,7 +77,7 @@ def main(argv) -> None:
           f"trials; {lanes} lanes per bucket on {common.device_summary()}")
     t0 = time.perf_counter()
     summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                        resume=FLAGS.resume, workdir=workdir)
+                        resume=FLAGS.resume, workdir=workdir, overrides=tuple(FLAGS.override))
   except StoreError as e:
     common.fail(str(e))
   if store is None:

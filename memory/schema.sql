@@ -104,3 +104,53 @@ ALTER TABLE trials ADD COLUMN steps INTEGER;
 ALTER TABLE trials ADD COLUMN batch INTEGER;           -- trials proposed together share a batch number
 ALTER TABLE trials ADD COLUMN planner_seconds REAL;    -- wall-clock the strategy spent on this trial's batch
 ALTER TABLE llm_calls ADD COLUMN thinking_tokens INTEGER;
+
+-- version 5: one owner per study, and trial rows that are never reused.
+-- A lease names the process that runs a study; a second process is refused
+-- while the owner's heartbeat is fresh. Trials a killed run left `running`
+-- are marked `interrupted` and kept (their ids are never reused), so the
+-- uniqueness of a configuration within a study holds among the other rows only.
+CREATE TABLE leases (
+  study_id     INTEGER PRIMARY KEY REFERENCES studies(id) ON DELETE CASCADE,
+  owner        TEXT NOT NULL,          -- a random id of the owning process
+  host         TEXT NOT NULL,
+  pid          INTEGER NOT NULL,
+  heartbeat    REAL NOT NULL,          -- time.time() of the owner's last sign of life
+  acquired_at  REAL NOT NULL
+);
+
+CREATE TABLE trials_v5 (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, even after deletes
+  study_id     INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+  number       INTEGER NOT NULL,
+  config       TEXT NOT NULL,
+  signature    TEXT NOT NULL,
+  bucket       INTEGER,
+  status       TEXT NOT NULL,          -- running | finished | stopped | pruned | diverged | failed | interrupted
+  valid        TEXT,
+  test         TEXT,
+  epochs       INTEGER,
+  best_epoch   INTEGER,
+  seconds      REAL,
+  bucket_seconds REAL,
+  curve        TEXT,
+  error        TEXT,
+  created_at   REAL NOT NULL,
+  finished_at  REAL,
+  proposal     TEXT,
+  reflection   TEXT,
+  steps        INTEGER,
+  batch        INTEGER,
+  planner_seconds REAL,
+  UNIQUE (study_id, number)
+);
+INSERT INTO trials_v5 (id, study_id, number, config, signature, bucket, status, valid, test,
+                       epochs, best_epoch, seconds, bucket_seconds, curve, error, created_at,
+                       finished_at, proposal, reflection, steps, batch, planner_seconds)
+  SELECT id, study_id, number, config, signature, bucket, status, valid, test, epochs,
+         best_epoch, seconds, bucket_seconds, curve, error, created_at, finished_at, proposal,
+         reflection, steps, batch, planner_seconds FROM trials;
+DROP TABLE trials;
+ALTER TABLE trials_v5 RENAME TO trials;
+CREATE INDEX trials_by_status ON trials(study_id, status);
+CREATE UNIQUE INDEX trials_config ON trials(study_id, config) WHERE status != 'interrupted';

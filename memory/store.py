@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import sqlite3
 import time
 from typing import Any, Iterable
@@ -48,10 +49,41 @@ class StoreError(RuntimeError):
 class Store:
   """One SQLite memory file; see the module docstring."""
 
-  def __init__(self, path: str, busy_timeout_s: float = 60.0):
+  def __init__(self, path: str, busy_timeout_s: float = 60.0, readonly: bool = False):
+    """Opens (or creates) the memory at `path`; `readonly` opens an existing file for reading
+    only (works in a read-only directory). Any problem is a StoreError naming the file."""
     self.path = path
-    if os.path.dirname(path):
-      os.makedirs(os.path.dirname(path), exist_ok=True)
+    self.readonly = readonly
+    try:
+      self._open(busy_timeout_s)
+    except sqlite3.DatabaseError as e:
+      raise StoreError(f"--db={path}: {_explain(e, path)}") from None
+    except OSError as e:
+      raise StoreError(f"--db={path}: {e.strerror or e}") from None
+
+  def _open(self, busy_timeout_s: float) -> None:
+    path = self.path
+    if os.path.isdir(path):
+      raise StoreError(f"--db={path}: is a directory, not a SQLite file")
+    if self.readonly:
+      if not os.path.exists(path):
+        raise StoreError(f"--db={path}: no such memory file")
+      uri = f"file:{os.path.abspath(path)}?mode=ro"
+      if not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+        uri += "&immutable=1"  # a WAL file cannot be opened read-only without its -shm
+      self.conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+      self.conn.row_factory = sqlite3.Row
+      current = self.conn.execute("PRAGMA user_version").fetchone()[0]
+      if current > SCHEMA_VERSION:
+        raise StoreError(f"--db={path}: schema version {current} is newer than this vmle-jax "
+                         f"({SCHEMA_VERSION}); upgrade vmle-jax")
+      self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+      return
+    directory = os.path.dirname(path)
+    if directory:
+      os.makedirs(directory, exist_ok=True)
+    if not os.access(directory or ".", os.W_OK):
+      raise StoreError(f"--db={path}: the directory {directory or '.'} is not writable")
     self.conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
     self.conn.row_factory = sqlite3.Row
     self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -77,14 +109,26 @@ class Store:
   @contextlib.contextmanager
   def transaction(self):
     """BEGIN IMMEDIATE ... COMMIT, retried while another process holds the write lock."""
-    self._retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+    try:
+      self._retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+    except sqlite3.DatabaseError as e:
+      raise StoreError(f"--db={self.path}: {_explain(e, self.path)}") from None
     try:
       yield self.conn
-    except BaseException:
-      self.conn.execute("ROLLBACK")
+    except BaseException as e:
+      try:
+        self.conn.execute("ROLLBACK")
+      except sqlite3.DatabaseError:
+        pass
+      if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.IntegrityError):
+        raise StoreError(f"--db={self.path}: {_explain(e, self.path)}") from None
       raise
     else:
-      self._retry(lambda: self.conn.execute("COMMIT"))
+      try:
+        self._retry(lambda: self.conn.execute("COMMIT"))
+      except sqlite3.DatabaseError as e:
+        self.conn.execute("ROLLBACK")
+        raise StoreError(f"--db={self.path}: {_explain(e, self.path)}") from None
 
   @property
   def version(self) -> int:
@@ -142,17 +186,73 @@ class Store:
     return [_row(r, json_fields=("budget", "settings"))
             for r in self.conn.execute("SELECT * FROM studies ORDER BY id")]
 
+  def update_study_settings(self, study_id: int, budget: dict | None, settings: dict,
+                            override: dict) -> None:
+    """Changes a study's budget and settings on an explicit override, recorded in settings."""
+    with self.transaction() as c:
+      row = c.execute("SELECT budget, settings FROM studies WHERE id = ?", (study_id,)).fetchone()
+      stored = json.loads(row["settings"])
+      stored.update(settings)
+      stored.setdefault("overrides", []).append({"at": time.time(), "changed": override})
+      c.execute("UPDATE studies SET budget = ?, settings = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(budget, sort_keys=True) if budget is not None else row["budget"],
+                 json.dumps(stored, sort_keys=True), time.time(), study_id))
+
   def set_study_status(self, study_id: int, status: str) -> None:
     with self.transaction() as c:
       c.execute("UPDATE studies SET status = ?, updated_at = ? WHERE id = ?",
                 (status, time.time(), study_id))
 
   # ---------------------------------------------------------------- trials
-  def reset_unfinished(self, study_id: int) -> int:
-    """Deletes trials a killed run left `running`; returns how many (they will be re-run)."""
+  def interrupt_unfinished(self, study_id: int) -> int:
+    """Marks trials a killed run left `running` as `interrupted` (kept, never reused);
+    returns how many. Their configurations are proposed again by the resumed run."""
     with self.transaction() as c:
-      return c.execute("DELETE FROM trials WHERE study_id = ? AND status = 'running'",
-                       (study_id,)).rowcount
+      return c.execute("UPDATE trials SET status = 'interrupted', error = 'interrupted: the "
+                       "run that trained it ended first', finished_at = ? WHERE study_id = ? "
+                       "AND status = 'running'", (time.time(), study_id)).rowcount
+
+  # ---------------------------------------------------------------- leases
+  def acquire_lease(self, study_id: int, owner: str, stale_after_s: float = 120.0) -> dict | None:
+    """Makes `owner` (this process) the study's only runner.
+
+    Refused with a StoreError naming the current owner while its heartbeat is
+    fresh; a stale lease (no heartbeat for `stale_after_s`, or a dead process
+    on this host) is taken over. Returns the lease that was taken over, if any.
+    """
+    now, host, pid = time.time(), socket.gethostname(), os.getpid()
+    with self.transaction() as c:
+      row = c.execute("SELECT * FROM leases WHERE study_id = ?", (study_id,)).fetchone()
+      previous = dict(row) if row else None
+      if previous and previous["owner"] != owner:
+        age = now - previous["heartbeat"]
+        dead = previous["host"] == host and not _pid_alive(previous["pid"])
+        if age < stale_after_s and not dead:
+          name = c.execute("SELECT name FROM studies WHERE id = ?", (study_id,)).fetchone()[0]
+          raise StoreError(
+              f"study {name!r} is being run by process {previous['pid']} on "
+              f"{previous['host']} (last heartbeat {age:.0f} s ago); wait for it to finish, "
+              f"stop it, or choose another --study name")
+      c.execute("INSERT INTO leases (study_id, owner, host, pid, heartbeat, acquired_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(study_id) DO UPDATE SET owner = "
+                "excluded.owner, host = excluded.host, pid = excluded.pid, heartbeat = "
+                "excluded.heartbeat, acquired_at = excluded.acquired_at",
+                (study_id, owner, host, pid, now, now))
+    return previous if previous and previous["owner"] != owner else None
+
+  def heartbeat(self, study_id: int, owner: str) -> bool:
+    """Refreshes the lease; False if another process has taken it over."""
+    with self.transaction() as c:
+      return c.execute("UPDATE leases SET heartbeat = ? WHERE study_id = ? AND owner = ?",
+                       (time.time(), study_id, owner)).rowcount == 1
+
+  def release_lease(self, study_id: int, owner: str) -> None:
+    with self.transaction() as c:
+      c.execute("DELETE FROM leases WHERE study_id = ? AND owner = ?", (study_id, owner))
+
+  def lease(self, study_id: int) -> dict | None:
+    row = self.conn.execute("SELECT * FROM leases WHERE study_id = ?", (study_id,)).fetchone()
+    return dict(row) if row else None
 
   def start_bucket(self, study_id: int, configs: Iterable, extra: Iterable[dict] | None = None
                    ) -> tuple[list[int], int]:
@@ -314,6 +414,34 @@ class Store:
                             "+ COALESCE(thinking_tokens, 0)), 0) FROM llm_calls "
                             "WHERE study_id = ?", (study_id,)).fetchone()
     return int(row[0])
+
+
+def _explain(e: Exception, path: str) -> str:
+  """SQLite's error in words a user can act on."""
+  text = str(e)
+  if "file is not a database" in text:
+    return "not a SQLite memory file (choose another --db)"
+  if "malformed" in text:
+    return "the file is damaged (database disk image is malformed); restore a copy or start " \
+           "a new --db"
+  if "disk is full" in text or "disk I/O" in text:
+    return f"cannot write ({text}); free some disk space"
+  if "readonly" in text or "read-only" in text:
+    return "cannot write to the file (read-only)"
+  if "unable to open" in text:
+    return "cannot open the file (check that the path and its directory exist and are writable)"
+  return text
+
+
+def _pid_alive(pid: int) -> bool:
+  """Whether a process with this id exists on this host."""
+  try:
+    os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OSError):
+    return True
+  return True
 
 
 def _statements(sql: str) -> list[str]:

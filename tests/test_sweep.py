@@ -116,8 +116,8 @@ def _finished(db):
     return []
   conn = sqlite3.connect(db, timeout=30)
   try:
-    rows = conn.execute("SELECT config, status, valid FROM trials WHERE status != 'running' "
-                        "ORDER BY number").fetchall()
+    rows = conn.execute("SELECT config, status, valid FROM trials WHERE status NOT IN "
+                        "('running', 'interrupted') ORDER BY number").fetchall()
   except sqlite3.OperationalError:
     rows = []
   conn.close()
@@ -134,6 +134,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial(tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert 4 <= len(before) < 8, "the sweep must be killed mid-way"
+  # The killed process left its lease; it is stale (dead pid on this host) and taken over.
   out = _sweep(tmp_path, "--resume")
   assert out.returncode == 0, out.stdout + out.stderr
   assert "finished trials kept" in out.stdout
@@ -141,9 +142,82 @@ def test_kill_9_then_resume_keeps_every_finished_trial(tmp_path):
   assert len(after) == 8
   assert len({row[0] for row in after}) == 8  # nothing duplicated
   assert after[:len(before)] == before  # nothing lost or changed
+  conn = sqlite3.connect(db)
+  statuses = [r[0] for r in conn.execute("SELECT status FROM trials ORDER BY id")]
+  assert "running" not in statuses  # the killed bucket's rows are kept, marked interrupted
+  assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0  # released at the end
   assert (tmp_path / "w" / "trials.png").exists() and (tmp_path / "w" / "trials.csv").exists()
   summary = json.load(open(tmp_path / "w" / "summary.json"))
   assert summary["trials"] == 8 and "NDCG@10" in summary["best_test"]
-  # Starting the same study again without --resume is refused with a clear message.
+  # A seeded sweep resumed after a kill proposes what an uninterrupted one does.
+  other = tmp_path / "uninterrupted"
+  other.mkdir()
+  assert _sweep(other).returncode == 0
+  assert [r[0] for r in _finished(str(other / "m.sqlite"))] == [r[0] for r in after]
+  # Starting the same study again without --resume is refused with a clear message;
+  # resuming with another budget is refused unless --override says so (and is recorded).
   again = _sweep(tmp_path)
   assert again.returncode == 2 and "--resume" in again.stderr
+  changed = _sweep(tmp_path, "--resume", "--budget_trials=10", "--epochs=2")
+  assert changed.returncode == 2 and "budget" in changed.stderr and "schedule" in changed.stderr
+  assert "--override=budget,schedule" in changed.stderr
+  missing = _sweep(tmp_path, "--resume", "--study=nope")
+  assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
+  more = _sweep(tmp_path, "--resume", "--budget_trials=10", "--override=budget")
+  assert more.returncode == 0, more.stderr
+  assert len(_finished(db)) == 10
+  study = json.loads(sqlite3.connect(db).execute("SELECT settings FROM studies").fetchone()[0])
+  assert study["overrides"][0]["changed"]["budget"]["to"]["trials"] == 10
+
+
+def test_a_second_process_on_a_live_study_is_refused(tmp_path):
+  """One owner per study: a live lease refuses a second runner; a stale one is taken over."""
+  from vmle_jax.memory.store import Store, StoreError
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset({"name": "d", "sha256": "x", "users": 1})
+  sid = store.create_study("s", did, "sasrec", "random", {"trials": 4}, {})
+  ids, _ = store.start_bucket(sid, [TrialConfig(lr=1e-3)])
+  assert store.acquire_lease(sid, "first") is None
+  other = Store(str(tmp_path / "m.sqlite"))
+  with pytest.raises(StoreError, match=r"being run by process \d+ on"):
+    other.acquire_lease(sid, "second")
+  assert store.trials(sid)[0]["status"] == "running"  # the refused process touched nothing
+  # A lease whose heartbeat is older than the stale limit is taken over.
+  taken = other.acquire_lease(sid, "second", stale_after_s=0.0)
+  assert taken["owner"] == "first"
+  assert not store.heartbeat(sid, "first")  # the first process learns it lost the study
+  assert other.heartbeat(sid, "second")
+
+
+def test_resume_while_the_owner_runs_is_refused_and_loses_nothing(tmp_path):
+  db = str(tmp_path / "m.sqlite")
+  first = _sweep(tmp_path, wait=False)
+  deadline = time.time() + 400
+  while len(_finished(db)) < 2 and time.time() < deadline and first.poll() is None:
+    time.sleep(0.3)
+  second = _sweep(tmp_path, "--resume")
+  assert second.returncode == 2 and "is being run by process" in second.stderr, second.stderr
+  assert first.wait(timeout=600) == 0
+  rows = _finished(db)
+  assert len(rows) == 8 and len({r[0] for r in rows}) == 8
+  statuses = [r[0] for r in sqlite3.connect(db).execute("SELECT status FROM trials")]
+  assert "interrupted" not in statuses and "running" not in statuses
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "random-packed", "grid"])
+def test_a_resumed_strategy_proposes_what_an_uninterrupted_one_would(name):
+  space = SearchSpace.for_backbone("sasrec", only=["hidden", "lr", "dropout", "loss"])
+  value = lambda cfg: cfg.lr * 10 + cfg.hidden / 1000  # noqa: E731 (a fixed "result")
+  full = make_strategy(name, space, seed=5, lanes=4)
+  done = set()
+  batch1 = [p.config for p in full.ask(4, done)]
+  for c in batch1:
+    full.tell(c, value(c))
+  batch2 = [p.config for p in full.ask(4, done)]
+  # Killed after two trials of batch 2 had finished: replay, then finish the cut batch.
+  resumed = make_strategy(name, space, seed=5, lanes=4)
+  mismatched = resumed.resume([[(c, value(c)) for c in batch1],
+                               [(c, value(c)) for c in batch2[:2]]], [4, 4])
+  assert mismatched == 0
+  done = {c.canonical_json() for c in batch1 + batch2[:2]}
+  assert [p.config for p in resumed.propose(2, done)] == batch2[2:]

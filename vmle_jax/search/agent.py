@@ -28,7 +28,7 @@ from vmle_jax.search.curves import SUGGESTS, diagnose
 from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
 from vmle_jax.search.playbook import playbook
 from vmle_jax.search.space import SearchSpace, SpaceError
-from vmle_jax.search.strategies import Proposal
+from vmle_jax.search.strategies import Proposal, Strategy
 
 
 def laplace_confidence(support: int, contradict: int) -> float:
@@ -90,7 +90,7 @@ def validate_proposals(content, space: SearchSpace, base: dict, done: set[str],
   return accepted, reasons
 
 
-class AgentStrategy:
+class AgentStrategy(Strategy):
   """A planner driving the study loop; see the module docstring."""
 
   def __init__(self, planner, space: SearchSpace, max_retries: int = 2,
@@ -233,6 +233,9 @@ class AgentStrategy:
 
   def tell(self, config: TrialConfig, value: float | None) -> None:
     pass  # results are read back from the store in after_batch
+
+  def resume(self, batches, sizes=None) -> int:
+    return 0  # nothing to replay: every proposal is derived from the memory it reads
 
   # ---------------------------------------------------------------- reflect
   def after_batch(self, trial_ids: list[int]) -> None:

@@ -26,7 +26,7 @@ from vmle_jax.search.agent import AgentStrategy
 from vmle_jax.search.planners import make_planner
 from vmle_jax.search.space import GRID_DIMS, SearchSpace
 from vmle_jax.search.strategies import make_strategy
-from vmle_jax.search.study import StudySpec, _value, run_study
+from vmle_jax.search.study import StudySpec, run_study
 
 STRATEGY_NAMES = ("agent", "grid", "random", "tpe")
 KNOWN_STRATEGIES = ("agent", "grid", "random", "random-packed", "tpe")
@@ -67,11 +67,7 @@ def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine,
       strategy = AgentStrategy(make_planner(planner, model), space, recall="study",
                                summary=summary, log=log)
     else:
-      history = []
-      if exists and store is not None:
-        history = [(TrialConfig.from_dict(t["config"]), _value(t))
-                   for t in store.finished_trials(store.study(study)["id"])]
-      strategy = make_strategy(name, space, seed, history, lanes=lanes,
+      strategy = make_strategy(name, space, seed, lanes=lanes,
                                warm_start=tpe_warm_start if name == "tpe" else ())
     spec = StudySpec(name=study, backbone=base.backbone, strategy=label,
                      budget_trials=budget_trials, budget_minutes=budget_minutes, lanes=lanes,

@@ -1,17 +1,17 @@
-"""Classical search strategies behind one interface: grid, random, optuna TPE.
+"""Search strategies behind one interface: grid, random, random-packed, optuna TPE.
 
-A strategy proposes configs (`ask`) and hears results (`tell`). All three
-start from the space's default config as their first trial, so that every
-strategy (and the agent) is compared from the same starting point. They are
-deterministic given their seed and the finished trials, which is what lets a
-killed study resume: a rebuilt strategy skips what is already done.
+`Strategy` is the whole lifecycle the study loop drives: bind to the study,
+ask for a batch, tell each result, hear that a batch ended, finish, and
+resume from the finished trials after a kill. Grid, random and TPE start
+from the space's default config. They are deterministic given their seed
+and the sequence of asks and results, so a killed study resumes by
+replaying its finished batches (`resume`): the rebuilt strategy then
+proposes exactly what the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
-
 import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS, TrialConfig
@@ -36,17 +36,79 @@ def _add_new(out: list[Proposal], done: set[str], cfg: TrialConfig, strategy: st
     out.append(Proposal(cfg, {"strategy": strategy}))
 
 
-class Strategy(Protocol):
-  name: str
+class Strategy:
+  """A search strategy's lifecycle; subclasses implement `ask` and whatever else they need."""
+
+  name = "strategy"
+
+  def bind(self, store, study: dict, data) -> None:
+    """Called once the study exists (the agent reads its memory through the store)."""
 
   def ask(self, n: int, done: set[str]) -> list[Proposal]:
-    """Up to n new proposals whose canonical JSON is not in `done`."""
+    """Up to n new proposals whose canonical JSON is not in `done` (which they join)."""
+    raise NotImplementedError
 
   def tell(self, config: TrialConfig, value: float | None) -> None:
     """The validation NDCG@10 of a finished trial (None if it failed or diverged)."""
 
+  def after_batch(self, trial_ids: list[int]) -> None:
+    """Every trial of the batch has finished (the agent reflects here)."""
 
-class GridStrategy:
+  def finish(self) -> dict | None:
+    """The study ended; returns a cognition summary if the strategy distills one."""
+    return None
+
+  def tokens_used(self) -> int:
+    return 0
+
+  def propose(self, n: int, done: set[str]) -> list[Proposal]:
+    """The next batch: proposals a resume carried over from a cut batch first, then `ask`."""
+    carried = [p for p in getattr(self, "_carried", []) if p.config.canonical_json() not in done]
+    self._carried = []
+    for p in carried[:n]:
+      done.add(p.config.canonical_json())
+    out = carried[:n]
+    return out + (self.ask(n - len(out), done) if n > len(out) else [])
+
+  def resume(self, batches: list[list[tuple[TrialConfig, float | None]]],
+             sizes: list[int] | None = None) -> int:
+    """Replays finished batches (ask as many as the batch was asked for, then tell the
+    stored results, in order), so the next proposals are what an uninterrupted run would
+    make; proposals of a batch cut short by a kill are carried over to `propose`. Returns
+    the replayed proposals that matched no stored trial (0 for a deterministic strategy)."""
+    done: set[str] = set()
+    mismatched = 0
+    sizes = sizes or [len(b) for b in batches]
+    for i, (batch, size) in enumerate(zip(batches, sizes)):
+      stored = {cfg.canonical_json(): (cfg, value) for cfg, value in batch}
+      unrun = []
+      for p in self.ask(size, done):
+        hit = stored.pop(p.config.canonical_json(), None)
+        if hit is None:
+          unrun.append(p)
+        else:
+          self.tell(*hit)
+      last = i == len(batches) - 1
+      if last and not stored:
+        self._carried = unrun  # the cut batch's other trials: proposed next, unchanged
+      else:
+        mismatched += len(unrun) if not last else len(stored)
+        for p in unrun:
+          self.forget(p.config)
+      for cfg, value in stored.values():  # trials the replay did not propose
+        done.add(cfg.canonical_json())
+        self.record(cfg, value)
+    return mismatched
+
+  def forget(self, config: TrialConfig) -> None:
+    """A replayed proposal that was never run (nondeterminism): drop it."""
+
+  def record(self, config: TrialConfig, value: float | None) -> None:
+    """A finished trial this strategy did not propose on replay: learn from it anyway."""
+    self.tell(config, value)
+
+
+class GridStrategy(Strategy):
   """The default config, then the space's grid in a seeded shuffled order.
 
   The study loop groups each batch's points by static signature, so points
@@ -68,11 +130,7 @@ class GridStrategy:
       _add_new(out, done, cfg, "grid")
     return out
 
-  def tell(self, config, value):
-    pass
-
-
-class RandomStrategy:
+class RandomStrategy(Strategy):
   """Uniform random search: every trial drawn independently over every dimension.
 
   Trials of a batch rarely share a static signature, so most buckets hold
@@ -101,11 +159,7 @@ class RandomStrategy:
       _add_new(out, done, cfg, self.name)
     return out
 
-  def tell(self, config, value):
-    pass
-
-
-class PackedRandomStrategy:
+class PackedRandomStrategy(Strategy):
   """Random search shaped for lanes: one static signature drawn per batch.
 
   Each batch draws the static dimensions (sizes, loss, switches) once and the
@@ -147,10 +201,6 @@ class PackedRandomStrategy:
       _add_new(out, done, cfg, self.name)
     return out
 
-  def tell(self, config, value):
-    pass
-
-
 def optuna_distributions(space: SearchSpace) -> dict:
   import optuna
   out = {}
@@ -166,7 +216,7 @@ def optuna_distributions(space: SearchSpace) -> dict:
   return out
 
 
-class TPEStrategy:
+class TPEStrategy(Strategy):
   """Optuna's TPE through ask-and-tell, K asks at a time; the default config is enqueued first.
 
   `startup_trials` is TPE's random phase (`n_startup_trials`). Optuna's
@@ -180,8 +230,7 @@ class TPEStrategy:
 
   name = "tpe"
 
-  def __init__(self, space: SearchSpace, seed: int = 0, history=(), startup_trials: int = 8,
-               warm_start=()):
+  def __init__(self, space: SearchSpace, seed: int = 0, startup_trials: int = 8, warm_start=()):
     try:
       import optuna
     except ImportError:
@@ -197,17 +246,22 @@ class TPEStrategy:
     self.startup_trials = max(1, int(startup_trials))
     self.pending: dict[str, object] = {}
     seen = set()
-    for cfg, value in history:  # replay finished trials on resume
-      params = space.values_of(cfg)
-      seen.add(cfg.canonical_json())
-      state = (optuna.trial.TrialState.COMPLETE if value is not None
-               else optuna.trial.TrialState.FAIL)
-      self.study.add_trial(optuna.trial.create_trial(
-          params=params, distributions=self.dists, value=value, state=state))
     for cfg in [space.default_config(), *warm_start]:
       if cfg.canonical_json() not in seen:
         seen.add(cfg.canonical_json())
         self.study.enqueue_trial(space.values_of(cfg))
+
+  def record(self, config, value):
+    """A finished trial added to TPE's history without an ask."""
+    state = (self.optuna.trial.TrialState.COMPLETE if value is not None
+             else self.optuna.trial.TrialState.FAIL)
+    self.study.add_trial(self.optuna.trial.create_trial(
+        params=self.space.values_of(config), distributions=self.dists, value=value, state=state))
+
+  def forget(self, config):
+    trial = self.pending.pop(config.canonical_json(), None)
+    if trial is not None:
+      self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
 
   def ask(self, n, done):
     out, tries = [], 0
@@ -239,10 +293,10 @@ class TPEStrategy:
       self.study.tell(trial, value)
 
 
-def make_strategy(name: str, space: SearchSpace, seed: int = 0, history=(), lanes: int = 8,
+def make_strategy(name: str, space: SearchSpace, seed: int = 0, lanes: int = 8,
                   warm_start=()) -> Strategy:
-  """A strategy by name; `history` [(config, value)] replays finished trials; TPE's random
-  startup phase is one batch of `lanes` trials; `warm_start` configs go first (TPE only)."""
+  """A strategy by name; TPE's random startup phase is one batch of `lanes` trials, and
+  `warm_start` configs are its first proposals after the default."""
   if name == "grid":
     return GridStrategy(space, seed)
   if name == "random":
@@ -250,6 +304,5 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, history=(), lane
   if name == "random-packed":
     return PackedRandomStrategy(space, seed)
   if name == "tpe":
-    return TPEStrategy(space, seed, history, startup_trials=lanes, warm_start=warm_start)
+    return TPEStrategy(space, seed, startup_trials=lanes, warm_start=warm_start)
   raise ValueError(f"strategy={name!r}: not one of {', '.join(STRATEGIES)}")
-

@@ -16,7 +16,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
+import uuid
 from typing import Callable
 
 import jax
@@ -57,30 +59,94 @@ def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
   return list(buckets.values())
 
 
+# What a resumed study may change with --override, and the flags that name each setting.
+OVERRIDABLE = ("budget", "schedule", "lanes", "early_stop")
+SETTING_FLAGS = {"strategy": "--strategy", "budget": "--budget_trials/--budget_minutes/"
+                 "--budget_tokens", "schedule": "--epochs/--patience/... (schedule flags)",
+                 "lanes": "--lanes", "early_stop": "--early_stop", "seed": "--seed",
+                 "space": "--dims and the config flags", "base": "the config flags",
+                 "dataset": "--dataset"}
+
+
+def study_settings(spec: StudySpec, space: SearchSpace, schedule: Schedule) -> tuple[dict, dict]:
+  """(budget, settings) as a study stores them."""
+  settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
+              "space": space.describe(), "base": space.base.to_dict(), "group": spec.group,
+              "early_stop": spec.early_stop}
+  budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes,
+            "tokens": spec.budget_tokens}
+  return budget, settings
+
+
+def setting_changes(study: dict, spec: StudySpec, budget: dict, settings: dict,
+                    dataset_id: int) -> dict[str, tuple]:
+  """{setting: (stored, given)} for every setting a resume would change."""
+  changes = {}
+  if study["dataset_id"] != dataset_id:
+    changes["dataset"] = (f"data set #{study['dataset_id']}", "another data set")
+  if study["strategy"] != spec.strategy:
+    changes["strategy"] = (study["strategy"], spec.strategy)
+  if {k: v for k, v in study["budget"].items()} != budget:
+    changes["budget"] = (study["budget"], budget)
+  stored = study["settings"]
+  for key in ("schedule", "lanes", "early_stop", "seed", "space", "base"):
+    if key in stored and stored[key] != settings[key]:
+      old, new = stored[key], settings[key]
+      if isinstance(old, dict) and isinstance(new, dict):
+        old = {k: v for k, v in old.items() if new.get(k) != v}
+        new = {k: new.get(k) for k in old}
+      changes[key] = (old, new)
+  return changes
+
+
 def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: SearchSpace,
-               schedule: Schedule, resume: bool, log: Callable[[str], None]) -> dict:
-  """Creates the study, or (with resume) reopens it after clearing unfinished trials."""
+               schedule: Schedule, resume: bool, log: Callable[[str], None],
+               overrides: tuple[str, ...] = ()) -> dict:
+  """Creates the study, or (with resume) reopens it with the settings it was created with.
+
+  A resume whose flags differ from the stored settings is refused, naming each
+  difference, unless `overrides` lists it (budget, schedule, lanes, early_stop;
+  recorded in the study). Unfinished trials are handled once this process owns
+  the study (see `run_study`).
+  """
   dataset_id = store.upsert_dataset(data.fingerprint())
   study = store.study(spec.name)
+  budget, settings = study_settings(spec, space, schedule)
   if study is None:
-    settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
-                "space": space.describe(), "base": space.base.to_dict(), "group": spec.group,
-                "early_stop": spec.early_stop}
-    budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes,
-              "tokens": spec.budget_tokens}
+    if resume:
+      raise StoreError(f"--resume: there is no study {spec.name!r} in {store.path} (see "
+                       "`vmle-memory studies`); leave out --resume to start it")
     sid = store.create_study(spec.name, dataset_id, spec.backbone, spec.strategy, budget, settings)
     return store.study(sid)
   if not resume:
     raise StoreError(f"study {spec.name!r} already exists in {store.path}; pass --resume to "
                      "continue it or choose another --study name")
-  if study["dataset_id"] != dataset_id:
-    raise StoreError(f"study {spec.name!r} was run on another data set; choose another --study")
-  dropped = store.reset_unfinished(study["id"])
-  kept = len(store.finished_trials(study["id"]))
-  log(f"resuming study {spec.name!r}: {kept} finished trials kept"
-      + (f", {dropped} unfinished trials will be re-run" if dropped else ""))
-  store.set_study_status(study["id"], "running")
+  bad = [o for o in overrides if o not in OVERRIDABLE]
+  if bad:
+    raise StoreError(f"--override: {', '.join(bad)} cannot change on resume (only "
+                     f"{', '.join(OVERRIDABLE)}); start a new --study instead")
+  changes = setting_changes(study, spec, budget, settings, dataset_id)
+  refused = {k: v for k, v in changes.items() if k not in overrides}
+  if refused:
+    lines = "; ".join(f"{k} ({SETTING_FLAGS.get(k, k)}): stored {_short(old)}, given "
+                      f"{_short(new)}" for k, (old, new) in refused.items())
+    hint = [k for k in refused if k in OVERRIDABLE]
+    raise StoreError(f"--resume of study {spec.name!r} would change its settings: {lines}. "
+                     + (f"Pass --override={','.join(hint)} to change them, or give the "
+                        "stored values." if hint else "Give the stored values or start a new "
+                        "--study."))
+  if changes:
+    store.update_study_settings(study["id"], budget if "budget" in changes else None,
+                                {k: settings[k] for k in changes if k != "budget"},
+                                {k: {"from": old, "to": new} for k, (old, new) in changes.items()})
+    log(f"resuming study {spec.name!r} with new settings: {', '.join(changes)}")
+    study = store.study(study["id"])
   return study
+
+
+def _short(value) -> str:
+  text = repr(value)
+  return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _value(trial: dict) -> float | None:
@@ -119,7 +185,8 @@ def follow(engine: Engine) -> dict:
 def run_study(spec: StudySpec, data: SequenceDataset, store: Store | None, strategy: Strategy,
               space: SearchSpace, schedule: Schedule = Schedule(), engine: Engine | None = None,
               resume: bool = False, workdir: str | None = None,
-              log: Callable[[str], None] = print, engine_log: bool = True) -> dict:
+              log: Callable[[str], None] = print, engine_log: bool = True,
+              overrides: tuple[str, ...] = ()) -> dict:
   """Runs (or resumes) a study to its budget; returns its summary (also in workdir).
 
   In a multi-host run every process calls this; process 0 runs the study and
@@ -129,7 +196,8 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store | None, strat
   if distributed.multi_process() and not distributed.is_leader():
     return follow(engine)
   try:
-    return _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log)
+    return _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log,
+                 tuple(overrides))
   finally:
     if distributed.multi_process():
       distributed.broadcast_json({"op": "stop"})
@@ -148,11 +216,95 @@ def _train(engine: Engine, configs, label: str, checkpoint_dir: str | None, op: 
   return engine.train(configs, label=label, checkpoint_dir=checkpoint_dir, prune=prune)
 
 
-def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log) -> dict:
-  study = open_study(store, spec, data, space, schedule, resume, log)
+def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log,
+          overrides) -> dict:
+  study = open_study(store, spec, data, space, schedule, resume, log, overrides)
   sid = study["id"]
-  if hasattr(strategy, "bind"):
+  with StudyLease(store, sid) as lease:
+    if resume:
+      interrupted = store.interrupt_unfinished(sid)
+      kept = len(store.finished_trials(sid))
+      log(f"resuming study {spec.name!r}: {kept} finished trials kept"
+          + (f", {interrupted} interrupted trials marked and re-run" if interrupted else ""))
+      store.set_study_status(sid, "running")
     strategy.bind(store, study, data)
+    if resume:
+      batches = finished_batches(store.finished_trials(sid))
+      mismatched = strategy.resume(batches, intended_sizes(batches, spec))
+      if mismatched:
+        log(f"resume: {mismatched} replayed proposals did not match the stored trials; the "
+            "strategy continues from the stored results")
+    return _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease)
+
+
+def intended_sizes(batches: list[list], spec: StudySpec) -> list[int]:
+  """How many trials each batch was asked for: the lanes, or what was left of the budget."""
+  sizes, before = [], 0
+  for batch in batches:
+    sizes.append(max(len(batch), min(spec.lanes, spec.budget_trials - before)))
+    before += len(batch)
+  return sizes
+
+
+def finished_batches(trials: list[dict]) -> list[list[tuple[TrialConfig, float | None]]]:
+  """Finished trials grouped by the batch that proposed them, in order (config, value)."""
+  batches: dict = {}
+  for t in trials:
+    key = t.get("batch") if t.get("batch") is not None else ("bucket", t["bucket"])
+    batches.setdefault(key, []).append((TrialConfig.from_dict(t["config"]), _value(t)))
+  return list(batches.values())
+
+
+class StudyLease:
+  """This process's ownership of a study: acquired on entry, refreshed by a heartbeat
+  thread (its own SQLite connection), released on exit."""
+
+  def __init__(self, store: Store, study_id: int, interval_s: float = 20.0,
+               stale_after_s: float = 120.0):
+    self.store, self.study_id = store, study_id
+    self.owner = uuid.uuid4().hex
+    self.interval_s, self.stale_after_s = interval_s, stale_after_s
+    self.lost = False
+    self._stop = threading.Event()
+
+  def __enter__(self) -> "StudyLease":
+    previous = self.store.acquire_lease(self.study_id, self.owner, self.stale_after_s)
+    if previous:
+      print(f"took over study #{self.study_id} from process {previous['pid']} on "
+            f"{previous['host']} (no heartbeat for {time.time() - previous['heartbeat']:.0f} s)")
+    self._thread = threading.Thread(target=self._beat, daemon=True)
+    self._thread.start()
+    return self
+
+  def _beat(self) -> None:
+    store = None
+    try:
+      store = Store(self.store.path)
+      while not self._stop.wait(self.interval_s):
+        if not store.heartbeat(self.study_id, self.owner):
+          self.lost = True
+          return
+    except StoreError:
+      pass  # the main connection reports a broken file on its next write
+    finally:
+      if store is not None:
+        store.close()
+
+  def check(self) -> None:
+    """Refuses to go on once another process has taken the study over."""
+    if self.lost or not self.store.heartbeat(self.study_id, self.owner):
+      self.lost = True
+      raise StoreError(f"study #{self.study_id} was taken over by another process (this one "
+                       "stopped heartbeating for too long); stopping without writing more")
+
+  def __exit__(self, *exc) -> None:
+    self._stop.set()
+    self._thread.join(timeout=5)
+    if not self.lost:
+      self.store.release_lease(self.study_id, self.owner)
+
+
+def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease) -> dict:
   finished = store.finished_trials(sid)
   done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
   t_start = time.perf_counter()
@@ -166,19 +318,29 @@ def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir,
     if spec.budget_minutes is not None and elapsed >= 60 * spec.budget_minutes:
       log(f"time budget of {spec.budget_minutes} min reached")
       break
-    if spec.budget_tokens is not None and hasattr(strategy, "tokens_used") \
-        and strategy.tokens_used() >= spec.budget_tokens:
+    if spec.budget_tokens is not None and strategy.tokens_used() >= spec.budget_tokens:
       log(f"token budget of {spec.budget_tokens} reached")
       break
     tp = time.perf_counter()
-    proposals = strategy.ask(min(spec.lanes, spec.budget_trials - n_done), done)
+    # A batch a kill cut short is completed first, under its own number, so the resumed
+    # study's batches are the uninterrupted study's batches.
+    finished_now = store.finished_trials(sid)
+    batch_number = 1 + max((t.get("batch") or 0 for t in store.trials(sid)), default=0)
+    want = min(spec.lanes, spec.budget_trials - n_done)
+    if finished_now and finished_now[-1].get("batch") is not None:
+      last = finished_now[-1]["batch"]
+      in_last = sum(1 for t in finished_now if t.get("batch") == last)
+      intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
+      if in_last < intended:
+        batch_number, want = last, intended - in_last
+    proposals = strategy.propose(want, done)
     planner_seconds = time.perf_counter() - tp
     if not proposals:
       log("the strategy has nothing left to propose")
       break
     batch_ids = []
-    batch_number = 1 + max((t.get("batch") or 0 for t in store.trials(sid)), default=0)
     for bucket in group_buckets(proposals):
+      lease.check()
       tb = time.perf_counter()
       configs = [p.config for p in bucket]
       ids, number = store.start_bucket(
@@ -221,15 +383,13 @@ def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir,
           f"{seconds:.0f} s/bucket, ETA {eta}")
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
-    if hasattr(strategy, "after_batch"):
-      tr = time.perf_counter()
-      strategy.after_batch(batch_ids)
-      store.add_planner_seconds(batch_ids, time.perf_counter() - tr)
+    tr = time.perf_counter()
+    strategy.after_batch(batch_ids)
+    store.add_planner_seconds(batch_ids, time.perf_counter() - tr)
   summary = finish_study(store, spec, data, engine, workdir, log)
-  if hasattr(strategy, "finish"):
-    cognition = strategy.finish()
-    if cognition:
-      summary["cognition_summary_version"] = cognition["version"]
+  cognition = strategy.finish()
+  if cognition:
+    summary["cognition_summary_version"] = cognition["version"]
   return summary
 
 
