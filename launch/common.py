@@ -8,6 +8,10 @@ new flag everywhere without another line here.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import math
+import os
+import re
 import sys
 
 from absl import flags
@@ -131,9 +135,41 @@ class StudySetup:
   lanes: int
 
 
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_study_name(name: str, flag: str = "--study") -> str:
+  """A study name is also a directory under runs/: letters, digits, '.', '_' and '-' only."""
+  if not STUDY_NAME.match(name) or ".." in name:
+    fail(f"{flag}={name[:80]!r}: a study name is a file name: letters, digits, '.', '_' and "
+         "'-', starting with a letter or digit, at most 128 characters")
+  return name
+
+
+def safe_name(text: str) -> str:
+  """A derived name (e.g. from a data file's name) made safe as a study name."""
+  out = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-") or "data"
+  return out[:100]
+
+
+def check_budgets(FLAGS) -> None:
+  """Budgets must be positive (and finite): an empty study is never what was meant."""
+  if FLAGS.budget_trials < 1:
+    fail(f"--budget_trials={FLAGS.budget_trials}: must be at least 1")
+  minutes = FLAGS.budget_minutes
+  if minutes is not None and (not math.isfinite(minutes) or minutes <= 0):
+    fail(f"--budget_minutes={minutes}: must be a positive number of minutes")
+  tokens = getattr(FLAGS, "budget_tokens", None) if "budget_tokens" in FLAGS else None
+  if tokens is not None and tokens < 1:
+    fail(f"--budget_tokens={tokens}: must be at least 1")
+
+
 def study_setup(FLAGS, dims=None) -> StudySetup:
   """Preset, data, schedule, base config, search space, engine and lanes from the flags."""
   from vmle_jax.search.space import SearchSpace, SpaceError
+  check_budgets(FLAGS)
+  if FLAGS.study:
+    check_study_name(FLAGS.study)
   preset = setup_runtime(FLAGS)
   data = dataset_from_flags(FLAGS)
   schedule = schedule_from_flags(FLAGS, preset=preset)
@@ -150,11 +186,17 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
                     lanes_from_flags(FLAGS, space, data, preset, engine))
 
 
-def open_store(path: str):
-  """The SQLite memory on process 0; None on the other processes of a multi-host job."""
+def open_store(path: str, readonly: bool = False):
+  """The SQLite memory on process 0; None on the other processes of a multi-host job.
+  A file that cannot be used is a one-line error naming --db."""
   import jax
-  from vmle_jax.memory.store import Store
-  return Store(path) if jax.process_index() == 0 else None
+  from vmle_jax.memory.store import Store, StoreError
+  if jax.process_index() != 0:
+    return None
+  try:
+    return Store(path, readonly=readonly)
+  except StoreError as e:
+    fail(str(e))
 
 
 def define_study_flags(default_trials: int = 16) -> None:
@@ -183,6 +225,32 @@ def define_study_flags(default_trials: int = 16) -> None:
                     "at the same epoch (after a quarter of --epochs, at least 2, once 4 trials have "
                     "finished); its lane "
                     "stops costing compute.")
+
+
+def define_planner_flags() -> None:
+  """Flags of launchers that run the agent (tune, compare)."""
+  flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"],
+                    "Who proposes trials: heuristic (offline, deterministic, the default; not an "
+                    "LLM), gemini (google-genai; key from GEMINI_API_KEY or GOOGLE_API_KEY), or "
+                    "replay (answers from a recorded --transcript).")
+  flags.DEFINE_string("model", None, "Gemini model name (default: a current Flash model).")
+  flags.DEFINE_float("llm_timeout_s", 20.0, "Seconds one LLM request may take.")
+  flags.DEFINE_integer("llm_retries", 2,
+                       "Attempts per LLM call (1 = no retry); a call costs at most "
+                       "--llm_timeout_s x --llm_retries, then the heuristic planner fills in.")
+  flags.DEFINE_float("planner_minutes", None,
+                     "Per-study cap on the LLM planner's time; past it, the heuristic planner "
+                     "proposes and reflects (recorded as a fallback).")
+
+
+def check_planner_flags(FLAGS) -> None:
+  if not math.isfinite(FLAGS.llm_timeout_s) or FLAGS.llm_timeout_s <= 0:
+    fail(f"--llm_timeout_s={FLAGS.llm_timeout_s}: must be a positive number of seconds")
+  if FLAGS.llm_retries < 1:
+    fail(f"--llm_retries={FLAGS.llm_retries}: must be at least 1 (attempts per call)")
+  minutes = FLAGS.planner_minutes
+  if minutes is not None and (not math.isfinite(minutes) or minutes <= 0):
+    fail(f"--planner_minutes={minutes}: must be a positive number of minutes")
 
 
 def explicit_config_flags(FLAGS) -> dict:
@@ -274,6 +342,32 @@ def dataset_from_flags(FLAGS):
     return load_dataset(FLAGS.dataset, FLAGS.data_dir, FLAGS.format, FLAGS.kcore)
   except DataError as e:
     fail(str(e))
+
+
+def run_main(main) -> None:
+  """absl's app.run with the failures users meet turned into one line and status 2:
+  output piped into `head` (closed early), a full disk, a path that cannot be written."""
+  from absl import app
+
+  def guarded(argv):
+    from vmle_jax.memory.store import StoreError
+    from vmle_jax.search.study import StudyError
+    try:
+      return main(argv)
+    except (StoreError, StudyError) as e:
+      fail(str(e))
+    except BrokenPipeError:
+      # The reader went away (e.g. `| head`): stop quietly, as command-line tools do.
+      try:
+        sys.stdout = open(os.devnull, "w")
+      finally:
+        os._exit(0)
+    except OSError as e:
+      if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+        fail(f"{e.filename or 'a file'}: {e.strerror}")
+      raise
+
+  app.run(guarded)
 
 
 def fail(message: str) -> None:

@@ -15,10 +15,9 @@ of the same comparison) unless --summary_from gives it a summary.
 
 from __future__ import annotations
 
-import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 from vmle_jax.launch import common
 
@@ -29,8 +28,7 @@ flags.DEFINE_list("strategies", ["agent", "grid", "random", "tpe"],
                   "Strategies to compare: agent (with --planner), grid, random (independent "
                   "draws), random-packed (one structure per batch), tpe.")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds; each strategy runs once per seed.")
-flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"], "The agent's planner.")
-flags.DEFINE_string("model", None, "Gemini model for --planner=gemini.")
+common.define_planner_flags()
 flags.DEFINE_string("summary_from", None, "A cognition summary (JSON) the agent starts from.")
 flags.DEFINE_boolean("report_only", False, "Redraw the report from --db without training.")
 flags.DEFINE_float("target", 0.98, "Target as a fraction of the best value any strategy found.")
@@ -48,6 +46,7 @@ def main(argv) -> None:
   from vmle_jax.training import device_description
 
   from vmle_jax.search.comparison import KNOWN_STRATEGIES
+  common.check_planner_flags(FLAGS)
   bad = [s for s in FLAGS.strategies if s not in KNOWN_STRATEGIES]
   if bad:
     common.fail(f"--strategies: {bad} not among {', '.join(KNOWN_STRATEGIES)}")
@@ -64,19 +63,26 @@ def main(argv) -> None:
     data, base = setup.data, setup.base
   group = group_name(data, base)
   workdir = FLAGS.workdir or os.path.join("runs", f"compare-{group}")
-  store = common.open_store(FLAGS.db)
+  store = common.open_store(FLAGS.db, readonly=FLAGS.report_only)
   if not FLAGS.report_only:
     fixed = common.explicit_config_flags(FLAGS)
     fixed.pop("seed", None)
     summary = None
     if FLAGS.summary_from:
-      with open(FLAGS.summary_from) as f:
-        summary = json.load(f)
+      from vmle_jax.memory.summaries import read_summary
+      try:
+        summary = read_summary(FLAGS.summary_from)
+      except ValueError as e:
+        common.fail(f"--summary_from: {e}")
     try:
       run_comparison(data, base, store, setup.engine, setup.lanes, setup.schedule, workdir,
                      FLAGS.budget_trials, seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model,
                      summary, FLAGS.dims, fixed, FLAGS.budget_minutes,
-                     early_stop=FLAGS.early_stop)
+                     early_stop=FLAGS.early_stop,
+                     planner_options={"timeout_s": FLAGS.llm_timeout_s,
+                                      "attempts": FLAGS.llm_retries},
+                     planner_budget_s=None if FLAGS.planner_minutes is None
+                     else 60 * FLAGS.planner_minutes)
     except StoreError as e:
       common.fail(str(e))
   if store is None:  # a follower process of a multi-host run: nothing to report
@@ -97,7 +103,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  common.run_main(main)
 
 
 if __name__ == "__main__":

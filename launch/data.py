@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags
+from absl import flags
 
 from vmle_jax.launch import common
 
@@ -61,7 +61,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  common.run_main(main)
 
 
 if __name__ == "__main__":

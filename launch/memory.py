@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 from vmle_jax.launch import common
 
@@ -35,8 +35,8 @@ def main(argv) -> None:
   command = argv[1]
   if command != "import" and not os.path.exists(FLAGS.db):
     common.fail(f"--db={FLAGS.db}: no such memory file")
-  try:
-    store = Store(FLAGS.db)
+  try:  # every command but import only reads: a read-only file or directory is fine
+    store = Store(FLAGS.db, readonly=command != "import")
   except StoreError as e:
     common.fail(str(e))
   if command == "studies":
@@ -99,7 +99,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  common.run_main(main)
 
 
 if __name__ == "__main__":

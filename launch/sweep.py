@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from vmle_jax.launch import common
 
@@ -45,7 +45,8 @@ def main(argv) -> None:
   setup = common.study_setup(FLAGS, dims)
   data, schedule, base, space, engine, lanes = (setup.data, setup.schedule, setup.base,
                                                 setup.space, setup.engine, setup.lanes)
-  name = FLAGS.study or f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}"
+  name = FLAGS.study or common.safe_name(
+      f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}")
   workdir = FLAGS.workdir or os.path.join("runs", name)
   spec = StudySpec(name=name, backbone=base.backbone, strategy=FLAGS.strategy,
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
@@ -69,7 +70,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  common.run_main(main)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from vmle_jax.launch import common
 
@@ -62,7 +62,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """Console-script entry point."""
-  app.run(main)
+  common.run_main(main)
 
 
 if __name__ == "__main__":

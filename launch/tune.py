@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from vmle_jax.launch import common
 
@@ -26,11 +26,7 @@ common.define_data_flags()
 # Defaults sized so that the bare `vmle-tune` (synthetic data) takes minutes on a laptop.
 common.define_schedule_flags(default_epochs=15)
 common.define_study_flags(default_trials=12)
-flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"],
-                  "Who proposes trials: heuristic (offline, deterministic, the default; not an "
-                  "LLM), gemini (google-genai; key from GEMINI_API_KEY or GOOGLE_API_KEY), or "
-                  "replay (answers from a recorded --transcript).")
-flags.DEFINE_string("model", None, "Gemini model name (default: a current Flash model).")
+common.define_planner_flags()
 flags.DEFINE_string("gemini_base_url", None, "Gemini API base URL (for proxies and tests).")
 flags.DEFINE_string("transcript", None, "Recorded transcript.jsonl for --planner=replay.")
 flags.DEFINE_string("summary_from", None,
@@ -50,13 +46,16 @@ def main(argv) -> None:
   from vmle_jax.search.planners import Transcript, make_planner
   from vmle_jax.search.study import StudySpec, run_study
 
+  common.check_planner_flags(FLAGS)
   setup = common.study_setup(FLAGS, FLAGS.dims)
   data, schedule, base, space, engine, lanes = (setup.data, setup.schedule, setup.base,
                                                 setup.space, setup.engine, setup.lanes)
-  name = FLAGS.study or f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}"
+  name = FLAGS.study or common.safe_name(
+      f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}")
   workdir = FLAGS.workdir or os.path.join("runs", name)
   try:
-    planner = make_planner(FLAGS.planner, FLAGS.model, FLAGS.transcript, FLAGS.gemini_base_url)
+    planner = make_planner(FLAGS.planner, FLAGS.model, FLAGS.transcript, FLAGS.gemini_base_url,
+                           timeout_s=FLAGS.llm_timeout_s, attempts=FLAGS.llm_retries)
   except Exception as e:  # missing key, missing package, missing transcript
     common.fail(str(e))
   spec = StudySpec(name=name, backbone=base.backbone, strategy=f"agent:{FLAGS.planner}",
@@ -72,7 +71,9 @@ def main(argv) -> None:
         common.fail(f"--summary_from: {e}")
       print(f"imported cognition summary {FLAGS.summary_from} as version {version}")
     transcript = Transcript(os.path.join(workdir, "transcript.jsonl"))
-    strategy = AgentStrategy(planner, space, max_retries=FLAGS.max_retries, transcript=transcript)
+    strategy = AgentStrategy(planner, space, max_retries=FLAGS.max_retries, transcript=transcript,
+                             planner_budget_s=None if FLAGS.planner_minutes is None
+                             else 60 * FLAGS.planner_minutes)
     print(f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
           f"trials; {lanes} lanes per bucket on {common.device_summary()}")
     t0 = time.perf_counter()
@@ -89,7 +90,7 @@ def main(argv) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  common.run_main(main)
 
 
 if __name__ == "__main__":

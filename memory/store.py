@@ -65,6 +65,10 @@ class Store:
     path = self.path
     if os.path.isdir(path):
       raise StoreError(f"--db={path}: is a directory, not a SQLite file")
+    writable = os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)),
+                                                      os.W_OK)
+    if self.readonly and writable:
+      self.readonly = False  # open as usual (an old file is migrated forward)
     if self.readonly:
       if not os.path.exists(path):
         raise StoreError(f"--db={path}: no such memory file")

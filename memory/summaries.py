@@ -165,16 +165,37 @@ def to_markdown(doc: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def read_summary(path: str) -> dict:
+  """A cognition summary file, checked: a ValueError names the file and what is wrong."""
+  try:
+    with open(path, encoding="utf-8-sig") as f:
+      doc = json.load(f)
+  except OSError as e:
+    raise ValueError(f"summary file {path}: {e.strerror or e}") from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"summary file {path}: not valid JSON ({e})") from None
+  if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+    raise ValueError(f"summary file {path}: not a vmle-jax cognition summary "
+                     f"(format {str(found)[:60]!r}; export one with `vmle-memory export`)")
+  if not isinstance(doc.get("backbone"), str) or not isinstance(doc.get("rules"), list):
+    raise ValueError(f"summary file {path}: needs a 'backbone' name and a 'rules' list")
+  for i, r in enumerate(doc["rules"], 1):
+    key = r.get("key") if isinstance(r, dict) else None
+    if not isinstance(key, dict) or not isinstance(key.get("dimension"), str) \
+        or key.get("direction") not in ("up", "down", "set") \
+        or not isinstance(r.get("support", 0), int) or not isinstance(r.get("contradict", 0), int):
+      raise ValueError(f"summary file {path}: rule {i} needs a key {{dimension, direction "
+                       "(up, down or set), value}} and integer support and contradict counts")
+    r.setdefault("rule", f"{key['direction']} {key['dimension']}")
+    r.setdefault("datasets", [])
+  doc.setdefault("provenance", {})
+  return doc
+
+
 def import_summary(store: Store, path: str) -> int:
   """Stores a summary file's rules as an imported version; returns the version."""
-  try:
-    with open(path) as f:
-      doc = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"summary file {path}: {e}") from None
-  if doc.get("format") != FORMAT:
-    raise ValueError(f"summary file {path}: not a vmle-jax cognition summary "
-                     f"(format {doc.get('format')!r})")
+  doc = read_summary(path)
   new = [{**r, "imported": True} for r in doc["rules"]]
   latest = store.summary(doc["backbone"])
   earlier = [r for r in (latest or {}).get("rules", []) if r.get("imported")]

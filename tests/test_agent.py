@@ -383,3 +383,45 @@ def test_heuristic_agent_beats_the_default_on_the_synthetic_default(tmp_path):
   assert summary["best_valid"]["NDCG@10"] > default
   assert store.insights(study_id=store.study("syn")["id"])
   assert store.summary("sasrec") is not None
+
+
+def test_a_hung_llm_server_costs_at_most_timeout_times_attempts(monkeypatch):
+  """A server that accepts the connection and never answers: bounded, then an error."""
+  monkeypatch.setenv("GEMINI_API_KEY", f"test-only-{secrets.token_hex(8)}")
+  from vmle_jax.search.planners import gemini
+  fake = FakeGemini([slow_reply(30.0, _gemini_proposal(0.002))])
+  try:
+    planner = gemini.GeminiPlanner(model="m", base_url=fake.url, timeout_s=1.0, max_attempts=2,
+                                   backoff_s=5.0)
+    space = _space()
+    ctx = {"search_space": space, "space": space.describe(), "backbone": "sasrec",
+           "dataset": {"name": "d", "stats": {}}, "trials": []}
+    t0 = time.perf_counter()
+    with pytest.raises(gemini.PlannerError, match="after 2 attempts"):
+      planner.propose(ctx, 1, [])
+    assert time.perf_counter() - t0 < 2.0 + 1.0  # 1 s x 2 attempts (backoff fits inside)
+  finally:
+    fake.close()
+
+
+def test_past_the_planner_time_cap_the_heuristic_takes_over(data, engine, tmp_path, monkeypatch):
+  monkeypatch.setenv("GEMINI_API_KEY", f"test-only-{secrets.token_hex(8)}")
+  from vmle_jax.search.planners import gemini
+  fake = FakeGemini([slow_reply(0.2, _gemini_proposal(0.002, 0.003))])
+  try:
+    planner = gemini.GeminiPlanner(model="m", base_url=fake.url, timeout_s=5.0, max_attempts=1)
+    store = Store(str(tmp_path / "m.sqlite"))
+    space = _space()
+    strategy = AgentStrategy(planner, space, log=lambda s: None, planner_budget_s=0.1)
+    spec = StudySpec(name="cap", strategy="agent:gemini", budget_trials=4, lanes=2)
+    run_study(spec, data, store, strategy, space, SCHEDULE, engine=engine, log=lambda s: None,
+              engine_log=False)
+  finally:
+    fake.close()
+  trials = store.finished_trials(store.study("cap")["id"])
+  assert [t["proposal"]["planner"] for t in trials] == ["gemini", "gemini", "heuristic",
+                                                        "heuristic"]
+  assert all(t["proposal"]["fallback"] for t in trials[2:])
+  assert len(fake.requests) == 1  # the cap held: one LLM call in the whole study
+  sources = {i["source"] for i in store.insights(study_id=store.study("cap")["id"])}
+  assert "gemini" not in sources and "heuristic (fallback)" in sources

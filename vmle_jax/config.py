@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 BACKBONES = ("sasrec", "hstu")
@@ -69,6 +70,10 @@ class TrialConfig:
   seed: int = 0
 
   def __post_init__(self):
+    for f in dataclasses.fields(self):
+      v = getattr(self, f.name)
+      if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{f.name}={v}: must be a finite number")
     _check_choice("backbone", self.backbone, BACKBONES)
     _check_choice("loss", self.loss, LOSSES)
     _check_choice("norm", self.norm, NORMS)

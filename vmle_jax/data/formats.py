@@ -20,6 +20,14 @@ import numpy as np
 from vmle_jax.data.dataset import DataError, SequenceDataset
 
 MIN_SEQUENCE = 3  # leave-one-out needs a training item, a validation and a test target
+MAX_ID = 2 ** 31 - 1  # item ids are int32
+SPARSE_FACTOR = 4  # ids this many times sparser than the distinct items are re-indexed
+
+
+def quote(token, limit: int = 80) -> str:
+  """A bad token for an error line: repr, cut to `limit` characters."""
+  text = repr(token)
+  return text if len(text) <= limit else text[:limit - 5] + "...'" + f" ({len(str(token))} chars)"
 
 
 def _open_checked(path: str):
@@ -29,7 +37,7 @@ def _open_checked(path: str):
     raise DataError(f"data file {path}: is a directory, expected a file")
   if os.path.getsize(path) == 0:
     raise DataError(f"data file {path}: is empty")
-  return open(path, "r", encoding="utf-8", errors="replace")
+  return open(path, "r", encoding="utf-8-sig", errors="replace")  # a UTF-8 BOM is skipped
 
 
 def _name_of(path: str) -> str:
@@ -52,7 +60,8 @@ def load_s3rec(path: str, name: str | None = None) -> SequenceDataset:
         ids = [int(tok) for tok in fields]
       except ValueError:
         bad = next(tok for tok in fields if not _is_int(tok))
-        raise DataError(f"data file {path} line {lineno}: id {bad!r} is not an integer") from None
+        raise DataError(f"data file {path} line {lineno}: id {quote(bad)} is not an "
+                        "integer") from None
       user, seq = ids[0], ids[1:]
       if user in seen_users:
         raise DataError(f"data file {path} line {lineno}: user {user} already appeared on "
@@ -60,15 +69,34 @@ def load_s3rec(path: str, name: str | None = None) -> SequenceDataset:
       seen_users[user] = lineno
       if any(i <= 0 for i in seq):
         bad = next(i for i in seq if i <= 0)
-        raise DataError(f"data file {path} line {lineno}: item id {bad} is not positive "
+        raise DataError(f"data file {path} line {lineno}: item id {quote(bad)} is not positive "
                         "(ids start at 1; 0 is reserved for padding)")
+      if any(i > MAX_ID for i in seq):
+        bad = next(i for i in seq if i > MAX_ID)
+        raise DataError(f"data file {path} line {lineno}: item id {quote(bad)} is above "
+                        f"{MAX_ID:,} (ids are 32-bit); re-index the items from 1")
       if len(seq) < MIN_SEQUENCE:
         raise DataError(f"data file {path} line {lineno}: user {user} has {len(seq)} items, "
                         f"fewer than the {MIN_SEQUENCE} a leave-one-out split needs")
-      sequences.append(np.asarray(seq, np.int32))
+      sequences.append(np.asarray(seq, np.int64))
   if not sequences:
     raise DataError(f"data file {path}: has no data lines")
-  return SequenceDataset.from_sequences(name or _name_of(path), sequences, source=path)
+  sequences, note = dense_items(sequences)
+  return SequenceDataset.from_sequences(name or _name_of(path), sequences,
+                                        source=path + (f" ({note})" if note else ""))
+
+
+def dense_items(sequences: list[np.ndarray]) -> tuple[list[np.ndarray], str | None]:
+  """Item ids re-indexed 1..N (in id order) when they are much sparser than the catalogue:
+  the item table has one row per id, so an id of 100,000,000 among 50 items would size a
+  100M-row table. Dense ids are kept as they are (the published files' ids stay valid)."""
+  flat = np.concatenate(sequences)
+  distinct = np.unique(flat)
+  if int(distinct[-1]) <= SPARSE_FACTOR * len(distinct) + 1000:
+    return sequences, None
+  out = [(np.searchsorted(distinct, s) + 1).astype(np.int32) for s in sequences]
+  return out, (f"{len(distinct):,} item ids up to {int(distinct[-1]):,} re-indexed to "
+               f"1..{len(distinct):,}")
 
 
 def _is_int(tok: str) -> bool:
@@ -84,7 +112,8 @@ def _timestamp(path: str, lineno: int, text: str) -> int:
   try:
     return int(float(text))
   except ValueError:
-    raise DataError(f"data file {path} line {lineno}: timestamp {text!r} is not a number") from None
+    raise DataError(f"data file {path} line {lineno}: timestamp {quote(text)} is not a "
+                    "number") from None
 
 
 def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from vmle_jax.data.dataset import DataError, SequenceDataset
-from vmle_jax.data.formats import _name_of, sequences_from_log
+from vmle_jax.data.formats import _name_of, quote, sequences_from_log
 
 RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023")
 
@@ -34,7 +34,7 @@ def _open_text(path: str):
   head = raw.read(2)
   raw.seek(0)
   stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
-  return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+  return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace")
 
 
 class _Columns:
@@ -63,7 +63,8 @@ def _int_time(value, path, lineno, field, scale=1):
   try:
     return int(float(value)) // scale
   except (TypeError, ValueError):
-    raise DataError(f"data file {path} line {lineno}: {field} {value!r} is not a number") from None
+    raise DataError(f"data file {path} line {lineno}: {field} {quote(value)} is not a "
+                    "number") from None
 
 
 def load_amazon2014(path: str, name: str | None = None, kcore: int = 5) -> SequenceDataset:

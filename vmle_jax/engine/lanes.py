@@ -187,10 +187,9 @@ def epoch_batches(num_rows: int, batch_size: int, data_seed: int, epoch: int) ->
   rng = np.random.default_rng((data_seed, epoch))
   steps_ = math.ceil(num_rows / batch_size)
   perm = rng.permutation(num_rows)
-  extra = steps_ * batch_size - num_rows
-  if extra:
-    perm = np.concatenate([perm, rng.permutation(num_rows)[:extra]])
-  return perm.reshape(steps_, batch_size).astype(np.int32)
+  while len(perm) < steps_ * batch_size:  # top up (several times when users < batch)
+    perm = np.concatenate([perm, rng.permutation(num_rows)])
+  return perm[:steps_ * batch_size].reshape(steps_, batch_size).astype(np.int32)
 
 
 def _format_eta(seconds: float) -> str:

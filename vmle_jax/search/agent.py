@@ -95,7 +95,7 @@ class AgentStrategy(Strategy):
 
   def __init__(self, planner, space: SearchSpace, max_retries: int = 2,
                log: Callable[[str], None] = print, transcript=None, recall: str = "memory",
-               summary: dict | None = None):
+               summary: dict | None = None, planner_budget_s: float | None = None):
     """`recall="memory"` reads insights and the latest summary from the whole memory;
     `recall="study"` (fair comparisons) reads only this study's trials and insights and
     the `summary` given here, if any."""
@@ -113,6 +113,20 @@ class AgentStrategy(Strategy):
       raise ValueError(f"recall={recall!r}: not one of memory, study")
     self.recall = recall
     self.fixed_summary = summary
+    self.planner_budget_s = planner_budget_s  # per-study cap on the planner's time
+
+  def _planner(self):
+    """The planner to ask now: the configured one, or the heuristic once an LLM planner has
+    used up the study's planner time."""
+    if self.planner_budget_s is None or not self.planner.is_llm:
+      return self.planner
+    spent = sum(c["latency_s"] or 0.0 for c in self.store.llm_calls(self.study["id"])
+                if c["planner"] == self.planner.name)
+    if spent < self.planner_budget_s:
+      return self.planner
+    self.log(f"planner time cap reached ({spent:.0f} s of {self.planner_budget_s:.0f} s): the "
+             "heuristic planner takes over")
+    return self.fallback
 
   # ---------------------------------------------------------------- binding
   def bind(self, store: Store, study: dict, data) -> None:
@@ -186,8 +200,8 @@ class AgentStrategy(Strategy):
                for t in ctx["trials"]}
     accepted: list[tuple[TrialConfig, dict, str]] = []
     feedback: list[str] = []
-    planner = self.planner
-    for attempt in range(self.max_retries + 1):
+    planner = self._planner()
+    for attempt in range(self.max_retries + 1 if planner is not self.fallback else 0):
       want = n - len(accepted)
       if want <= 0:
         break
@@ -214,7 +228,7 @@ class AgentStrategy(Strategy):
     if len(accepted) < n:
       answer = self.fallback.propose(ctx, n - len(accepted), [])
       got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
-      if got and planner is not self.fallback and self.planner.name != "heuristic":
+      if got and self.planner.name != "heuristic":
         self._record(self.fallback, "propose", Answer(content=""), "fallback",
                      f"{planner.name} gave {len(accepted)} valid of {n}; heuristic filled "
                      f"{len(got)}")
@@ -252,12 +266,14 @@ class AgentStrategy(Strategy):
     for d in diagnoses:
       self.log(f"  curve of trial {d['trial']}: {d['text']}")
     content = None
-    for attempt in range(self.max_retries + 1):
+    planner = self._planner()
+    for attempt in range(self.max_retries + 1 if planner is not self.fallback
+                         or self.planner is self.fallback else 0):
       t0 = time.perf_counter()
       try:
-        answer = self.planner.reflect(ctx, batch)
+        answer = planner.reflect(ctx, batch)
       except Exception as e:
-        self._record(self.planner, "reflect", Answer(content="", latency_s=time.perf_counter() - t0),
+        self._record(planner, "reflect", Answer(content="", latency_s=time.perf_counter() - t0),
                      "error", repr(e))
         self.log(f"reflection error: {e!r}")
         break
@@ -268,10 +284,10 @@ class AgentStrategy(Strategy):
         if not isinstance(content.get("reflections"), list) or not isinstance(
             content.get("rules"), list):
           raise ValueError("needs 'reflections' and 'rules' lists")
-        self._record(self.planner, "reflect", answer, "ok")
+        self._record(planner, "reflect", answer, "ok")
         break
       except (ValueError, json.JSONDecodeError) as e:
-        self._record(self.planner, "reflect", answer, "invalid_json", str(e))
+        self._record(planner, "reflect", answer, "invalid_json", str(e))
         content = None
     source = self.planner.name
     if content is None:

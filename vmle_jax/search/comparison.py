@@ -15,6 +15,7 @@ other seeds) unless it is given a summary.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Callable
 
@@ -33,7 +34,8 @@ KNOWN_STRATEGIES = ("agent", "grid", "random", "random-packed", "tpe")
 
 
 def group_name(data, base: TrialConfig) -> str:
-  return f"{data.name}-{base.backbone}"
+  name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{data.name}-{base.backbone}").strip(".-")
+  return name[:100] or "data"
 
 
 def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine, lanes: int,
@@ -42,6 +44,7 @@ def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine,
                    summary: dict | None = None, dims=None, fixed: dict | None = None,
                    budget_minutes: float | None = None, deadline: float | None = None,
                    early_stop: str = "none", tpe_warm_start=(),
+                   planner_options: dict | None = None, planner_budget_s: float | None = None,
                    log: Callable[[str], None] = print) -> str:
   """Runs (or resumes) every strategy x seed; returns the group name. Stops at `deadline`
   (a time.time() value) before starting a new study."""
@@ -64,8 +67,9 @@ def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine,
                                      fixed=fixed)
     label = f"agent:{planner}" if name == "agent" else name
     if name == "agent":
-      strategy = AgentStrategy(make_planner(planner, model), space, recall="study",
-                               summary=summary, log=log)
+      strategy = AgentStrategy(make_planner(planner, model, **(planner_options or {})), space,
+                               recall="study", summary=summary, log=log,
+                               planner_budget_s=planner_budget_s)
     else:
       strategy = make_strategy(name, space, seed, lanes=lanes,
                                warm_start=tpe_warm_start if name == "tpe" else ())

@@ -304,8 +304,13 @@ class StudyLease:
       self.store.release_lease(self.study_id, self.owner)
 
 
+class StudyError(RuntimeError):
+  """A study cannot go on (its message is one line for the user)."""
+
+
 def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease) -> dict:
   finished = store.finished_trials(sid)
+  failures = 0
   done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
   t_start = time.perf_counter()
   spent_before = study_elapsed(finished)
@@ -349,8 +354,23 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
       batch_ids += ids
       prune = make_pruner(spec.early_stop, store.finished_trials(sid),
                           grace_epochs=max(2, schedule.max_epochs // 4))
-      result = _train(engine, configs, f"{spec.name} b{number}",
-                      bucket_checkpoint_dir(workdir, schedule, configs), prune=prune)
+      try:
+        result = _train(engine, configs, f"{spec.name} b{number}",
+                        bucket_checkpoint_dir(workdir, schedule, configs), prune=prune)
+      except Exception as e:  # one bad bucket (e.g. out of memory) fails its trials, not the study
+        error = f"{type(e).__name__}: {str(e)[:300]}"
+        store.finish_bucket([(tid, {"status": "failed", "error": error, "epochs": 0,
+                                    "seconds": 0.0, "bucket_seconds": time.perf_counter() - tb})
+                             for tid in ids])
+        for cfg in configs:
+          strategy.tell(cfg, None)
+        failures += 1
+        log(f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
+            "marked failed")
+        if failures >= 2 and not any(_value(t) is not None for t in store.finished_trials(sid)):
+          raise StudyError(f"study {spec.name!r}: every bucket so far failed; the last with "
+                           f"{error}") from None
+        continue
       seconds = time.perf_counter() - tb
       updates = []
       for tid, lane in zip(ids, result.lanes):

@@ -3,8 +3,10 @@
 The API key comes from GEMINI_API_KEY or GOOGLE_API_KEY and is handed to the
 client only: it is never stored on this object, logged, or written anywhere.
 Prompts are versioned files in vmle_jax/search/prompts/. Requests that fail
-with 429, a 5xx or a timeout are retried with exponential backoff; what
-still fails raises, and the agent falls back to the heuristic planner.
+with 429, a 5xx or a timeout are retried with exponential backoff, within a
+budget of timeout x attempts per call (by default 20 s x 2: a server that
+accepts and never answers costs at most 40 s); what still fails raises, and
+the agent falls back to the heuristic planner.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class GeminiPlanner:
   is_llm = True
 
   def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None,
-               timeout_s: float = 60.0, max_attempts: int = 4, backoff_s: float = 2.0,
+               timeout_s: float = 20.0, max_attempts: int = 2, backoff_s: float = 2.0,
                temperature: float = 0.2):
     key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
     if not key:
@@ -162,7 +164,8 @@ class GeminiPlanner:
                          "'vmle-jax[gemini]'") from None
     self.types = types
     self.model = model
-    self.max_attempts = max_attempts
+    self.timeout_s = float(timeout_s)
+    self.max_attempts = max(1, int(max_attempts))
     self.backoff_s = backoff_s
     self.temperature = temperature
     options = types.HttpOptions(base_url=base_url, timeout=int(timeout_s * 1000),
@@ -178,6 +181,8 @@ class GeminiPlanner:
         response_mime_type="application/json", response_json_schema=schema,
         temperature=self.temperature)
     last = None
+    # A call never costs more than timeout x attempts: backoff sleeps fit in that budget.
+    deadline = time.perf_counter() + self.timeout_s * self.max_attempts
     for attempt in range(self.max_attempts):
       t0 = time.perf_counter()
       try:
@@ -199,7 +204,8 @@ class GeminiPlanner:
                       thinking_tokens=int(getattr(usage, "thoughts_token_count", 0) or 0),
                       latency_s=time.perf_counter() - t0, model=self.model)
       if attempt + 1 < self.max_attempts:
-        time.sleep(self.backoff_s * 2 ** attempt)
+        room = deadline - time.perf_counter() - self.timeout_s
+        time.sleep(max(0.0, min(self.backoff_s * 2 ** attempt, room)))
     raise PlannerError(f"gemini request failed after {self.max_attempts} attempts: "
                        f"{type(last).__name__}")
 
