@@ -63,17 +63,17 @@ def main(argv) -> None:
     data, base = setup.data, setup.base
   group = group_name(data, base)
   workdir = FLAGS.workdir or os.path.join("runs", f"compare-{group}")
+  summary = None
+  if FLAGS.summary_from and not FLAGS.report_only:  # checked before anything is written
+    from vmle_jax.memory.summaries import read_summary
+    try:
+      summary = read_summary(FLAGS.summary_from)
+    except ValueError as e:
+      common.fail(f"--summary_from: {e}")
   store = common.open_store(FLAGS.db, readonly=FLAGS.report_only)
   if not FLAGS.report_only:
     fixed = common.explicit_config_flags(FLAGS)
     fixed.pop("seed", None)
-    summary = None
-    if FLAGS.summary_from:
-      from vmle_jax.memory.summaries import read_summary
-      try:
-        summary = read_summary(FLAGS.summary_from)
-      except ValueError as e:
-        common.fail(f"--summary_from: {e}")
     try:
       run_comparison(data, base, store, setup.engine, setup.lanes, setup.schedule, workdir,
                      FLAGS.budget_trials, seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model,

@@ -62,13 +62,15 @@ def main(argv) -> None:
                    budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
                    budget_tokens=FLAGS.budget_tokens, lanes=lanes, seed=FLAGS.seed,
                    dims=tuple(space.names), early_stop=FLAGS.early_stop)
+  if FLAGS.summary_from:  # checked before anything is written
+    try:
+      summaries.read_summary(FLAGS.summary_from)
+    except ValueError as e:
+      common.fail(f"--summary_from: {e}")
   try:
     store = common.open_store(FLAGS.db)
     if FLAGS.summary_from and store is not None:
-      try:
-        version = summaries.import_summary(store, FLAGS.summary_from)
-      except ValueError as e:
-        common.fail(f"--summary_from: {e}")
+      version = summaries.import_summary(store, FLAGS.summary_from)
       print(f"imported cognition summary {FLAGS.summary_from} as version {version}")
     transcript = Transcript(os.path.join(workdir, "transcript.jsonl"))
     strategy = AgentStrategy(planner, space, max_retries=FLAGS.max_retries, transcript=transcript,
