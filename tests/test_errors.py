@@ -142,3 +142,30 @@ def test_piping_into_head_is_not_an_error(tmp_path):
                        f"--db={tmp_path / 'm.sqlite'} --study=small-sasrec-random-s0 "
                        "| head -c 10", shell=True, capture_output=True, text=True, timeout=120)
   assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+class _FullDisk:
+  """A connection whose writes fail as SQLite's do when the disk is full."""
+
+  def __init__(self, conn):
+    self.conn = conn
+
+  def execute(self, sql, *args):
+    if sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+      raise sqlite3.OperationalError("database or disk is full")
+    return self.conn.execute(sql, *args)
+
+  def __getattr__(self, name):
+    return getattr(self.conn, name)
+
+
+def test_a_full_disk_is_a_store_error_and_rolls_back(tmp_path):
+  from vmle_jax.memory.store import StoreError
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset({"name": "d", "sha256": "x"})
+  store.conn = _FullDisk(store.conn)
+  with pytest.raises(StoreError, match=r"--db=.*cannot write \(database or disk is full\); free"):
+    store.create_study("s", did, "sasrec", "random", {}, {})
+  store.conn = store.conn.conn
+  assert store.studies() == []  # nothing half-written
+  store.create_study("s", did, "sasrec", "random", {}, {})  # and the store still works
