@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   from vmle_jax.memory import summaries
-  from vmle_jax.memory.store import Store, StoreError
+  from vmle_jax.memory.store import Store, StoreError, trial_value
 
   if len(argv) != 2 or argv[1] not in COMMANDS:
     common.fail(f"give one command: {' | '.join(COMMANDS)} (see --help)")
@@ -42,7 +42,7 @@ def main(argv) -> None:
   if command == "studies":
     for s in store.studies():
       trials = store.finished_trials(s["id"])
-      vals = [t["valid"]["NDCG@10"] for t in trials if t.get("valid")]
+      vals = [v for v in map(trial_value, trials) if v is not None]
       print(f"{s['name']}: {s['strategy']} {s['backbone']} on dataset {s['dataset_id']}, "
             f"{len(trials)} trials, best val NDCG@10 {max(vals) if vals else float('nan'):.4f}, "
             f"{s['status']}")

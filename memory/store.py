@@ -18,6 +18,17 @@ import time
 from typing import Any, Iterable
 
 FINAL_STATUSES = ("finished", "stopped", "pruned", "diverged", "failed")
+SCORELESS = ("diverged", "failed")  # final statuses whose metrics do not count
+SELECT_METRIC = "NDCG@10"
+
+
+def trial_value(trial: dict) -> float | None:
+  """A trial's value, the one rule everything ranks by: validation NDCG@10 at its best
+  epoch; None while it runs, when it diverged or failed, or has no validation yet."""
+  v = (trial.get("valid") or {}).get(SELECT_METRIC)
+  if v is None or trial.get("status") in SCORELESS or trial.get("status") not in FINAL_STATUSES:
+    return None
+  return float(v)
 TRIAL_JSON = ("config", "valid", "test", "curve", "proposal")
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 

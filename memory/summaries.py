@@ -19,7 +19,7 @@ import json
 import math
 import os
 
-from vmle_jax.memory.store import Store
+from vmle_jax.memory.store import Store, trial_value
 
 FORMAT = "vmle-jax cognition summary v1"
 
@@ -36,8 +36,8 @@ def _key(d: dict) -> str:
 def relative_gain(trial: dict) -> float | None:
   """A trial's relative change of validation NDCG@10 over the parent its proposal named."""
   parent = (trial.get("proposal") or {}).get("parent_value")
-  value = (trial.get("valid") or {}).get("NDCG@10")
-  if not parent or value is None or trial.get("status") in ("diverged", "failed"):
+  value = trial_value(trial)
+  if not parent or value is None:
     return None
   return float(value) / float(parent) - 1.0
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from vmle_jax.memory.store import Store
+from vmle_jax.memory.store import Store, trial_value
 
 
 @dataclasses.dataclass
@@ -118,8 +118,7 @@ def study_run(study: dict, trials: list[dict]) -> StudyRun:
       elapsed += t["bucket_seconds"] or 0.0
       bucket_end[t["bucket"]] = elapsed
     batch_of.append(batch)
-    v = (t.get("valid") or {}).get("NDCG@10")
-    values.append(None if t["status"] in ("diverged", "failed") or v is None else float(v))
+    values.append(trial_value(t))
   batch_end = {}
   for t, b in zip(trials, batch_of):
     batch_end[b] = max(batch_end.get(b, 0.0), bucket_end[t["bucket"]])

@@ -22,7 +22,7 @@ from typing import Callable
 
 from vmle_jax.config import TrialConfig
 from vmle_jax.memory import summaries
-from vmle_jax.memory.store import Store
+from vmle_jax.memory.store import Store, trial_value
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
 from vmle_jax.search.curves import SUGGESTS, diagnose
 from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
@@ -367,9 +367,7 @@ class AgentStrategy(Strategy):
 
 def _trial_view(t: dict) -> dict:
   """What a planner sees of a trial."""
-  value = (t.get("valid") or {}).get("NDCG@10")
-  if t["status"] in ("diverged", "failed"):
-    value = None
+  value = trial_value(t)
   return {"id": t["id"], "number": t["number"], "config": t["config"], "status": t["status"],
           "value": value, "hr10": (t.get("valid") or {}).get("HR@10"), "epochs": t["epochs"],
           "best_epoch": t.get("best_epoch"), "curve": t.get("curve") or [],

@@ -28,7 +28,7 @@ from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data.dataset import SequenceDataset
 from vmle_jax.engine import distributed
 from vmle_jax.engine.lanes import Engine, _format_eta
-from vmle_jax.memory.store import Store, StoreError
+from vmle_jax.memory.store import Store, StoreError, trial_value
 from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -149,9 +149,6 @@ def _short(value) -> str:
   return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _value(trial: dict) -> float | None:
-  v = (trial.get("valid") or {}).get("NDCG@10")
-  return None if v is None or trial["status"] in ("diverged", "failed") else float(v)
 
 
 def study_elapsed(trials: list[dict]) -> float:
@@ -251,7 +248,7 @@ def finished_batches(trials: list[dict]) -> list[list[tuple[TrialConfig, float |
   batches: dict = {}
   for t in trials:
     key = t.get("batch") if t.get("batch") is not None else ("bucket", t["bucket"])
-    batches.setdefault(key, []).append((TrialConfig.from_dict(t["config"]), _value(t)))
+    batches.setdefault(key, []).append((TrialConfig.from_dict(t["config"]), trial_value(t)))
   return list(batches.values())
 
 
@@ -314,7 +311,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
   done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
   t_start = time.perf_counter()
   spent_before = study_elapsed(finished)
-  best = max(finished, key=lambda t: _value(t) or -1.0, default=None)
+  best = max(finished, key=lambda t: trial_value(t) or -1.0, default=None)
   while True:
     n_done = len(store.finished_trials(sid))
     elapsed = spent_before + time.perf_counter() - t_start
@@ -367,7 +364,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
         failures += 1
         log(f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
             "marked failed")
-        if failures >= 2 and not any(_value(t) is not None for t in store.finished_trials(sid)):
+        if failures >= 2 and not any(trial_value(t) is not None for t in store.finished_trials(sid)):
           raise StudyError(f"study {spec.name!r}: every bucket so far failed; the last with "
                            f"{error}") from None
         continue
@@ -387,10 +384,10 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
       scores = [l.valid.get("NDCG@10", -1.0) if l.status != "diverged" else -1.0
                 for l in result.lanes]
       lane_best = int(np.argmax(scores))
-      previous = (_value(best) if best else None) or -1.0
+      previous = (trial_value(best) if best else None) or -1.0
       if workdir and scores[lane_best] > previous and not distributed.multi_process():
         _save_best(workdir, engine, result, lane_best, ids[lane_best])
-      best = max(store.finished_trials(sid), key=lambda t: _value(t) or -1.0)
+      best = max(store.finished_trials(sid), key=lambda t: trial_value(t) or -1.0)
       n_done = len(store.finished_trials(sid))
       per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
       eta = _format_eta(per_trial * (spec.budget_trials - n_done))
@@ -399,7 +396,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
           f"{sum(l.epochs for l in result.lanes)} lane-epochs"
           + (f" ({pruned} pruned)" if pruned else "")
           + f", best {scores[lane_best]:.4f}; {n_done}/{spec.budget_trials} trials, study best "
-          f"val NDCG@10 {_value(best) or float('nan'):.4f} (trial {best['number']}), "
+          f"val NDCG@10 {trial_value(best) or float('nan'):.4f} (trial {best['number']}), "
           f"{seconds:.0f} s/bucket, ETA {eta}")
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
@@ -426,11 +423,11 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
   """Evaluates the best config on the test split (once) and writes the summary."""
   study = store.study(spec.name)
   trials = store.finished_trials(study["id"])
-  scored = [t for t in trials if _value(t) is not None]
+  scored = [t for t in trials if trial_value(t) is not None]
   summary = {"study": spec.name, "strategy": spec.strategy, "dataset": data.name,
              "trials": len(trials), "seconds": round(study_elapsed(trials), 1)}
   if scored:
-    best = max(scored, key=_value)
+    best = max(scored, key=trial_value)
     cfg = TrialConfig.from_dict(best["config"])
     test = best.get("test")
     if test is None:
@@ -438,7 +435,7 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
       store.update_trial(best["id"], test=test)
     summary.update({"best_trial": best["number"], "best_config": best["config"],
                     "best_valid": best["valid"], "best_test": test})
-    log(f"[{spec.name}] best trial {best['number']}: val NDCG@10 {_value(best):.4f}, "
+    log(f"[{spec.name}] best trial {best['number']}: val NDCG@10 {trial_value(best):.4f}, "
         f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}")
   n_done = len(trials)
   status = "finished" if n_done >= spec.budget_trials or spec.budget_minutes else "interrupted"
@@ -449,7 +446,7 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
       json.dump(summary, f, indent=2, sort_keys=True)
     export_trials_csv(store, study["id"], os.path.join(workdir, "trials.csv"))
     from vmle_jax.report.render import plot_study
-    plot_study([_value(t) for t in trials], os.path.join(workdir, "trials.png"),
+    plot_study([trial_value(t) for t in trials], os.path.join(workdir, "trials.png"),
                f"{spec.name}: {spec.strategy} on {data.name}")
   return summary
 
