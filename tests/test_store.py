@@ -89,3 +89,20 @@ def test_two_processes_write_one_file_at_once(tmp_path):
   store = Store(path)
   for name in ("s0", "s1"):
     assert len(store.finished_trials(store.study(name)["id"])) == 80
+
+
+def test_memory_listing_and_report_agree_on_the_best_of_a_study_with_a_diverged_trial(tmp_path):
+  import subprocess
+  import sys
+  from vmle_jax.report import load_group
+  path = str(tmp_path / "m.sqlite")
+  store = Store(path)
+  sid = store.create_study("s", store.upsert_dataset(_fingerprint()), "sasrec", "random",
+                           {"trials": 2}, {"group": "g"})
+  ids, _ = store.start_bucket(sid, [TrialConfig(lr=1e-3), TrialConfig(lr=2e-3)])
+  store.finish_bucket([(ids[0], {"status": "finished", "valid": {"NDCG@10": 0.1}}),
+                       (ids[1], {"status": "diverged", "valid": {"NDCG@10": 0.9}})])
+  out = subprocess.run([sys.executable, "-m", "vmle_jax.launch.memory", "studies", f"--db={path}"],
+                       capture_output=True, text=True, timeout=120)
+  assert "best val NDCG@10 0.1000" in out.stdout, out.stdout + out.stderr
+  assert load_group(store, "g")[0].best_valid["NDCG@10"] == 0.1
