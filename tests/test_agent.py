@@ -345,7 +345,8 @@ def _rows(db, sql):
 
 def test_kill_9_mid_round_then_resume(tmp_path):
   db = str(tmp_path / "m.sqlite")
-  done_sql = "SELECT id, config, valid FROM trials WHERE status != 'running' ORDER BY number"
+  done_sql = ("SELECT id, config, valid FROM trials "
+              "WHERE status NOT IN ('running', 'interrupted') ORDER BY number")
   proc = _tune(tmp_path, wait=False)
   deadline = time.time() + 400
   while len(_rows(db, done_sql)) < 3 and time.time() < deadline and proc.poll() is None:
