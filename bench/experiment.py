@@ -106,7 +106,7 @@ def group_table(name: str, table: dict, done: int, planned: int, report: str) ->
 
 def main(argv):
   _common.start(argv)
-  from vmle_jax.config import Schedule, backbone_config
+  from vmle_jax.config import backbone_config, resolve
   from vmle_jax.data import load_dataset
   from vmle_jax.engine import Engine
   from vmle_jax.memory.store import Store
@@ -136,7 +136,10 @@ def main(argv):
   mesh, preset = None, None
   if FLAGS.preset:
     from vmle_jax.engine.presets import load_preset, preset_mesh
-    preset = load_preset(FLAGS.preset)
+    try:
+      preset = load_preset(FLAGS.preset)
+    except ValueError as e:
+      _common.fail(f"--preset: {e}")
     mesh = preset_mesh(preset)
   t0 = time.time()
   deadline = t0 + 60 * FLAGS.time_limit_minutes if FLAGS.time_limit_minutes else None
@@ -150,11 +153,8 @@ def main(argv):
   sections, total, planned = [], 0, 0
   data_cache = {}
   for g in groups:
-    schedule = Schedule(max_epochs=g.max_epochs, patience=g.patience)
-    if preset is not None:
-      schedule = dataclasses.replace(schedule, compute_dtype=preset.compute_dtype,
-                                     eval_batch=int(preset.eval_batch),
-                                     item_chunk=int(preset.item_chunk))
+    schedule = resolve(preset=preset, launcher_schedule={
+        "max_epochs": g.max_epochs, "patience": g.patience}).schedule
     if g.dataset not in data_cache:
       data_cache[g.dataset] = load_dataset(g.dataset, FLAGS.data_dir)
     data = data_cache[g.dataset]

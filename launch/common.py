@@ -16,7 +16,7 @@ import sys
 
 from absl import flags
 
-from vmle_jax.config import CHOICES, FIELD_HELP, Schedule, TrialConfig, backbone_config
+from vmle_jax.config import CHOICES, FIELD_HELP, Resolved, Schedule, TrialConfig, resolve
 from vmle_jax.data import FORMATS, DataError, default_data_dir, load_dataset
 
 
@@ -38,7 +38,12 @@ def define_data_flags() -> None:
 
 
 def define_config_flags() -> None:
-  """One flag per TrialConfig field."""
+  """One flag per TrialConfig field, and --recipe (a documented starting config)."""
+  from vmle_jax.recipes import RECIPES
+  flags.DEFINE_enum("recipe", None, list(RECIPES),
+                    "Start from a documented recipe (vmle_jax/recipes.py): its config and "
+                    "schedule replace the defaults; a --preset and flags given explicitly "
+                    "override it. Searches start from it.")
   for f in dataclasses.fields(TrialConfig):
     help_ = FIELD_HELP.get(f.name, f.name)
     if f.name in CHOICES:
@@ -78,11 +83,16 @@ def define_schedule_flags(default_epochs: int | None = None) -> None:
 
 
 def define_scale_flags() -> None:
-  """Hardware presets, multi-host and profiling."""
-  flags.DEFINE_string("preset", None,
-                      "Host preset: a name in tpu_configs/ (cpu, gpu_1x, gpu_8x, tpu_v4_8, "
-                      "tpu_v5e_16) or a preset file; sets the mesh, lanes per device, batch "
-                      "size, dtype and eval chunks. Flags given explicitly override it.")
+  """Hardware presets (ml_collections config files), multi-host and profiling."""
+  from ml_collections import config_flags
+  from vmle_jax.engine.presets import PresetFileParser
+  config_flags.DEFINE_config_file(
+      "preset", None,
+      "Host preset: a name in tpu_configs/ (cpu, gpu_1x, gpu_8x, tpu_v4_8, tpu_v5e_16) or a "
+      "preset file; sets the mesh, lanes per device, batch size, dtype and eval chunks. Any "
+      "field can be set after it (--preset.lanes_per_device=64); flags given explicitly "
+      "override it.")
+  flags.FLAGS["preset"].parser = PresetFileParser(flags.FLAGS["preset"].parser)  # bare names
   flags.DEFINE_boolean("distributed", False,
                        "Join a multi-host job with jax.distributed (process 0 owns the memory).")
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
@@ -100,26 +110,39 @@ def setup_runtime(FLAGS):
     if missing:
       fail(f"--distributed needs {', '.join('--' + m for m in missing)}")
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  if not FLAGS.preset:
-    return None
-  from vmle_jax.engine.presets import load_preset
+  return FLAGS.preset
+
+
+def resolve_flags(FLAGS, preset=None) -> Resolved:
+  """The run's trial config, schedule and mesh (vmle_jax.config.resolve) from the flags:
+  values given explicitly override the preset, which overrides the --recipe; flags left at
+  their defaults carry the launcher's own defaults (e.g. vmle-tune's --epochs)."""
+  for name in ("epochs", "patience", "eval_every", "eval_batch", "item_chunk"):
+    if getattr(FLAGS, name) < 1:
+      fail(f"--{name}={getattr(FLAGS, name)}: must be a positive integer")
+  config_given = explicit_config_flags(FLAGS)
+  schedule_given = {field: getattr(FLAGS, flag) for flag, field in SCHEDULE_FLAGS.items()
+                    if FLAGS[flag].present}
+  launcher = {field: getattr(FLAGS, flag) for flag, field in SCHEDULE_FLAGS.items()
+              if not FLAGS[flag].present}
   try:
-    return load_preset(FLAGS.preset)
+    return resolve(recipe=FLAGS.recipe, preset=preset, config_flags=config_given,
+                   schedule_flags=schedule_given, launcher_schedule=launcher)
   except ValueError as e:
-    fail(f"--preset: {e}")
+    fail(f"bad flag value: {e}")
 
 
-def engine_from_flags(FLAGS, data, schedule, preset=None, log=print):
+def engine_from_flags(FLAGS, data, resolved: Resolved, preset=None, log=print):
   """The engine over the preset's mesh (or all devices on the lanes axis)."""
   from vmle_jax.engine import Engine
   mesh = None
   if preset is not None:
-    from vmle_jax.engine.presets import preset_mesh
+    from vmle_jax.engine.presets import build_mesh
     try:
-      mesh = preset_mesh(preset)
+      mesh = build_mesh(resolved.mesh)
     except ValueError as e:
       fail(f"--preset: {e}")
-  return Engine(data, schedule, log=log, mesh=mesh, profile_dir=FLAGS.profile_dir)
+  return Engine(data, resolved.schedule, log=log, mesh=mesh, profile_dir=FLAGS.profile_dir)
 
 
 @dataclasses.dataclass
@@ -165,25 +188,28 @@ def check_budgets(FLAGS) -> None:
 
 
 def study_setup(FLAGS, dims=None) -> StudySetup:
-  """Preset, data, schedule, base config, search space, engine and lanes from the flags."""
+  """Preset, data, schedule, base config, search space, engine and lanes from the flags.
+
+  The search starts from the resolved config (recipe, preset and flags applied);
+  dimensions given explicitly as flags are fixed, not searched."""
   from vmle_jax.search.space import SearchSpace, SpaceError
   check_budgets(FLAGS)
   if FLAGS.study:
     check_study_name(FLAGS.study)
   preset = setup_runtime(FLAGS)
   data = dataset_from_flags(FLAGS)
-  schedule = schedule_from_flags(FLAGS, preset=preset)
-  base = config_from_flags(FLAGS, preset=preset)
+  resolved = resolve_flags(FLAGS, preset)
+  base = resolved.config
   fixed = explicit_config_flags(FLAGS)
   fixed.pop("seed", None)
   try:
     space = SearchSpace.for_backbone(base.backbone, base=base, only=dims, fixed=fixed)
   except SpaceError as e:
     fail(f"--dims: {e}")
-  engine = engine_from_flags(FLAGS, data, schedule, preset,
+  engine = engine_from_flags(FLAGS, data, resolved, preset,
                              log=print if FLAGS.verbose_epochs else None)
-  return StudySetup(preset, data, schedule, base, space, engine,
-                    lanes_from_flags(FLAGS, space, data, preset, engine))
+  return StudySetup(preset, data, resolved.schedule, base, space, engine,
+                    lanes_from_flags(FLAGS, space, data, resolved, engine))
 
 
 def open_store(path: str, readonly: bool = False):
@@ -259,19 +285,19 @@ def explicit_config_flags(FLAGS) -> dict:
           if FLAGS[f.name].present}
 
 
-def lanes_from_flags(FLAGS, space, data, preset=None, engine=None) -> int:
+def lanes_from_flags(FLAGS, space, data, resolved: Resolved | None = None, engine=None) -> int:
   """--lanes, the preset's lanes per device, or a choice from the devices and a memory estimate."""
   import jax
   if FLAGS.lanes < 0:
     fail(f"--lanes={FLAGS.lanes}: must be >= 0 (0 = automatic)")
   if FLAGS.lanes:
     return FLAGS.lanes
-  if preset is not None:
-    devices = engine.num_devices if engine is not None else jax.device_count()
-    return int(preset.lanes_per_device) * devices
+  devices = engine.num_devices if engine is not None else jax.device_count()
+  if resolved is not None and resolved.mesh.lanes_per_device:
+    return int(resolved.mesh.lanes_per_device) * devices
   if jax.devices()[0].platform == "cpu":
     return 8 * jax.device_count()
-  from vmle_jax.engine.memory import lanes_per_device
+  from vmle_jax.engine.capacity import lanes_per_device
   largest = space.base.replace(hidden=max(space.dims["hidden"].values)) \
       if "hidden" in space.dims else space.base
   return lanes_per_device(largest, data.num_items) * jax.device_count()
@@ -292,49 +318,11 @@ def reject_positional(argv) -> None:
     fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
 
 
-def config_from_flags(FLAGS, base: TrialConfig | None = None, preset=None) -> TrialConfig:
-  """The trial config of the flags; with `base` (a recipe), only explicit flags override it."""
-  if base is None:  # the backbone's defaults (HSTU's differ from SASRec's)
-    try:
-      base = backbone_config(FLAGS.backbone)
-    except ValueError as e:
-      fail(f"bad flag value: {e}")
-  if preset is not None:
-    base = base.replace(batch_size=int(preset.batch_size))
-  values = {f.name: getattr(FLAGS, f.name) if FLAGS[f.name].present
-            else getattr(base, f.name) for f in dataclasses.fields(TrialConfig)}
-  try:
-    return TrialConfig(**values)
-  except ValueError as e:
-    fail(f"bad flag value: {e}")
-
-
 SCHEDULE_FLAGS = {"epochs": "max_epochs", "patience": "patience", "eval_every": "eval_every",
                   "data_seed": "data_seed", "eval_batch": "eval_batch",
                   "item_chunk": "item_chunk", "exclude_history": "exclude_history",
                   "packed": "packed", "compute_dtype": "compute_dtype",
                   "checkpoint_every": "checkpoint_every"}
-
-
-def schedule_from_flags(FLAGS, base: Schedule | None = None, preset=None) -> Schedule:
-  """The schedule of the flags; with `base` (a recipe's) or a preset, explicit flags override."""
-  for name in ("epochs", "patience", "eval_every", "eval_batch", "item_chunk"):
-    if getattr(FLAGS, name) < 1:
-      fail(f"--{name}={getattr(FLAGS, name)}: must be a positive integer")
-  # Precedence: an explicit flag, then the preset, then the recipe's schedule, then the
-  # launcher's own flag default (e.g. vmle-tune's shorter --epochs).
-  from_preset = {} if preset is None else {
-      "compute_dtype": preset.compute_dtype, "eval_batch": int(preset.eval_batch),
-      "item_chunk": int(preset.item_chunk)}
-  values = {}
-  for flag, field in SCHEDULE_FLAGS.items():
-    if not FLAGS[flag].present and field in from_preset:
-      values[field] = from_preset[field]
-    elif not FLAGS[flag].present and base is not None:
-      values[field] = getattr(base, field)
-    else:
-      values[field] = getattr(FLAGS, flag)
-  return Schedule(**values)
 
 
 def dataset_from_flags(FLAGS):

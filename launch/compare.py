@@ -55,9 +55,9 @@ def main(argv) -> None:
   except ValueError:
     common.fail(f"--seeds={','.join(FLAGS.seeds)}: seeds are integers")
   if FLAGS.report_only:
-    common.setup_runtime(FLAGS)
+    preset = common.setup_runtime(FLAGS)
     data = common.dataset_from_flags(FLAGS)
-    base = common.config_from_flags(FLAGS)
+    base = common.resolve_flags(FLAGS, preset).config
   else:
     setup = common.study_setup(FLAGS, FLAGS.dims)
     data, base = setup.data, setup.base

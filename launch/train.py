@@ -21,9 +21,6 @@ common.define_config_flags()
 common.define_schedule_flags()
 flags.DEFINE_string("workdir", None,
                     "Output directory (default: runs/train-<dataset>-<time>).")
-flags.DEFINE_string("recipe", None,
-                    "Start from a documented recipe (vmle_jax/recipes.py: sasrec-bce, sasrec-ssm, "
-                    "...); flags given explicitly override its values.")
 flags.DEFINE_enum("protocol", "full", ["full", "sampled-100", "both"],
                   "Evaluation protocol: full ranking (default), the sampled 100-candidate "
                   "protocol of older papers (inflated, labelled), or both.")
@@ -34,21 +31,14 @@ def main(argv) -> None:
   common.reject_positional(argv)
   from vmle_jax.training import format_metrics, train_and_evaluate
 
-  recipe = None
-  if FLAGS.recipe:
-    from vmle_jax.recipes import get_recipe
-    try:
-      recipe = get_recipe(FLAGS.recipe)
-    except ValueError as e:
-      common.fail(f"--{e}")
   preset = common.setup_runtime(FLAGS)
-  cfg = common.config_from_flags(FLAGS, recipe.config if recipe else None, preset)
-  schedule = common.schedule_from_flags(FLAGS, recipe.schedule if recipe else None, preset)
+  resolved = common.resolve_flags(FLAGS, preset)
   data = common.dataset_from_flags(FLAGS)
   workdir = FLAGS.workdir or os.path.join(
       "runs", f"train-{data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-  engine = common.engine_from_flags(FLAGS, data, schedule, preset)
-  results = train_and_evaluate(cfg, data, schedule, workdir, FLAGS.protocol, engine=engine)
+  engine = common.engine_from_flags(FLAGS, data, resolved, preset)
+  results = train_and_evaluate(resolved.config, data, resolved.schedule, workdir, FLAGS.protocol,
+                               engine=engine)
   print(f"status: {results['status']} after {results['epochs']} epochs "
         f"(best epoch {results['best_epoch']}, {results['train_seconds']:.1f} s)")
   if results.get("error"):

@@ -89,7 +89,7 @@ def test_twelve_lanes_sharded_over_eight_devices_match_one_device(tmp_path):
 
 
 def test_memory_estimate_grows_with_the_signature():
-  from vmle_jax.engine.memory import lane_bytes, lanes_per_device, param_count
+  from vmle_jax.engine.capacity import lane_bytes, lanes_per_device, param_count
   small = TrialConfig(hidden=32, blocks=1)
   big = TrialConfig(hidden=256, blocks=4, loss="softmax")
   assert param_count(small, 1000) < param_count(big, 1000)

@@ -78,30 +78,3 @@ def test_vmle_train_bad_flags_are_named(tmp_path):
   bad.write_text("1 1 2 3\n2 4 x 6\n")
   out = _cli(f"--dataset={bad}", cwd=tmp_path)
   assert out.returncode == 2 and "bad.txt line 2" in out.stderr
-
-
-class _Flags:
-  """Parsed flag values, and which of them were given on the command line."""
-
-  def __init__(self, given: dict, **values):
-    self.__dict__.update(values, **given)
-    self._given = set(given)
-
-  def __getitem__(self, name):
-    return type("Flag", (), {"present": name in self._given})()
-
-
-def test_schedule_precedence_flag_then_preset_then_recipe_then_launcher_default():
-  from vmle_jax.launch.common import SCHEDULE_FLAGS, schedule_from_flags
-  d = Schedule()
-  defaults = {flag: getattr(d, field) for flag, field in SCHEDULE_FLAGS.items()}
-  # A launcher's own default (vmle-tune: 15 epochs) applies when nothing else says otherwise.
-  assert schedule_from_flags(_Flags({}, **{**defaults, "epochs": 15})).max_epochs == 15
-  recipe = Schedule(max_epochs=300, patience=30)
-  s = schedule_from_flags(_Flags({}, **{**defaults, "epochs": 15}), recipe)
-  assert (s.max_epochs, s.patience) == (300, 30)
-  preset = type("Preset", (), {"compute_dtype": "bfloat16", "eval_batch": 4096,
-                               "item_chunk": 8192})()
-  s = schedule_from_flags(_Flags({"epochs": 7}, **{k: v for k, v in defaults.items()
-                                                   if k != "epochs"}), recipe, preset)
-  assert (s.max_epochs, s.patience, s.compute_dtype, s.eval_batch) == (7, 30, "bfloat16", 4096)

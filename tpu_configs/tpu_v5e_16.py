@@ -3,17 +3,15 @@
 Launch the same command on every host with --distributed (see the README).
 """
 
-import ml_collections
+from vmle_jax.tpu_configs import base
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
+  c = base.get_config()
   c.mesh_lanes = 8
   c.mesh_data = 2  # each lane's batch rows split over two chips (16 GiB HBM each)
   c.lanes_per_device = 32
   c.batch_size = 256
   c.compute_dtype = "bfloat16"
-  c.eval_batch = 1024
   c.item_chunk = 8192
-  c.multi_host = True
   return c

@@ -1,10 +1,14 @@
-"""Trial configuration: one frozen dataclass, split into static and dynamic parts.
+"""Trial configuration: one frozen dataclass, split into static and dynamic parts,
+and `resolve`, the one place where defaults, recipes, presets and flags meet.
 
 A trial is fully described by a `TrialConfig`. Fields that change array shapes
 or the compiled program are *static* (they form the static signature that
 buckets trials into one jit); the others are *dynamic* and reach the compiled
 program as traced per-lane values, so lanes with different learning rates or
-dropout rates share one program.
+dropout rates share one program. `resolve` turns the layers a user can set
+(backbone, recipe, host preset, explicit flags) into the trial config, the
+schedule and the mesh of a run; every launcher calls it, nothing else
+applies precedence.
 """
 
 from __future__ import annotations
@@ -231,3 +235,98 @@ def backbone_config(backbone: str, **overrides) -> TrialConfig:
   """A TrialConfig with the backbone's defaults, then `overrides`."""
   _check_choice("backbone", backbone, BACKBONES)
   return TrialConfig(backbone=backbone, **{**BACKBONE_DEFAULTS[backbone], **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSpec:
+  """How a bucket's lanes lie on the devices: devices along the `lanes` and `data` mesh
+  axes (-1: all the others) and lanes per device (None: a memory estimate decides)."""
+
+  lanes: int = -1
+  data: int = 1
+  lanes_per_device: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """A run's trial config, schedule and mesh, and the layer each set field came from."""
+
+  config: TrialConfig
+  schedule: Schedule
+  mesh: MeshSpec
+  sources: dict  # field -> "backbone" | "recipe" | "preset" | "flag" | "launcher"
+
+
+# What a host preset (tpu_configs/) sets, and where each field goes.
+PRESET_CONFIG_FIELDS = ("batch_size",)
+PRESET_SCHEDULE_FIELDS = ("compute_dtype", "eval_batch", "item_chunk")
+PRESET_MESH_FIELDS = {"mesh_lanes": "lanes", "mesh_data": "data",
+                      "lanes_per_device": "lanes_per_device"}
+PRESET_FIELDS = (*PRESET_CONFIG_FIELDS, *PRESET_SCHEDULE_FIELDS, *PRESET_MESH_FIELDS)
+
+
+def resolve(recipe=None, preset=None, config_flags: dict | None = None,
+            schedule_flags: dict | None = None,
+            launcher_schedule: dict | None = None) -> Resolved:
+  """The trial config, schedule and mesh from every layer, later layers winning.
+
+  Trial config: dataclass defaults <- backbone defaults <- recipe <- preset
+  (batch size) <- explicit flags. Schedule: dataclass defaults <- the
+  launcher's own defaults (e.g. vmle-tune's 15 epochs) <- recipe <- preset
+  (dtype, evaluation chunks) <- explicit flags. `recipe` is a name or a
+  `recipes.Recipe`; `preset` any mapping or object with the preset fields
+  (an ml_collections ConfigDict from tpu_configs/); the flag dicts hold only
+  values given explicitly, by field name. Raises ValueError on a bad value
+  or a backbone that contradicts the recipe's.
+  """
+  config_flags, schedule_flags = dict(config_flags or {}), dict(schedule_flags or {})
+  if isinstance(recipe, str):
+    from vmle_jax.recipes import get_recipe
+    recipe = get_recipe(recipe)
+  sources: dict[str, str] = {}
+
+  def layer(values: dict, name: str, into: dict) -> None:
+    for k, v in values.items():
+      into[k] = v
+      sources[k] = name
+
+  backbone = config_flags.get("backbone") or (recipe.config.backbone if recipe else "sasrec")
+  if recipe is not None and recipe.config.backbone != backbone:
+    raise ValueError(f"backbone={backbone!r} contradicts the recipe, a "
+                     f"{recipe.config.backbone} recipe; leave out --backbone")
+  _check_choice("backbone", backbone, BACKBONES)
+  config: dict[str, Any] = dict(_DEFAULTS, backbone=backbone)
+  layer(BACKBONE_DEFAULTS[backbone], "backbone", config)
+  if recipe is not None:
+    layer(_changed(recipe.config.to_dict(), config), "recipe", config)
+  preset_values = {} if preset is None else {f: _preset_field(preset, f) for f in PRESET_FIELDS}
+  layer({k: int(preset_values[k]) for k in PRESET_CONFIG_FIELDS if preset is not None},
+        "preset", config)
+  layer(config_flags, "flag", config)
+
+  schedule = dataclasses.asdict(Schedule())
+  layer(_changed(launcher_schedule or {}, schedule), "launcher", schedule)
+  if recipe is not None:
+    layer(_changed(dataclasses.asdict(recipe.schedule), schedule), "recipe", schedule)
+  if preset is not None:
+    layer({k: preset_values[k] if k == "compute_dtype" else int(preset_values[k])
+           for k in PRESET_SCHEDULE_FIELDS}, "preset", schedule)
+  layer(schedule_flags, "flag", schedule)
+
+  mesh = MeshSpec() if preset is None else MeshSpec(
+      **{field: int(preset_values[name]) for name, field in PRESET_MESH_FIELDS.items()})
+  return Resolved(config=TrialConfig(**config), schedule=Schedule(**schedule), mesh=mesh,
+                  sources=sources)
+
+
+def _changed(values: dict, current: dict) -> dict:
+  """The entries of `values` that differ from `current` (a layer's own settings)."""
+  return {k: v for k, v in values.items() if current.get(k) != v}
+
+
+def _preset_field(preset, name: str):
+  value = preset.get(name) if isinstance(preset, dict) else getattr(preset, name, None)
+  if value is None:
+    raise ValueError(f"the preset has no field {name!r} (a preset sets "
+                     f"{', '.join(PRESET_FIELDS)})")
+  return value

@@ -182,23 +182,28 @@ class SearchSpace:
   def for_backbone(cls, backbone: str, base: TrialConfig | None = None,
                    only: Sequence[str] | None = None,
                    fixed: dict | None = None) -> "SearchSpace":
-    """The default space of a backbone, optionally restricted to `only` and with `fixed` values."""
+    """The backbone's space around `base` (default: the backbone's defaults), as it is.
+
+    The search starts from `base`: every dimension's default is the base's
+    value (a value outside a dimension joins it), so a recipe, a preset or a
+    flag seen by `config.resolve` is where grid, random and TPE begin.
+    `only` restricts the searched dimensions; `fixed` values are set on the
+    base and not searched.
+    """
     if backbone not in SPACES:
       raise SpaceError(f"backbone={backbone!r}: no search space; known: {', '.join(SPACES)}")
     dims = dict(SPACES[backbone])
-    # The default config is the same whatever dimensions are searched: every
-    # dimension of the backbone's space starts at its default.
-    defaults = {k: d.default for k, d in dims.items()}
     if only is not None:
       unknown = set(only) - set(dims)
       if unknown:
         raise SpaceError(f"unknown dimensions {sorted(unknown)}; known: {', '.join(dims)}")
       dims = {k: v for k, v in dims.items() if k in only}
     base = base or backbone_config(backbone)
+    if base.backbone != backbone:
+      raise SpaceError(f"the base config is a {base.backbone} config, not {backbone}")
     fixed = dict(fixed or {})
-    for k in fixed:
-      dims.pop(k, None)
-    base = base.replace(backbone=backbone, **{**defaults, **fixed})
+    base = base.replace(**fixed)
+    dims = {k: _around(d, getattr(base, k)) for k, d in dims.items() if k not in fixed}
     return cls(backbone=backbone, dims=dims, base=base)
 
   @property
@@ -283,6 +288,19 @@ class SearchSpace:
   def describe(self) -> dict[str, str]:
     """Human-readable dimension descriptions (used in prompts and --help)."""
     return {k: f"{d.describe()}, default {d.default!r}" for k, d in self.dims.items()}
+
+
+def _around(dim, value):
+  """`dim` with `value` as its default, widened to hold it if it lies outside."""
+  if isinstance(dim, Choice):
+    values = dim.values if value in dim.values else (*dim.values, value)
+    return dataclasses.replace(dim, values=values, default=value)
+  if isinstance(dim, Int):
+    off_grid = (value - dim.low) % dim.step != 0
+    return dataclasses.replace(dim, low=min(dim.low, value), high=max(dim.high, value),
+                               default=value, step=1 if off_grid else dim.step)
+  return dataclasses.replace(dim, low=min(dim.low, value), high=max(dim.high, value),
+                             default=value)
 
 
 def _coerce(dim, v):

@@ -1,8 +1,9 @@
 """How many lanes fit on a device: a memory estimate per lane for a static signature.
 
-A lane holds its parameters, two Adam moments and a best-so-far copy (4x
-parameters), plus activations of one step (kept for the backward pass) and
-the loss logits. Estimates are deliberately rough and on the safe side; the
+A lane holds six copies of its parameters (the parameters, their moving
+average, the best-so-far copy, two Adam moments and, during a step, the
+gradients), plus the activations of one step (kept for the backward pass)
+and the loss logits. Estimates are deliberately rough and on the safe side; the
 `--lanes` flag overrides them.
 """
 
@@ -33,7 +34,7 @@ def lane_bytes(cfg: TrialConfig, num_items: int, rows: int | None = None) -> int
   rows = rows or cfg.batch_size
   tokens = rows * cfg.max_len
   params = param_count(cfg, num_items)
-  state = 5 * params * FLOAT_BYTES  # params, their average, gradients, Adam moments
+  state = 6 * params * FLOAT_BYTES  # params, average, best copy, 2 Adam moments, gradients
   width = cfg.hidden * max(4, 2 * cfg.ffn_mult)
   acts = tokens * width * cfg.blocks * 3 * FLOAT_BYTES
   attn = rows * cfg.heads * cfg.max_len ** 2 * cfg.blocks * 3 * FLOAT_BYTES
