@@ -59,7 +59,7 @@ def main(argv):
     configs = [base.replace(lr=1e-3 * (1 + i % 4) / 2, dropout=0.1 + 0.1 * (i % 3), seed=i)
                for i in range(k)]
     states, hp = engine.init_lanes(configs)
-    alive = engine._shard_lanes(np.arange(engine.padded_lanes(k)) < k)
+    alive = engine.shard_lanes(np.arange(engine.padded_lanes(k)) < k)
     states, _, loss = prog.epoch(states, hp, alive, steps)  # compile + warm-up
     loss.block_until_ready()
     t = time.perf_counter()

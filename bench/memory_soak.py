@@ -78,7 +78,7 @@ def main(argv):
     spec = StudySpec(name="soak", strategy="random", budget_trials=FLAGS.trials, lanes=1)
     run_study(spec, data, store, make_strategy("random", space, seed=0, lanes=1), space,
               schedule, engine=engine, log=log, engine_log=False)
-    signatures = len({t["signature"] for t in store.finished_trials(store.study("soak")["id"])})
+    signatures = len({t.signature for t in store.finished_trials(store.study("soak")["id"])})
   first = samples[0]
   quarter = max(1, len(samples) // 4)
   growth = samples[-1] - samples[-quarter - 1]

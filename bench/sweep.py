@@ -59,7 +59,7 @@ def main(argv):
                 log=lambda s: None, engine_log=False)
       seconds[lanes] = time.perf_counter() - t
       trials = store.finished_trials(store.study(spec.name)["id"])
-      values[lanes] = {str(t["config"]): t["valid"]["NDCG@10"] for t in trials}
+      values[lanes] = {str(t.config): t.valid["NDCG@10"] for t in trials}
   same = values[FLAGS.lanes].keys() == values[1].keys()
   diff = max(abs(values[FLAGS.lanes][k] - values[1][k]) for k in values[1]) if same else float("nan")
   print(f"sweep {data.name} random-packed {FLAGS.trials} trials, {FLAGS.epochs} epochs max: "

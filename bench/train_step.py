@@ -35,7 +35,7 @@ def time_steps(engine, cfg, epochs: int) -> tuple[float, object]:
   import numpy as np
   prog = engine.programs(cfg.static_signature())
   states, hp = engine.init_lanes([cfg])
-  alive = engine._shard_lanes(np.ones(1, bool))
+  alive = engine.shard_lanes(np.ones(1, bool))
   states, _, loss = prog.epoch(states, hp, alive, engine.epoch_data(cfg.max_len, cfg.batch_size, 1))
   loss.block_until_ready()
   total_s, total_steps = 0.0, 0

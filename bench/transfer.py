@@ -63,7 +63,7 @@ def main(argv):
   from vmle_jax.search.planners import HeuristicPlanner
   from vmle_jax.search.space import SearchSpace
   from vmle_jax.search.strategies import make_strategy
-  from vmle_jax.memory.store import trial_value
+  from vmle_jax.memory.records import best_trial
   from vmle_jax.search.study import StudySpec, export_trials_csv, run_study
 
   trials, epochs, patience, lanes = SCALES[FLAGS.scale]
@@ -105,9 +105,8 @@ def main(argv):
   source = None
   for dataset in FLAGS.sources:
     source, r = run("source.sqlite", dataset, f"source-{dataset}", agent, "agent:heuristic")
-    best = max((t for t in source.finished_trials(source.study(f"source-{dataset}")["id"])
-                if trial_value(t) is not None), key=trial_value)
-    best_configs.append(TrialConfig.from_dict(best["config"]))
+    best = best_trial(source.finished_trials(source.study(f"source-{dataset}")["id"]))
+    best_configs.append(TrialConfig.from_dict(best.config))
   summary_path = os.path.join(FLAGS.workdir, "sasrec-summary.json")
   summaries.export_summary(source, "sasrec", summary_path)
 

@@ -28,7 +28,8 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   from vmle_jax.memory import summaries
-  from vmle_jax.memory.store import Store, StoreError, trial_value
+  from vmle_jax.memory.records import best_trial
+  from vmle_jax.memory.store import Store, StoreError
 
   if len(argv) != 2 or argv[1] not in COMMANDS:
     common.fail(f"give one command: {' | '.join(COMMANDS)} (see --help)")
@@ -42,10 +43,11 @@ def main(argv) -> None:
   if command == "studies":
     for s in store.studies():
       trials = store.finished_trials(s["id"])
-      vals = [v for v in map(trial_value, trials) if v is not None]
+      best = best_trial(trials)
       print(f"{s['name']}: {s['strategy']} {s['backbone']} on dataset {s['dataset_id']}, "
-            f"{len(trials)} trials, best val NDCG@10 {max(vals) if vals else float('nan'):.4f}, "
-            f"{s['status']}")
+            f"{len(trials)} trials, best val NDCG@10 "
+            f"{best.value if best else float('nan'):.4f}"
+            + (f" (trial {best.number})" if best else "") + f", {s['status']}")
   elif command in ("trials", "calls"):
     study = store.study(FLAGS.study) if FLAGS.study else None
     if study is None:
@@ -57,8 +59,8 @@ def main(argv) -> None:
                                             "detail")}))
       return
     for t in store.trials(study["id"]):
-      v = (t.get("valid") or {}).get("NDCG@10")
-      p = t.get("proposal") or {}
+      v = t.value
+      p = t.proposal or {}
       if p.get("dimension"):
         more = len(p.get("changed", [])) - 1
         change = (f"{p['dimension']} {p.get('old_value')!r}->{p.get('new_value')!r}"
@@ -66,10 +68,10 @@ def main(argv) -> None:
       else:
         change = "default" if not p.get("changed") else f"{len(p['changed'])} changes"
       kind = f"[{p['kind']}] " if p.get("kind") else ""
-      batch = f"b{t['batch']} " if t.get("batch") is not None else ""
-      print(f"#{t['number']:3d} {batch}{t['status']:9s} {t.get('epochs') or 0:3d} ep  val NDCG@10 "
+      batch = f"b{t.batch} " if t.batch is not None else ""
+      print(f"#{t.number:3d} {batch}{t.status:9s} {t.epochs or 0:3d} ep  val NDCG@10 "
             f"{v if v is None else round(v, 4)!s:8s} {kind}{change}"
-            + (f"  | {t['reflection']}" if t.get("reflection") else ""))
+            + (f"  | {t.reflection}" if t.reflection else ""))
   elif command == "insights":
     for i in store.insights(backbone=FLAGS.backbone):
       print(f"[{i['dataset']}] {i['rule']} (confidence {i['confidence']:.2f}, "

@@ -1,4 +1,4 @@
-"""The SQLite store behind the memory: data sets, studies, trials (and later insights).
+"""The SQLite store behind the memory: data sets, studies, trials, insights, summaries.
 
 WAL journal, foreign keys, a busy timeout and retried write transactions, so
 two processes can write one file at once. Every write is one transaction: a
@@ -17,18 +17,8 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
-FINAL_STATUSES = ("finished", "stopped", "pruned", "diverged", "failed")
-SCORELESS = ("diverged", "failed")  # final statuses whose metrics do not count
-SELECT_METRIC = "NDCG@10"
+from vmle_jax.memory.records import FINAL_STATUSES, RuleKey, Trial
 
-
-def trial_value(trial: dict) -> float | None:
-  """A trial's value, the one rule everything ranks by: validation NDCG@10 at its best
-  epoch; None while it runs, when it diverged or failed, or has no validation yet."""
-  v = (trial.get("valid") or {}).get(SELECT_METRIC)
-  if v is None or trial.get("status") in SCORELESS or trial.get("status") not in FINAL_STATUSES:
-    return None
-  return float(v)
 TRIAL_JSON = ("config", "valid", "test", "curve", "proposal")
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
@@ -324,7 +314,7 @@ class Store:
       sets = ", ".join(f"{k} = ?" for k in fields)
       c.execute(f"UPDATE trials SET {sets} WHERE id = ?", (*fields.values(), trial_id))
 
-  def trials(self, study_id: int, statuses: Iterable[str] | None = None) -> list[dict]:
+  def trials(self, study_id: int, statuses: Iterable[str] | None = None) -> list[Trial]:
     q = "SELECT * FROM trials WHERE study_id = ?"
     args: list[Any] = [study_id]
     if statuses:
@@ -332,28 +322,27 @@ class Store:
       q += f" AND status IN ({', '.join('?' * len(statuses))})"
       args += statuses
     rows = self.conn.execute(q + " ORDER BY number", args)
-    return [_row(r, json_fields=TRIAL_JSON) for r in rows]
+    return [Trial.from_row(_row(r, json_fields=TRIAL_JSON)) for r in rows]
 
-  def finished_trials(self, study_id: int) -> list[dict]:
+  def finished_trials(self, study_id: int) -> list[Trial]:
     return self.trials(study_id, FINAL_STATUSES)
 
-  def trials_by_id(self, ids: Iterable[int]) -> list[dict]:
+  def trials_by_id(self, ids: Iterable[int]) -> list[Trial]:
     """The trials with these ids (any study), in id order."""
     ids = [int(i) for i in ids]
     if not ids:
       return []
     rows = self.conn.execute(
         f"SELECT * FROM trials WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids)
-    return [_row(r, json_fields=TRIAL_JSON) for r in rows]
-
+    return [Trial.from_row(_row(r, json_fields=TRIAL_JSON)) for r in rows]
 
   # ---------------------------------------------------------------- insights (L1)
   def upsert_insight(self, dataset_id: int, study_id: int | None, backbone: str, rule: str,
-                     key: dict, support: list[int], contradict: list[int], confidence: float,
+                     key: RuleKey, support: list[int], contradict: list[int], confidence: float,
                      source: str) -> int:
     """Writes a rule for (data set, backbone, key); an existing one is replaced by the new evidence."""
     now = time.time()
-    key_json = json.dumps(key, sort_keys=True)
+    key_json = key.to_json()
     with self.transaction() as c:
       row = c.execute("SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
                       (dataset_id, backbone, key_json)).fetchone()

@@ -19,24 +19,16 @@ import json
 import math
 import os
 
-from vmle_jax.memory.store import Store, trial_value
+from vmle_jax.memory.records import RuleKey, Trial, confidence
+from vmle_jax.memory.store import Store
 
 FORMAT = "vmle-jax cognition summary v1"
 
 
-def _confidence(support: int, contradict: int) -> float:
-  return (support + 1) / (support + contradict + 2)
-
-
-def _key(d: dict) -> str:
-  return json.dumps({"dimension": d.get("dimension"), "direction": d.get("direction"),
-                     "value": d.get("value")}, sort_keys=True)
-
-
-def relative_gain(trial: dict) -> float | None:
+def relative_gain(trial: Trial) -> float | None:
   """A trial's relative change of validation NDCG@10 over the parent its proposal named."""
-  parent = (trial.get("proposal") or {}).get("parent_value")
-  value = trial_value(trial)
+  parent = (trial.proposal or {}).get("parent_value")
+  value = trial.value
   if not parent or value is None:
     return None
   return float(value) / float(parent) - 1.0
@@ -51,11 +43,11 @@ def merge_rules(local: list[dict], imported: list[dict],
                 gains: dict[int, float] | None = None) -> list[dict]:
   """Rules merged by key; see the module docstring. `gains` maps trial id to relative gain."""
   gains = gains or {}
-  merged: dict[str, dict] = {}
-  effects: dict[str, list[tuple[float, int]]] = {}  # (mean gain, trials) per source
+  merged: dict[RuleKey, dict] = {}
+  effects: dict[RuleKey, list[tuple[float, int]]] = {}  # (mean gain, trials) per source
   for r in imported:
-    k = _key(r["key"])
-    m = merged.setdefault(k, {"key": json.loads(k), "rule": r["rule"], "support": 0,
+    k = RuleKey.of(r["key"]).move
+    m = merged.setdefault(k, {"key": k.to_dict(), "rule": r["rule"], "support": 0,
                               "contradict": 0, "datasets": [], "imported": True})
     m["support"] += int(r.get("support", 0))
     m["contradict"] += int(r.get("contradict", 0))
@@ -63,8 +55,8 @@ def merge_rules(local: list[dict], imported: list[dict],
     if r.get("gain") is not None:
       effects.setdefault(k, []).append((float(r["gain"]), int(r.get("gain_trials") or 1)))
   for ins in local:
-    k = _key(ins["key"])
-    m = merged.setdefault(k, {"key": json.loads(k), "rule": ins["rule"], "support": 0,
+    k = RuleKey.of(ins["key"]).move
+    m = merged.setdefault(k, {"key": k.to_dict(), "rule": ins["rule"], "support": 0,
                               "contradict": 0, "datasets": [], "imported": False})
     m["support"] += len(ins["support"])
     m["contradict"] += len(ins["contradict"])
@@ -77,14 +69,14 @@ def merge_rules(local: list[dict], imported: list[dict],
   for k, m in merged.items():
     if m["contradict"] > m["support"]:
       continue  # contradicted by the evidence: dropped
-    m["confidence"] = round(_confidence(m["support"], m["contradict"]), 4)
+    m["confidence"] = round(confidence(m["support"], m["contradict"]), 4)
     n = sum(w for _, w in effects.get(k, []))
     m["gain"] = round(sum(g * w for g, w in effects[k]) / n, 4) if n else None
     m["gain_trials"] = n
     m["rule"] = _general_rule(m)
     out.append(m)
   out.sort(key=lambda m: (-expected_gain(m), -m["confidence"],
-                          -(m["support"] + m["contradict"]), _key(m["key"])))
+                          -(m["support"] + m["contradict"]), RuleKey.of(m["key"]).to_json()))
   return out
 
 
@@ -94,7 +86,7 @@ def _insight_gains(store: Store, insights: list[dict]) -> dict[int, float]:
   for t in store.trials_by_id(ids):
     g = relative_gain(t)
     if g is not None:
-      gains[t["id"]] = g
+      gains[t.id] = g
   return gains
 
 

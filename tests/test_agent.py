@@ -15,6 +15,7 @@ from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data import make_synthetic
 from vmle_jax.engine import Engine
 from vmle_jax.memory import summaries
+from vmle_jax.memory.records import Trial
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
@@ -81,26 +82,26 @@ def test_heuristic_loop_writes_proposals_reflections_insights_and_summary(data, 
   summary, study = _run(data, engine, store, HeuristicPlanner(), "h", trials=7)
   trials = store.finished_trials(study["id"])
   assert len(trials) == 7
-  assert trials[0]["proposal"]["kind"] == "playbook"  # the first structure: the playbook's
-  assert "playbook" in trials[0]["proposal"]["hypothesis"]
+  assert trials[0].proposal["kind"] == "playbook"  # the first structure: the playbook's
+  assert "playbook" in trials[0].proposal["hypothesis"]
   for t in trials[1:]:
-    p = t["proposal"]
+    p = t.proposal
     assert p["hypothesis"] and p["risk"] and p["expected_effect"]
-    assert t["reflection"], t
+    assert t.reflection, t
   # Rate variants name their bucket's center as parent, and the gain is measured against it.
-  variants = [t for t in trials if t["proposal"]["kind"] == "variant"]
-  assert variants and all(t["proposal"]["one_change"] for t in variants)
-  center = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t for t in trials}
+  variants = [t for t in trials if t.proposal["kind"] == "variant"]
+  assert variants and all(t.proposal["one_change"] for t in variants)
+  center = {json.dumps(t.config, sort_keys=True, separators=(",", ":")): t for t in trials}
   for t in variants:
-    parent = center[t["proposal"]["anchor_key"]]
-    assert t["proposal"]["parent_number"] == parent["number"]
-    assert t["proposal"]["parent_value"] == pytest.approx(parent["valid"]["NDCG@10"])
+    parent = center[t.proposal["anchor_key"]]
+    assert t.proposal["parent_number"] == parent.number
+    assert t.proposal["parent_value"] == pytest.approx(parent.valid["NDCG@10"])
   insights = store.insights(study_id=study["id"])
   assert insights and all(i["support"] or i["contradict"] for i in insights)
   assert summary["cognition_summary_version"] == 1
   assert "NDCG@10" in summary["best_test"]
   # Test metrics exist only for the best config.
-  assert sum(1 for t in trials if t["test"]) == 1
+  assert sum(1 for t in trials if t.test) == 1
   calls = store.llm_calls(study["id"])
   assert calls and all(c["planner"] == "heuristic" for c in calls)
 
@@ -114,9 +115,9 @@ def test_agent_buckets_fill_the_lanes(data, engine, tmp_path):
   trials = store.finished_trials(store.study("lanes")["id"])
   sizes = {}
   for t in trials:
-    sizes[t["bucket"]] = sizes.get(t["bucket"], 0) + 1
+    sizes[t.bucket] = sizes.get(t.bucket, 0) + 1
   assert sorted(sizes.values()) == [4, 4, 4]
-  structures = {t["signature"] for t in trials}
+  structures = {t.signature for t in trials}
   assert len(structures) >= 2  # and the structure moves between batches
 
 
@@ -140,9 +141,9 @@ def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine,
   assert "'learning_rate' is not a searchable parameter" in details and "lr=99.0" in details
   trials = store.finished_trials(study["id"])
   assert len(trials) == 3
-  assert all(t["proposal"]["planner"] == "heuristic" and t["proposal"]["fallback"]
+  assert all(t.proposal["planner"] == "heuristic" and t.proposal["fallback"]
              for t in trials)
-  assert not any(t["config"]["lr"] == 99.0 for t in trials)
+  assert not any(t.config["lr"] == 99.0 for t in trials)
 
 
 def _gemini_proposal(*lrs):
@@ -187,10 +188,10 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
   assert all(r["headers"].get("x-goog-api-key") == key for r in fake.requests)
   assert all("gemini-test:generateContent" in r["path"] for r in fake.requests)
   trials = store.finished_trials(study["id"])
-  assert [t["config"]["lr"] for t in trials[:2]] == [0.002, 0.003]
-  assert trials[0]["proposal"]["planner"] == "gemini"
-  assert trials[1]["reflection"] == "the larger step helped"
-  assert trials[2]["proposal"]["fallback"]
+  assert [t.config["lr"] for t in trials[:2]] == [0.002, 0.003]
+  assert trials[0].proposal["planner"] == "gemini"
+  assert trials[1].reflection == "the larger step helped"
+  assert trials[2].proposal["fallback"]
   calls = store.llm_calls(study["id"])
   outcomes = [c["outcome"] for c in calls]
   assert "ok" in outcomes and "invalid_json" in outcomes and "rejected" in outcomes
@@ -273,9 +274,9 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
 
 def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once():
   def trial(i, parent, value):
-    return {"id": i, "status": "finished", "valid": {"NDCG@10": value},
-            "proposal": {"parent_value": parent}}
-  gains = {t["id"]: summaries.relative_gain(t)
+    return Trial(id=i, study_id=1, number=i, config={}, signature="", status="finished",
+                 valid={"NDCG@10": value}, proposal={"parent_value": parent})
+  gains = {t.id: summaries.relative_gain(t)
            for t in (trial(1, 0.02, 0.021), trial(2, 0.02, 0.03), trial(3, 0.02, None))}
   assert gains[1] == pytest.approx(0.05) and gains[2] == pytest.approx(0.5) and gains[3] is None
   insight = lambda dim, ids: {"key": {"dimension": dim, "direction": "up", "value": None},
@@ -420,9 +421,9 @@ def test_past_the_planner_time_cap_the_heuristic_takes_over(data, engine, tmp_pa
   finally:
     fake.close()
   trials = store.finished_trials(store.study("cap")["id"])
-  assert [t["proposal"]["planner"] for t in trials] == ["gemini", "gemini", "heuristic",
+  assert [t.proposal["planner"] for t in trials] == ["gemini", "gemini", "heuristic",
                                                         "heuristic"]
-  assert all(t["proposal"]["fallback"] for t in trials[2:])
+  assert all(t.proposal["fallback"] for t in trials[2:])
   assert len(fake.requests) == 1  # the cap held: one LLM call in the whole study
   sources = {i["source"] for i in store.insights(study_id=store.study("cap")["id"])}
   assert "gemini" not in sources and "heuristic (fallback)" in sources

@@ -117,7 +117,6 @@ def test_weight_decay_shrinks_matrices_and_tables_not_biases():
 
 
 def test_parameter_average_follows_its_decay_and_is_what_gets_evaluated(small_engine):
-  import jax
   import jax.numpy as jnp
   from vmle_jax.engine import steps
   a = {"w": jnp.zeros(3)}

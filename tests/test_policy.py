@@ -144,8 +144,8 @@ def test_every_strategy_can_use_the_early_stopping_rule(data, tmp_path, name):
   trials = store.finished_trials(store.study(name)["id"])
   assert len(trials) == 10
   assert store.study(name)["settings"]["early_stop"] == "median"
-  pruned = [t for t in trials if t["status"] == "pruned"]
+  pruned = [t for t in trials if t.status == "pruned"]
   # Once four trials have finished, a trial behind the median at epoch 2 stops there.
   assert pruned  # these seeds give trials that fall behind
   for t in pruned:
-    assert t["number"] >= 4 and t["epochs"] < 4 and "pruned" in t["error"]
+    assert t.number >= 4 and t.epochs < 4 and "pruned" in t.error

@@ -42,10 +42,10 @@ def report(tmp_path_factory):
         for _, u in updates:
           u["bucket_seconds"] = secs
         store.finish_bucket(updates)
-      best = max((t for t in store.finished_trials(sid) if t["status"] == "finished"),
-                 key=lambda t: t["valid"]["NDCG@10"])
-      store.update_trial(best["id"], test={"NDCG@10": best["valid"]["NDCG@10"] * 0.8,
-                                           "HR@10": best["valid"]["NDCG@10"] * 1.6})
+      best = max((t for t in store.finished_trials(sid) if t.status == "finished"),
+                 key=lambda t: t.valid["NDCG@10"])
+      store.update_trial(best.id, test={"NDCG@10": best.valid["NDCG@10"] * 0.8,
+                                           "HR@10": best.valid["NDCG@10"] * 1.6})
   out = tmp / "out"
   table = write_report(load_group(store, "g"), str(out), "test report", device="cpu")
   return {"db": str(tmp / "m.sqlite"), "out": out, "table": table}

@@ -118,14 +118,13 @@ def test_a_killed_sweep_resumes_from_its_last_checkpoint_epoch(tmp_path):
   deadline = time.time() + 300
   epoch = 0
   while time.time() < deadline and proc.poll() is None:
-    metas = glob.glob(str(tmp_path / "killed" / "buckets" / "*" / "meta.json"))
-    if metas:
-      try:
-        epoch = json.load(open(metas[0]))["epoch"]
-      except (json.JSONDecodeError, OSError):
-        epoch = 0
-      if epoch >= 3:
-        break
+    # Orbax renames a step's directory to its number once the save is complete.
+    steps = [int(os.path.basename(p)) for p in
+             glob.glob(str(tmp_path / "killed" / "buckets" / "*" / "*"))
+             if os.path.basename(p).isdigit()]
+    epoch = max(steps, default=0)
+    if epoch >= 3:
+      break
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()

@@ -47,17 +47,17 @@ def test_bucket_lifecycle_and_reset(tmp_path):
   assert bucket2 == 1
   assert store.interrupt_unfinished(sid) == 1  # the running one from a "killed" process
   done = store.finished_trials(sid)
-  assert [t["status"] for t in done] == ["finished", "diverged"]
-  assert done[0]["valid"] == {"NDCG@10": 0.1}
-  assert TrialConfig.from_dict(done[0]["config"]) == cfgs[0]
+  assert [t.status for t in done] == ["finished", "diverged"]
+  assert done[0].valid == {"NDCG@10": 0.1}
+  assert TrialConfig.from_dict(done[0].config) == cfgs[0]
   with pytest.raises(sqlite3.IntegrityError):  # a config is run once per study
     store.start_bucket(sid, [cfgs[0]])
   # The interrupted row is kept; its config runs again under a new, never reused id.
   ids3, _ = store.start_bucket(sid, [TrialConfig(lr=3e-3)])
   assert ids3[0] > ids2[0]
   rows = store.trials(sid)
-  assert [t["status"] for t in rows] == ["finished", "diverged", "interrupted", "running"]
-  assert [t["number"] for t in rows] == [0, 1, 2, 3]
+  assert [t.status for t in rows] == ["finished", "diverged", "interrupted", "running"]
+  assert [t.number for t in rows] == [0, 1, 2, 3]
 
 
 def _writer(path, name, n, queue):

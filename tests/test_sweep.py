@@ -181,7 +181,7 @@ def test_a_second_process_on_a_live_study_is_refused(tmp_path):
   other = Store(str(tmp_path / "m.sqlite"))
   with pytest.raises(StoreError, match=r"being run by process \d+ on"):
     other.acquire_lease(sid, "second")
-  assert store.trials(sid)[0]["status"] == "running"  # the refused process touched nothing
+  assert store.trials(sid)[0].status == "running"  # the refused process touched nothing
   # A lease whose heartbeat is older than the stale limit is taken over.
   taken = other.acquire_lease(sid, "second", stale_after_s=0.0)
   assert taken["owner"] == "first"

@@ -21,6 +21,7 @@ import jax
 
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data.dataset import SequenceDataset
+from vmle_jax.engine.checkpoint import save_params
 from vmle_jax.engine.lanes import Engine
 from vmle_jax.eval.ranking import RANK_TIES
 
@@ -41,22 +42,6 @@ def device_description() -> str:
   d = jax.devices()[0]
   kind = getattr(d, "device_kind", d.platform)
   return f"{len(jax.devices())}x {kind} ({d.platform}), {os.cpu_count()} host cores, {platform.machine()}"
-
-
-def save_params(path: str, params) -> str:
-  """Writes a parameter pytree with orbax; returns the absolute path."""
-  import orbax.checkpoint as ocp
-  path = os.path.abspath(path)
-  ckpt = ocp.StandardCheckpointer()
-  ckpt.save(path, params, force=True)
-  ckpt.wait_until_finished()
-  return path
-
-
-def load_params(path: str, like=None):
-  """Reads a parameter pytree written by `save_params` (shaped like `like` if given)."""
-  import orbax.checkpoint as ocp
-  return ocp.StandardCheckpointer().restore(os.path.abspath(path), like)
 
 
 def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedule = Schedule(),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 
 import numpy as np
 
@@ -115,6 +114,3 @@ class SequenceDataset:
     return (f"{self.name}: {s['users']:,} users, {s['items']:,} items, "
             f"{s['interactions']:,} interactions, avg len {s['avg_len']:.2f}, "
             f"density {s['density']:.5f}, timestamps {'yes' if s['has_timestamps'] else 'no'}")
-
-  def to_json(self) -> str:
-    return json.dumps(self.fingerprint(), sort_keys=True)

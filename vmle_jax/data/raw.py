@@ -22,9 +22,6 @@ import numpy as np
 from vmle_jax.data.dataset import DataError, SequenceDataset
 from vmle_jax.data.formats import _name_of, quote, sequences_from_log
 
-RAW_FORMATS = ("amazon2014", "amazon2018", "amazon2023")
-
-
 def _open_text(path: str):
   if not os.path.exists(path):
     raise DataError(f"data file {path}: does not exist")

@@ -15,10 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import json
 import math
-import os
-import shutil
 import time
 from typing import Any, Callable, Sequence
 
@@ -33,6 +30,7 @@ from vmle_jax.data.dataset import SequenceDataset
 from vmle_jax.data.packing import pack_epoch, unpacked_epoch
 from vmle_jax.data.split import EvalSplit, LeaveOneOut, leave_one_out
 from vmle_jax.engine import steps
+from vmle_jax.engine.checkpoint import BucketCheckpoint
 from vmle_jax.eval.ranking import (
     metrics_from_ranks, sample_candidates, sampled_ranks, target_ranks)
 from vmle_jax.models import build_model
@@ -69,6 +67,29 @@ class BucketResult:
   seconds: float
   steps_per_epoch: int
   compile_seconds: float
+
+
+@dataclasses.dataclass
+class _BucketRun:
+  """A bucket in training: device state and the host-side bookkeeping of its lanes."""
+
+  signature: TrialConfig
+  prog: "_Programs"
+  label: str
+  k: int  # lanes reported (the rest of the slots are padding)
+  t0: float
+  states: Any
+  hp: Any
+  best_params: Any
+  lanes: list
+  slots: np.ndarray
+  alive: np.ndarray
+  best: np.ndarray
+  since_best: np.ndarray
+  ckpt: BucketCheckpoint | None = None
+  first_epoch: int = 1
+  compile_seconds: float = 0.0
+  epoch_times: list = dataclasses.field(default_factory=list)
 
 
 class _Programs:
@@ -207,7 +228,8 @@ def epoch_batches(num_rows: int, batch_size: int, data_seed: int, epoch: int) ->
   return perm[:steps_ * batch_size].reshape(steps_, batch_size).astype(np.int32)
 
 
-def _format_eta(seconds: float) -> str:
+def format_eta(seconds: float) -> str:
+  """Seconds as 42s, 3m05s or 1h07m (progress lines of the engine and the study loop)."""
   seconds = max(0, int(seconds))
   if seconds >= 3600:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
@@ -262,7 +284,8 @@ class Engine:
     return self._splits[max_len]
 
   # ---------------------------------------------------------------- placement
-  def _shard_lanes(self, tree):
+  def shard_lanes(self, tree):
+    """Per-lane arrays (leading axis: lanes, a multiple of the device count) on the mesh."""
     sharding = NamedSharding(self.mesh, PartitionSpec(LANES))
     return jax.device_put(tree, sharding)
 
@@ -354,7 +377,7 @@ class Engine:
     hp = {name: np.asarray([c.dynamic_values()[name] for c in padded], np.float32)
           for name in configs[0].dynamic_values()}
     seeds = np.asarray([c.seed for c in padded], np.uint32)
-    hp, seeds = self._shard_lanes((hp, seeds))
+    hp, seeds = self.shard_lanes((hp, seeds))
     return self.programs(configs[0].static_signature()).init(hp, seeds), hp
 
   def train(self, configs: Sequence[TrialConfig], label: str = "",
@@ -375,6 +398,37 @@ class Engine:
     continuation is the run that was interrupted). The checkpoint is removed
     when the bucket ends.
     """
+    run = self._start_bucket(configs, label, checkpoint_dir)
+    sched = self.schedule
+    for epoch in range(run.first_epoch, sched.max_epochs + 1):
+      if not run.alive.any():
+        break
+      te = time.perf_counter()
+      loss = self._train_epoch(run, epoch)
+      metrics = [None] * run.k
+      if (epoch % sched.eval_every == 0 or epoch == sched.max_epochs) and run.alive.any():
+        metrics = self._validate(run, epoch, prune)
+      self._record_epoch(run, epoch, loss, metrics, time.perf_counter() - te)
+      if epoch < sched.max_epochs:
+        self._maybe_compact(run)
+      if run.ckpt is not None and sched.checkpoint_every and \
+          epoch % sched.checkpoint_every == 0 and run.alive.any():
+        run.ckpt.save(epoch, run.states, run.best_params, run.alive, run.best, run.since_best,
+                      run.lanes, run.slots)
+    for lane in run.lanes:
+      if lane.status == "running":
+        lane.status = "finished"
+    if run.ckpt is not None:
+      run.ckpt.remove()
+    split = self.split(run.signature.max_len)
+    return BucketResult(signature=run.signature, lanes=run.lanes, best_params=run.best_params,
+                        seconds=time.perf_counter() - run.t0,
+                        steps_per_epoch=math.ceil(len(split.train) / run.signature.batch_size),
+                        compile_seconds=run.compile_seconds)
+
+  # -- the phases of a bucket
+  def _start_bucket(self, configs, label, checkpoint_dir) -> "_BucketRun":
+    """Initial (or checkpointed) lane states and the host-side bookkeeping of a bucket."""
     if not configs:
       raise ValueError("a bucket needs at least one trial")
     signature = configs[0].static_signature()
@@ -382,125 +436,127 @@ class Engine:
       if c.static_signature() != signature:
         raise ValueError("all trials of a bucket must share one static signature; "
                          f"{c.signature_key()} != {signature.signature_key()}")
-    sched = self.schedule
     prog = self.programs(signature)
     split = self.split(signature.max_len)
     if signature.backbone == "hstu" and signature.time_bias and split.train_times is None:
       self.log("HSTU time bias off: the data set has no timestamps (relative-position bias only)")
     k, k_pad = len(configs), self.padded_lanes(len(configs))
-    lanes = [LaneResult(config=c) for c in configs]
     t0 = time.perf_counter()
     states, hp = self.init_lanes(configs)
-    best_params = prog.copy(states.params)  # per lane, never compacted
-    # slots[j]: the lane trained in slot j of the (possibly compacted) state; -1: padding.
-    slots = np.where(np.arange(k_pad) < k, np.arange(k_pad), -1)
-    alive = np.arange(k_pad) < k  # per lane; padding lanes never train
-    best = np.full(k_pad, -np.inf)
-    since_best = np.zeros(k_pad, int)
-    compile_s, epoch_times, first_epoch = 0.0, [], 1
-    ckpt = BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None
-    if ckpt is not None and ckpt.exists():
-      saved_slots = ckpt.slots()
-      if saved_slots is not None and len(saved_slots) != len(slots):
-        states, hp = self._compact(prog, states, hp, slots, saved_slots)
-        slots = saved_slots
-      states, best_params, host = ckpt.restore(states, best_params)
-      alive, best, since_best = host["alive"], host["best"], host["since_best"]
-      for lane, saved in zip(lanes, host["lanes"]):
+    run = _BucketRun(
+        signature=signature, prog=prog, label=label, k=k, t0=t0, states=states, hp=hp,
+        best_params=prog.copy(states.params),  # per lane, never compacted
+        lanes=[LaneResult(config=c) for c in configs],
+        # slots[j]: the lane trained in slot j of the (possibly compacted) state; -1: padding.
+        slots=np.where(np.arange(k_pad) < k, np.arange(k_pad), -1),
+        alive=np.arange(k_pad) < k,  # per lane; padding lanes never train
+        best=np.full(k_pad, -np.inf), since_best=np.zeros(k_pad, int),
+        ckpt=BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None)
+    if run.ckpt is not None and run.ckpt.exists():
+      saved_slots = run.ckpt.slots()
+      if saved_slots is not None and len(saved_slots) != len(run.slots):
+        run.states, run.hp = self._compact(prog, run.states, run.hp, run.slots, saved_slots)
+        run.slots = saved_slots
+      run.states, run.best_params, host = run.ckpt.restore(run.states, run.best_params)
+      run.alive, run.best, run.since_best = host["alive"], host["best"], host["since_best"]
+      for lane, saved in zip(run.lanes, host["lanes"]):
         for field, value in saved.items():
           setattr(lane, field, value)
-      first_epoch = host["epoch"] + 1
+      run.first_epoch = host["epoch"] + 1
       self.log(f"[{label}] resuming the bucket from its checkpoint after epoch {host['epoch']}")
-    for epoch in range(first_epoch, sched.max_epochs + 1):
-      if not alive.any():
-        break
-      te = time.perf_counter()
-      live = slots >= 0
-      slot_alive = live & alive[np.maximum(slots, 0)]
-      batches = self.epoch_data(signature.max_len, signature.batch_size, epoch)
-      profiling = self.profile_dir and epoch == first_epoch + 1
-      if profiling:
-        jax.profiler.start_trace(self.profile_dir)
-      states, alive_out, slot_loss = prog.epoch(states, hp, self._shard_lanes(slot_alive),
-                                                batches)
-      alive_out, slot_loss = np.asarray(alive_out), np.asarray(slot_loss)
-      if profiling:
-        jax.profiler.stop_trace()
-        self.log(f"profile of epoch {epoch} written to {self.profile_dir}")
-      loss = np.full(k_pad, np.nan)
-      loss[slots[live]] = slot_loss[live]
-      for j in np.flatnonzero(slot_alive & ~alive_out):
-        i = slots[j]
-        lanes[i].status, lanes[i].stopped_epoch = "diverged", epoch
-        lanes[i].error = f"non-finite loss or gradient in epoch {epoch}"
-        alive[i] = False
-      metrics = [None] * k
-      if (epoch % sched.eval_every == 0 or epoch == sched.max_epochs) and alive.any():
-        slot_ranks = self.lane_ranks(signature, states.average, "valid")
-        improved = np.zeros(len(slots), bool)
-        for j in np.flatnonzero(live):
-          i = slots[j]
-          if not alive[i]:
-            continue
-          metrics[i] = metrics_from_ranks(slot_ranks[j])
-          value = metrics[i][SELECT_METRIC]
-          if value > best[i]:
-            best[i], since_best[i], improved[j] = value, 0, True
-            lanes[i].valid, lanes[i].best_epoch = metrics[i], epoch
-          else:
-            since_best[i] += sched.eval_every
-        if improved.any():
-          best_params = prog.keep_best(best_params, states.average,
-                                       self._shard_lanes(np.maximum(slots, 0).astype(np.int32)),
-                                       self._shard_lanes(improved))
-        for i in np.flatnonzero(alive & (since_best >= sched.patience)):
-          lanes[i].status, lanes[i].stopped_epoch = "stopped", epoch
-          alive[i] = False
-        if prune is not None and alive[:k].any() and epoch < sched.max_epochs:
-          cut = np.asarray(prune(epoch, best[:k].copy(), alive[:k].copy()), bool)
-          for i in np.flatnonzero(cut & alive[:k]):
-            lanes[i].status, lanes[i].stopped_epoch = "pruned", epoch
-            lanes[i].error = (f"pruned after epoch {epoch}: best validation NDCG@10 "
-                              f"{best[i]:.4f} cannot catch up with the study's finished trials")
-            alive[i] = False
-      for i, lane in enumerate(lanes):
-        if lane.status == "running" or lane.stopped_epoch == epoch:
-          lane.epochs = epoch
-          point = {"epoch": epoch, "loss": float(loss[i])}
-          if metrics[i] is not None:
-            point.update({m: metrics[i][m] for m in ("NDCG@10", "HR@10")})
-          lane.curve.append(point)
-      seconds = time.perf_counter() - te
-      compile_s = seconds if epoch == first_epoch else compile_s
-      epoch_times.append(seconds)
-      self.log(_progress_line(label, epoch, sched.max_epochs, lanes, loss, metrics, best,
-                              alive[:k], epoch_times, len(slots)))
-      # Compact: once the live lanes fit in half the slots, train only them.
-      n_alive = int(alive.sum())
-      if n_alive and self.padded_lanes(n_alive) <= len(slots) // 2 and epoch < sched.max_epochs:
-        keep = [int(slots[j]) for j in range(len(slots)) if slots[j] >= 0 and alive[slots[j]]]
-        target = np.asarray(keep + [-1] * (self.padded_lanes(n_alive) - n_alive))
-        states, hp = self._compact(prog, states, hp, slots, target)
-        slots = target
-      if ckpt is not None and sched.checkpoint_every and epoch % sched.checkpoint_every == 0 \
-          and alive.any():
-        ckpt.save(epoch, states, best_params, alive, best, since_best, lanes, slots)
-    for lane in lanes:
-      if lane.status == "running":
-        lane.status = "finished"
-    if ckpt is not None:
-      ckpt.remove()
-    return BucketResult(signature=signature, lanes=lanes, best_params=best_params,
-                        seconds=time.perf_counter() - t0,
-                        steps_per_epoch=math.ceil(len(split.train) / signature.batch_size),
-                        compile_seconds=compile_s)
+    return run
+
+  def _train_epoch(self, run: "_BucketRun", epoch: int) -> np.ndarray:
+    """One epoch of every live slot; lanes whose loss or gradient went non-finite are frozen
+    as diverged. Returns the mean loss per lane (NaN for lanes that did not train)."""
+    live = run.slots >= 0
+    slot_alive = live & run.alive[np.maximum(run.slots, 0)]
+    batches = self.epoch_data(run.signature.max_len, run.signature.batch_size, epoch)
+    profiling = self.profile_dir and epoch == run.first_epoch + 1
+    if profiling:
+      jax.profiler.start_trace(self.profile_dir)
+    run.states, alive_out, slot_loss = run.prog.epoch(run.states, run.hp,
+                                                      self.shard_lanes(slot_alive), batches)
+    alive_out, slot_loss = np.asarray(alive_out), np.asarray(slot_loss)
+    if profiling:
+      jax.profiler.stop_trace()
+      self.log(f"profile of epoch {epoch} written to {self.profile_dir}")
+    loss = np.full(len(run.alive), np.nan)  # per lane (slots may be compacted)
+    loss[run.slots[live]] = slot_loss[live]
+    for j in np.flatnonzero(slot_alive & ~alive_out):
+      i = run.slots[j]
+      lane = run.lanes[i]
+      lane.status, lane.stopped_epoch = "diverged", epoch
+      lane.error = f"non-finite loss or gradient in epoch {epoch}"
+      run.alive[i] = False
+    return loss
+
+  def _validate(self, run: "_BucketRun", epoch: int, prune) -> list:
+    """Validation metrics of every live lane; keeps each lane's best parameters, stops lanes
+    out of patience, and asks the study's rule which lanes to prune."""
+    sched, k = self.schedule, run.k
+    metrics = [None] * k
+    slot_ranks = self.lane_ranks(run.signature, run.states.average, "valid")
+    improved = np.zeros(len(run.slots), bool)
+    for j in np.flatnonzero(run.slots >= 0):
+      i = run.slots[j]
+      if not run.alive[i]:
+        continue
+      metrics[i] = metrics_from_ranks(slot_ranks[j])
+      value = metrics[i][SELECT_METRIC]
+      if value > run.best[i]:
+        run.best[i], run.since_best[i], improved[j] = value, 0, True
+        run.lanes[i].valid, run.lanes[i].best_epoch = metrics[i], epoch
+      else:
+        run.since_best[i] += sched.eval_every
+    if improved.any():
+      run.best_params = run.prog.keep_best(
+          run.best_params, run.states.average,
+          self.shard_lanes(np.maximum(run.slots, 0).astype(np.int32)),
+          self.shard_lanes(improved))
+    for i in np.flatnonzero(run.alive & (run.since_best >= sched.patience)):
+      run.lanes[i].status, run.lanes[i].stopped_epoch = "stopped", epoch
+      run.alive[i] = False
+    if prune is not None and run.alive[:k].any() and epoch < sched.max_epochs:
+      cut = np.asarray(prune(epoch, run.best[:k].copy(), run.alive[:k].copy()), bool)
+      for i in np.flatnonzero(cut & run.alive[:k]):
+        lane = run.lanes[i]
+        lane.status, lane.stopped_epoch = "pruned", epoch
+        lane.error = (f"pruned after epoch {epoch}: best validation NDCG@10 "
+                      f"{run.best[i]:.4f} cannot catch up with the study's finished trials")
+        run.alive[i] = False
+    return metrics
+
+  def _record_epoch(self, run: "_BucketRun", epoch: int, loss, metrics, seconds: float) -> None:
+    """Each live lane's curve point, and the epoch's progress line."""
+    for i, lane in enumerate(run.lanes):
+      if lane.status == "running" or lane.stopped_epoch == epoch:
+        lane.epochs = epoch
+        point = {"epoch": epoch, "loss": float(loss[i])}
+        if metrics[i] is not None:
+          point.update({m: metrics[i][m] for m in ("NDCG@10", "HR@10")})
+        lane.curve.append(point)
+    if epoch == run.first_epoch:
+      run.compile_seconds = seconds
+    run.epoch_times.append(seconds)
+    self.log(_progress_line(run.label, epoch, self.schedule.max_epochs, run.lanes, loss, metrics,
+                            run.best, run.alive[:run.k], run.epoch_times, len(run.slots)))
+
+  def _maybe_compact(self, run: "_BucketRun") -> None:
+    """Once the live lanes fit in half the slots, train only them."""
+    n_alive = int(run.alive.sum())
+    if n_alive and self.padded_lanes(n_alive) <= len(run.slots) // 2:
+      keep = [int(s) for s in run.slots if s >= 0 and run.alive[s]]
+      target = np.asarray(keep + [-1] * (self.padded_lanes(n_alive) - n_alive))
+      run.states, run.hp = self._compact(run.prog, run.states, run.hp, run.slots, target)
+      run.slots = target
 
   def _compact(self, prog: _Programs, states, hp, slots: np.ndarray, target: np.ndarray):
     """States and rates of the slots holding `target`'s lanes (padding: a copy of the first)."""
     where = {int(lane): j for j, lane in enumerate(slots) if lane >= 0}
     first = where[int(next(l for l in target if l >= 0))]
     idx = np.asarray([where[int(l)] if l >= 0 else first for l in target], np.int32)
-    idx = self._shard_lanes(idx)
+    idx = self.shard_lanes(idx)
     return prog.gather(states, idx), prog.gather(hp, idx)
 
   def lane_params(self, result: BucketResult, lane: int):
@@ -509,78 +565,12 @@ class Engine:
     return jax.tree_util.tree_map(np.asarray, prog.take(result.best_params, lane))
 
 
-class BucketCheckpoint:
-  """Orbax checkpoints of a bucket's lane states plus a JSON file of the host-side state.
-
-  Each save writes `state_<epoch>/` and then `meta.json` pointing at it (the
-  pointer is written last, atomically), then deletes older states: a kill at
-  any moment leaves one complete checkpoint.
-  """
-
-  def __init__(self, directory: str, configs: Sequence[TrialConfig]):
-    self.dir = os.path.abspath(directory)
-    self.key = [c.canonical_json() for c in configs]
-
-  @property
-  def meta_path(self) -> str:
-    return os.path.join(self.dir, "meta.json")
-
-  def exists(self) -> bool:
-    if not os.path.exists(self.meta_path):
-      return False
-    with open(self.meta_path) as f:
-      return json.load(f).get("configs") == self.key
-
-  def slots(self) -> np.ndarray | None:
-    """Which lane each slot of the saved (possibly compacted) state holds."""
-    with open(self.meta_path) as f:
-      saved = json.load(f).get("slots")
-    return None if saved is None else np.asarray(saved)
-
-  def save(self, epoch, states, best_params, alive, best, since_best, lanes, slots) -> None:
-    import orbax.checkpoint as ocp
-    path = os.path.join(self.dir, f"state_{epoch}")
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path, {"states": states, "best_params": best_params}, force=True)
-    ckpt.wait_until_finished()
-    if jax.process_index() == 0:
-      meta = {"configs": self.key, "epoch": epoch, "state": os.path.basename(path),
-              "alive": alive.tolist(), "best": [None if not np.isfinite(b) else float(b)
-                                                for b in best],
-              "since_best": since_best.tolist(), "slots": [int(x) for x in slots],
-              "lanes": [{f: getattr(l, f) for f in ("status", "epochs", "best_epoch", "valid",
-                                                    "curve", "stopped_epoch", "error")}
-                        for l in lanes]}
-      tmp = self.meta_path + ".tmp"
-      with open(tmp, "w") as f:
-        json.dump(meta, f)
-      os.replace(tmp, self.meta_path)
-      for name in os.listdir(self.dir):
-        if name.startswith("state_") and name != os.path.basename(path):
-          shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
-
-  def restore(self, states, best_params):
-    import orbax.checkpoint as ocp
-    with open(self.meta_path) as f:
-      meta = json.load(f)
-    target = {"states": states, "best_params": best_params}
-    restored = ocp.StandardCheckpointer().restore(os.path.join(self.dir, meta["state"]), target)
-    host = {"epoch": meta["epoch"], "alive": np.asarray(meta["alive"], bool),
-            "best": np.asarray([-np.inf if b is None else b for b in meta["best"]]),
-            "since_best": np.asarray(meta["since_best"], int), "lanes": meta["lanes"]}
-    return restored["states"], restored["best_params"], host
-
-  def remove(self) -> None:
-    if jax.process_index() == 0:
-      shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times,
                    slots: int):
   """One line per epoch: loss, validation NDCG/HR, best so far, speed and ETA."""
   k = len(lanes)
   typical = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[-1]
-  eta = _format_eta(typical * (max_epochs - epoch)) if alive.any() else "0s"
+  eta = format_eta(typical * (max_epochs - epoch)) if alive.any() else "0s"
   live = [i for i, l in enumerate(lanes) if l.status == "running" or l.stopped_epoch == epoch]
   finite = [loss[i] for i in live if np.isfinite(loss[i])]
   mean_loss = float(np.mean(finite)) if finite else float("nan")

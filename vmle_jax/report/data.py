@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from vmle_jax.memory.store import Store, trial_value
+from vmle_jax.memory.records import Trial, best_trial
+from vmle_jax.memory.store import Store
 
 
 @dataclasses.dataclass
@@ -102,7 +103,7 @@ def load_group(store: Store, group: str) -> list[StudyRun]:
   return runs
 
 
-def study_run(study: dict, trials: list[dict]) -> StudyRun:
+def study_run(study: dict, trials: list[Trial]) -> StudyRun:
   """A study's trajectory from its finished trials (in execution order).
 
   Wall-clock adds each bucket's training time and each batch's planner time
@@ -110,29 +111,28 @@ def study_run(study: dict, trials: list[dict]) -> StudyRun:
   values, batch_of, bucket_end, elapsed = [], [], {}, 0.0
   planner: dict = {}
   for t in trials:
-    batch = t.get("batch") if t.get("batch") is not None else t["bucket"]
+    batch = t.batch if t.batch is not None else t.bucket
     if batch not in planner:
-      planner[batch] = t.get("planner_seconds") or 0.0
+      planner[batch] = t.planner_seconds or 0.0
       elapsed += planner[batch]
-    if t["bucket"] not in bucket_end:
-      elapsed += t["bucket_seconds"] or 0.0
-      bucket_end[t["bucket"]] = elapsed
+    if t.bucket not in bucket_end:
+      elapsed += t.bucket_seconds or 0.0
+      bucket_end[t.bucket] = elapsed
     batch_of.append(batch)
-    values.append(trial_value(t))
+    values.append(t.value)
   batch_end = {}
   for t, b in zip(trials, batch_of):
-    batch_end[b] = max(batch_end.get(b, 0.0), bucket_end[t["bucket"]])
+    batch_end[b] = max(batch_end.get(b, 0.0), bucket_end[t.bucket])
   ends = [batch_end[b] for b in batch_of]
-  scored = [t for t, v in zip(trials, values) if v is not None]
-  best = max(scored, key=lambda t: t["valid"]["NDCG@10"]) if scored else None
+  best = best_trial(trials)
   numbering = {b: i + 1 for i, b in enumerate(dict.fromkeys(batch_of))}
   return StudyRun(name=study["name"], strategy=study["strategy"],
                   seed=int(study["settings"].get("seed", 0)), values=values, ends=ends,
-                  steps=int(sum(t.get("steps") or 0 for t in trials)),
-                  best_valid=best["valid"] if best else None,
-                  best_test=best.get("test") if best else None,
+                  steps=int(sum(t.steps or 0 for t in trials)),
+                  best_valid=best.valid if best else None,
+                  best_test=best.test if best else None,
                   batches=[numbering[b] for b in batch_of],
-                  epochs=[int(t.get("epochs") or 0) for t in trials],
+                  epochs=[int(t.epochs or 0) for t in trials],
                   budget=(study.get("budget") or {}).get("trials"),
                   planner_seconds=float(sum(planner.values())))
 

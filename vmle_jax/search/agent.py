@@ -22,18 +22,14 @@ from typing import Callable
 
 from vmle_jax.config import TrialConfig
 from vmle_jax.memory import summaries
-from vmle_jax.memory.store import Store, trial_value
+from vmle_jax.memory.records import RuleKey, Trial, confidence
+from vmle_jax.memory.store import Store
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
 from vmle_jax.search.curves import SUGGESTS, diagnose
 from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
 from vmle_jax.search.playbook import playbook
 from vmle_jax.search.space import SearchSpace, SpaceError
 from vmle_jax.search.strategies import Proposal, Strategy
-
-
-def laplace_confidence(support: int, contradict: int) -> float:
-  """(s + 1) / (s + c + 2): 0.5 with no evidence, towards 1 with consistent support."""
-  return (support + 1) / (support + contradict + 2)
 
 
 def parse_json(content) -> dict:
@@ -257,7 +253,7 @@ class AgentStrategy(Strategy):
     ctx = self.context()
     batch = [t for t in ctx["trials"] if t["id"] in set(trial_ids)]
     for t in batch:  # variants are compared with their bucket's center: now known
-      stored = self.store.trials_by_id([t["id"]])[0].get("proposal") or {}
+      stored = self.store.trials_by_id([t["id"]])[0].proposal or {}
       if t["proposal"].get("parent_value") != stored.get("parent_value"):
         self.store.update_trial(t["id"], proposal=t["proposal"])
     diagnoses = [{"trial": t["number"], **t["diagnosis"]} for t in batch if t.get("diagnosis")]
@@ -318,13 +314,12 @@ class AgentStrategy(Strategy):
               f"{ctx['dataset']['name']}: {'raise' if direction == 'up' else 'lower'} {dim}")
       self.store.upsert_insight(
           self.study["dataset_id"], self.study["id"], self.study["backbone"], rule,
-          {"dimension": dim, "direction": direction, "value": None, "basis": "curve",
-           "shape": label}, [t["id"] for t in ts], [], laplace_confidence(len(ts), 0),
-          "curves")
+          RuleKey(dim, direction, basis="curve", shape=label), [t["id"] for t in ts], [],
+          confidence(len(ts), 0), "curves")
 
   def _write_insights(self, ctx: dict, rules: list, by_number: dict, source: str) -> None:
     """Rules become insights; support and contradiction are recounted from the evidence."""
-    evidence = {(r["dimension"], r["direction"], r["value"] if r["direction"] == "set" else None): r
+    evidence = {RuleKey(r["dimension"], r["direction"], r["value"]): r
                 for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"])}
     for r in rules:
       if not isinstance(r, dict) or r.get("dimension") not in self.space.dims \
@@ -332,7 +327,7 @@ class AgentStrategy(Strategy):
         continue
       value = _typed(self.space, r["dimension"], r.get("value")) if r["direction"] == "set" \
           else None
-      key = (r["dimension"], r["direction"], value)
+      key = RuleKey(r["dimension"], r["direction"], value)
       if key in evidence:  # the trials decide, whatever the planner claimed
         support, contradict = evidence[key]["supporting_trials"], evidence[key]["contradicting_trials"]
       else:
@@ -342,9 +337,8 @@ class AgentStrategy(Strategy):
         continue
       self.store.upsert_insight(
           self.study["dataset_id"], self.study["id"], self.study["backbone"], r["rule"][:300],
-          {"dimension": key[0], "direction": key[1], "value": key[2]},
-          [by_number[n]["id"] for n in support], [by_number[n]["id"] for n in contradict],
-          laplace_confidence(len(support), len(contradict)), source)
+          key, [by_number[n]["id"] for n in support], [by_number[n]["id"] for n in contradict],
+          confidence(len(support), len(contradict)), source)
 
   # ---------------------------------------------------------------- finish
   def finish(self) -> dict | None:
@@ -365,14 +359,12 @@ class AgentStrategy(Strategy):
         thinking_tokens=answer.thinking_tokens, latency_s=answer.latency_s, detail=detail)
 
 
-def _trial_view(t: dict) -> dict:
-  """What a planner sees of a trial."""
-  value = trial_value(t)
-  return {"id": t["id"], "number": t["number"], "config": t["config"], "status": t["status"],
-          "value": value, "hr10": (t.get("valid") or {}).get("HR@10"), "epochs": t["epochs"],
-          "best_epoch": t.get("best_epoch"), "curve": t.get("curve") or [],
-          "batch": t.get("batch"), "reflection": t.get("reflection"),
-          "proposal": dict(t.get("proposal") or {}), "error": t.get("error")}
+def _trial_view(t: Trial) -> dict:
+  """What a planner sees of a trial: plain data (planners never see the store's records)."""
+  return {"id": t.id, "number": t.number, "config": t.config, "status": t.status,
+          "value": t.value, "hr10": (t.valid or {}).get("HR@10"), "epochs": t.epochs,
+          "best_epoch": t.best_epoch, "curve": t.curve or [], "batch": t.batch,
+          "reflection": t.reflection, "proposal": dict(t.proposal or {}), "error": t.error}
 
 
 def resolve_anchors(trials: list[dict]) -> None:

@@ -22,6 +22,8 @@ from typing import Callable
 
 import numpy as np
 
+from vmle_jax.memory.records import SCORELESS, Trial
+
 RULES = ("none", "median")
 
 
@@ -59,14 +61,13 @@ class MedianRule:
     return out
 
 
-def make_pruner(rule: str, finished_trials: list[dict], grace_epochs: int = 2,
+def make_pruner(rule: str, finished_trials: list[Trial], grace_epochs: int = 2,
                 min_trials: int = 4) -> Callable | None:
   """The engine's `prune(epoch, best, alive)` for a bucket, from the study's finished trials."""
   if rule == "none":
     return None
   if rule != "median":
     raise ValueError(f"early_stop={rule!r}: not one of {', '.join(RULES)}")
-  curves = [t.get("curve") or [] for t in finished_trials
-            if t.get("status") not in ("diverged", "failed")]
+  curves = [t.curve or [] for t in finished_trials if t.status not in SCORELESS]
   median = MedianRule(grace_epochs=grace_epochs, min_trials=min_trials)
   return lambda epoch, best, alive: median.stop(epoch, best, alive, curves)

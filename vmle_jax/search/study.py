@@ -5,8 +5,9 @@ agent: ask the strategy for up to `lanes` proposals, group them by static
 signature into buckets, register each bucket's trials in one transaction,
 train it, write every lane's outcome in one transaction, tell the strategy.
 It stops at the trial or minute budget. A killed study resumes: trials a
-dead process left `running` are deleted and proposed again, finished ones
-are kept. Test metrics are computed once, for the study's best config.
+dead process left `running` are marked `interrupted` (kept, ids never reused)
+and proposed again, finished ones are kept, and the strategy replays its
+finished batches. Test metrics are computed once, for the study's best config.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import numpy as np
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data.dataset import SequenceDataset
 from vmle_jax.engine import distributed
-from vmle_jax.engine.lanes import Engine, _format_eta
-from vmle_jax.memory.store import Store, StoreError, trial_value
+from vmle_jax.engine.checkpoint import load_params, params_meta, save_params
+from vmle_jax.engine.lanes import Engine, format_eta
+from vmle_jax.memory.records import Trial, best_trial
+from vmle_jax.memory.store import Store, StoreError
 from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -151,10 +154,10 @@ def _short(value) -> str:
 
 
 
-def study_elapsed(trials: list[dict]) -> float:
+def study_elapsed(trials: list[Trial]) -> float:
   """Seconds already spent: one bucket_seconds per bucket plus the planner time per batch."""
-  per_bucket = {t["bucket"]: t["bucket_seconds"] or 0.0 for t in trials}
-  per_batch = {t.get("batch"): t.get("planner_seconds") or 0.0 for t in trials}
+  per_bucket = {t.bucket: t.bucket_seconds or 0.0 for t in trials}
+  per_batch = {t.batch: t.planner_seconds or 0.0 for t in trials}
   return float(sum(per_bucket.values()) + sum(per_batch.values()))
 
 
@@ -243,12 +246,12 @@ def intended_sizes(batches: list[list], spec: StudySpec) -> list[int]:
   return sizes
 
 
-def finished_batches(trials: list[dict]) -> list[list[tuple[TrialConfig, float | None]]]:
+def finished_batches(trials: list[Trial]) -> list[list[tuple[TrialConfig, float | None]]]:
   """Finished trials grouped by the batch that proposed them, in order (config, value)."""
   batches: dict = {}
   for t in trials:
-    key = t.get("batch") if t.get("batch") is not None else ("bucket", t["bucket"])
-    batches.setdefault(key, []).append((TrialConfig.from_dict(t["config"]), trial_value(t)))
+    key = t.batch if t.batch is not None else ("bucket", t.bucket)
+    batches.setdefault(key, []).append((TrialConfig.from_dict(t.config), t.value))
   return list(batches.values())
 
 
@@ -308,10 +311,10 @@ class StudyError(RuntimeError):
 def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease) -> dict:
   finished = store.finished_trials(sid)
   failures = 0
-  done = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in finished}
+  done = {t.config_key for t in finished}
   t_start = time.perf_counter()
   spent_before = study_elapsed(finished)
-  best = max(finished, key=lambda t: trial_value(t) or -1.0, default=None)
+  best = best_trial(finished)
   while True:
     n_done = len(store.finished_trials(sid))
     elapsed = spent_before + time.perf_counter() - t_start
@@ -327,11 +330,11 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
     # A batch a kill cut short is completed first, under its own number, so the resumed
     # study's batches are the uninterrupted study's batches.
     finished_now = store.finished_trials(sid)
-    batch_number = 1 + max((t.get("batch") or 0 for t in store.trials(sid)), default=0)
+    batch_number = 1 + max((t.batch or 0 for t in store.trials(sid)), default=0)
     want = min(spec.lanes, spec.budget_trials - n_done)
-    if finished_now and finished_now[-1].get("batch") is not None:
-      last = finished_now[-1]["batch"]
-      in_last = sum(1 for t in finished_now if t.get("batch") == last)
+    if finished_now and finished_now[-1].batch is not None:
+      last = finished_now[-1].batch
+      in_last = sum(1 for t in finished_now if t.batch == last)
       intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
       if in_last < intended:
         batch_number, want = last, intended - in_last
@@ -364,7 +367,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
         failures += 1
         log(f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
             "marked failed")
-        if failures >= 2 and not any(trial_value(t) is not None for t in store.finished_trials(sid)):
+        if failures >= 2 and best_trial(store.finished_trials(sid)) is None:
           raise StudyError(f"study {spec.name!r}: every bucket so far failed; the last with "
                            f"{error}") from None
         continue
@@ -377,27 +380,27 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
                               "seconds": seconds / len(ids), "bucket_seconds": seconds,
                               "curve": lane.curve, "error": lane.error}))
       store.finish_bucket(updates)
-      for lane in result.lanes:
-        v = lane.valid.get("NDCG@10") if lane.status != "diverged" and lane.valid else None
-        strategy.tell(lane.config, v)
+      stored = {t.id: t for t in store.trials_by_id(ids)}
+      values = [stored[tid].value for tid in ids]  # the memory's own rule, as stored
+      for lane, value in zip(result.lanes, values):
+        strategy.tell(lane.config, value)
       # Keep the best config's parameters so its test metrics need no retraining.
-      scores = [l.valid.get("NDCG@10", -1.0) if l.status != "diverged" else -1.0
-                for l in result.lanes]
+      scores = [-1.0 if v is None else v for v in values]
       lane_best = int(np.argmax(scores))
-      previous = (trial_value(best) if best else None) or -1.0
+      previous = best.value if best is not None else -1.0
       if workdir and scores[lane_best] > previous and not distributed.multi_process():
         _save_best(workdir, engine, result, lane_best, ids[lane_best])
-      best = max(store.finished_trials(sid), key=lambda t: trial_value(t) or -1.0)
+      best = best_trial(store.finished_trials(sid))
       n_done = len(store.finished_trials(sid))
       per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
-      eta = _format_eta(per_trial * (spec.budget_trials - n_done))
+      eta = format_eta(per_trial * (spec.budget_trials - n_done))
       pruned = sum(1 for l in result.lanes if l.status == "pruned")
       log(f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
           f"{sum(l.epochs for l in result.lanes)} lane-epochs"
           + (f" ({pruned} pruned)" if pruned else "")
           + f", best {scores[lane_best]:.4f}; {n_done}/{spec.budget_trials} trials, study best "
-          f"val NDCG@10 {trial_value(best) or float('nan'):.4f} (trial {best['number']}), "
-          f"{seconds:.0f} s/bucket, ETA {eta}")
+          + (f"val NDCG@10 {best.value:.4f} (trial {best.number}), " if best else "none, ")
+          + f"{seconds:.0f} s/bucket, ETA {eta}")
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
     tr = time.perf_counter()
@@ -411,11 +414,9 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
 
 
 def _save_best(workdir: str, engine: Engine, result, lane: int, trial_id: int) -> None:
-  from vmle_jax.training import save_params
   params = engine.lane_params(result, lane)
-  save_params(os.path.join(workdir, "best_params"), params)
-  with open(os.path.join(workdir, "best_params.json"), "w") as f:
-    json.dump({"trial_id": trial_id, "config": result.lanes[lane].config.to_dict()}, f)
+  save_params(os.path.join(workdir, "best_params"), params,
+              {"trial_id": trial_id, "config": result.lanes[lane].config.to_dict()})
 
 
 def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: Engine,
@@ -423,19 +424,18 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
   """Evaluates the best config on the test split (once) and writes the summary."""
   study = store.study(spec.name)
   trials = store.finished_trials(study["id"])
-  scored = [t for t in trials if trial_value(t) is not None]
+  best = best_trial(trials)
   summary = {"study": spec.name, "strategy": spec.strategy, "dataset": data.name,
              "trials": len(trials), "seconds": round(study_elapsed(trials), 1)}
-  if scored:
-    best = max(scored, key=trial_value)
-    cfg = TrialConfig.from_dict(best["config"])
-    test = best.get("test")
+  if best is not None:
+    cfg = TrialConfig.from_dict(best.config)
+    test = best.test
     if test is None:
-      test = _test_metrics(engine, cfg, best["id"], workdir, log)
-      store.update_trial(best["id"], test=test)
-    summary.update({"best_trial": best["number"], "best_config": best["config"],
-                    "best_valid": best["valid"], "best_test": test})
-    log(f"[{spec.name}] best trial {best['number']}: val NDCG@10 {trial_value(best):.4f}, "
+      test = _test_metrics(engine, cfg, best.id, workdir, log)
+      store.update_trial(best.id, test=test)
+    summary.update({"best_trial": best.number, "best_config": best.config,
+                    "best_valid": best.valid, "best_test": test})
+    log(f"[{spec.name}] best trial {best.number}: val NDCG@10 {best.value:.4f}, "
         f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}")
   n_done = len(trials)
   status = "finished" if n_done >= spec.budget_trials or spec.budget_minutes else "interrupted"
@@ -446,7 +446,7 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
       json.dump(summary, f, indent=2, sort_keys=True)
     export_trials_csv(store, study["id"], os.path.join(workdir, "trials.csv"))
     from vmle_jax.report.render import plot_study
-    plot_study([trial_value(t) for t in trials], os.path.join(workdir, "trials.png"),
+    plot_study([t.value for t in trials], os.path.join(workdir, "trials.png"),
                f"{spec.name}: {spec.strategy} on {data.name}")
   return summary
 
@@ -455,13 +455,11 @@ def _test_metrics(engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str 
                   log) -> dict:
   """Test metrics of the best trial: from its saved parameters, else by retraining it alone."""
   path = os.path.join(workdir, "best_params") if workdir else None
-  meta = os.path.join(workdir, "best_params.json") if workdir else None
-  if path and os.path.exists(meta) and json.load(open(meta))["trial_id"] == trial_id \
-      and not distributed.multi_process():
-    from vmle_jax.training import load_params
+  meta = params_meta(path) if path else None
+  if meta and meta.get("trial_id") == trial_id and not distributed.multi_process():
     params = load_params(path)
     stacked = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], params)
-    stacked = engine._shard_lanes(jax.tree_util.tree_map(
+    stacked = engine.shard_lanes(jax.tree_util.tree_map(
         lambda x: np.concatenate([x] * engine.padded_lanes(1)), stacked))
     ranks = engine.lane_ranks(cfg.static_signature(), stacked, "test")
     from vmle_jax.eval.ranking import metrics_from_ranks
@@ -481,10 +479,9 @@ def export_trials_csv(store: Store, study_id: int, path: str) -> None:
                 "planner_seconds", "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "curve",
                 "hypothesis", "config"])
     for t in trials:
-      v, te = t.get("valid") or {}, t.get("test") or {}
-      curve = " ".join(f"{p['NDCG@10']:.4f}" for p in t.get("curve") or [] if "NDCG@10" in p)
-      w.writerow([t["number"], t.get("batch"), t["bucket"], t["status"], t["epochs"],
-                  t["best_epoch"], round(t["seconds"] or 0, 2),
-                  round(t.get("planner_seconds") or 0, 3), v.get("NDCG@10"), v.get("HR@10"),
-                  te.get("NDCG@10"), curve, (t.get("proposal") or {}).get("hypothesis", ""),
-                  json.dumps(t["config"], sort_keys=True)])
+      v, te = t.valid or {}, t.test or {}
+      curve = " ".join(f"{p['NDCG@10']:.4f}" for p in t.curve or [] if "NDCG@10" in p)
+      w.writerow([t.number, t.batch, t.bucket, t.status, t.epochs, t.best_epoch,
+                  round(t.seconds or 0, 2), round(t.planner_seconds or 0, 3), v.get("NDCG@10"),
+                  v.get("HR@10"), te.get("NDCG@10"), curve,
+                  (t.proposal or {}).get("hypothesis", ""), json.dumps(t.config, sort_keys=True)])

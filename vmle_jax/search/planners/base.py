@@ -20,28 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
-DIRECTIONS = ("up", "down", "set")
-
-PROPOSAL_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "proposals": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "changes": {"type": "object"},
-                    "dimension": {"type": "string"},
-                    "hypothesis": {"type": "string"},
-                    "expected_effect": {"type": "string"},
-                    "risk": {"type": "string"},
-                },
-                "required": ["changes", "dimension", "hypothesis", "expected_effect", "risk"],
-            },
-        },
-    },
-    "required": ["proposals"],
-}
+from vmle_jax.memory.records import DIRECTIONS  # noqa: F401  (the planners' vocabulary)
 
 REFLECTION_SCHEMA = {
     "type": "object",

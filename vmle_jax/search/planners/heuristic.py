@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS
+from vmle_jax.memory.records import RuleKey
 from vmle_jax.memory.summaries import expected_gain
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
@@ -71,16 +72,12 @@ def _direction(old, new) -> str:
   return "up" if new > old else "down"
 
 
-def _move_key(dimension: str, direction: str, value=None) -> tuple:
-  return (dimension, direction, value if direction == "set" else None)
-
-
-def trial_move(trial: dict) -> tuple | None:
-  """(dimension, direction, value) of a trial's single change from its parent or anchor."""
+def trial_move(trial: dict) -> RuleKey | None:
+  """The move of a trial's single change from its parent or anchor."""
   p = trial.get("proposal") or {}
   if not p.get("dimension") or "direction" not in p or p.get("one_change") is False:
     return None  # several changes at once: no single move to credit
-  return _move_key(p["dimension"], p["direction"], p.get("new_value"))
+  return RuleKey(p["dimension"], p["direction"], p.get("new_value"))
 
 
 def improved(trial: dict) -> bool | None:
@@ -281,7 +278,7 @@ class _Plan:
 
     # Combine: a structural move that helped its parent but is not in the best config.
     for move, info in evidence.items():
-      dim, direction, value = move
+      dim = move.dimension
       if dim not in static_dims or info["support"] <= info["contradict"]:
         continue
       new = info["value"]
@@ -313,8 +310,9 @@ class _Plan:
           continue
         direction = _direction(current, alt)
         score = (1.0 - prior.confidence) * 0.6 ** rank
-        failed = evidence.get(_move_key(dim, direction, alt))
-        same_way = [i for m, i in evidence.items() if m[0] == dim and m[1] == direction]
+        failed = evidence.get(RuleKey(dim, direction, alt))
+        same_way = [i for m, i in evidence.items()
+                    if (m.dimension, m.direction) == (dim, direction)]
         if failed and failed["support"] <= failed["contradict"]:
           continue  # this exact move was tried from some parent and did not pay
         if any(i["support"] < i["contradict"] for i in same_way) and direction != "set":
@@ -339,10 +337,10 @@ class _Plan:
 
   def _rule_support(self, dim: str, direction: str, value) -> tuple[float, str | None]:
     for rule in self.rules:
-      key = rule["key"]
-      if key.get("dimension") != dim or key.get("direction") != direction:
+      key = RuleKey.of(rule["key"])
+      if (key.dimension, key.direction) != (dim, direction):
         continue
-      if direction == "set" and _coerce_choice(self.space.dims[dim], key.get("value")) != value:
+      if direction == "set" and _coerce_choice(self.space.dims[dim], key.value) != value:
         continue
       return 1.0 + 5 * expected_gain(rule), f"memory: {rule['rule']}"
     return 0.0, None
@@ -368,7 +366,7 @@ class _Plan:
         moves.append((dim, direction))
     # Evidence of this study: moves that paid come first (momentum), moves that failed
     # at least twice without paying go after the seeded draws.
-    evidence = {(m[0], m[1]): i for m, i in _study_evidence(self.trials).items()}
+    evidence = {(m.dimension, m.direction): i for m, i in _study_evidence(self.trials).items()}
     net = lambda m: (evidence[m]["support"] - evidence[m]["contradict"]) if m in evidence else 0
 
     def failed(m):
@@ -471,9 +469,9 @@ class _Plan:
     return out
 
 
-def _study_evidence(trials: list[dict]) -> dict:
+def _study_evidence(trials: list[dict]) -> dict[RuleKey, dict]:
   """Per single move of the study: support, contradiction, mean gain, its value, trials."""
-  out: dict[tuple, dict] = {}
+  out: dict[RuleKey, dict] = {}
   for t in trials:
     move, gain = trial_move(t), improved(t)
     if move is None or gain is None:
@@ -497,7 +495,7 @@ def evidence_rules(trials: list[dict], dataset: str, backbone: str,
   With the playbook's priors the rule says where the playbook started, so a
   summary reads "raise dropout (playbook start 0.4)": a move relative to what
   the statistics suggested, which is what transfers to other data."""
-  groups: dict[tuple, dict] = {}
+  groups: dict[RuleKey, dict] = {}
   for t in trials:
     move, gain = trial_move(t), improved(t)
     if move is None or gain is None:
@@ -505,7 +503,8 @@ def evidence_rules(trials: list[dict], dataset: str, backbone: str,
     g = groups.setdefault(move, {"support": [], "contradict": []})
     g["support" if gain else "contradict"].append(t["number"])
   rules = []
-  for (dim, direction, value), g in groups.items():
+  for move, g in groups.items():
+    dim, direction, value = move.dimension, move.direction, move.value
     s, c = len(g["support"]), len(g["contradict"])
     what = {"up": f"raising {dim}", "down": f"lowering {dim}",
             "set": f"setting {dim}={value}"}[direction]
