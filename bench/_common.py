@@ -12,6 +12,7 @@ DEFAULT_DATA_DIR = os.environ.get("VMLE_DATA_DIR", os.path.join(REPO, "..", "sha
 def machine() -> str:
   """Device and host in a few words, for the one-line result."""
   from vmle_jax.training import device_description
+
   return device_description()
 
 
@@ -22,12 +23,14 @@ def today() -> str:
 def start(argv) -> None:
   """What every launcher does first: reject stray arguments, quiet library INFO logs."""
   from vmle_jax.launch.common import reject_positional
+
   reject_positional(argv)
 
 
 def fail(message: str) -> None:
   """One line on stderr and exit status 2, as the launchers do."""
   from vmle_jax.launch.common import fail as _fail
+
   _fail(message)
 
 
@@ -43,6 +46,7 @@ def publish(workdir: str, dest: str, databases=()) -> None:
   """
   import shutil
   import sqlite3
+
   os.makedirs(dest, exist_ok=True)
   for name in databases:
     src = sqlite3.connect(os.path.join(workdir, name))

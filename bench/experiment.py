@@ -55,12 +55,17 @@ class Group:
 
 
 SCALES = {
-    "cpu": (Group("ml-100k", "sasrec", ALL4, (0, 1, 2), 8, 3),
-            Group("ml-100k", "hstu", ALL4, (0, 1), 8, 3),
-            Group("toys", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
-            Group("beauty", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2)),
-    "gpu": tuple(Group(d, b, ALL4, (0, 1, 2), 100, 10, trials=48, lanes=16)
-                 for d in ("beauty", "sports", "toys") for b in ("sasrec", "hstu")),
+    "cpu": (
+        Group("ml-100k", "sasrec", ALL4, (0, 1, 2), 8, 3),
+        Group("ml-100k", "hstu", ALL4, (0, 1), 8, 3),
+        Group("toys", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
+        Group("beauty", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
+    ),
+    "gpu": tuple(
+        Group(d, b, ALL4, (0, 1, 2), 100, 10, trials=48, lanes=16)
+        for d in ("beauty", "sports", "toys")
+        for b in ("sasrec", "hstu")
+    ),
 }
 
 flags.DEFINE_string("data_dir", _common.DEFAULT_DATA_DIR, "Where data set names are looked up.")
@@ -70,13 +75,21 @@ flags.DEFINE_list("seeds", None, "Seeds instead of each group's own (e.g. 0,1,2,
 flags.DEFINE_string("workdir", None, "State and reports (default runs/experiment-<scale>).")
 flags.DEFINE_float("time_limit_minutes", None, "Start no new study after this many minutes.")
 flags.DEFINE_integer("lanes", None, "Lanes per bucket instead of each group's own.")
-flags.DEFINE_enum("early_stop", "median", ["none", "median"],
-                  "Early-stopping rule for every strategy (search/pruning.py).")
+flags.DEFINE_enum(
+    "early_stop",
+    "median",
+    ["none", "median"],
+    "Early-stopping rule for every strategy (search/pruning.py).",
+)
 flags.DEFINE_string("preset", None, "Host preset (tpu_configs/), e.g. gpu_1x.")
 flags.DEFINE_boolean("report_only", False, "Redraw the reports from --workdir without training.")
-flags.DEFINE_string("publish_to", None, "Copy the SQLite state, reports and per-trial CSVs here "
-                    "(e.g. docs/results/experiment-cpu) for committing; a later run resumes "
-                    "from a copy placed back in --workdir.")
+flags.DEFINE_string(
+    "publish_to",
+    None,
+    "Copy the SQLite state, reports and per-trial CSVs here "
+    "(e.g. docs/results/experiment-cpu) for committing; a later run resumes "
+    "from a copy placed back in --workdir.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -87,12 +100,18 @@ def fmt(value, spec: str, spread=None) -> str:
 
 
 def group_table(name: str, table: dict, done: int, planned: int, report: str) -> list[str]:
-  lines = [f"## {name} ({done} of {planned} trials)", "", f"[report]({report})", "",
-           f"Target: 98% of the best validation NDCG@10 any strategy found "
-           f"({fmt(table['target'], '{:.4f}')}).", "",
-           "| strategy | best val NDCG@10 | test NDCG@10 | trials to target | reached | "
-           "batches to target | lane-epochs to target | lane-epochs/study | trials/hour |",
-           "|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+      f"## {name} ({done} of {planned} trials)",
+      "",
+      f"[report]({report})",
+      "",
+      f"Target: 98% of the best validation NDCG@10 any strategy found "
+      f"({fmt(table['target'], '{:.4f}')}).",
+      "",
+      "| strategy | best val NDCG@10 | test NDCG@10 | trials to target | reached | "
+      "batches to target | lane-epochs to target | lane-epochs/study | trials/hour |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
   for s, row in table["strategies"].items():
     lines.append(
         f"| {s} | {fmt(row['best_valid_ndcg10'], '{:.4f}', row['best_valid_ndcg10_std'])} | "
@@ -100,7 +119,8 @@ def group_table(name: str, table: dict, done: int, planned: int, report: str) ->
         f"{fmt(row['trials_to_target'], '{:.1f}', row['trials_to_target_std'])} | "
         f"{row['reached']}/{row['seeds']} | {fmt(row['batches_to_target'], '{:.1f}')} | "
         f"{fmt(row['lane_epochs_to_target'], '{:.0f}')} | {fmt(row['lane_epochs'], '{:.0f}')} | "
-        f"{fmt(row['trials_per_hour'], '{:.0f}')} |")
+        f"{fmt(row['trials_per_hour'], '{:.0f}')} |"
+    )
   return lines + [""]
 
 
@@ -136,6 +156,7 @@ def main(argv):
   mesh, preset = None, None
   if FLAGS.preset:
     from vmle_jax.engine.presets import load_preset, preset_mesh
+
     try:
       preset = load_preset(FLAGS.preset)
     except ValueError as e:
@@ -153,8 +174,9 @@ def main(argv):
   sections, total, planned = [], 0, 0
   data_cache = {}
   for g in groups:
-    schedule = resolve(preset=preset, launcher_schedule={
-        "max_epochs": g.max_epochs, "patience": g.patience}).schedule
+    schedule = resolve(
+        preset=preset, launcher_schedule={"max_epochs": g.max_epochs, "patience": g.patience}
+    ).schedule
     if g.dataset not in data_cache:
       data_cache[g.dataset] = load_dataset(g.dataset, FLAGS.data_dir)
     data = data_cache[g.dataset]
@@ -162,9 +184,21 @@ def main(argv):
     name = group_name(data, base)
     if not FLAGS.report_only:
       engine = Engine(data, schedule, log=None, mesh=mesh)
-      run_comparison(data, base, store, engine, g.lanes, schedule, workdir, g.trials, g.seeds,
-                     strategies=g.strategies, log=log, deadline=deadline,
-                     early_stop=FLAGS.early_stop)
+      run_comparison(
+          data,
+          base,
+          store,
+          engine,
+          g.lanes,
+          schedule,
+          workdir,
+          g.trials,
+          g.seeds,
+          strategies=g.strategies,
+          log=log,
+          deadline=deadline,
+          early_stop=FLAGS.early_stop,
+      )
     runs = [r for r in load_group(store, name) if r.seed in g.seeds]
     if not runs:
       continue
@@ -174,23 +208,34 @@ def main(argv):
     done = sum(len(r.values) for r in runs)
     expected = len(g.seeds) * len(g.strategies) * g.trials
     seeds_run = sorted({r.seed for r in runs})
-    table = write_report(runs, os.path.join(workdir, name),
-                         f"{g.key}, {FLAGS.scale} scale: {g.trials} trials in batches of "
-                         f"{g.lanes}, {g.max_epochs} epochs max, seeds {seeds_run} of "
-                         f"{list(g.seeds)}", device=device_description())
+    table = write_report(
+        runs,
+        os.path.join(workdir, name),
+        f"{g.key}, {FLAGS.scale} scale: {g.trials} trials in batches of "
+        f"{g.lanes}, {g.max_epochs} epochs max, seeds {seeds_run} of "
+        f"{list(g.seeds)}",
+        device=device_description(),
+    )
     total += done
     planned += expected
     sections += group_table(g.key, table, done, expected, f"{name}/report.md")
-  lines = [f"# Experiment ({FLAGS.scale} scale)", "", f"Device: {device_description()}.",
-           f"Early stopping: {FLAGS.early_stop}. Means ± standard deviation over seeds; a seed "
-           "that never reaches the target counts as the budget plus one.", ""] + sections
+  lines = [
+      f"# Experiment ({FLAGS.scale} scale)",
+      "",
+      f"Device: {device_description()}.",
+      f"Early stopping: {FLAGS.early_stop}. Means ± standard deviation over seeds; a seed "
+      "that never reaches the target counts as the budget plus one.",
+      "",
+  ] + sections
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(lines))
   if FLAGS.publish_to:
     _common.publish(workdir, FLAGS.publish_to, databases=("experiment.sqlite",))
-  print(f"experiment {FLAGS.scale}: {total}/{planned} trials done, "
-        f"{(time.time() - t0) / 60:.1f} min this run; results "
-        f"{os.path.join(workdir, 'results.md')}; {_common.machine()}; {_common.today()}")
+  print(
+      f"experiment {FLAGS.scale}: {total}/{planned} trials done, "
+      f"{(time.time() - t0) / 60:.1f} min this run; results "
+      f"{os.path.join(workdir, 'results.md')}; {_common.machine()}; {_common.today()}"
+  )
 
 
 if __name__ == "__main__":

@@ -44,20 +44,36 @@ def main(argv):
   mesh = None
   if FLAGS.preset:
     from vmle_jax.engine.presets import load_preset, preset_mesh
+
     mesh = preset_mesh(load_preset(FLAGS.preset))
-  engine = Engine(leave_one_out(data, 50), Schedule(packed=FLAGS.packed,
-                                                    compute_dtype=FLAGS.dtype), log=None, mesh=mesh)
-  base = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce", num_negatives=1,
-                     dropout=0.2, attn_dropout=0.2)
+  engine = Engine(
+      leave_one_out(data, 50),
+      Schedule(packed=FLAGS.packed, compute_dtype=FLAGS.dtype),
+      log=None,
+      mesh=mesh,
+  )
+  base = TrialConfig(
+      hidden=64,
+      blocks=2,
+      heads=1,
+      max_len=50,
+      batch_size=128,
+      loss="bce",
+      num_negatives=1,
+      dropout=0.2,
+      attn_dropout=0.2,
+  )
   default = "1,8,32" if jax.devices()[0].platform == "cpu" else "1,8,32,128,256"
   counts = [int(k) for k in (FLAGS.lanes or default.split(","))]
   prog = engine.programs(base.static_signature())
   batches = engine.epoch_data(50, base.batch_size, 1)
-  steps = jax.tree_util.tree_map(lambda x: x[:FLAGS.steps], batches)
+  steps = jax.tree_util.tree_map(lambda x: x[: FLAGS.steps], batches)
   results = {}
   for k in counts:
-    configs = [base.replace(lr=1e-3 * (1 + i % 4) / 2, dropout=0.1 + 0.1 * (i % 3), seed=i)
-               for i in range(k)]
+    configs = [
+        base.replace(lr=1e-3 * (1 + i % 4) / 2, dropout=0.1 + 0.1 * (i % 3), seed=i)
+        for i in range(k)
+    ]
     states, hp = engine.init_lanes(configs)
     alive = engine.shard_lanes(np.arange(engine.padded_lanes(k)) < k)
     states, _, loss = prog.epoch(states, hp, alive, steps)  # compile + warm-up
@@ -66,11 +82,14 @@ def main(argv):
     states, _, loss = prog.epoch(states, hp, alive, steps)
     loss.block_until_ready()
     results[k] = k * FLAGS.steps / (time.perf_counter() - t)
-  figures = ", ".join(f"K={k}: {v:,.0f} config-steps/s (x{v / results[counts[0]]:.2f})"
-                      for k, v in results.items())
-  print(f"lanes {data.name} L=50 D=64 B=128 blocks=2 bce {FLAGS.dtype} "
-        f"{'packed' if FLAGS.packed else 'plain'}: {figures}; {_common.machine()}; "
-        f"{_common.today()}")
+  figures = ", ".join(
+      f"K={k}: {v:,.0f} config-steps/s (x{v / results[counts[0]]:.2f})" for k, v in results.items()
+  )
+  print(
+      f"lanes {data.name} L=50 D=64 B=128 blocks=2 bce {FLAGS.dtype} "
+      f"{'packed' if FLAGS.packed else 'plain'}: {figures}; {_common.machine()}; "
+      f"{_common.today()}"
+  )
 
 
 if __name__ == "__main__":

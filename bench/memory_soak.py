@@ -58,12 +58,18 @@ def main(argv):
 
   data = make_synthetic(num_users=500, num_items=200, seed=3)
   base = TrialConfig(hidden=16, blocks=1, max_len=10, num_negatives=16)
-  space = SearchSpace.for_backbone("sasrec", base=base,
-                                   only=["hidden", "blocks", "max_len", "loss", "num_negatives",
-                                         "heads", "ffn_mult", "lr"])
+  space = SearchSpace.for_backbone(
+      "sasrec",
+      base=base,
+      only=["hidden", "blocks", "max_len", "loss", "num_negatives", "heads", "ffn_mult", "lr"],
+  )
   # Tiny sizes only: the point is the number of programs, not their size.
-  dims = dict(space.dims, hidden=Choice((16, 32), 16), max_len=Choice((10, 20), 10),
-              num_negatives=Choice((16, 32, 64), 16))
+  dims = dict(
+      space.dims,
+      hidden=Choice((16, 32), 16),
+      max_len=Choice((10, 20), 10),
+      num_negatives=Choice((16, 32, 64), 16),
+  )
   space = SearchSpace(backbone="sasrec", dims=dims, base=space.base)
   schedule = Schedule(max_epochs=FLAGS.epochs, patience=1)
   engine = Engine(data, schedule, log=None, max_programs=FLAGS.max_programs)
@@ -76,19 +82,31 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     store = Store(os.path.join(tmp, "soak.sqlite"))
     spec = StudySpec(name="soak", strategy="random", budget_trials=FLAGS.trials, lanes=1)
-    run_study(spec, data, store, make_strategy("random", space, seed=0, lanes=1), space,
-              schedule, engine=engine, log=log, engine_log=False)
+    run_study(
+        spec,
+        data,
+        store,
+        make_strategy("random", space, seed=0, lanes=1),
+        space,
+        schedule,
+        engine=engine,
+        log=log,
+        engine_log=False,
+    )
     signatures = len({t.signature for t in store.finished_trials(store.study("soak")["id"])})
   first = samples[0]
   quarter = max(1, len(samples) // 4)
   growth = samples[-1] - samples[-quarter - 1]
   verdict = "flat" if growth < 0.1 * first else "GROWING"
-  print(f"memory soak: {len(samples)} buckets, {signatures} static signatures, "
-        f"max_programs {FLAGS.max_programs}: RSS after bucket 1 {first:.0f} MB, at 25/50/75/100% "
-        + "/".join(f"{samples[min(len(samples) - 1, len(samples) * k // 4)]:.0f}"
-                   for k in (1, 2, 3, 4))
-        + f" MB, peak {peak_mb():.0f} MB; last-quarter growth {growth:+.0f} MB "
-        f"({growth / first:+.1%} of bucket 1: {verdict}); {_common.machine()}; {_common.today()}")
+  print(
+      f"memory soak: {len(samples)} buckets, {signatures} static signatures, "
+      f"max_programs {FLAGS.max_programs}: RSS after bucket 1 {first:.0f} MB, at 25/50/75/100% "
+      + "/".join(
+          f"{samples[min(len(samples) - 1, len(samples) * k // 4)]:.0f}" for k in (1, 2, 3, 4)
+      )
+      + f" MB, peak {peak_mb():.0f} MB; last-quarter growth {growth:+.0f} MB "
+      f"({growth / first:+.1%} of bucket 1: {verdict}); {_common.machine()}; {_common.today()}"
+  )
 
 
 if __name__ == "__main__":

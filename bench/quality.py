@@ -36,8 +36,9 @@ def main(argv):
 
   recipe = get_recipe(FLAGS.recipe)
   if FLAGS.backbone and recipe.config.backbone != FLAGS.backbone:
-    raise SystemExit(f"recipe {FLAGS.recipe} is a {recipe.config.backbone} recipe, "
-                     f"not {FLAGS.backbone}")
+    raise SystemExit(
+        f"recipe {FLAGS.recipe} is a {recipe.config.backbone} recipe, " f"not {FLAGS.backbone}"
+    )
   schedule = recipe.schedule
   if FLAGS.epochs:
     schedule = dataclasses.replace(schedule, max_epochs=FLAGS.epochs)
@@ -47,8 +48,10 @@ def main(argv):
   tag = f"{FLAGS.recipe} {data.name}"
   print(f"quality {tag} valid: {format_metrics(r['valid'])}")
   print(f"quality {tag} test:  {format_metrics(r['test'])}")
-  print(f"quality {tag}: best epoch {r['best_epoch']} of {r['epochs']}, {r['train_seconds']:.0f} s "
-        f"training, {r['protocol']}; {_common.machine()}; {_common.today()}")
+  print(
+      f"quality {tag}: best epoch {r['best_epoch']} of {r['epochs']}, {r['train_seconds']:.0f} s "
+      f"training, {r['protocol']}; {_common.machine()}; {_common.today()}"
+  )
 
 
 if __name__ == "__main__":

@@ -45,27 +45,45 @@ def main(argv):
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   base = TrialConfig(loss="sampled_softmax", num_negatives=256)
-  space = SearchSpace.for_backbone("sasrec", base=base,
-                                   only=["lr", "dropout", "attn_dropout", "weight_decay"])
+  space = SearchSpace.for_backbone(
+      "sasrec", base=base, only=["lr", "dropout", "attn_dropout", "weight_decay"]
+  )
   schedule = Schedule(max_epochs=FLAGS.epochs, patience=5)
   values, seconds = {}, {}
   with tempfile.TemporaryDirectory() as tmp:
     store = Store(os.path.join(tmp, "m.sqlite"))
     for lanes in (FLAGS.lanes, 1):
-      spec = StudySpec(name=f"lanes{lanes}", strategy="random-packed", budget_trials=FLAGS.trials,
-                       lanes=lanes, seed=0)
+      spec = StudySpec(
+          name=f"lanes{lanes}",
+          strategy="random-packed",
+          budget_trials=FLAGS.trials,
+          lanes=lanes,
+          seed=0,
+      )
       t = time.perf_counter()
-      run_study(spec, data, store, make_strategy("random-packed", space, 0), space, schedule,
-                log=lambda s: None, engine_log=False)
+      run_study(
+          spec,
+          data,
+          store,
+          make_strategy("random-packed", space, 0),
+          space,
+          schedule,
+          log=lambda s: None,
+          engine_log=False,
+      )
       seconds[lanes] = time.perf_counter() - t
       trials = store.finished_trials(store.study(spec.name)["id"])
       values[lanes] = {str(t.config): t.valid["NDCG@10"] for t in trials}
   same = values[FLAGS.lanes].keys() == values[1].keys()
-  diff = max(abs(values[FLAGS.lanes][k] - values[1][k]) for k in values[1]) if same else float("nan")
-  print(f"sweep {data.name} random-packed {FLAGS.trials} trials, {FLAGS.epochs} epochs max: "
-        f"lanes={FLAGS.lanes} {seconds[FLAGS.lanes]:.0f} s, lanes=1 {seconds[1]:.0f} s, "
-        f"ratio {seconds[1] / seconds[FLAGS.lanes]:.2f}x; same trials {same}, "
-        f"max |dNDCG@10| {diff:.2e}; {_common.machine()}; {_common.today()}")
+  diff = (
+      max(abs(values[FLAGS.lanes][k] - values[1][k]) for k in values[1]) if same else float("nan")
+  )
+  print(
+      f"sweep {data.name} random-packed {FLAGS.trials} trials, {FLAGS.epochs} epochs max: "
+      f"lanes={FLAGS.lanes} {seconds[FLAGS.lanes]:.0f} s, lanes=1 {seconds[1]:.0f} s, "
+      f"ratio {seconds[1] / seconds[FLAGS.lanes]:.2f}x; same trials {same}, "
+      f"max |dNDCG@10| {diff:.2e}; {_common.machine()}; {_common.today()}"
+  )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def time_steps(engine, cfg, epochs: int) -> tuple[float, object]:
   """Mean milliseconds per step over `epochs` timed epochs (after a warm-up epoch)."""
   import jax
   import numpy as np
+
   prog = engine.programs(cfg.static_signature())
   states, hp = engine.init_lanes([cfg])
   alive = engine.shard_lanes(np.ones(1, bool))
@@ -59,8 +60,17 @@ def main(argv):
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   split = leave_one_out(data, 50)
-  cfg = TrialConfig(hidden=64, blocks=2, heads=1, max_len=50, batch_size=128, loss="bce", num_negatives=1,
-                    dropout=0.2, attn_dropout=0.2)
+  cfg = TrialConfig(
+      hidden=64,
+      blocks=2,
+      heads=1,
+      max_len=50,
+      batch_size=128,
+      loss="bce",
+      num_negatives=1,
+      dropout=0.2,
+      attn_dropout=0.2,
+  )
   packed = Engine(split, Schedule(packed=True), log=None)
   plain = Engine(split, dataclasses.replace(Schedule(), packed=False), log=None)
   ms_packed, states = time_steps(packed, cfg, FLAGS.epochs)
@@ -71,10 +81,12 @@ def main(argv):
   for _ in range(reps):
     packed.lane_ranks(cfg, states.params)
   users_per_s = reps * split.valid.num_users / (time.perf_counter() - t)
-  print(f"train_step {data.name} L=50 D=64 B=128 blocks=2 heads=1 bce dropout=0.2: "
-        f"{ms_packed:.1f} ms/step packed, {ms_plain:.1f} ms/step plain; "
-        f"full-ranking eval {users_per_s:,.0f} users/s over {data.num_items:,} items; "
-        f"{_common.machine()}; {_common.today()}")
+  print(
+      f"train_step {data.name} L=50 D=64 B=128 blocks=2 heads=1 bce dropout=0.2: "
+      f"{ms_packed:.1f} ms/step packed, {ms_plain:.1f} ms/step plain; "
+      f"full-ranking eval {users_per_s:,.0f} users/s over {data.num_items:,} items; "
+      f"{_common.machine()}; {_common.today()}"
+  )
 
 
 if __name__ == "__main__":

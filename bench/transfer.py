@@ -43,8 +43,12 @@ flags.DEFINE_integer("lanes", None, "Override the preset's lanes per bucket.")
 flags.DEFINE_integer("seed", 0, "Seed of every study (TPE's sampler, trial seeds).")
 flags.DEFINE_string("workdir", "runs/transfer", "Memories, summary, curves and results.")
 flags.DEFINE_float("target", 0.98, "Fraction of the best value that counts as reached.")
-flags.DEFINE_string("publish_to", None, "Copy the memories, summary, curves and per-trial CSVs "
-                    "here (e.g. docs/results/transfer) for committing.")
+flags.DEFINE_string(
+    "publish_to",
+    None,
+    "Copy the memories, summary, curves and per-trial CSVs "
+    "here (e.g. docs/results/transfer) for committing.",
+)
 FLAGS = flags.FLAGS
 
 SCALES = {"cpu": (16, 5, 2, 4), "gpu": (48, 50, 5, 16)}  # trials, max epochs, patience, lanes
@@ -90,12 +94,28 @@ def main(argv):
     data = datasets[dataset]
     existing = store.study(name)
     if existing is None or existing["status"] != "finished":
-      spec = StudySpec(name=name, strategy=label, budget_trials=trials, lanes=lanes,
-                       seed=FLAGS.seed, early_stop="median")
+      spec = StudySpec(
+          name=name,
+          strategy=label,
+          budget_trials=trials,
+          lanes=lanes,
+          seed=FLAGS.seed,
+          early_stop="median",
+      )
       log(f"== {name} on {dataset}: {label}, {trials} trials, batches of {lanes}")
-      run_study(spec, data, store, strategy_for(store), space, schedule,
-                engine=Engine(data, schedule, log=None), resume=existing is not None,
-                workdir=os.path.join(FLAGS.workdir, name), log=log, engine_log=False)
+      run_study(
+          spec,
+          data,
+          store,
+          strategy_for(store),
+          space,
+          schedule,
+          engine=Engine(data, schedule, log=None),
+          resume=existing is not None,
+          workdir=os.path.join(FLAGS.workdir, name),
+          log=log,
+          engine_log=False,
+      )
     study = store.study(name)
     export_trials_csv(store, study["id"], os.path.join(FLAGS.workdir, name, "trials.csv"))
     return store, study_run(study, store.finished_trials(study["id"]))
@@ -119,8 +139,10 @@ def main(argv):
   arms = {
       "agent+summary": (agent_with_summary, "agent:heuristic+summary"),
       "agent": (agent, "agent:heuristic"),
-      "tpe-warm": (lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes,
-                                               warm_start=warm), "tpe-warm"),
+      "tpe-warm": (
+          lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes, warm_start=warm),
+          "tpe-warm",
+      ),
       "tpe": (lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes), "tpe"),
   }
   results = {}
@@ -131,20 +153,35 @@ def main(argv):
   best = max(v for r in results.values() for v in r.values if v is not None)
   target = FLAGS.target * best
   reached = {arm: r.trials_to(target) for arm, r in results.items()}
-  out = {"scale": FLAGS.scale, "sources": FLAGS.sources, "target_dataset": FLAGS.target_dataset,
-         "trials_per_study": trials, "lanes": lanes, "max_epochs": epochs, "best": best,
-         "target": target,
-         "arms": {arm: {"values": r.values, "batches": r.batches, "epochs": r.epochs,
-                        "trials_to_target": reached[arm],
-                        "best": max(v for v in r.values if v is not None)}
-                  for arm, r in results.items()},
-         "warm_start": [c.to_dict() for c in warm],
-         "seconds": round(time.perf_counter() - t0, 1)}
+  out = {
+      "scale": FLAGS.scale,
+      "sources": FLAGS.sources,
+      "target_dataset": FLAGS.target_dataset,
+      "trials_per_study": trials,
+      "lanes": lanes,
+      "max_epochs": epochs,
+      "best": best,
+      "target": target,
+      "arms": {
+          arm: {
+              "values": r.values,
+              "batches": r.batches,
+              "epochs": r.epochs,
+              "trials_to_target": reached[arm],
+              "best": max(v for v in r.values if v is not None),
+          }
+          for arm, r in results.items()
+      },
+      "warm_start": [c.to_dict() for c in warm],
+      "seconds": round(time.perf_counter() - t0, 1),
+  }
   with open(os.path.join(FLAGS.workdir, "transfer.json"), "w") as f:
     json.dump(out, f, indent=2)
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6.4, 3.8))
   for arm, r in results.items():
     ys = [b if b > float("-inf") else None for b in r.best_so_far()]
@@ -152,21 +189,31 @@ def main(argv):
   ax.axhline(target, color="grey", ls="--", lw=1, label=f"{FLAGS.target:.0%} of best")
   ax.set_xlabel("trials")
   ax.set_ylabel("best validation NDCG@10")
-  ax.set_title(f"{FLAGS.target_dataset}, SASRec: summary from {'+'.join(FLAGS.sources)} "
-               f"({FLAGS.scale} scale)", fontsize=10)
+  ax.set_title(
+      f"{FLAGS.target_dataset}, SASRec: summary from {'+'.join(FLAGS.sources)} "
+      f"({FLAGS.scale} scale)",
+      fontsize=10,
+  )
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(FLAGS.workdir, "transfer.png"), dpi=120)
   if FLAGS.publish_to:
     dbs = [f for f in os.listdir(FLAGS.workdir) if f.endswith(".sqlite")]
     _common.publish(FLAGS.workdir, FLAGS.publish_to, databases=dbs)
-  text = lambda arm: (str(reached[arm]) if reached[arm] is not None  # noqa: E731
-                      else f"not reached in {len(results[arm].values)}")
-  print(f"transfer {FLAGS.target_dataset} ({FLAGS.scale}: {trials} trials/study in batches of "
-        f"{lanes}, {epochs} epochs max): trials to {FLAGS.target:.0%} of best val NDCG@10 "
-        f"({target:.4f}): " + ", ".join(f"{arm} {text(arm)}" for arm in ARMS)
-        + "; best " + ", ".join(f"{arm} {out['arms'][arm]['best']:.4f}" for arm in ARMS)
-        + f"; {out['seconds']:.0f} s; {_common.machine()}; {_common.today()}")
+  text = lambda arm: (
+      str(reached[arm])
+      if reached[arm] is not None  # noqa: E731
+      else f"not reached in {len(results[arm].values)}"
+  )
+  print(
+      f"transfer {FLAGS.target_dataset} ({FLAGS.scale}: {trials} trials/study in batches of "
+      f"{lanes}, {epochs} epochs max): trials to {FLAGS.target:.0%} of best val NDCG@10 "
+      f"({target:.4f}): "
+      + ", ".join(f"{arm} {text(arm)}" for arm in ARMS)
+      + "; best "
+      + ", ".join(f"{arm} {out['arms'][arm]['best']:.4f}" for arm in ARMS)
+      + f"; {out['seconds']:.0f} s; {_common.machine()}; {_common.today()}"
+  )
 
 
 if __name__ == "__main__":

@@ -21,29 +21,44 @@ from vmle_jax.data import FORMATS, DataError, default_data_dir, load_dataset
 
 
 def define_data_flags() -> None:
-  flags.DEFINE_string("dataset", "synthetic",
-                      "Data set: 'synthetic' (embedded default, no download), a benchmark name "
-                      "(beauty, sports, toys, ml-100k) looked up under --data_dir, a "
-                      "tensorflow-datasets builder (movielens/100k-ratings, 1m, 20m; needs the "
-                      "tfds extra), or a file path (.txt S3Rec, .inter RecBole, .csv/.tsv log, "
-                      "raw Amazon dump with --format, .npz from `vmle-data prepare`).")
-  flags.DEFINE_string("data_dir", None,
-                      f"Where benchmark names are looked up (default: $VMLE_DATA_DIR or "
-                      f"'{default_data_dir()}').")
-  flags.DEFINE_enum("format", "auto", list(FORMATS),
-                    "File format of --dataset; auto picks by extension.")
-  flags.DEFINE_integer("kcore", None,
-                       "k-core filter for interaction logs (default: 5 for csv, raw dumps and "
-                       "tfds; none for .inter).")
+  flags.DEFINE_string(
+      "dataset",
+      "synthetic",
+      "Data set: 'synthetic' (embedded default, no download), a benchmark name "
+      "(beauty, sports, toys, ml-100k) looked up under --data_dir, a "
+      "tensorflow-datasets builder (movielens/100k-ratings, 1m, 20m; needs the "
+      "tfds extra), or a file path (.txt S3Rec, .inter RecBole, .csv/.tsv log, "
+      "raw Amazon dump with --format, .npz from `vmle-data prepare`).",
+  )
+  flags.DEFINE_string(
+      "data_dir",
+      None,
+      f"Where benchmark names are looked up (default: $VMLE_DATA_DIR or "
+      f"'{default_data_dir()}').",
+  )
+  flags.DEFINE_enum(
+      "format", "auto", list(FORMATS), "File format of --dataset; auto picks by extension."
+  )
+  flags.DEFINE_integer(
+      "kcore",
+      None,
+      "k-core filter for interaction logs (default: 5 for csv, raw dumps and "
+      "tfds; none for .inter).",
+  )
 
 
 def define_config_flags() -> None:
   """One flag per TrialConfig field, and --recipe (a documented starting config)."""
   from vmle_jax.recipes import RECIPES
-  flags.DEFINE_enum("recipe", None, list(RECIPES),
-                    "Start from a documented recipe (vmle_jax/recipes.py): its config and "
-                    "schedule replace the defaults; a --preset and flags given explicitly "
-                    "override it. Searches start from it.")
+
+  flags.DEFINE_enum(
+      "recipe",
+      None,
+      list(RECIPES),
+      "Start from a documented recipe (vmle_jax/recipes.py): its config and "
+      "schedule replace the defaults; a --preset and flags given explicitly "
+      "override it. Searches start from it.",
+  )
   for f in dataclasses.fields(TrialConfig):
     help_ = FIELD_HELP.get(f.name, f.name)
     if f.name in CHOICES:
@@ -60,25 +75,44 @@ def define_config_flags() -> None:
 
 def define_schedule_flags(default_epochs: int | None = None) -> None:
   d = Schedule()
-  flags.DEFINE_integer("epochs", default_epochs or d.max_epochs,
-                       "Maximum training epochs per trial.")
-  flags.DEFINE_integer("patience", d.patience,
-                       "Early stopping: epochs without a validation NDCG@10 gain before a trial stops.")
+  flags.DEFINE_integer(
+      "epochs", default_epochs or d.max_epochs, "Maximum training epochs per trial."
+  )
+  flags.DEFINE_integer(
+      "patience",
+      d.patience,
+      "Early stopping: epochs without a validation NDCG@10 gain before a trial stops.",
+  )
   flags.DEFINE_integer("eval_every", d.eval_every, "Validate every this many epochs.")
   flags.DEFINE_integer("data_seed", d.data_seed, "Seed of the batch order (shared by all lanes).")
   flags.DEFINE_integer("eval_batch", d.eval_batch, "Users per evaluation chunk (memory knob).")
-  flags.DEFINE_integer("item_chunk", d.item_chunk, "Items scored at once in full ranking (memory knob).")
-  flags.DEFINE_boolean("exclude_history", d.exclude_history,
-                       "Remove the user's already-seen items from the ranking (off by default; "
-                       "every report says which).")
-  flags.DEFINE_boolean("packed", d.packed,
-                       "Pack short users into shared rows during training: the same loss and "
-                       "outputs, less padding work.")
-  flags.DEFINE_enum("compute_dtype", d.compute_dtype, ["float32", "bfloat16"],
-                    "Matmul dtype; parameters and optimizer state stay float32.")
-  flags.DEFINE_integer("checkpoint_every", d.checkpoint_every,
-                       "Save a bucket's lane states every N epochs so that a killed sweep "
-                       "resumes mid-bucket (0: never; needs a work directory).")
+  flags.DEFINE_integer(
+      "item_chunk", d.item_chunk, "Items scored at once in full ranking (memory knob)."
+  )
+  flags.DEFINE_boolean(
+      "exclude_history",
+      d.exclude_history,
+      "Remove the user's already-seen items from the ranking (off by default; "
+      "every report says which).",
+  )
+  flags.DEFINE_boolean(
+      "packed",
+      d.packed,
+      "Pack short users into shared rows during training: the same loss and "
+      "outputs, less padding work.",
+  )
+  flags.DEFINE_enum(
+      "compute_dtype",
+      d.compute_dtype,
+      ["float32", "bfloat16"],
+      "Matmul dtype; parameters and optimizer state stay float32.",
+  )
+  flags.DEFINE_integer(
+      "checkpoint_every",
+      d.checkpoint_every,
+      "Save a bucket's lane states every N epochs so that a killed sweep "
+      "resumes mid-bucket (0: never; needs a work directory).",
+  )
   define_scale_flags()
 
 
@@ -86,15 +120,21 @@ def define_scale_flags() -> None:
   """Hardware presets (ml_collections config files), multi-host and profiling."""
   from ml_collections import config_flags
   from vmle_jax.engine.presets import PresetFileParser
+
   config_flags.DEFINE_config_file(
-      "preset", None,
+      "preset",
+      None,
       "Host preset: a name in tpu_configs/ (cpu, gpu_1x, gpu_8x, tpu_v4_8, tpu_v5e_16) or a "
       "preset file; sets the mesh, lanes per device, batch size, dtype and eval chunks. Any "
       "field can be set after it (--preset.lanes_per_device=64); flags given explicitly "
-      "override it.")
+      "override it.",
+  )
   flags.FLAGS["preset"].parser = PresetFileParser(flags.FLAGS["preset"].parser)  # bare names
-  flags.DEFINE_boolean("distributed", False,
-                       "Join a multi-host job with jax.distributed (process 0 owns the memory).")
+  flags.DEFINE_boolean(
+      "distributed",
+      False,
+      "Join a multi-host job with jax.distributed (process 0 owns the memory).",
+  )
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
   flags.DEFINE_integer("num_processes", None, "Processes in the job (with --distributed).")
   flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
@@ -105,8 +145,12 @@ def setup_runtime(FLAGS):
   """Joins a multi-host job if asked (before any JAX work); returns the preset or None."""
   if FLAGS.distributed:
     from vmle_jax.engine import distributed
-    missing = [n for n in ("coordinator_address", "num_processes", "process_id")
-               if getattr(FLAGS, n) is None]
+
+    missing = [
+        n
+        for n in ("coordinator_address", "num_processes", "process_id")
+        if getattr(FLAGS, n) is None
+    ]
     if missing:
       fail(f"--distributed needs {', '.join('--' + m for m in missing)}")
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -121,13 +165,22 @@ def resolve_flags(FLAGS, preset=None) -> Resolved:
     if getattr(FLAGS, name) < 1:
       fail(f"--{name}={getattr(FLAGS, name)}: must be a positive integer")
   config_given = explicit_config_flags(FLAGS)
-  schedule_given = {field: getattr(FLAGS, flag) for flag, field in SCHEDULE_FLAGS.items()
-                    if FLAGS[flag].present}
-  launcher = {field: getattr(FLAGS, flag) for flag, field in SCHEDULE_FLAGS.items()
-              if not FLAGS[flag].present}
+  schedule_given = {
+      field: getattr(FLAGS, flag) for flag, field in SCHEDULE_FLAGS.items() if FLAGS[flag].present
+  }
+  launcher = {
+      field: getattr(FLAGS, flag)
+      for flag, field in SCHEDULE_FLAGS.items()
+      if not FLAGS[flag].present
+  }
   try:
-    return resolve(recipe=FLAGS.recipe, preset=preset, config_flags=config_given,
-                   schedule_flags=schedule_given, launcher_schedule=launcher)
+    return resolve(
+        recipe=FLAGS.recipe,
+        preset=preset,
+        config_flags=config_given,
+        schedule_flags=schedule_given,
+        launcher_schedule=launcher,
+    )
   except ValueError as e:
     fail(f"bad flag value: {e}")
 
@@ -135,9 +188,11 @@ def resolve_flags(FLAGS, preset=None) -> Resolved:
 def engine_from_flags(FLAGS, data, resolved: Resolved, preset=None, log=print):
   """The engine over the preset's mesh (or all devices on the lanes axis)."""
   from vmle_jax.engine import Engine
+
   mesh = None
   if preset is not None:
     from vmle_jax.engine.presets import build_mesh
+
     try:
       mesh = build_mesh(resolved.mesh)
     except ValueError as e:
@@ -164,8 +219,10 @@ STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def check_study_name(name: str, flag: str = "--study") -> str:
   """A study name is also a directory under runs/: letters, digits, '.', '_' and '-' only."""
   if not STUDY_NAME.match(name) or ".." in name:
-    fail(f"{flag}={name[:80]!r}: a study name is a file name: letters, digits, '.', '_' and "
-         "'-', starting with a letter or digit, at most 128 characters")
+    fail(
+        f"{flag}={name[:80]!r}: a study name is a file name: letters, digits, '.', '_' and "
+        "'-', starting with a letter or digit, at most 128 characters"
+    )
   return name
 
 
@@ -193,6 +250,7 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
   The search starts from the resolved config (recipe, preset and flags applied);
   dimensions given explicitly as flags are fixed, not searched."""
   from vmle_jax.search.space import SearchSpace, SpaceError
+
   check_budgets(FLAGS)
   if FLAGS.study:
     check_study_name(FLAGS.study)
@@ -206,10 +264,18 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
     space = SearchSpace.for_backbone(base.backbone, base=base, only=dims, fixed=fixed)
   except SpaceError as e:
     fail(f"--dims: {e}")
-  engine = engine_from_flags(FLAGS, data, resolved, preset,
-                             log=print if FLAGS.verbose_epochs else None)
-  return StudySetup(preset, data, resolved.schedule, base, space, engine,
-                    lanes_from_flags(FLAGS, space, data, resolved, engine))
+  engine = engine_from_flags(
+      FLAGS, data, resolved, preset, log=print if FLAGS.verbose_epochs else None
+  )
+  return StudySetup(
+      preset,
+      data,
+      resolved.schedule,
+      base,
+      space,
+      engine,
+      lanes_from_flags(FLAGS, space, data, resolved, engine),
+  )
 
 
 def open_store(path: str, readonly: bool = False):
@@ -217,6 +283,7 @@ def open_store(path: str, readonly: bool = False):
   A file that cannot be used is a one-line error naming --db."""
   import jax
   from vmle_jax.memory.store import Store, StoreError
+
   if jax.process_index() != 0:
     return None
   try:
@@ -227,46 +294,77 @@ def open_store(path: str, readonly: bool = False):
 
 def define_study_flags(default_trials: int = 16) -> None:
   """Flags of launchers that run studies (sweep, tune, compare)."""
-  flags.DEFINE_string("db", "runs/memory.sqlite",
-                      "SQLite memory file: data sets, studies, trials (created if missing).")
-  flags.DEFINE_string("study", None, "Study name (default: <dataset>-<backbone>-<strategy>-s<seed>).")
-  flags.DEFINE_boolean("resume", False,
-                       "Continue the named study: finished trials are kept, interrupted ones "
-                       "re-run. Settings must match the stored ones (see --override).")
-  flags.DEFINE_list("override", [],
-                    "With --resume: stored settings this run may change (budget, schedule, "
-                    "lanes, early_stop); the change is recorded in the study.")
+  flags.DEFINE_string(
+      "db",
+      "runs/memory.sqlite",
+      "SQLite memory file: data sets, studies, trials (created if missing).",
+  )
+  flags.DEFINE_string(
+      "study", None, "Study name (default: <dataset>-<backbone>-<strategy>-s<seed>)."
+  )
+  flags.DEFINE_boolean(
+      "resume",
+      False,
+      "Continue the named study: finished trials are kept, interrupted ones "
+      "re-run. Settings must match the stored ones (see --override).",
+  )
+  flags.DEFINE_list(
+      "override",
+      [],
+      "With --resume: stored settings this run may change (budget, schedule, "
+      "lanes, early_stop); the change is recorded in the study.",
+  )
   flags.DEFINE_integer("budget_trials", default_trials, "Trials to run in the study.")
-  flags.DEFINE_float("budget_minutes", None,
-                     "Stop starting new buckets after this many minutes (training time, "
-                     "summed over resumed runs).")
-  flags.DEFINE_integer("lanes", 0,
-                       "Trials trained together as lanes of one program (0: 8 on CPU, else as many "
-                       "as a memory estimate fits on the devices).")
+  flags.DEFINE_float(
+      "budget_minutes",
+      None,
+      "Stop starting new buckets after this many minutes (training time, "
+      "summed over resumed runs).",
+  )
+  flags.DEFINE_integer(
+      "lanes",
+      0,
+      "Trials trained together as lanes of one program (0: 8 on CPU, else as many "
+      "as a memory estimate fits on the devices).",
+  )
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/<study>).")
   flags.DEFINE_boolean("verbose_epochs", True, "Print one line per epoch of every bucket.")
-  flags.DEFINE_enum("early_stop", "none", ["none", "median"],
-                    "Stop losing lanes early, whatever the strategy: median stops a trial whose "
-                    "best validation NDCG@10 is below the median of the study's finished trials "
-                    "at the same epoch (after a quarter of --epochs, at least 2, once 4 trials have "
-                    "finished); its lane "
-                    "stops costing compute.")
+  flags.DEFINE_enum(
+      "early_stop",
+      "none",
+      ["none", "median"],
+      "Stop losing lanes early, whatever the strategy: median stops a trial whose "
+      "best validation NDCG@10 is below the median of the study's finished trials "
+      "at the same epoch (after a quarter of --epochs, at least 2, once 4 trials have "
+      "finished); its lane "
+      "stops costing compute.",
+  )
 
 
 def define_planner_flags() -> None:
   """Flags of launchers that run the agent (tune, compare)."""
-  flags.DEFINE_enum("planner", "heuristic", ["heuristic", "gemini", "replay"],
-                    "Who proposes trials: heuristic (offline, deterministic, the default; not an "
-                    "LLM), gemini (google-genai; key from GEMINI_API_KEY or GOOGLE_API_KEY), or "
-                    "replay (answers from a recorded --transcript).")
+  flags.DEFINE_enum(
+      "planner",
+      "heuristic",
+      ["heuristic", "gemini", "replay"],
+      "Who proposes trials: heuristic (offline, deterministic, the default; not an "
+      "LLM), gemini (google-genai; key from GEMINI_API_KEY or GOOGLE_API_KEY), or "
+      "replay (answers from a recorded --transcript).",
+  )
   flags.DEFINE_string("model", None, "Gemini model name (default: a current Flash model).")
   flags.DEFINE_float("llm_timeout_s", 20.0, "Seconds one LLM request may take.")
-  flags.DEFINE_integer("llm_retries", 2,
-                       "Attempts per LLM call (1 = no retry); a call costs at most "
-                       "--llm_timeout_s x --llm_retries, then the heuristic planner fills in.")
-  flags.DEFINE_float("planner_minutes", None,
-                     "Per-study cap on the LLM planner's time; past it, the heuristic planner "
-                     "proposes and reflects (recorded as a fallback).")
+  flags.DEFINE_integer(
+      "llm_retries",
+      2,
+      "Attempts per LLM call (1 = no retry); a call costs at most "
+      "--llm_timeout_s x --llm_retries, then the heuristic planner fills in.",
+  )
+  flags.DEFINE_float(
+      "planner_minutes",
+      None,
+      "Per-study cap on the LLM planner's time; past it, the heuristic planner "
+      "proposes and reflects (recorded as a fallback).",
+  )
 
 
 def check_planner_flags(FLAGS) -> None:
@@ -281,13 +379,17 @@ def check_planner_flags(FLAGS) -> None:
 
 def explicit_config_flags(FLAGS) -> dict:
   """Trial-config fields given explicitly on the command line (a study keeps them fixed)."""
-  return {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(TrialConfig)
-          if FLAGS[f.name].present}
+  return {
+      f.name: getattr(FLAGS, f.name)
+      for f in dataclasses.fields(TrialConfig)
+      if FLAGS[f.name].present
+  }
 
 
 def lanes_from_flags(FLAGS, space, data, resolved: Resolved | None = None, engine=None) -> int:
   """--lanes, the preset's lanes per device, or a choice from the devices and a memory estimate."""
   import jax
+
   if FLAGS.lanes < 0:
     fail(f"--lanes={FLAGS.lanes}: must be >= 0 (0 = automatic)")
   if FLAGS.lanes:
@@ -298,13 +400,18 @@ def lanes_from_flags(FLAGS, space, data, resolved: Resolved | None = None, engin
   if jax.devices()[0].platform == "cpu":
     return 8 * jax.device_count()
   from vmle_jax.engine.capacity import lanes_per_device
-  largest = space.base.replace(hidden=max(space.dims["hidden"].values)) \
-      if "hidden" in space.dims else space.base
+
+  largest = (
+      space.base.replace(hidden=max(space.dims["hidden"].values))
+      if "hidden" in space.dims
+      else space.base
+  )
   return lanes_per_device(largest, data.num_items) * jax.device_count()
 
 
 def device_summary() -> str:
   import jax
+
   d = jax.devices()[0]
   return f"{jax.device_count()} {getattr(d, 'device_kind', d.platform)} device(s)"
 
@@ -312,17 +419,25 @@ def device_summary() -> str:
 def reject_positional(argv) -> None:
   """Fails on stray positional arguments and quiets library INFO logs (e.g. orbax)."""
   from absl import logging
+
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
 
 
-SCHEDULE_FLAGS = {"epochs": "max_epochs", "patience": "patience", "eval_every": "eval_every",
-                  "data_seed": "data_seed", "eval_batch": "eval_batch",
-                  "item_chunk": "item_chunk", "exclude_history": "exclude_history",
-                  "packed": "packed", "compute_dtype": "compute_dtype",
-                  "checkpoint_every": "checkpoint_every"}
+SCHEDULE_FLAGS = {
+    "epochs": "max_epochs",
+    "patience": "patience",
+    "eval_every": "eval_every",
+    "data_seed": "data_seed",
+    "eval_batch": "eval_batch",
+    "item_chunk": "item_chunk",
+    "exclude_history": "exclude_history",
+    "packed": "packed",
+    "compute_dtype": "compute_dtype",
+    "checkpoint_every": "checkpoint_every",
+}
 
 
 def dataset_from_flags(FLAGS):
@@ -340,6 +455,7 @@ def run_main(main) -> None:
   def guarded(argv):
     from vmle_jax.memory.store import StoreError
     from vmle_jax.search.study import StudyError
+
     try:
       return main(argv)
     except (StoreError, StudyError) as e:

@@ -24,16 +24,23 @@ from vmle_jax.launch import common
 common.define_data_flags()
 common.define_schedule_flags(default_epochs=20)
 common.define_study_flags()
-flags.DEFINE_list("strategies", ["agent", "grid", "random", "tpe"],
-                  "Strategies to compare: agent (with --planner), grid, random (independent "
-                  "draws), random-packed (one structure per batch), tpe.")
+flags.DEFINE_list(
+    "strategies",
+    ["agent", "grid", "random", "tpe"],
+    "Strategies to compare: agent (with --planner), grid, random (independent "
+    "draws), random-packed (one structure per batch), tpe.",
+)
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds; each strategy runs once per seed.")
 common.define_planner_flags()
 flags.DEFINE_string("summary_from", None, "A cognition summary (JSON) the agent starts from.")
 flags.DEFINE_boolean("report_only", False, "Redraw the report from --db without training.")
 flags.DEFINE_float("target", 0.98, "Target as a fraction of the best value any strategy found.")
-flags.DEFINE_list("dims", None, "Searched dimensions (default: the backbone's whole space; "
-                  "grid uses its default grid dimensions).")
+flags.DEFINE_list(
+    "dims",
+    None,
+    "Searched dimensions (default: the backbone's whole space; "
+    "grid uses its default grid dimensions).",
+)
 common.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -46,6 +53,7 @@ def main(argv) -> None:
   from vmle_jax.training import device_description
 
   from vmle_jax.search.comparison import KNOWN_STRATEGIES
+
   common.check_planner_flags(FLAGS)
   bad = [s for s in FLAGS.strategies if s not in KNOWN_STRATEGIES]
   if bad:
@@ -66,6 +74,7 @@ def main(argv) -> None:
   summary = None
   if FLAGS.summary_from and not FLAGS.report_only:  # checked before anything is written
     from vmle_jax.memory.summaries import read_summary
+
     try:
       summary = read_summary(FLAGS.summary_from)
     except ValueError as e:
@@ -75,14 +84,27 @@ def main(argv) -> None:
     fixed = common.explicit_config_flags(FLAGS)
     fixed.pop("seed", None)
     try:
-      run_comparison(data, base, store, setup.engine, setup.lanes, setup.schedule, workdir,
-                     FLAGS.budget_trials, seeds, FLAGS.strategies, FLAGS.planner, FLAGS.model,
-                     summary, FLAGS.dims, fixed, FLAGS.budget_minutes,
-                     early_stop=FLAGS.early_stop,
-                     planner_options={"timeout_s": FLAGS.llm_timeout_s,
-                                      "attempts": FLAGS.llm_retries},
-                     planner_budget_s=None if FLAGS.planner_minutes is None
-                     else 60 * FLAGS.planner_minutes)
+      run_comparison(
+          data,
+          base,
+          store,
+          setup.engine,
+          setup.lanes,
+          setup.schedule,
+          workdir,
+          FLAGS.budget_trials,
+          seeds,
+          FLAGS.strategies,
+          FLAGS.planner,
+          FLAGS.model,
+          summary,
+          FLAGS.dims,
+          fixed,
+          FLAGS.budget_minutes,
+          early_stop=FLAGS.early_stop,
+          planner_options={"timeout_s": FLAGS.llm_timeout_s, "attempts": FLAGS.llm_retries},
+          planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
+      )
     except StoreError as e:
       common.fail(str(e))
   if store is None:  # a follower process of a multi-host run: nothing to report
@@ -90,15 +112,22 @@ def main(argv) -> None:
   runs = load_group(store, group)
   if not runs:
     common.fail(f"no studies of {group} in {FLAGS.db}; run without --report_only first")
-  table = write_report(runs, workdir, f"{data.name} / {base.backbone}: agent vs grid vs random vs TPE",
-                       device=device_description(), target_fraction=FLAGS.target)
+  table = write_report(
+      runs,
+      workdir,
+      f"{data.name} / {base.backbone}: agent vs grid vs random vs TPE",
+      device=device_description(),
+      target_fraction=FLAGS.target,
+  )
   for strategy, row in table["strategies"].items():
     ttt = row["trials_to_target"]
-    print(f"{strategy:18s} best val NDCG@10 {row['best_valid_ndcg10'] or float('nan'):.4f}  "
-          f"trials to target {'-' if ttt is None else f'{ttt:.1f}'} "
-          f"({row['reached']}/{row['seeds']} seeds; unreached count as budget+1)  "
-          f"lane-epochs {row['lane_epochs'] or 0:.0f}  test NDCG@10 "
-          f"{row['test_ndcg10'] or float('nan'):.4f}")
+    print(
+        f"{strategy:18s} best val NDCG@10 {row['best_valid_ndcg10'] or float('nan'):.4f}  "
+        f"trials to target {'-' if ttt is None else f'{ttt:.1f}'} "
+        f"({row['reached']}/{row['seeds']} seeds; unreached count as budget+1)  "
+        f"lane-epochs {row['lane_epochs'] or 0:.0f}  test NDCG@10 "
+        f"{row['test_ndcg10'] or float('nan'):.4f}"
+    )
   print(f"report: {os.path.join(workdir, 'report.md')} (and report.html)")
 
 

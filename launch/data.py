@@ -18,9 +18,22 @@ from vmle_jax.launch import common
 
 flags.DEFINE_string("input", None, "Data set to read (a path, a benchmark name, a tfds builder).")
 flags.DEFINE_string("data_dir", None, "Where benchmark names are looked up.")
-flags.DEFINE_enum("format", "auto", ["auto", "s3rec", "recbole", "csv", "amazon2014",
-                                     "amazon2018", "amazon2023", "tfds", "prepared"],
-                  "Input format; auto picks by extension (JSON lines need an explicit format).")
+flags.DEFINE_enum(
+    "format",
+    "auto",
+    [
+        "auto",
+        "s3rec",
+        "recbole",
+        "csv",
+        "amazon2014",
+        "amazon2018",
+        "amazon2023",
+        "tfds",
+        "prepared",
+    ],
+    "Input format; auto picks by extension (JSON lines need an explicit format).",
+)
 flags.DEFINE_integer("kcore", None, "k-core filter (default 5 for logs and raw dumps).")
 flags.DEFINE_string("out", None, "Output .npz for `prepare`.")
 flags.DEFINE_boolean("json", False, "`stats`: print JSON instead of text.")
@@ -51,13 +64,16 @@ def main(argv) -> None:
     print(json.dumps(stats, indent=2, sort_keys=True))
     return
   q = stats["len_quantiles"]
-  print(f"{data.name} ({data.source})\n"
-        f"  users         {stats['users']:,}\n  items         {stats['items']:,}\n"
-        f"  interactions  {stats['interactions']:,}\n  density       {stats['density']:.6f}\n"
-        f"  length        avg {stats['avg_len']:.2f}, min {q['min']:.0f}, median {q['p50']:.0f}, "
-        f"p90 {q['p90']:.0f}, max {q['max']:.0f}\n"
-        f"  time span     " + (f"{stats['time_span_days']} days" if "time_span_days" in stats
-                               else "no timestamps") + f"\n  sha256        {stats['sha256']}")
+  print(
+      f"{data.name} ({data.source})\n"
+      f"  users         {stats['users']:,}\n  items         {stats['items']:,}\n"
+      f"  interactions  {stats['interactions']:,}\n  density       {stats['density']:.6f}\n"
+      f"  length        avg {stats['avg_len']:.2f}, min {q['min']:.0f}, median {q['p50']:.0f}, "
+      f"p90 {q['p90']:.0f}, max {q['max']:.0f}\n"
+      f"  time span     "
+      + (f"{stats['time_span_days']} days" if "time_span_days" in stats else "no timestamps")
+      + f"\n  sha256        {stats['sha256']}"
+  )
 
 
 def run() -> None:

@@ -1,11 +1,11 @@
 """vmle-memory: inspect the SQLite memory; export and import cognition summaries.
 
-  vmle-memory studies                     # one line per study
-  vmle-memory trials --study=NAME         # the study's trials
-  vmle-memory insights [--backbone=sasrec]
-  vmle-memory summary [--backbone=sasrec] # the latest cognition summary
-  vmle-memory export --out=sasrec-summary.json [--backbone=sasrec]   # + .md
-  vmle-memory import --file=sasrec-summary.json --db=other.sqlite
+vmle-memory studies                     # one line per study
+vmle-memory trials --study=NAME         # the study's trials
+vmle-memory insights [--backbone=sasrec]
+vmle-memory summary [--backbone=sasrec] # the latest cognition summary
+vmle-memory export --out=sasrec-summary.json [--backbone=sasrec]   # + .md
+vmle-memory import --file=sasrec-summary.json --db=other.sqlite
 """
 
 from __future__ import annotations
@@ -44,44 +44,74 @@ def main(argv) -> None:
     for s in store.studies():
       trials = store.finished_trials(s["id"])
       best = best_trial(trials)
-      print(f"{s['name']}: {s['strategy']} {s['backbone']} on dataset {s['dataset_id']}, "
-            f"{len(trials)} trials, best val NDCG@10 "
-            f"{best.value if best else float('nan'):.4f}"
-            + (f" (trial {best.number})" if best else "") + f", {s['status']}")
+      print(
+          f"{s['name']}: {s['strategy']} {s['backbone']} on dataset {s['dataset_id']}, "
+          f"{len(trials)} trials, best val NDCG@10 "
+          f"{best.value if best else float('nan'):.4f}"
+          + (f" (trial {best.number})" if best else "")
+          + f", {s['status']}"
+      )
   elif command in ("trials", "calls"):
     study = store.study(FLAGS.study) if FLAGS.study else None
     if study is None:
       common.fail(f"--study={FLAGS.study!r}: no such study in {FLAGS.db}")
     if command == "calls":
       for c in store.llm_calls(study["id"]):
-        print(json.dumps({k: c[k] for k in ("planner", "model", "purpose", "outcome",
-                                            "prompt_tokens", "answer_tokens", "latency_s",
-                                            "detail")}))
+        print(
+            json.dumps(
+                {
+                    k: c[k]
+                    for k in (
+                        "planner",
+                        "model",
+                        "purpose",
+                        "outcome",
+                        "prompt_tokens",
+                        "answer_tokens",
+                        "latency_s",
+                        "detail",
+                    )
+                }
+            )
+        )
       return
     for t in store.trials(study["id"]):
       v = t.value
       p = t.proposal or {}
       if p.get("dimension"):
         more = len(p.get("changed", [])) - 1
-        change = (f"{p['dimension']} {p.get('old_value')!r}->{p.get('new_value')!r}"
-                  + (f" (+{more} more)" if more > 0 else ""))
+        change = f"{p['dimension']} {p.get('old_value')!r}->{p.get('new_value')!r}" + (
+            f" (+{more} more)" if more > 0 else ""
+        )
       else:
         change = "default" if not p.get("changed") else f"{len(p['changed'])} changes"
       kind = f"[{p['kind']}] " if p.get("kind") else ""
       batch = f"b{t.batch} " if t.batch is not None else ""
-      print(f"#{t.number:3d} {batch}{t.status:9s} {t.epochs or 0:3d} ep  val NDCG@10 "
-            f"{v if v is None else round(v, 4)!s:8s} {kind}{change}"
-            + (f"  | {t.reflection}" if t.reflection else ""))
+      print(
+          f"#{t.number:3d} {batch}{t.status:9s} {t.epochs or 0:3d} ep  val NDCG@10 "
+          f"{v if v is None else round(v, 4)!s:8s} {kind}{change}"
+          + (f"  | {t.reflection}" if t.reflection else "")
+      )
   elif command == "insights":
     for i in store.insights(backbone=FLAGS.backbone):
-      print(f"[{i['dataset']}] {i['rule']} (confidence {i['confidence']:.2f}, "
-            f"support {len(i['support'])}, contradict {len(i['contradict'])}, {i['source']})")
+      print(
+          f"[{i['dataset']}] {i['rule']} (confidence {i['confidence']:.2f}, "
+          f"support {len(i['support'])}, contradict {len(i['contradict'])}, {i['source']})"
+      )
   elif command == "summary":
     s = store.summary(FLAGS.backbone)
     if s is None:
       common.fail(f"no cognition summary for {FLAGS.backbone} in {FLAGS.db}")
-    print(summaries.to_markdown({"backbone": FLAGS.backbone, "version": s["version"],
-                                 "provenance": s["provenance"], "rules": s["rules"]}))
+    print(
+        summaries.to_markdown(
+            {
+                "backbone": FLAGS.backbone,
+                "version": s["version"],
+                "provenance": s["provenance"],
+                "rules": s["rules"],
+            }
+        )
+    )
   elif command == "export":
     if not FLAGS.out:
       common.fail("export needs --out=<path>.json")

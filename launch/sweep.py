@@ -21,15 +21,22 @@ from vmle_jax.launch import common
 common.define_data_flags()
 common.define_schedule_flags(default_epochs=50)
 common.define_study_flags()
-flags.DEFINE_enum("strategy", "random", ["grid", "random", "random-packed", "tpe"],
-                  "Search strategy: grid (seeded order), random (every trial drawn "
-                  "independently), random-packed (one structure per batch, rates per lane: "
-                  "full lanes, fewer structures), tpe (optuna; its random startup is one "
-                  "batch). All evaluate the space's default config first.")
-flags.DEFINE_list("dims", None,
-                  "Searched dimensions (default: the backbone's whole space; for grid, "
-                  "loss,max_len,hidden,lr,dropout; HSTU: temperature instead of max_len). "
-                  "Other fields stay at the base config.")
+flags.DEFINE_enum(
+    "strategy",
+    "random",
+    ["grid", "random", "random-packed", "tpe"],
+    "Search strategy: grid (seeded order), random (every trial drawn "
+    "independently), random-packed (one structure per batch, rates per lane: "
+    "full lanes, fewer structures), tpe (optuna; its random startup is one "
+    "batch). All evaluate the space's default config first.",
+)
+flags.DEFINE_list(
+    "dims",
+    None,
+    "Searched dimensions (default: the backbone's whole space; for grid, "
+    "loss,max_len,hidden,lr,dropout; HSTU: temperature instead of max_len). "
+    "Other fields stay at the base config.",
+)
 common.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -43,30 +50,58 @@ def main(argv) -> None:
 
   dims = FLAGS.dims or (list(GRID_DIMS[FLAGS.backbone]) if FLAGS.strategy == "grid" else None)
   setup = common.study_setup(FLAGS, dims)
-  data, schedule, base, space, engine, lanes = (setup.data, setup.schedule, setup.base,
-                                                setup.space, setup.engine, setup.lanes)
+  data, schedule, base, space, engine, lanes = (
+      setup.data,
+      setup.schedule,
+      setup.base,
+      setup.space,
+      setup.engine,
+      setup.lanes,
+  )
   name = FLAGS.study or common.safe_name(
-      f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}")
+      f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}"
+  )
   workdir = FLAGS.workdir or os.path.join("runs", name)
-  spec = StudySpec(name=name, backbone=base.backbone, strategy=FLAGS.strategy,
-                   budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
-                   lanes=lanes, seed=FLAGS.seed, dims=tuple(space.names),
-                   early_stop=FLAGS.early_stop)
+  spec = StudySpec(
+      name=name,
+      backbone=base.backbone,
+      strategy=FLAGS.strategy,
+      budget_trials=FLAGS.budget_trials,
+      budget_minutes=FLAGS.budget_minutes,
+      lanes=lanes,
+      seed=FLAGS.seed,
+      dims=tuple(space.names),
+      early_stop=FLAGS.early_stop,
+  )
   try:
     store = common.open_store(FLAGS.db)
     strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, lanes=lanes)
-    print(f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
-          f"budget {FLAGS.budget_trials} trials"
-          + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
-          + f"; {lanes} lanes per bucket on {common.device_summary()}")
+    print(
+        f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
+        f"budget {FLAGS.budget_trials} trials"
+        + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
+        + f"; {lanes} lanes per bucket on {common.device_summary()}"
+    )
     t0 = time.perf_counter()
-    summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                        resume=FLAGS.resume, workdir=workdir, overrides=tuple(FLAGS.override))
+    summary = run_study(
+        spec,
+        data,
+        store,
+        strategy,
+        space,
+        schedule,
+        engine=engine,
+        resume=FLAGS.resume,
+        workdir=workdir,
+        overrides=tuple(FLAGS.override),
+    )
   except StoreError as e:
     common.fail(str(e))
   if store is not None:
-    print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials; "
-          f"memory {FLAGS.db}; results {workdir}")
+    print(
+        f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials; "
+        f"memory {FLAGS.db}; results {workdir}"
+    )
 
 
 def run() -> None:

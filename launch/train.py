@@ -19,11 +19,14 @@ from vmle_jax.launch import common
 common.define_data_flags()
 common.define_config_flags()
 common.define_schedule_flags()
-flags.DEFINE_string("workdir", None,
-                    "Output directory (default: runs/train-<dataset>-<time>).")
-flags.DEFINE_enum("protocol", "full", ["full", "sampled-100", "both"],
-                  "Evaluation protocol: full ranking (default), the sampled 100-candidate "
-                  "protocol of older papers (inflated, labelled), or both.")
+flags.DEFINE_string("workdir", None, "Output directory (default: runs/train-<dataset>-<time>).")
+flags.DEFINE_enum(
+    "protocol",
+    "full",
+    ["full", "sampled-100", "both"],
+    "Evaluation protocol: full ranking (default), the sampled 100-candidate "
+    "protocol of older papers (inflated, labelled), or both.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -35,12 +38,16 @@ def main(argv) -> None:
   resolved = common.resolve_flags(FLAGS, preset)
   data = common.dataset_from_flags(FLAGS)
   workdir = FLAGS.workdir or os.path.join(
-      "runs", f"train-{data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+      "runs", f"train-{data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+  )
   engine = common.engine_from_flags(FLAGS, data, resolved, preset)
-  results = train_and_evaluate(resolved.config, data, resolved.schedule, workdir, FLAGS.protocol,
-                               engine=engine)
-  print(f"status: {results['status']} after {results['epochs']} epochs "
-        f"(best epoch {results['best_epoch']}, {results['train_seconds']:.1f} s)")
+  results = train_and_evaluate(
+      resolved.config, data, resolved.schedule, workdir, FLAGS.protocol, engine=engine
+  )
+  print(
+      f"status: {results['status']} after {results['epochs']} epochs "
+      f"(best epoch {results['best_epoch']}, {results['train_seconds']:.1f} s)"
+  )
   if results.get("error"):
     print(f"error: {results['error']}")
   if "test" in results:

@@ -29,8 +29,11 @@ common.define_study_flags(default_trials=12)
 common.define_planner_flags()
 flags.DEFINE_string("gemini_base_url", None, "Gemini API base URL (for proxies and tests).")
 flags.DEFINE_string("transcript", None, "Recorded transcript.jsonl for --planner=replay.")
-flags.DEFINE_string("summary_from", None,
-                    "Import a cognition summary (JSON from `vmle-memory export`) before tuning.")
+flags.DEFINE_string(
+    "summary_from",
+    None,
+    "Import a cognition summary (JSON from `vmle-memory export`) before tuning.",
+)
 flags.DEFINE_integer("budget_tokens", None, "Stop when the planner has used this many tokens.")
 flags.DEFINE_integer("max_retries", 2, "Re-asks after a rejected planner answer.")
 flags.DEFINE_list("dims", None, "Searched dimensions (default: the backbone's whole space).")
@@ -48,20 +51,41 @@ def main(argv) -> None:
 
   common.check_planner_flags(FLAGS)
   setup = common.study_setup(FLAGS, FLAGS.dims)
-  data, schedule, base, space, engine, lanes = (setup.data, setup.schedule, setup.base,
-                                                setup.space, setup.engine, setup.lanes)
+  data, schedule, base, space, engine, lanes = (
+      setup.data,
+      setup.schedule,
+      setup.base,
+      setup.space,
+      setup.engine,
+      setup.lanes,
+  )
   name = FLAGS.study or common.safe_name(
-      f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}")
+      f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}"
+  )
   workdir = FLAGS.workdir or os.path.join("runs", name)
   try:
-    planner = make_planner(FLAGS.planner, FLAGS.model, FLAGS.transcript, FLAGS.gemini_base_url,
-                           timeout_s=FLAGS.llm_timeout_s, attempts=FLAGS.llm_retries)
+    planner = make_planner(
+        FLAGS.planner,
+        FLAGS.model,
+        FLAGS.transcript,
+        FLAGS.gemini_base_url,
+        timeout_s=FLAGS.llm_timeout_s,
+        attempts=FLAGS.llm_retries,
+    )
   except Exception as e:  # missing key, missing package, missing transcript
     common.fail(str(e))
-  spec = StudySpec(name=name, backbone=base.backbone, strategy=f"agent:{FLAGS.planner}",
-                   budget_trials=FLAGS.budget_trials, budget_minutes=FLAGS.budget_minutes,
-                   budget_tokens=FLAGS.budget_tokens, lanes=lanes, seed=FLAGS.seed,
-                   dims=tuple(space.names), early_stop=FLAGS.early_stop)
+  spec = StudySpec(
+      name=name,
+      backbone=base.backbone,
+      strategy=f"agent:{FLAGS.planner}",
+      budget_trials=FLAGS.budget_trials,
+      budget_minutes=FLAGS.budget_minutes,
+      budget_tokens=FLAGS.budget_tokens,
+      lanes=lanes,
+      seed=FLAGS.seed,
+      dims=tuple(space.names),
+      early_stop=FLAGS.early_stop,
+  )
   if FLAGS.summary_from:  # checked before anything is written
     try:
       summaries.read_summary(FLAGS.summary_from)
@@ -73,22 +97,40 @@ def main(argv) -> None:
       version = summaries.import_summary(store, FLAGS.summary_from)
       print(f"imported cognition summary {FLAGS.summary_from} as version {version}")
     transcript = Transcript(os.path.join(workdir, "transcript.jsonl"))
-    strategy = AgentStrategy(planner, space, max_retries=FLAGS.max_retries, transcript=transcript,
-                             planner_budget_s=None if FLAGS.planner_minutes is None
-                             else 60 * FLAGS.planner_minutes)
-    print(f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
-          f"trials; {lanes} lanes per bucket on {common.device_summary()}")
+    strategy = AgentStrategy(
+        planner,
+        space,
+        max_retries=FLAGS.max_retries,
+        transcript=transcript,
+        planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
+    )
+    print(
+        f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
+        f"trials; {lanes} lanes per bucket on {common.device_summary()}"
+    )
     t0 = time.perf_counter()
-    summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                        resume=FLAGS.resume, workdir=workdir, overrides=tuple(FLAGS.override))
+    summary = run_study(
+        spec,
+        data,
+        store,
+        strategy,
+        space,
+        schedule,
+        engine=engine,
+        resume=FLAGS.resume,
+        workdir=workdir,
+        overrides=tuple(FLAGS.override),
+    )
   except StoreError as e:
     common.fail(str(e))
   if store is None:
     return
   insights = store.insights(study_id=store.study(name)["id"])
-  print(f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials, "
-        f"{len(insights)} insights, cognition summary version "
-        f"{summary.get('cognition_summary_version')}; memory {FLAGS.db}; results {workdir}")
+  print(
+      f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials, "
+      f"{len(insights)} insights, cognition summary version "
+      f"{summary.get('cognition_summary_version')}; memory {FLAGS.db}; results {workdir}"
+  )
 
 
 def run() -> None:

@@ -66,8 +66,9 @@ class Store:
     path = self.path
     if os.path.isdir(path):
       raise StoreError(f"--db={path}: is a directory, not a SQLite file")
-    writable = os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)),
-                                                      os.W_OK)
+    writable = os.access(path, os.W_OK) and os.access(
+        os.path.dirname(os.path.abspath(path)), os.W_OK
+    )
     if self.readonly and writable:
       self.readonly = False  # open as usual (an old file is migrated forward)
     if self.readonly:
@@ -80,8 +81,10 @@ class Store:
       self.conn.row_factory = sqlite3.Row
       current = self.conn.execute("PRAGMA user_version").fetchone()[0]
       if current > SCHEMA_VERSION:
-        raise StoreError(f"--db={path}: schema version {current} is newer than this vmle-jax "
-                         f"({SCHEMA_VERSION}); upgrade vmle-jax")
+        raise StoreError(
+            f"--db={path}: schema version {current} is newer than this vmle-jax "
+            f"({SCHEMA_VERSION}); upgrade vmle-jax"
+        )
       self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
       return
     directory = os.path.dirname(path)
@@ -108,7 +111,7 @@ class Store:
       except sqlite3.OperationalError as e:
         if "locked" not in str(e) and "busy" not in str(e):
           raise
-        time.sleep(min(2.0, 0.05 * 2 ** i) * (0.5 + random.random()))
+        time.sleep(min(2.0, 0.05 * 2**i) * (0.5 + random.random()))
     raise StoreError(f"{self.path}: database stayed locked after {attempts} attempts")
 
   @contextlib.contextmanager
@@ -143,8 +146,10 @@ class Store:
     with self.transaction() as c:
       current = c.execute("PRAGMA user_version").fetchone()[0]
       if current > SCHEMA_VERSION:
-        raise StoreError(f"{self.path}: schema version {current} is newer than this "
-                         f"vmle-jax ({SCHEMA_VERSION}); upgrade vmle-jax")
+        raise StoreError(
+            f"{self.path}: schema version {current} is newer than this "
+            f"vmle-jax ({SCHEMA_VERSION}); upgrade vmle-jax"
+        )
       for version, sql in schema_sections():
         if version > current:
           for statement in _statements(sql):
@@ -155,31 +160,48 @@ class Store:
   def upsert_dataset(self, fingerprint: dict) -> int:
     stats = {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}
     with self.transaction() as c:
-      row = c.execute("SELECT id FROM datasets WHERE sha256 = ?",
-                      (fingerprint["sha256"],)).fetchone()
+      row = c.execute(
+          "SELECT id FROM datasets WHERE sha256 = ?", (fingerprint["sha256"],)
+      ).fetchone()
       if row:
         return row["id"]
-      cur = c.execute("INSERT INTO datasets (name, sha256, stats, created_at) VALUES (?, ?, ?, ?)",
-                      (fingerprint["name"], fingerprint["sha256"], json.dumps(stats), time.time()))
+      cur = c.execute(
+          "INSERT INTO datasets (name, sha256, stats, created_at) VALUES (?, ?, ?, ?)",
+          (fingerprint["name"], fingerprint["sha256"], json.dumps(stats), time.time()),
+      )
       return cur.lastrowid
 
   def datasets(self) -> list[dict]:
-    return [_row(r, json_fields=("stats",))
-            for r in self.conn.execute("SELECT * FROM datasets ORDER BY id")]
+    return [
+        _row(r, json_fields=("stats",))
+        for r in self.conn.execute("SELECT * FROM datasets ORDER BY id")
+    ]
 
   # ---------------------------------------------------------------- studies
-  def create_study(self, name: str, dataset_id: int, backbone: str, strategy: str,
-                   budget: dict, settings: dict) -> int:
+  def create_study(
+      self, name: str, dataset_id: int, backbone: str, strategy: str, budget: dict, settings: dict
+  ) -> int:
     now = time.time()
     with self.transaction() as c:
       if c.execute("SELECT 1 FROM studies WHERE name = ?", (name,)).fetchone():
-        raise StoreError(f"study {name!r} already exists in {self.path}; pass --resume to "
-                         "continue it or choose another --study name")
+        raise StoreError(
+            f"study {name!r} already exists in {self.path}; pass --resume to "
+            "continue it or choose another --study name"
+        )
       cur = c.execute(
           "INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings, status,"
           " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-          (name, dataset_id, backbone, strategy, json.dumps(budget, sort_keys=True),
-           json.dumps(settings, sort_keys=True), now, now))
+          (
+              name,
+              dataset_id,
+              backbone,
+              strategy,
+              json.dumps(budget, sort_keys=True),
+              json.dumps(settings, sort_keys=True),
+              now,
+              now,
+          ),
+      )
       return cur.lastrowid
 
   def study(self, name_or_id) -> dict | None:
@@ -188,34 +210,48 @@ class Store:
     return _row(r, json_fields=("budget", "settings")) if r else None
 
   def studies(self) -> list[dict]:
-    return [_row(r, json_fields=("budget", "settings"))
-            for r in self.conn.execute("SELECT * FROM studies ORDER BY id")]
+    return [
+        _row(r, json_fields=("budget", "settings"))
+        for r in self.conn.execute("SELECT * FROM studies ORDER BY id")
+    ]
 
-  def update_study_settings(self, study_id: int, budget: dict | None, settings: dict,
-                            override: dict) -> None:
+  def update_study_settings(
+      self, study_id: int, budget: dict | None, settings: dict, override: dict
+  ) -> None:
     """Changes a study's budget and settings on an explicit override, recorded in settings."""
     with self.transaction() as c:
       row = c.execute("SELECT budget, settings FROM studies WHERE id = ?", (study_id,)).fetchone()
       stored = json.loads(row["settings"])
       stored.update(settings)
       stored.setdefault("overrides", []).append({"at": time.time(), "changed": override})
-      c.execute("UPDATE studies SET budget = ?, settings = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(budget, sort_keys=True) if budget is not None else row["budget"],
-                 json.dumps(stored, sort_keys=True), time.time(), study_id))
+      c.execute(
+          "UPDATE studies SET budget = ?, settings = ?, updated_at = ? WHERE id = ?",
+          (
+              json.dumps(budget, sort_keys=True) if budget is not None else row["budget"],
+              json.dumps(stored, sort_keys=True),
+              time.time(),
+              study_id,
+          ),
+      )
 
   def set_study_status(self, study_id: int, status: str) -> None:
     with self.transaction() as c:
-      c.execute("UPDATE studies SET status = ?, updated_at = ? WHERE id = ?",
-                (status, time.time(), study_id))
+      c.execute(
+          "UPDATE studies SET status = ?, updated_at = ? WHERE id = ?",
+          (status, time.time(), study_id),
+      )
 
   # ---------------------------------------------------------------- trials
   def interrupt_unfinished(self, study_id: int) -> int:
     """Marks trials a killed run left `running` as `interrupted` (kept, never reused);
     returns how many. Their configurations are proposed again by the resumed run."""
     with self.transaction() as c:
-      return c.execute("UPDATE trials SET status = 'interrupted', error = 'interrupted: the "
-                       "run that trained it ended first', finished_at = ? WHERE study_id = ? "
-                       "AND status = 'running'", (time.time(), study_id)).rowcount
+      return c.execute(
+          "UPDATE trials SET status = 'interrupted', error = 'interrupted: the "
+          "run that trained it ended first', finished_at = ? WHERE study_id = ? "
+          "AND status = 'running'",
+          (time.time(), study_id),
+      ).rowcount
 
   # ---------------------------------------------------------------- leases
   def acquire_lease(self, study_id: int, owner: str, stale_after_s: float = 120.0) -> dict | None:
@@ -237,19 +273,27 @@ class Store:
           raise StoreError(
               f"study {name!r} is being run by process {previous['pid']} on "
               f"{previous['host']} (last heartbeat {age:.0f} s ago); wait for it to finish, "
-              f"stop it, or choose another --study name")
-      c.execute("INSERT INTO leases (study_id, owner, host, pid, heartbeat, acquired_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(study_id) DO UPDATE SET owner = "
-                "excluded.owner, host = excluded.host, pid = excluded.pid, heartbeat = "
-                "excluded.heartbeat, acquired_at = excluded.acquired_at",
-                (study_id, owner, host, pid, now, now))
+              f"stop it, or choose another --study name"
+          )
+      c.execute(
+          "INSERT INTO leases (study_id, owner, host, pid, heartbeat, acquired_at) "
+          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(study_id) DO UPDATE SET owner = "
+          "excluded.owner, host = excluded.host, pid = excluded.pid, heartbeat = "
+          "excluded.heartbeat, acquired_at = excluded.acquired_at",
+          (study_id, owner, host, pid, now, now),
+      )
     return previous if previous and previous["owner"] != owner else None
 
   def heartbeat(self, study_id: int, owner: str) -> bool:
     """Refreshes the lease; False if another process has taken it over."""
     with self.transaction() as c:
-      return c.execute("UPDATE leases SET heartbeat = ? WHERE study_id = ? AND owner = ?",
-                       (time.time(), study_id, owner)).rowcount == 1
+      return (
+          c.execute(
+              "UPDATE leases SET heartbeat = ? WHERE study_id = ? AND owner = ?",
+              (time.time(), study_id, owner),
+          ).rowcount
+          == 1
+      )
 
   def release_lease(self, study_id: int, owner: str) -> None:
     with self.transaction() as c:
@@ -259,8 +303,9 @@ class Store:
     row = self.conn.execute("SELECT * FROM leases WHERE study_id = ?", (study_id,)).fetchone()
     return dict(row) if row else None
 
-  def start_bucket(self, study_id: int, configs: Iterable, extra: Iterable[dict] | None = None
-                   ) -> tuple[list[int], int]:
+  def start_bucket(
+      self, study_id: int, configs: Iterable, extra: Iterable[dict] | None = None
+  ) -> tuple[list[int], int]:
     """Registers a bucket's trials as `running` in one transaction; returns (ids, bucket).
 
     `extra` holds per-trial columns (proposal, batch, planner_seconds)."""
@@ -268,18 +313,28 @@ class Store:
     extra = list(extra) if extra is not None else [{}] * len(configs)
     now = time.time()
     with self.transaction() as c:
-      number = c.execute("SELECT COALESCE(MAX(number), -1) + 1 FROM trials WHERE study_id = ?",
-                         (study_id,)).fetchone()[0]
-      bucket = c.execute("SELECT COALESCE(MAX(bucket), -1) + 1 FROM trials WHERE study_id = ?",
-                         (study_id,)).fetchone()[0]
+      number = c.execute(
+          "SELECT COALESCE(MAX(number), -1) + 1 FROM trials WHERE study_id = ?", (study_id,)
+      ).fetchone()[0]
+      bucket = c.execute(
+          "SELECT COALESCE(MAX(bucket), -1) + 1 FROM trials WHERE study_id = ?", (study_id,)
+      ).fetchone()[0]
       ids = []
       for i, (cfg, ex) in enumerate(zip(configs, extra)):
-        cols = {"study_id": study_id, "number": number + i, "config": cfg.canonical_json(),
-                "signature": cfg.signature_key(), "bucket": bucket, "status": "running",
-                "created_at": now, **{k: json.dumps(v) if k in TRIAL_JSON else v
-                                      for k, v in ex.items()}}
-        cur = c.execute(f"INSERT INTO trials ({', '.join(cols)}) VALUES "
-                        f"({', '.join('?' * len(cols))})", tuple(cols.values()))
+        cols = {
+            "study_id": study_id,
+            "number": number + i,
+            "config": cfg.canonical_json(),
+            "signature": cfg.signature_key(),
+            "bucket": bucket,
+            "status": "running",
+            "created_at": now,
+            **{k: json.dumps(v) if k in TRIAL_JSON else v for k, v in ex.items()},
+        }
+        cur = c.execute(
+            f"INSERT INTO trials ({', '.join(cols)}) VALUES " f"({', '.join('?' * len(cols))})",
+            tuple(cols.values()),
+        )
         ids.append(cur.lastrowid)
       c.execute("UPDATE studies SET updated_at = ? WHERE id = ?", (now, study_id))
       return ids, bucket
@@ -303,8 +358,11 @@ class Store:
     if not ids:
       return
     with self.transaction() as c:
-      c.execute(f"UPDATE trials SET planner_seconds = COALESCE(planner_seconds, 0) + ? "
-                f"WHERE id IN ({', '.join('?' * len(ids))})", (float(seconds), *ids))
+      c.execute(
+          f"UPDATE trials SET planner_seconds = COALESCE(planner_seconds, 0) + ? "
+          f"WHERE id IN ({', '.join('?' * len(ids))})",
+          (float(seconds), *ids),
+      )
 
   def update_trial(self, trial_id: int, **fields) -> None:
     with self.transaction() as c:
@@ -333,36 +391,66 @@ class Store:
     if not ids:
       return []
     rows = self.conn.execute(
-        f"SELECT * FROM trials WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids)
+        f"SELECT * FROM trials WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids
+    )
     return [Trial.from_row(_row(r, json_fields=TRIAL_JSON)) for r in rows]
 
   # ---------------------------------------------------------------- insights (L1)
-  def upsert_insight(self, dataset_id: int, study_id: int | None, backbone: str, rule: str,
-                     key: RuleKey, support: list[int], contradict: list[int], confidence: float,
-                     source: str) -> int:
+  def upsert_insight(
+      self,
+      dataset_id: int,
+      study_id: int | None,
+      backbone: str,
+      rule: str,
+      key: RuleKey,
+      support: list[int],
+      contradict: list[int],
+      confidence: float,
+      source: str,
+  ) -> int:
     """Writes a rule for (data set, backbone, key); an existing one is replaced by the new evidence."""
     now = time.time()
     key_json = key.to_json()
     with self.transaction() as c:
-      row = c.execute("SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
-                      (dataset_id, backbone, key_json)).fetchone()
-      values = (rule, json.dumps(sorted(set(support))), json.dumps(sorted(set(contradict))),
-                float(confidence), source, study_id, now)
+      row = c.execute(
+          "SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
+          (dataset_id, backbone, key_json),
+      ).fetchone()
+      values = (
+          rule,
+          json.dumps(sorted(set(support))),
+          json.dumps(sorted(set(contradict))),
+          float(confidence),
+          source,
+          study_id,
+          now,
+      )
       if row:
-        c.execute("UPDATE insights SET rule = ?, support = ?, contradict = ?, confidence = ?, "
-                  "source = ?, study_id = ?, updated_at = ? WHERE id = ?", (*values, row["id"]))
+        c.execute(
+            "UPDATE insights SET rule = ?, support = ?, contradict = ?, confidence = ?, "
+            "source = ?, study_id = ?, updated_at = ? WHERE id = ?",
+            (*values, row["id"]),
+        )
         return row["id"]
       cur = c.execute(
           "INSERT INTO insights (rule, support, contradict, confidence, source, study_id, "
           "updated_at, dataset_id, backbone, key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          (*values, dataset_id, backbone, key_json, now))
+          (*values, dataset_id, backbone, key_json, now),
+      )
       return cur.lastrowid
 
-  def insights(self, backbone: str | None = None, dataset_id: int | None = None,
-               study_id: int | None = None) -> list[dict]:
-    q, args = "SELECT i.*, d.name AS dataset FROM insights i JOIN datasets d ON d.id = i.dataset_id WHERE 1", []
-    for col, val in (("i.backbone", backbone), ("i.dataset_id", dataset_id),
-                     ("i.study_id", study_id)):
+  def insights(
+      self, backbone: str | None = None, dataset_id: int | None = None, study_id: int | None = None
+  ) -> list[dict]:
+    q, args = (
+        "SELECT i.*, d.name AS dataset FROM insights i JOIN datasets d ON d.id = i.dataset_id WHERE 1",
+        [],
+    )
+    for col, val in (
+        ("i.backbone", backbone),
+        ("i.dataset_id", dataset_id),
+        ("i.study_id", study_id),
+    ):
       if val is not None:
         q += f" AND {col} = ?"
         args.append(val)
@@ -373,11 +461,20 @@ class Store:
   def add_summary(self, backbone: str, rules: list[dict], provenance: dict) -> int:
     """Stores a new version of a backbone's cognition summary; returns the version."""
     with self.transaction() as c:
-      version = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM summaries WHERE backbone = ?",
-                          (backbone,)).fetchone()[0]
-      c.execute("INSERT INTO summaries (backbone, version, rules, provenance, created_at) "
-                "VALUES (?, ?, ?, ?, ?)", (backbone, version, json.dumps(rules),
-                                          json.dumps(provenance, sort_keys=True), time.time()))
+      version = c.execute(
+          "SELECT COALESCE(MAX(version), 0) + 1 FROM summaries WHERE backbone = ?", (backbone,)
+      ).fetchone()[0]
+      c.execute(
+          "INSERT INTO summaries (backbone, version, rules, provenance, created_at) "
+          "VALUES (?, ?, ?, ?, ?)",
+          (
+              backbone,
+              version,
+              json.dumps(rules),
+              json.dumps(provenance, sort_keys=True),
+              time.time(),
+          ),
+      )
       return version
 
   def summary(self, backbone: str, version: int | None = None) -> dict | None:
@@ -390,33 +487,66 @@ class Store:
     return _row(r, json_fields=("rules", "provenance")) if r else None
 
   def summaries(self) -> list[dict]:
-    return [_row(r, json_fields=("rules", "provenance"))
-            for r in self.conn.execute("SELECT * FROM summaries ORDER BY backbone, version")]
+    return [
+        _row(r, json_fields=("rules", "provenance"))
+        for r in self.conn.execute("SELECT * FROM summaries ORDER BY backbone, version")
+    ]
 
   # ---------------------------------------------------------------- planner calls
-  def log_llm_call(self, study_id: int | None, planner: str, model: str | None, purpose: str,
-                   outcome: str, prompt_chars: int = 0, answer_chars: int = 0,
-                   prompt_tokens: int = 0, answer_tokens: int = 0, latency_s: float = 0.0,
-                   detail: str | None = None, thinking_tokens: int = 0) -> None:
+  def log_llm_call(
+      self,
+      study_id: int | None,
+      planner: str,
+      model: str | None,
+      purpose: str,
+      outcome: str,
+      prompt_chars: int = 0,
+      answer_chars: int = 0,
+      prompt_tokens: int = 0,
+      answer_tokens: int = 0,
+      latency_s: float = 0.0,
+      detail: str | None = None,
+      thinking_tokens: int = 0,
+  ) -> None:
     with self.transaction() as c:
-      c.execute("INSERT INTO llm_calls (study_id, planner, model, purpose, prompt_chars, "
-                "answer_chars, prompt_tokens, answer_tokens, thinking_tokens, latency_s, outcome, "
-                "detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (study_id, planner, model, purpose, prompt_chars, answer_chars, prompt_tokens,
-                 answer_tokens, thinking_tokens, latency_s, outcome, detail, time.time()))
+      c.execute(
+          "INSERT INTO llm_calls (study_id, planner, model, purpose, prompt_chars, "
+          "answer_chars, prompt_tokens, answer_tokens, thinking_tokens, latency_s, outcome, "
+          "detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          (
+              study_id,
+              planner,
+              model,
+              purpose,
+              prompt_chars,
+              answer_chars,
+              prompt_tokens,
+              answer_tokens,
+              thinking_tokens,
+              latency_s,
+              outcome,
+              detail,
+              time.time(),
+          ),
+      )
 
   def llm_calls(self, study_id: int | None = None) -> list[dict]:
     if study_id is None:
       rows = self.conn.execute("SELECT * FROM llm_calls ORDER BY id")
     else:
-      rows = self.conn.execute("SELECT * FROM llm_calls WHERE study_id = ? ORDER BY id", (study_id,))
+      rows = self.conn.execute(
+          "SELECT * FROM llm_calls WHERE study_id = ? ORDER BY id", (study_id,)
+      )
     return [dict(r) for r in rows]
 
   def tokens_used(self, study_id: int) -> int:
     """Prompt, answer and thinking tokens of the study's planner calls."""
-    row = self.conn.execute("SELECT COALESCE(SUM(prompt_tokens + answer_tokens "
-                            "+ COALESCE(thinking_tokens, 0)), 0) FROM llm_calls "
-                            "WHERE study_id = ?", (study_id,)).fetchone()
+    row = self.conn.execute(
+        "SELECT COALESCE(SUM(prompt_tokens + answer_tokens "
+        "+ COALESCE(thinking_tokens, 0)), 0) FROM llm_calls "
+        "WHERE study_id = ?",
+        (study_id,),
+    ).fetchone()
     return int(row[0])
 
 
@@ -426,8 +556,10 @@ def _explain(e: Exception, path: str) -> str:
   if "file is not a database" in text:
     return "not a SQLite memory file (choose another --db)"
   if "malformed" in text:
-    return "the file is damaged (database disk image is malformed); restore a copy or start " \
-           "a new --db"
+    return (
+        "the file is damaged (database disk image is malformed); restore a copy or start "
+        "a new --db"
+    )
   if "disk is full" in text or "disk I/O" in text:
     return f"cannot write ({text}); free some disk space"
   if "readonly" in text or "read-only" in text:

@@ -39,16 +39,26 @@ def expected_gain(rule: dict) -> float:
   return float(rule.get("confidence", 0.0)) * max(float(rule.get("gain") or 0.0), 0.0)
 
 
-def merge_rules(local: list[dict], imported: list[dict],
-                gains: dict[int, float] | None = None) -> list[dict]:
+def merge_rules(
+    local: list[dict], imported: list[dict], gains: dict[int, float] | None = None
+) -> list[dict]:
   """Rules merged by key; see the module docstring. `gains` maps trial id to relative gain."""
   gains = gains or {}
   merged: dict[RuleKey, dict] = {}
   effects: dict[RuleKey, list[tuple[float, int]]] = {}  # (mean gain, trials) per source
   for r in imported:
     k = RuleKey.of(r["key"]).move
-    m = merged.setdefault(k, {"key": k.to_dict(), "rule": r["rule"], "support": 0,
-                              "contradict": 0, "datasets": [], "imported": True})
+    m = merged.setdefault(
+        k,
+        {
+            "key": k.to_dict(),
+            "rule": r["rule"],
+            "support": 0,
+            "contradict": 0,
+            "datasets": [],
+            "imported": True,
+        },
+    )
     m["support"] += int(r.get("support", 0))
     m["contradict"] += int(r.get("contradict", 0))
     m["datasets"] = sorted(set(m["datasets"]) | set(r.get("datasets", [])))
@@ -56,15 +66,25 @@ def merge_rules(local: list[dict], imported: list[dict],
       effects.setdefault(k, []).append((float(r["gain"]), int(r.get("gain_trials") or 1)))
   for ins in local:
     k = RuleKey.of(ins["key"]).move
-    m = merged.setdefault(k, {"key": k.to_dict(), "rule": ins["rule"], "support": 0,
-                              "contradict": 0, "datasets": [], "imported": False})
+    m = merged.setdefault(
+        k,
+        {
+            "key": k.to_dict(),
+            "rule": ins["rule"],
+            "support": 0,
+            "contradict": 0,
+            "datasets": [],
+            "imported": False,
+        },
+    )
     m["support"] += len(ins["support"])
     m["contradict"] += len(ins["contradict"])
     m["datasets"] = sorted(set(m["datasets"]) | {ins["dataset"]})
     if not m.get("imported"):
       m["rule"] = ins["rule"]
     effects.setdefault(k, []).extend(
-        (gains[t], 1) for t in list(ins["support"]) + list(ins["contradict"]) if t in gains)
+        (gains[t], 1) for t in list(ins["support"]) + list(ins["contradict"]) if t in gains
+    )
   out = []
   for k, m in merged.items():
     if m["contradict"] > m["support"]:
@@ -75,8 +95,14 @@ def merge_rules(local: list[dict], imported: list[dict],
     m["gain_trials"] = n
     m["rule"] = _general_rule(m)
     out.append(m)
-  out.sort(key=lambda m: (-expected_gain(m), -m["confidence"],
-                          -(m["support"] + m["contradict"]), RuleKey.of(m["key"]).to_json()))
+  out.sort(
+      key=lambda m: (
+          -expected_gain(m),
+          -m["confidence"],
+          -(m["support"] + m["contradict"]),
+          RuleKey.of(m["key"]).to_json(),
+      )
+  )
   return out
 
 
@@ -92,12 +118,17 @@ def _insight_gains(store: Store, insights: list[dict]) -> dict[int, float]:
 
 def _general_rule(m: dict) -> str:
   k = m["key"]
-  what = {"up": f"raise {k['dimension']}", "down": f"lower {k['dimension']}",
-          "set": f"set {k['dimension']}={k.get('value')}"}.get(k["direction"], k["dimension"])
+  what = {
+      "up": f"raise {k['dimension']}",
+      "down": f"lower {k['dimension']}",
+      "set": f"set {k['dimension']}={k.get('value')}",
+  }.get(k["direction"], k["dimension"])
   n = m["support"] + m["contradict"]
   effect = f", mean change {m['gain']:+.0%}" if m.get("gain") is not None else ""
-  return (f"{what}: improved {m['support']} of {n} trials{effect} "
-          f"({', '.join(m['datasets']) or 'imported'})")
+  return (
+      f"{what}: improved {m['support']} of {n} trials{effect} "
+      f"({', '.join(m['datasets']) or 'imported'})"
+  )
 
 
 def tested_insights(insights: list[dict]) -> list[dict]:
@@ -129,10 +160,17 @@ def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
   """Writes <path> (JSON) and the same path with .md; returns both paths."""
   summary = store.summary(backbone)
   if summary is None:
-    raise ValueError(f"no cognition summary for backbone {backbone!r} in {store.path}; "
-                     "run a study with vmle-tune first")
-  doc = {"format": FORMAT, "backbone": backbone, "version": summary["version"],
-         "provenance": summary["provenance"], "rules": summary["rules"]}
+    raise ValueError(
+        f"no cognition summary for backbone {backbone!r} in {store.path}; "
+        "run a study with vmle-tune first"
+    )
+  doc = {
+      "format": FORMAT,
+      "backbone": backbone,
+      "version": summary["version"],
+      "provenance": summary["provenance"],
+      "rules": summary["rules"],
+  }
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     json.dump(doc, f, indent=2, sort_keys=True)
@@ -143,17 +181,29 @@ def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
 
 
 def to_markdown(doc: dict) -> str:
-  lines = [f"# Cognition summary: {doc['backbone']} (version {doc['version']})", "",
-           f"Distilled from: {', '.join(doc['provenance'].get('datasets', [])) or 'imports'}.", ""]
+  lines = [
+      f"# Cognition summary: {doc['backbone']} (version {doc['version']})",
+      "",
+      f"Distilled from: {', '.join(doc['provenance'].get('datasets', [])) or 'imports'}.",
+      "",
+  ]
   for dataset, start in sorted(doc["provenance"].get("playbook", {}).items()):
-    lines += [f"Playbook start on {dataset} (rules move from here): "
-              + ", ".join(f"{k}={v!r}" for k, v in start.items()) + ".", ""]
-  lines += ["| # | rule | support | contradict | confidence | mean change | data sets |",
-            "|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Playbook start on {dataset} (rules move from here): "
+        + ", ".join(f"{k}={v!r}" for k, v in start.items())
+        + ".",
+        "",
+    ]
+  lines += [
+      "| # | rule | support | contradict | confidence | mean change | data sets |",
+      "|---|---|---|---|---|---|---|",
+  ]
   for i, r in enumerate(doc["rules"], 1):
     gain = "-" if r.get("gain") is None else f"{r['gain']:+.1%}"
-    lines.append(f"| {i} | {r['rule']} | {r['support']} | {r['contradict']} | "
-                 f"{r['confidence']:.2f} | {gain} | {', '.join(r['datasets'])} |")
+    lines.append(
+        f"| {i} | {r['rule']} | {r['support']} | {r['contradict']} | "
+        f"{r['confidence']:.2f} | {gain} | {', '.join(r['datasets'])} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -168,17 +218,25 @@ def read_summary(path: str) -> dict:
     raise ValueError(f"summary file {path}: not valid JSON ({e})") from None
   if not isinstance(doc, dict) or doc.get("format") != FORMAT:
     found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-    raise ValueError(f"summary file {path}: not a vmle-jax cognition summary "
-                     f"(format {str(found)[:60]!r}; export one with `vmle-memory export`)")
+    raise ValueError(
+        f"summary file {path}: not a vmle-jax cognition summary "
+        f"(format {str(found)[:60]!r}; export one with `vmle-memory export`)"
+    )
   if not isinstance(doc.get("backbone"), str) or not isinstance(doc.get("rules"), list):
     raise ValueError(f"summary file {path}: needs a 'backbone' name and a 'rules' list")
   for i, r in enumerate(doc["rules"], 1):
     key = r.get("key") if isinstance(r, dict) else None
-    if not isinstance(key, dict) or not isinstance(key.get("dimension"), str) \
-        or key.get("direction") not in ("up", "down", "set") \
-        or not isinstance(r.get("support", 0), int) or not isinstance(r.get("contradict", 0), int):
-      raise ValueError(f"summary file {path}: rule {i} needs a key {{dimension, direction "
-                       "(up, down or set), value}} and integer support and contradict counts")
+    if (
+        not isinstance(key, dict)
+        or not isinstance(key.get("dimension"), str)
+        or key.get("direction") not in ("up", "down", "set")
+        or not isinstance(r.get("support", 0), int)
+        or not isinstance(r.get("contradict", 0), int)
+    ):
+      raise ValueError(
+          f"summary file {path}: rule {i} needs a key {{dimension, direction "
+          "(up, down or set), value}} and integer support and contradict counts"
+      )
     r.setdefault("rule", f"{key['direction']} {key['dimension']}")
     r.setdefault("datasets", [])
   doc.setdefault("provenance", {})
@@ -193,10 +251,15 @@ def import_summary(store: Store, path: str) -> int:
   earlier = [r for r in (latest or {}).get("rules", []) if r.get("imported")]
   local = tested_insights(store.insights(backbone=doc["backbone"]))
   merged = merge_rules(local, earlier + new, _insight_gains(store, local))
-  return store.add_summary(doc["backbone"], merged,
-                           {"imported_from": os.path.abspath(path),
-                            "source_version": doc.get("version"),
-                            "datasets": doc.get("provenance", {}).get("datasets", [])})
+  return store.add_summary(
+      doc["backbone"],
+      merged,
+      {
+          "imported_from": os.path.abspath(path),
+          "source_version": doc.get("version"),
+          "datasets": doc.get("provenance", {}).get("datasets", []),
+      },
+  )
 
 
 def similar_datasets(store: Store, dataset_id: int, k: int = 2) -> list[int]:
@@ -207,10 +270,17 @@ def similar_datasets(store: Store, dataset_id: int, k: int = 2) -> list[int]:
     return []
 
   def vec(stats):
-    return (math.log1p(stats.get("users", 0)), math.log1p(stats.get("items", 0)),
-            math.log(max(stats.get("density", 1e-9), 1e-9)), math.log1p(stats.get("avg_len", 0)))
+    return (
+        math.log1p(stats.get("users", 0)),
+        math.log1p(stats.get("items", 0)),
+        math.log(max(stats.get("density", 1e-9), 1e-9)),
+        math.log1p(stats.get("avg_len", 0)),
+    )
 
   tv = vec(target["stats"])
-  others = [(sum((a - b) ** 2 for a, b in zip(vec(r["stats"]), tv)), r["id"])
-            for r in rows if r["id"] != dataset_id]
+  others = [
+      (sum((a - b) ** 2 for a, b in zip(vec(r["stats"]), tv)), r["id"])
+      for r in rows
+      if r["id"] != dataset_id
+  ]
   return [i for _, i in sorted(others)[:k]]

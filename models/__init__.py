@@ -14,8 +14,10 @@ The score of item j at a position is dot(query, item_table[j]).
 from __future__ import annotations
 
 if __name__ != "vmle_jax.models":  # the layout guard: never a second, top-level copy
-  raise ImportError("models/ installs as vmle_jax.models: import vmle_jax.models, not the bare "
-                    "'models' (run from anywhere after `pip install -e .`)")
+  raise ImportError(
+      "models/ installs as vmle_jax.models: import vmle_jax.models, not the bare "
+      "'models' (run from anywhere after `pip install -e .`)"
+  )
 
 from vmle_jax.models.hstu import HSTU
 from vmle_jax.models.sasrec import SASRec

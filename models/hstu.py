@@ -23,8 +23,16 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from vmle_jax.models.layers import (
-    ItemTables, OutputHead, RelativePositionBias, causal_mask, dropout, rotary, row_layout,
-    split_rng, time_bucket_bias)
+    ItemTables,
+    OutputHead,
+    RelativePositionBias,
+    causal_mask,
+    dropout,
+    rotary,
+    row_layout,
+    split_rng,
+    time_bucket_bias,
+)
 
 
 class HSTUBlock(nn.Module):
@@ -82,10 +90,22 @@ class HSTU(nn.Module):
   def setup(self):
     cfg = self.cfg
     self.tables = ItemTables(cfg, self.num_items, name="tables")
-    self.blocks = [HSTUBlock(cfg.hidden, cfg.heads, cfg.linear_dim, cfg.attention_dim,
-                             cfg.max_len, cfg.positions, cfg.attn_norm, cfg.time_buckets,
-                             cfg.time_bias, self.dtype, name=f"block_{i}")
-                   for i in range(cfg.blocks)]
+    self.blocks = [
+        HSTUBlock(
+            cfg.hidden,
+            cfg.heads,
+            cfg.linear_dim,
+            cfg.attention_dim,
+            cfg.max_len,
+            cfg.positions,
+            cfg.attn_norm,
+            cfg.time_buckets,
+            cfg.time_bias,
+            self.dtype,
+            name=f"block_{i}",
+        )
+        for i in range(cfg.blocks)
+    ]
     self.head = OutputHead(cfg.l2_norm)
 
   def encode(self, seq, rates, rng=None, positions=None, segments=None, times=None):
@@ -97,7 +117,7 @@ class HSTU(nn.Module):
     x = dropout(x, rates["dropout"], rngs[0]) * valid
     mask = causal_mask(segments)
     for i, block in enumerate(self.blocks):
-      x = block(x, mask, positions, times, rates, rngs[1 + 2 * i: 3 + 2 * i]) * valid
+      x = block(x, mask, positions, times, rates, rngs[1 + 2 * i : 3 + 2 * i]) * valid
     return self.head(x, rates["temperature"])
 
   def item_table(self):

@@ -78,9 +78,9 @@ def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
   freqs = 1.0 / (10000.0 ** (jnp.arange(half, dtype=jnp.float32) / half))
   angles = positions[..., None].astype(jnp.float32) * freqs  # [B, L, half]
   cos, sin = jnp.cos(angles)[:, :, None], jnp.sin(angles)[:, :, None]
-  x1, x2 = x[..., :half], x[..., half:2 * half]
+  x1, x2 = x[..., :half], x[..., half : 2 * half]
   rotated = jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
-  return jnp.concatenate([rotated, x[..., 2 * half:]], axis=-1) if d % 2 else rotated
+  return jnp.concatenate([rotated, x[..., 2 * half :]], axis=-1) if d % 2 else rotated
 
 
 class RelativePositionBias(nn.Module):
@@ -184,8 +184,9 @@ class ItemTables(nn.Module):
     if cfg.positions == "learned":
       self.positions = nn.Embed(cfg.max_len, cfg.hidden, embedding_init=init, name="positions")
     if not cfg.tie_embeddings:
-      self.out_items = nn.Embed(self.num_items + 1, cfg.hidden, embedding_init=init,
-                                name="out_items")
+      self.out_items = nn.Embed(
+          self.num_items + 1, cfg.hidden, embedding_init=init, name="out_items"
+      )
 
   def embed(self, seq, positions):
     x = self.items(seq)

@@ -17,8 +17,16 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from vmle_jax.models.layers import (
-    CausalSelfAttention, FeedForward, ItemTables, OutputHead, RelativePositionBias, causal_mask,
-    dropout, row_layout, split_rng)
+    CausalSelfAttention,
+    FeedForward,
+    ItemTables,
+    OutputHead,
+    RelativePositionBias,
+    causal_mask,
+    dropout,
+    row_layout,
+    split_rng,
+)
 
 
 class SASRec(nn.Module):
@@ -31,22 +39,34 @@ class SASRec(nn.Module):
   def setup(self):
     cfg = self.cfg
     self.tables = ItemTables(cfg, self.num_items, name="tables")
-    self.attn = [CausalSelfAttention(cfg.hidden, cfg.heads, self.dtype, name=f"attn_{i}")
-                 for i in range(cfg.blocks)]
+    self.attn = [
+        CausalSelfAttention(cfg.hidden, cfg.heads, self.dtype, name=f"attn_{i}")
+        for i in range(cfg.blocks)
+    ]
     if cfg.positions == "relative":
-      self.rel_bias = [RelativePositionBias(cfg.max_len, cfg.heads, name=f"rel_bias_{i}")
-                       for i in range(cfg.blocks)]
-    self.ffn = [FeedForward(cfg.hidden, cfg.ffn_mult, cfg.ffn, self.dtype, name=f"ffn_{i}")
-                for i in range(cfg.blocks)]
+      self.rel_bias = [
+          RelativePositionBias(cfg.max_len, cfg.heads, name=f"rel_bias_{i}")
+          for i in range(cfg.blocks)
+      ]
+    self.ffn = [
+        FeedForward(cfg.hidden, cfg.ffn_mult, cfg.ffn, self.dtype, name=f"ffn_{i}")
+        for i in range(cfg.blocks)
+    ]
     self.ln_attn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_attn_{i}") for i in range(cfg.blocks)]
     self.ln_ffn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_ffn_{i}") for i in range(cfg.blocks)]
     if cfg.norm == "pre":
       self.ln_final = nn.LayerNorm(epsilon=1e-6, name="ln_final")
     self.head = OutputHead(cfg.l2_norm)
 
-  def encode(self, seq: jax.Array, rates: dict, rng: jax.Array | None = None,
-             positions: jax.Array | None = None, segments: jax.Array | None = None,
-             times: jax.Array | None = None) -> jax.Array:
+  def encode(
+      self,
+      seq: jax.Array,
+      rates: dict,
+      rng: jax.Array | None = None,
+      positions: jax.Array | None = None,
+      segments: jax.Array | None = None,
+      times: jax.Array | None = None,
+  ) -> jax.Array:
     """Query vectors [B, L, D] for item ids `seq` [B, L]; rng=None means eval.
 
     `positions` and `segments` describe packed rows (see data/packing.py);
@@ -62,7 +82,7 @@ class SASRec(nn.Module):
     mask = causal_mask(segments)
     rope = positions if cfg.positions == "rope" else None
     for i in range(cfg.blocks):
-      r_attn, r_res, r_ffn, r_out = rngs[1 + 4 * i: 5 + 4 * i]
+      r_attn, r_res, r_ffn, r_out = rngs[1 + 4 * i : 5 + 4 * i]
       bias = self.rel_bias[i](positions) if cfg.positions == "relative" else None
       if cfg.norm == "pre":
         h = self.attn[i](self.ln_attn[i](x), mask, rates["attn_dropout"], r_attn, bias, rope)

@@ -16,7 +16,10 @@ def one_copy_of_the_package():
 
   def check():
     import vmle_jax.models
-    assert os.path.dirname(os.path.abspath(vmle_jax.models.__file__)) == os.path.join(REPO, "models")
+
+    assert os.path.dirname(os.path.abspath(vmle_jax.models.__file__)) == os.path.join(
+        REPO, "models"
+    )
     bare = [n for n in ("models", "memory", "launch", "tpu_configs") if n in sys.modules]
     assert not bare, f"bare top-level modules loaded: {bare} (import vmle_jax.<name>)"
 
@@ -35,4 +38,5 @@ def shared_data():
 @pytest.fixture(scope="session")
 def synthetic():
   from vmle_jax.data import make_synthetic
+
   return make_synthetic()

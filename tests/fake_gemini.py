@@ -6,22 +6,37 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def text_reply(text: str, prompt_tokens: int = 120, answer_tokens: int = 40,
-               thoughts_tokens: int = 0) -> tuple:
-  usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": answer_tokens,
-           "totalTokenCount": prompt_tokens + answer_tokens + thoughts_tokens}
+def text_reply(
+    text: str, prompt_tokens: int = 120, answer_tokens: int = 40, thoughts_tokens: int = 0
+) -> tuple:
+  usage = {
+      "promptTokenCount": prompt_tokens,
+      "candidatesTokenCount": answer_tokens,
+      "totalTokenCount": prompt_tokens + answer_tokens + thoughts_tokens,
+  }
   if thoughts_tokens:
     usage["thoughtsTokenCount"] = thoughts_tokens
-  body = {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
-                          "finishReason": "STOP"}],
-          "usageMetadata": usage}
+  body = {
+      "candidates": [
+          {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}
+      ],
+      "usageMetadata": usage,
+  }
   return (200, body, 0.0)
 
 
 def error_reply(status: int) -> tuple:
-  return (status, {"error": {"code": status, "message": "scripted error",
-                             "status": "RESOURCE_EXHAUSTED" if status == 429 else "UNAVAILABLE"}},
-          0.0)
+  return (
+      status,
+      {
+          "error": {
+              "code": status,
+              "message": "scripted error",
+              "status": "RESOURCE_EXHAUSTED" if status == 429 else "UNAVAILABLE",
+          }
+      },
+      0.0,
+  )
 
 
 def slow_reply(seconds: float, text: str) -> tuple:
@@ -38,10 +53,16 @@ class FakeGemini:
     fake = self
 
     class Handler(BaseHTTPRequestHandler):
+
       def do_POST(self):
         n = int(self.headers.get("content-length", 0))
-        fake.requests.append({"path": self.path, "headers": dict(self.headers),
-                              "body": json.loads(self.rfile.read(n) or b"{}")})
+        fake.requests.append(
+            {
+                "path": self.path,
+                "headers": dict(self.headers),
+                "body": json.loads(self.rfile.read(n) or b"{}"),
+            }
+        )
         status, body, delay = fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
         if delay:
           time.sleep(delay)

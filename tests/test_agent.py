@@ -40,18 +40,29 @@ def engine(data):
 
 
 def _space(**fixed):
-  return SearchSpace.for_backbone("sasrec", base=TINY, only=["lr", "dropout", "num_negatives",
-                                                             "weight_decay", "norm"],
-                                  fixed=fixed)
+  return SearchSpace.for_backbone(
+      "sasrec",
+      base=TINY,
+      only=["lr", "dropout", "num_negatives", "weight_decay", "norm"],
+      fixed=fixed,
+  )
 
 
 def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, transcript=None):
   space = space or _space()
   strategy = AgentStrategy(planner, space, log=lambda s: None, transcript=transcript)
-  spec = StudySpec(name=name, strategy=f"agent:{planner.name}", budget_trials=trials,
-                   lanes=lanes)
-  summary = run_study(spec, data, store, strategy, space, SCHEDULE, engine=engine,
-                      log=lambda s: None, engine_log=False)
+  spec = StudySpec(name=name, strategy=f"agent:{planner.name}", budget_trials=trials, lanes=lanes)
+  summary = run_study(
+      spec,
+      data,
+      store,
+      strategy,
+      space,
+      SCHEDULE,
+      engine=engine,
+      log=lambda s: None,
+      engine_log=False,
+  )
   return summary, store.study(name)
 
 
@@ -62,12 +73,15 @@ def test_validation_names_every_problem():
   numbers = {space.default_config().canonical_json(): 0}
   accepted, reasons = validate_proposals("not json at all", space, base, done, numbers)
   assert not accepted and "not valid JSON" in reasons[0]
-  answer = {"proposals": [
-      {"changes": {"lr": 0.002}, "dimension": "lr", "hypothesis": "h"},
-      {"changes": {"colour": 1}, "dimension": "colour"},
-      {"changes": {"dropout": 3.0}, "dimension": "dropout"},
-      {"changes": {"lr": base["lr"]}, "dimension": "lr"},
-      {"changes": {}, "dimension": "lr"}]}
+  answer = {
+      "proposals": [
+          {"changes": {"lr": 0.002}, "dimension": "lr", "hypothesis": "h"},
+          {"changes": {"colour": 1}, "dimension": "colour"},
+          {"changes": {"dropout": 3.0}, "dimension": "dropout"},
+          {"changes": {"lr": base["lr"]}, "dimension": "lr"},
+          {"changes": {}, "dimension": "lr"},
+      ]
+  }
   accepted, reasons = validate_proposals(json.dumps(answer), space, base, done, numbers)
   assert [c.lr for c, _ in accepted] == [0.002]
   text = " | ".join(reasons)
@@ -109,8 +123,9 @@ def test_heuristic_loop_writes_proposals_reflections_insights_and_summary(data, 
 def test_agent_buckets_fill_the_lanes(data, engine, tmp_path):
   """Every batch is one structure with rate variants: each bucket has --lanes trials."""
   store = Store(str(tmp_path / "m.sqlite"))
-  space = SearchSpace.for_backbone("sasrec", base=TINY, only=["lr", "dropout", "num_negatives",
-                                                              "norm", "weight_decay", "loss"])
+  space = SearchSpace.for_backbone(
+      "sasrec", base=TINY, only=["lr", "dropout", "num_negatives", "norm", "weight_decay", "loss"]
+  )
   _run(data, engine, store, HeuristicPlanner(), "lanes", trials=12, lanes=4, space=space)
   trials = store.finished_trials(store.study("lanes")["id"])
   sizes = {}
@@ -124,10 +139,28 @@ def test_agent_buckets_fill_the_lanes(data, engine, tmp_path):
 def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine, tmp_path):
   bad = [
       "this is not JSON",
-      {"proposals": [{"changes": {"learning_rate": 0.01}, "dimension": "learning_rate",
-                      "hypothesis": "h", "expected_effect": "e", "risk": "r"}]},
-      {"proposals": [{"changes": {"lr": 99.0}, "dimension": "lr", "hypothesis": "h",
-                      "expected_effect": "e", "risk": "r"}]},
+      {
+          "proposals": [
+              {
+                  "changes": {"learning_rate": 0.01},
+                  "dimension": "learning_rate",
+                  "hypothesis": "h",
+                  "expected_effect": "e",
+                  "risk": "r",
+              }
+          ]
+      },
+      {
+          "proposals": [
+              {
+                  "changes": {"lr": 99.0},
+                  "dimension": "lr",
+                  "hypothesis": "h",
+                  "expected_effect": "e",
+                  "risk": "r",
+              }
+          ]
+      },
   ]
   path = tmp_path / "transcript.jsonl"
   path.write_text("".join(json.dumps({"purpose": "propose", "content": c}) + "\n" for c in bad))
@@ -141,48 +174,84 @@ def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine,
   assert "'learning_rate' is not a searchable parameter" in details and "lr=99.0" in details
   trials = store.finished_trials(study["id"])
   assert len(trials) == 3
-  assert all(t.proposal["planner"] == "heuristic" and t.proposal["fallback"]
-             for t in trials)
+  assert all(t.proposal["planner"] == "heuristic" and t.proposal["fallback"] for t in trials)
   assert not any(t.config["lr"] == 99.0 for t in trials)
 
 
 def _gemini_proposal(*lrs):
-  return json.dumps({"proposals": [{"changes": {"lr": lr}, "dimension": "lr",
-                                    "hypothesis": "a larger step", "expected_effect": "+NDCG",
-                                    "risk": "divergence"} for lr in lrs]})
+  return json.dumps(
+      {
+          "proposals": [
+              {
+                  "changes": {"lr": lr},
+                  "dimension": "lr",
+                  "hypothesis": "a larger step",
+                  "expected_effect": "+NDCG",
+                  "risk": "divergence",
+              }
+              for lr in lrs
+          ]
+      }
+  )
 
 
-REFLECTION = json.dumps({"reflections": [{"trial": 1, "text": "the larger step helped"}],
-                         "rules": [{"rule": "raise lr on tiny data", "dimension": "lr",
-                                    "direction": "up", "supporting_trials": [1],
-                                    "contradicting_trials": []},
-                                   {"rule": "post-LN", "dimension": "norm", "direction": "set",
-                                    "value": "post", "supporting_trials": [1],
-                                    "contradicting_trials": []}]})
+REFLECTION = json.dumps(
+    {
+        "reflections": [{"trial": 1, "text": "the larger step helped"}],
+        "rules": [
+            {
+                "rule": "raise lr on tiny data",
+                "dimension": "lr",
+                "direction": "up",
+                "supporting_trials": [1],
+                "contradicting_trials": [],
+            },
+            {
+                "rule": "post-LN",
+                "dimension": "norm",
+                "direction": "set",
+                "value": "post",
+                "supporting_trials": [1],
+                "contradicting_trials": [],
+            },
+        ],
+    }
+)
 
 
 def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monkeypatch):
   key = f"test-only-{secrets.token_hex(16)}"  # made here, lives only in the environment
   monkeypatch.setenv("GEMINI_API_KEY", key)
   from vmle_jax.search.planners import gemini
+
   script = [
-      error_reply(429),                             # rate limited, then...
+      error_reply(429),  # rate limited, then...
       text_reply(_gemini_proposal(0.002, 0.003), thoughts_tokens=25),  # ...a good answer
       text_reply(REFLECTION),
-      text_reply("{not json"),                      # malformed
-      text_reply(_gemini_proposal(5.0)),            # out of range
-      slow_reply(3.0, _gemini_proposal(0.004)),     # times out (client timeout 1 s) ...
+      text_reply("{not json"),  # malformed
+      text_reply(_gemini_proposal(5.0)),  # out of range
+      slow_reply(3.0, _gemini_proposal(0.004)),  # times out (client timeout 1 s) ...
       slow_reply(3.0, _gemini_proposal(0.004)),
       text_reply(REFLECTION),
   ]
   fake = FakeGemini(script)
   try:
-    planner = gemini.GeminiPlanner(model="gemini-test", base_url=fake.url, timeout_s=1.0,
-                                   max_attempts=2, backoff_s=0.0)
+    planner = gemini.GeminiPlanner(
+        model="gemini-test", base_url=fake.url, timeout_s=1.0, max_attempts=2, backoff_s=0.0
+    )
     store = Store(str(tmp_path / "m.sqlite"))
     from vmle_jax.search.planners import Transcript
-    summary, study = _run(data, engine, store, planner, "g", trials=3, lanes=2,
-                          transcript=Transcript(str(tmp_path / "transcript.jsonl")))
+
+    summary, study = _run(
+        data,
+        engine,
+        store,
+        planner,
+        "g",
+        trials=3,
+        lanes=2,
+        transcript=Transcript(str(tmp_path / "transcript.jsonl")),
+    )
   finally:
     fake.close()
   assert all(r["headers"].get("x-goog-api-key") == key for r in fake.requests)
@@ -201,8 +270,11 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
   assert ok["thinking_tokens"] == 25  # a thinking model's reasoning counts in the budget
   error = next(c for c in calls if c["outcome"] == "error")
   assert error["latency_s"] >= 1.0  # the real time a failed call cost, not 0
-  assert store.tokens_used(study["id"]) == sum(
-      c["prompt_tokens"] + c["answer_tokens"] + (c["thinking_tokens"] or 0) for c in calls) >= 185
+  assert (
+      store.tokens_used(study["id"])
+      == sum(c["prompt_tokens"] + c["answer_tokens"] + (c["thinking_tokens"] or 0) for c in calls)
+      >= 185
+  )
   # A rule's "set" value keeps the parameter's type in the memory.
   norm = [i for i in store.insights(study_id=study["id"]) if i["key"]["dimension"] == "norm"]
   assert norm and norm[0]["key"]["value"] == "post"
@@ -229,11 +301,13 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
 def test_boolean_rule_values_keep_their_type(tmp_path):
   """LLM answers say 'True'; the insight must hold True so that the rule transfers."""
   from vmle_jax.search.agent import _typed
+
   space = SearchSpace.for_backbone("sasrec")
   assert _typed(space, "tie_embeddings", "False") is False
   assert _typed(space, "tie_embeddings", "true") is True
   assert _typed(space, "hidden", "128") == 128 and _typed(space, "loss", "softmax") == "softmax"
   from vmle_jax.search.planners.gemini import proposal_schema, reflection_schema
+
   props = proposal_schema(space)["properties"]["proposals"]["items"]["properties"]["changes"]
   assert props["properties"]["hidden"]["enum"] == [32, 64, 128, 256]
   assert props["properties"]["tie_embeddings"]["type"] == "boolean"
@@ -254,12 +328,25 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   imported = target.summary("sasrec", version)
   assert [r["key"] for r in imported["rules"]] == [r["key"] for r in summary["rules"]]
   # The heuristic applies a supported summary rule on top of its playbook in the first batch.
-  rule = {"rule": "raise dropout", "key": {"dimension": "dropout", "direction": "up",
-                                           "value": None},
-          "support": 5, "contradict": 0, "datasets": ["x"], "confidence": 0.86}
-  ctx = {"search_space": _space(), "best": None, "trials": [], "done": set(),
-         "coverage": {}, "insights": [], "summary": {"rules": [rule]},
-         "dataset": {"name": "y", "stats": {"density": 0.5}}, "backbone": "sasrec"}
+  rule = {
+      "rule": "raise dropout",
+      "key": {"dimension": "dropout", "direction": "up", "value": None},
+      "support": 5,
+      "contradict": 0,
+      "datasets": ["x"],
+      "confidence": 0.86,
+  }
+  ctx = {
+      "search_space": _space(),
+      "best": None,
+      "trials": [],
+      "done": set(),
+      "coverage": {},
+      "insights": [],
+      "summary": {"rules": [rule]},
+      "dataset": {"name": "y", "stats": {"density": 0.5}},
+      "backbone": "sasrec",
+  }
   plain = dict(ctx, summary=None)
   first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
   start = HeuristicPlanner().propose(plain, 1, []).content["proposals"][0]
@@ -274,36 +361,75 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
 
 def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once():
   def trial(i, parent, value):
-    return Trial(id=i, study_id=1, number=i, config={}, signature="", status="finished",
-                 valid={"NDCG@10": value}, proposal={"parent_value": parent})
-  gains = {t.id: summaries.relative_gain(t)
-           for t in (trial(1, 0.02, 0.021), trial(2, 0.02, 0.03), trial(3, 0.02, None))}
+    return Trial(
+        id=i,
+        study_id=1,
+        number=i,
+        config={},
+        signature="",
+        status="finished",
+        valid={"NDCG@10": value},
+        proposal={"parent_value": parent},
+    )
+
+  gains = {
+      t.id: summaries.relative_gain(t)
+      for t in (trial(1, 0.02, 0.021), trial(2, 0.02, 0.03), trial(3, 0.02, None))
+  }
   assert gains[1] == pytest.approx(0.05) and gains[2] == pytest.approx(0.5) and gains[3] is None
-  insight = lambda dim, ids: {"key": {"dimension": dim, "direction": "up", "value": None},
-                              "rule": f"raise {dim}", "support": ids, "contradict": [],
-                              "dataset": "x"}
-  rules = summaries.merge_rules([insight("dropout", [1]), insight("num_negatives", [2])], [],
-                                {k: v for k, v in gains.items() if v is not None})
+  insight = lambda dim, ids: {
+      "key": {"dimension": dim, "direction": "up", "value": None},
+      "rule": f"raise {dim}",
+      "support": ids,
+      "contradict": [],
+      "dataset": "x",
+  }
+  rules = summaries.merge_rules(
+      [insight("dropout", [1]), insight("num_negatives", [2])],
+      [],
+      {k: v for k, v in gains.items() if v is not None},
+  )
   # Equal evidence, so the larger effect goes first; the effect is in the rule's text.
   assert [r["key"]["dimension"] for r in rules] == ["num_negatives", "dropout"]
   assert rules[0]["gain"] == pytest.approx(0.5) and "+50%" in rules[0]["rule"]
-  ctx = {"search_space": _space(), "best": None, "trials": [], "done": set(),
-         "coverage": {}, "insights": [], "summary": {"rules": rules},
-         "dataset": {"name": "y", "stats": {"density": 0.5}}, "backbone": "sasrec"}
+  ctx = {
+      "search_space": _space(),
+      "best": None,
+      "trials": [],
+      "done": set(),
+      "coverage": {},
+      "insights": [],
+      "summary": {"rules": rules},
+      "dataset": {"name": "y", "stats": {"density": 0.5}},
+      "backbone": "sasrec",
+  }
   first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
   plain = HeuristicPlanner().propose(dict(ctx, summary=None), 1, []).content["proposals"][0]
   # Every transferred rule at once, on top of the playbook's configuration.
   assert first["kind"] == "transfer"
-  assert first["changes"]["num_negatives"] > plain["changes"].get("num_negatives",
-                                                                  TINY.num_negatives)
+  assert first["changes"]["num_negatives"] > plain["changes"].get(
+      "num_negatives", TINY.num_negatives
+  )
   assert first["hypothesis"].index("num_negatives") < first["hypothesis"].index("dropout=")
   # A trial of several changes credits no single move.
-  assert trial_move({"proposal": {"dimension": "hidden", "direction": "up", "new_value": 128,
-                                  "one_change": False}}) is None
+  assert (
+      trial_move(
+          {
+              "proposal": {
+                  "dimension": "hidden",
+                  "direction": "up",
+                  "new_value": 128,
+                  "one_change": False,
+              }
+          }
+      )
+      is None
+  )
 
 
 def test_old_memory_files_are_migrated(tmp_path):
   from vmle_jax.memory.store import _statements, schema_sections
+
   path = str(tmp_path / "old.sqlite")
   conn = sqlite3.connect(path)
   for statement in _statements(schema_sections()[0][1]):
@@ -317,18 +443,35 @@ def test_old_memory_files_are_migrated(tmp_path):
   assert store.insights() == [] and store.summary("sasrec") is None
 
 
-TUNE_ARGS = ["--dims=lr,dropout,weight_decay", "--hidden=16", "--blocks=1", "--max_len=10",
-             "--num_negatives=16", "--epochs=3", "--lanes=2", "--budget_trials=8",
-             "--verbose_epochs=false"]
+TUNE_ARGS = [
+    "--dims=lr,dropout,weight_decay",
+    "--hidden=16",
+    "--blocks=1",
+    "--max_len=10",
+    "--num_negatives=16",
+    "--epochs=3",
+    "--lanes=2",
+    "--budget_trials=8",
+    "--verbose_epochs=false",
+]
 
 
 def _tune(tmp_path, *extra, wait=True):
   env = dict(os.environ, PYTHONUNBUFFERED="1")
-  cmd = [sys.executable, "-m", "vmle_jax.launch.tune", *TUNE_ARGS,
-         f"--db={tmp_path / 'm.sqlite'}", f"--workdir={tmp_path / 'w'}", "--study=t", *extra]
+  cmd = [
+      sys.executable,
+      "-m",
+      "vmle_jax.launch.tune",
+      *TUNE_ARGS,
+      f"--db={tmp_path / 'm.sqlite'}",
+      f"--workdir={tmp_path / 'w'}",
+      "--study=t",
+      *extra,
+  ]
   if not wait:
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
   return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -346,8 +489,10 @@ def _rows(db, sql):
 
 def test_kill_9_mid_round_then_resume(tmp_path):
   db = str(tmp_path / "m.sqlite")
-  done_sql = ("SELECT id, config, valid FROM trials "
-              "WHERE status NOT IN ('running', 'interrupted') ORDER BY number")
+  done_sql = (
+      "SELECT id, config, valid FROM trials "
+      "WHERE status NOT IN ('running', 'interrupted') ORDER BY number"
+  )
   proc = _tune(tmp_path, wait=False)
   deadline = time.time() + 400
   while len(_rows(db, done_sql)) < 3 and time.time() < deadline and proc.poll() is None:
@@ -361,7 +506,7 @@ def test_kill_9_mid_round_then_resume(tmp_path):
   assert out.returncode == 0, out.stdout + out.stderr
   after = _rows(db, done_sql)
   assert len(after) == 8 and len({r[1] for r in after}) == 8
-  assert after[:len(before)] == before
+  assert after[: len(before)] == before
   keys_after = {r[0] for r in _rows(db, "SELECT key, support FROM insights")}
   assert {r[0] for r in insights_before} <= keys_after
   assert "not an LLM" in out.stdout
@@ -369,16 +514,27 @@ def test_kill_9_mid_round_then_resume(tmp_path):
 
 def test_heuristic_agent_beats_the_default_on_the_synthetic_default(tmp_path):
   data = make_synthetic()
-  space = SearchSpace.for_backbone("sasrec", base=TrialConfig(hidden=32, blocks=1, max_len=20,
-                                                              num_negatives=64),
-                                   fixed={"hidden": 32, "blocks": 1, "max_len": 20})
+  space = SearchSpace.for_backbone(
+      "sasrec",
+      base=TrialConfig(hidden=32, blocks=1, max_len=20, num_negatives=64),
+      fixed={"hidden": 32, "blocks": 1, "max_len": 20},
+  )
   store = Store(str(tmp_path / "m.sqlite"))
   schedule = Schedule(max_epochs=6, patience=2)
   engine = Engine(data, schedule, log=None)
   strategy = AgentStrategy(HeuristicPlanner(), space, log=lambda s: None)
   spec = StudySpec(name="syn", strategy="agent:heuristic", budget_trials=24, lanes=8)
-  summary = run_study(spec, data, store, strategy, space, schedule, engine=engine,
-                      log=lambda s: None, engine_log=False)
+  summary = run_study(
+      spec,
+      data,
+      store,
+      strategy,
+      space,
+      schedule,
+      engine=engine,
+      log=lambda s: None,
+      engine_log=False,
+  )
   trials = store.finished_trials(store.study("syn")["id"])
   assert len(trials) == 24
   default = engine.train([space.default_config()]).lanes[0].valid["NDCG@10"]
@@ -391,13 +547,20 @@ def test_a_hung_llm_server_costs_at_most_timeout_times_attempts(monkeypatch):
   """A server that accepts the connection and never answers: bounded, then an error."""
   monkeypatch.setenv("GEMINI_API_KEY", f"test-only-{secrets.token_hex(8)}")
   from vmle_jax.search.planners import gemini
+
   fake = FakeGemini([slow_reply(30.0, _gemini_proposal(0.002))])
   try:
-    planner = gemini.GeminiPlanner(model="m", base_url=fake.url, timeout_s=1.0, max_attempts=2,
-                                   backoff_s=5.0)
+    planner = gemini.GeminiPlanner(
+        model="m", base_url=fake.url, timeout_s=1.0, max_attempts=2, backoff_s=5.0
+    )
     space = _space()
-    ctx = {"search_space": space, "space": space.describe(), "backbone": "sasrec",
-           "dataset": {"name": "d", "stats": {}}, "trials": []}
+    ctx = {
+        "search_space": space,
+        "space": space.describe(),
+        "backbone": "sasrec",
+        "dataset": {"name": "d", "stats": {}},
+        "trials": [],
+    }
     t0 = time.perf_counter()
     with pytest.raises(gemini.PlannerError, match="after 2 attempts"):
       planner.propose(ctx, 1, [])
@@ -409,6 +572,7 @@ def test_a_hung_llm_server_costs_at_most_timeout_times_attempts(monkeypatch):
 def test_past_the_planner_time_cap_the_heuristic_takes_over(data, engine, tmp_path, monkeypatch):
   monkeypatch.setenv("GEMINI_API_KEY", f"test-only-{secrets.token_hex(8)}")
   from vmle_jax.search.planners import gemini
+
   fake = FakeGemini([slow_reply(0.2, _gemini_proposal(0.002, 0.003))])
   try:
     planner = gemini.GeminiPlanner(model="m", base_url=fake.url, timeout_s=5.0, max_attempts=1)
@@ -416,13 +580,21 @@ def test_past_the_planner_time_cap_the_heuristic_takes_over(data, engine, tmp_pa
     space = _space()
     strategy = AgentStrategy(planner, space, log=lambda s: None, planner_budget_s=0.1)
     spec = StudySpec(name="cap", strategy="agent:gemini", budget_trials=4, lanes=2)
-    run_study(spec, data, store, strategy, space, SCHEDULE, engine=engine, log=lambda s: None,
-              engine_log=False)
+    run_study(
+        spec,
+        data,
+        store,
+        strategy,
+        space,
+        SCHEDULE,
+        engine=engine,
+        log=lambda s: None,
+        engine_log=False,
+    )
   finally:
     fake.close()
   trials = store.finished_trials(store.study("cap")["id"])
-  assert [t.proposal["planner"] for t in trials] == ["gemini", "gemini", "heuristic",
-                                                        "heuristic"]
+  assert [t.proposal["planner"] for t in trials] == ["gemini", "gemini", "heuristic", "heuristic"]
   assert all(t.proposal["fallback"] for t in trials[2:])
   assert len(fake.requests) == 1  # the cap held: one LLM call in the whole study
   sources = {i["source"] for i in store.insights(study_id=store.study("cap")["id"])}

@@ -1,11 +1,17 @@
 """Loaders, errors, synthetic data, the leave-one-out split and packing."""
 
-
 import numpy as np
 import pytest
 
-from vmle_jax.data import (DataError, leave_one_out, load_dataset, load_log, load_recbole,
-                           load_s3rec, make_synthetic)
+from vmle_jax.data import (
+    DataError,
+    leave_one_out,
+    load_dataset,
+    load_log,
+    load_recbole,
+    load_s3rec,
+    make_synthetic,
+)
 from vmle_jax.data.packing import pack_epoch, unpacked_epoch
 from vmle_jax.engine.lanes import epoch_batches
 
@@ -55,31 +61,45 @@ def test_s3rec_errors_name_file_and_line(tmp_path):
 
 
 def test_recbole_and_csv_logs(tmp_path):
-  inter = _write(tmp_path, "x.inter",
-                 "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                 "u1\ta\t5\t30\nu1\tb\t5\t10\nu1\tc\t5\t20\nu2\ta\t5\t1\nu2\tc\t5\t2\nu2\tb\t5\t2\n")
+  inter = _write(
+      tmp_path,
+      "x.inter",
+      "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+      "u1\ta\t5\t30\nu1\tb\t5\t10\nu1\tc\t5\t20\nu2\ta\t5\t1\nu2\tc\t5\t2\nu2\tb\t5\t2\n",
+  )
   data = load_recbole(inter)
   # u1 sorted by time: b(10) c(20) a(30); u2: a(1), then the tie c, b in file order.
   a, b, c = 1, 2, 3
   assert data.sequence(0).tolist() == [b, c, a]
   assert data.sequence(1).tolist() == [a, c, b]
-  bad = _write(tmp_path, "bad.inter",
-               "user_id:token\titem_id:token\ttimestamp:float\nu1\ta\tnoon\n")
+  bad = _write(
+      tmp_path, "bad.inter", "user_id:token\titem_id:token\ttimestamp:float\nu1\ta\tnoon\n"
+  )
   with pytest.raises(DataError, match=r"bad\.inter line 2: timestamp 'noon' is not a number"):
     load_recbole(bad)
-  short = _write(tmp_path, "short.inter",
-                 "user_id:token\titem_id:token\ttimestamp:float\nu1\ta\t1\nu1\tb\t2\n")
+  short = _write(
+      tmp_path, "short.inter", "user_id:token\titem_id:token\ttimestamp:float\nu1\ta\t1\nu1\tb\t2\n"
+  )
   with pytest.raises(DataError, match=r"short\.inter line 2: .*2 interactions"):
     load_recbole(short)
-  log = _write(tmp_path, "log.csv", "user,item,timestamp\n" + "".join(
-      f"{u},{i},{t}\n" for t, (u, i) in enumerate(
-          [(u, i) for u in range(6) for i in range(6)] + [(9, 1), (9, 2)])))
+  log = _write(
+      tmp_path,
+      "log.csv",
+      "user,item,timestamp\n"
+      + "".join(
+          f"{u},{i},{t}\n"
+          for t, (u, i) in enumerate(
+              [(u, i) for u in range(6) for i in range(6)] + [(9, 1), (9, 2)]
+          )
+      ),
+  )
   data = load_log(log, kcore=5)  # user 9 (2 rows) is filtered out
   assert data.num_users == 6 and data.num_items == 6 and data.num_interactions == 36
 
 
 def test_kcore_reaches_a_fixed_point():
   from vmle_jax.data.formats import kcore_mask
+
   users = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
   items = np.array([0, 1, 2, 0, 1, 3, 0, 1, 2, 3])
   keep = kcore_mask(users, items, 3)
@@ -129,7 +149,8 @@ def test_packing_reconstructs_every_user_with_positions():
         cols = np.flatnonzero(packed.segments[s, r] == seg)
         assert np.all(np.diff(cols) == 1)  # contiguous
         got.setdefault(tuple(packed.tokens[s, r, cols]), []).append(
-            packed.positions[s, r, cols].tolist())
+            packed.positions[s, r, cols].tolist()
+        )
     for u in idx[s]:
       row = split.train[u]
       n = int((row != 0).sum())

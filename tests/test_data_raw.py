@@ -17,11 +17,21 @@ from vmle_jax.data.raw import load_amazon2014, load_amazon2018, load_amazon2023
 # b has two items at the same time t=20: file order decides); user d rates only
 # item 9 and 1 (below a 3-core); item 9 has one rating.
 ROWS = [  # user, item, rating, time
-    ("a", "i1", 5, 10), ("a", "i2", 4, 5), ("a", "i3", 3, 30), ("a", "i2", 1, 40),
+    ("a", "i1", 5, 10),
+    ("a", "i2", 4, 5),
+    ("a", "i3", 3, 30),
+    ("a", "i2", 1, 40),
     ("a", "i4", 5, 50),
-    ("b", "i2", 5, 10), ("b", "i3", 5, 20), ("b", "i1", 5, 20), ("b", "i4", 5, 60),
-    ("c", "i4", 5, 1), ("c", "i3", 5, 2), ("c", "i2", 5, 3), ("c", "i1", 5, 4),
-    ("d", "i9", 5, 1), ("d", "i1", 5, 2),
+    ("b", "i2", 5, 10),
+    ("b", "i3", 5, 20),
+    ("b", "i1", 5, 20),
+    ("b", "i4", 5, 60),
+    ("c", "i4", 5, 1),
+    ("c", "i3", 5, 2),
+    ("c", "i2", 5, 3),
+    ("c", "i1", 5, 4),
+    ("d", "i9", 5, 1),
+    ("d", "i1", 5, 2),
 ]
 # Expected chronological sequences after dedupe and 3-core (item ids i1..i4 -> 1..4).
 EXPECTED = {"a": [2, 1, 3, 4], "b": [2, 3, 1, 4], "c": [4, 3, 2, 1]}
@@ -46,8 +56,13 @@ def test_amazon2014_csv(tmp_path):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_amazon2018_jsonl(tmp_path, gz):
-  lines = "".join(json.dumps({"reviewerID": u, "asin": i, "overall": r, "unixReviewTime": t,
-                              "reviewText": "nice"}) + "\n" for u, i, r, t in ROWS)
+  lines = "".join(
+      json.dumps(
+          {"reviewerID": u, "asin": i, "overall": r, "unixReviewTime": t, "reviewText": "nice"}
+      )
+      + "\n"
+      for u, i, r, t in ROWS
+  )
   path = tmp_path / ("Beauty.json.gz" if gz else "Beauty.json")
   if gz:
     with gzip.open(path, "wt") as f:
@@ -66,8 +81,12 @@ def test_amazon2018_jsonl(tmp_path, gz):
 
 def test_amazon2023_jsonl_milliseconds(tmp_path):
   path = tmp_path / "Beauty_2023.jsonl"
-  path.write_text("".join(json.dumps({"user_id": u, "parent_asin": i, "rating": r,
-                                      "timestamp": t * 1000}) + "\n" for u, i, r, t in ROWS))
+  path.write_text(
+      "".join(
+          json.dumps({"user_id": u, "parent_asin": i, "rating": r, "timestamp": t * 1000}) + "\n"
+          for u, i, r, t in ROWS
+      )
+  )
   data = load_amazon2023(str(path), kcore=3)
   _check(data)
   assert data.timestamps.max() <= 60  # seconds, not milliseconds
@@ -80,9 +99,23 @@ def test_amazon2023_jsonl_milliseconds(tmp_path):
 def test_kcore_iterates_to_a_fixed_point(tmp_path):
   # Item x is rated by u1..u3 only; u3 has 3 items but loses x's partner y (1 rating),
   # which drops u3 below 3, which drops x below 3 ... down to the fixed point.
-  rows = [("u1", "x"), ("u1", "a"), ("u1", "b"), ("u2", "x"), ("u2", "a"), ("u2", "b"),
-          ("u3", "x"), ("u3", "y"), ("u3", "a"), ("u4", "a"), ("u4", "b"), ("u4", "x"),
-          ("u5", "b"), ("u5", "a"), ("u5", "x")]
+  rows = [
+      ("u1", "x"),
+      ("u1", "a"),
+      ("u1", "b"),
+      ("u2", "x"),
+      ("u2", "a"),
+      ("u2", "b"),
+      ("u3", "x"),
+      ("u3", "y"),
+      ("u3", "a"),
+      ("u4", "a"),
+      ("u4", "b"),
+      ("u4", "x"),
+      ("u5", "b"),
+      ("u5", "a"),
+      ("u5", "x"),
+  ]
   path = tmp_path / "k.csv"
   path.write_text("".join(f"{u},{i},5,{t}\n" for t, (u, i) in enumerate(rows)))
   data = load_amazon2014(str(path), kcore=3)
@@ -99,8 +132,12 @@ def test_prepared_round_trip_and_launchers_accept_it(tmp_path, shared_data):
   back = load_dataset(path)
   assert back.fingerprint() == data.fingerprint()
   assert np.array_equal(back.timestamps, data.timestamps)
-  out = subprocess.run([sys.executable, "-m", "vmle_jax.launch.data", "stats", f"--input={path}"],
-                       capture_output=True, text=True, timeout=120)
+  out = subprocess.run(
+      [sys.executable, "-m", "vmle_jax.launch.data", "stats", f"--input={path}"],
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert out.returncode == 0 and "interactions  100,000" in out.stdout
   corrupt = tmp_path / "c.npz"
   corrupt.write_bytes(b"not a zip")
@@ -112,13 +149,18 @@ def test_tfds_movielens_under_mock_data():
   tfds = pytest.importorskip("tensorflow_datasets")
   tf = pytest.importorskip("tensorflow")
   from vmle_jax.data.tfds_loader import load_tfds
+
   rows = [(u, i, t) for u, i, r, t in ROWS]
 
   def as_dataset(self, *args, **kwargs):
-    return tf.data.Dataset.from_tensor_slices({
-        "user_id": [r[0].encode() for r in rows], "movie_id": [r[1].encode() for r in rows],
-        "timestamp": np.array([r[2] for r in rows], np.int64),
-        "user_rating": np.ones(len(rows), np.float32)})
+    return tf.data.Dataset.from_tensor_slices(
+        {
+            "user_id": [r[0].encode() for r in rows],
+            "movie_id": [r[1].encode() for r in rows],
+            "timestamp": np.array([r[2] for r in rows], np.int64),
+            "user_rating": np.ones(len(rows), np.float32),
+        }
+    )
 
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
     data = load_tfds("movielens/100k-ratings", kcore=3)
@@ -128,6 +170,7 @@ def test_tfds_movielens_under_mock_data():
 
 def test_tfds_missing_extra_names_it(monkeypatch):
   import builtins
+
   real = builtins.__import__
 
   def fake(name, *a, **k):
@@ -137,6 +180,7 @@ def test_tfds_missing_extra_names_it(monkeypatch):
 
   monkeypatch.setattr(builtins, "__import__", fake)
   from vmle_jax.data.tfds_loader import load_tfds
+
   with pytest.raises(DataError, match=r"pip install 'vmle-jax\[tfds\]'"):
     load_tfds("movielens/1m-ratings")
 
@@ -161,13 +205,20 @@ def test_streaming_two_million_lines_stays_under_1gb(tmp_path):
   times = rng.integers(1_300_000_000, 1_500_000_000, n)
   with gzip.open(path, "wt", compresslevel=1) as f:
     for start in range(0, n, 100_000):
-      f.write("".join(
-          f'{{"reviewerID": "A{u:08d}", "asin": "B{i:09d}", "overall": 5.0, '
-          f'"unixReviewTime": {t}, "reviewText": "fine product, would buy again"}}\n'
-          for u, i, t in zip(users[start:start + 100_000], items[start:start + 100_000],
-                             times[start:start + 100_000])))
-  out = subprocess.run([sys.executable, "-c", MEMORY, str(path)], capture_output=True, text=True,
-                       timeout=900)
+      f.write(
+          "".join(
+              f'{{"reviewerID": "A{u:08d}", "asin": "B{i:09d}", "overall": 5.0, '
+              f'"unixReviewTime": {t}, "reviewText": "fine product, would buy again"}}\n'
+              for u, i, t in zip(
+                  users[start : start + 100_000],
+                  items[start : start + 100_000],
+                  times[start : start + 100_000],
+              )
+          )
+      )
+  out = subprocess.run(
+      [sys.executable, "-c", MEMORY, str(path)], capture_output=True, text=True, timeout=900
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res["users"] > 1000

@@ -26,20 +26,27 @@ def small_engine():
 @pytest.mark.parametrize("backbone", sorted(REGISTRY))
 def test_a_lane_equals_a_single_run(small_engine, backbone):
   base = TrialConfig(backbone=backbone, **SMALL, loss="sampled_softmax", num_negatives=16)
-  configs = [base.replace(lr=lr, dropout=d, seed=s)
-             for lr, d, s in ((1e-3, 0.1, 0), (3e-3, 0.3, 1), (2e-3, 0.0, 2), (5e-4, 0.5, 3))]
+  configs = [
+      base.replace(lr=lr, dropout=d, seed=s)
+      for lr, d, s in ((1e-3, 0.1, 0), (3e-3, 0.3, 1), (2e-3, 0.0, 2), (5e-4, 0.5, 3))
+  ]
   bucket = small_engine.train(configs)
   for i in (0, 2):
     alone = small_engine.train([configs[i]])
     assert alone.lanes[0].best_value == pytest.approx(bucket.lanes[i].best_value, abs=1e-4)
-    assert alone.lanes[0].curve[-1]["loss"] == pytest.approx(bucket.lanes[i].curve[-1]["loss"],
-                                                             rel=1e-4)
+    assert alone.lanes[0].curve[-1]["loss"] == pytest.approx(
+        bucket.lanes[i].curve[-1]["loss"], rel=1e-4
+    )
 
 
 def test_a_diverging_lane_leaves_the_others_unchanged(small_engine):
   base = TrialConfig(**SMALL, loss="bce", num_negatives=1)
-  configs = [base, base.replace(lr=10.0, seed=1), base.replace(dropout=0.4, seed=2),
-             base.replace(lr=1e30, seed=3)]
+  configs = [
+      base,
+      base.replace(lr=10.0, seed=1),
+      base.replace(dropout=0.4, seed=2),
+      base.replace(lr=1e30, seed=3),
+  ]
   with_bad = small_engine.train(configs)
   without = small_engine.train([configs[0], configs[2]])
   assert with_bad.lanes[3].status == "diverged"  # lr=1e30 overflows: frozen, reported
@@ -76,10 +83,15 @@ SHARDED = textwrap.dedent("""
 
 
 def test_twelve_lanes_sharded_over_eight_devices_match_one_device(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
-                       env=env, timeout=600, cwd=tmp_path)
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-c", SHARDED],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=600,
+      cwd=tmp_path,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res["devices"] == 8
@@ -90,6 +102,7 @@ def test_twelve_lanes_sharded_over_eight_devices_match_one_device(tmp_path):
 
 def test_memory_estimate_grows_with_the_signature():
   from vmle_jax.engine.capacity import lane_bytes, lanes_per_device, param_count
+
   small = TrialConfig(hidden=32, blocks=1)
   big = TrialConfig(hidden=256, blocks=4, loss="softmax")
   assert param_count(small, 1000) < param_count(big, 1000)
@@ -104,8 +117,12 @@ def test_weight_decay_shrinks_matrices_and_tables_not_biases():
   import jax
   import jax.numpy as jnp
   from vmle_jax.engine import steps
-  params = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
-            "items": {"embedding": jnp.ones((5, 4))}, "ln": {"scale": jnp.ones(4)}}
+
+  params = {
+      "dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
+      "items": {"embedding": jnp.ones((5, 4))},
+      "ln": {"scale": jnp.ones(4)},
+  }
   zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
   for wd in (0.0, 0.5):
     tx = steps.make_optimizer({"lr": 1e-2, "beta1": 0.9, "beta2": 0.98, "weight_decay": wd})
@@ -119,13 +136,15 @@ def test_weight_decay_shrinks_matrices_and_tables_not_biases():
 def test_parameter_average_follows_its_decay_and_is_what_gets_evaluated(small_engine):
   import jax.numpy as jnp
   from vmle_jax.engine import steps
+
   a = {"w": jnp.zeros(3)}
   p = {"w": jnp.ones(3)}
   # decay 0: the average is the parameters; a warm decay is capped early on.
   np.testing.assert_allclose(steps.update_average(a, p, jnp.float32(0.0), 100)["w"], 1.0)
   np.testing.assert_allclose(steps.update_average(a, p, jnp.float32(0.99), 0)["w"], 0.9, rtol=1e-6)
-  np.testing.assert_allclose(steps.update_average(a, p, jnp.float32(0.99), 10**6)["w"], 0.01,
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+      steps.update_average(a, p, jnp.float32(0.99), 10**6)["w"], 0.01, rtol=1e-4
+  )
   # Averaged and raw lanes train identically but validate different parameters.
   base = TrialConfig(**SMALL, loss="softmax")
   raw, averaged = small_engine.train([base, base.replace(param_ema=0.9)]).lanes

@@ -13,8 +13,16 @@ from vmle_jax.config import TrialConfig
 from vmle_jax.data import load_s3rec
 from vmle_jax.memory.store import Store
 
-TINY = ["--hidden=16", "--blocks=1", "--max_len=10", "--epochs=1", "--budget_trials=2",
-        "--lanes=2", "--verbose_epochs=false", "--dims=lr"]
+TINY = [
+    "--hidden=16",
+    "--blocks=1",
+    "--max_len=10",
+    "--epochs=1",
+    "--budget_trials=2",
+    "--lanes=2",
+    "--verbose_epochs=false",
+    "--dims=lr",
+]
 
 
 def _s3rec(path, users=60, extra=None, bom=False, rng=np.random.default_rng(0)):
@@ -37,8 +45,9 @@ def files(tmp_path_factory):
   (d / "notdb.sqlite").write_text("not a database " * 100)
   out["truncated"] = str(d / "truncated.sqlite")  # a real memory, cut in half
   store = Store(out["truncated"])
-  sid = store.create_study("s", store.upsert_dataset({"name": "d", "sha256": "x"}), "sasrec",
-                           "random", {}, {})
+  sid = store.create_study(
+      "s", store.upsert_dataset({"name": "d", "sha256": "x"}), "sasrec", "random", {}, {}
+  )
   for i in range(200):
     ids, _ = store.start_bucket(sid, [TrialConfig(lr=1e-4 * (i + 1))])
     store.finish_bucket([(ids[0], {"status": "finished", "curve": [{"epoch": 1}] * 50})])
@@ -49,7 +58,9 @@ def files(tmp_path_factory):
   out["list_summary"] = str(d / "list.json")
   (d / "list.json").write_text("[1, 2, 3]")
   out["norules"] = str(d / "norules.json")
-  (d / "norules.json").write_text('{"format": "vmle-jax cognition summary v1", "backbone": "sasrec"}')
+  (d / "norules.json").write_text(
+      '{"format": "vmle-jax cognition summary v1", "backbone": "sasrec"}'
+  )
   ro = d / "readonly"
   ro.mkdir()
   out["readonly_dir"] = str(ro)
@@ -83,8 +94,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("launcher,args,fragment", CASES,
-                         ids=[f"{c[0]}:{c[1][0][:40]}" for c in CASES])
+@pytest.mark.parametrize(
+    "launcher,args,fragment", CASES, ids=[f"{c[0]}:{c[1][0][:40]}" for c in CASES]
+)
 def test_bad_input_is_one_line_and_writes_nothing(files, tmp_path, launcher, args, fragment):
   if "{readonly_dir}" in " ".join(args) and os.geteuid() == 0:
     pytest.skip("root writes into read-only directories")
@@ -95,8 +107,13 @@ def test_bad_input_is_one_line_and_writes_nothing(files, tmp_path, launcher, arg
       args.append(f"--db={tmp_path / 'm.sqlite'}")
   os.chmod(files["readonly_dir"], stat.S_IRUSR | stat.S_IXUSR)
   before = {p: os.path.getmtime(p) for p in (files["notdb"], files["truncated"])}
-  out = subprocess.run([sys.executable, "-m", f"vmle_jax.launch.{launcher}", *args],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  out = subprocess.run(
+      [sys.executable, "-m", f"vmle_jax.launch.{launcher}", *args],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith("[]")]
   assert out.returncode == 2, out.stderr[-2000:]
   assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
@@ -115,32 +132,65 @@ def test_bom_and_sparse_ids_are_read(tmp_path):
   sparse = load_s3rec(_s3rec(tmp_path / "sparse.txt", extra=100_000_000))
   assert sparse.num_items <= 50 and "re-indexed" in sparse.source
   csv = tmp_path / "log.csv"
-  csv.write_text("\ufeffuser,item,timestamp\n" + "".join(
-      f"{u},{i},{t}\n" for u in range(5) for t, i in enumerate((1, 2, 3, 4))), encoding="utf-8")
+  csv.write_text(
+      "\ufeffuser,item,timestamp\n"
+      + "".join(f"{u},{i},{t}\n" for u in range(5) for t, i in enumerate((1, 2, 3, 4))),
+      encoding="utf-8",
+  )
   from vmle_jax.data import load_log
+
   assert load_log(str(csv), kcore=1).num_users == 5
 
 
 def test_fewer_users_than_a_batch_trains(tmp_path):
   """60 users and a batch of 128: the epoch is topped up, the trials finish."""
   path = _s3rec(tmp_path / "small.txt")
-  out = subprocess.run([sys.executable, "-m", "vmle_jax.launch.sweep", *TINY,
-                        f"--dataset={path}", f"--db={tmp_path / 'm.sqlite'}"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  out = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "vmle_jax.launch.sweep",
+          *TINY,
+          f"--dataset={path}",
+          f"--db={tmp_path / 'm.sqlite'}",
+      ],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
-  statuses = {r[0] for r in sqlite3.connect(tmp_path / "m.sqlite").execute(
-      "SELECT status FROM trials")}
+  statuses = {
+      r[0] for r in sqlite3.connect(tmp_path / "m.sqlite").execute("SELECT status FROM trials")
+  }
   assert statuses <= {"finished", "stopped", "pruned"}
 
 
 def test_piping_into_head_is_not_an_error(tmp_path):
   path = _s3rec(tmp_path / "small.txt")
-  subprocess.run([sys.executable, "-m", "vmle_jax.launch.sweep", *TINY, f"--dataset={path}",
-                  f"--db={tmp_path / 'm.sqlite'}"], cwd=tmp_path, capture_output=True,
-                 timeout=300, check=True)
-  out = subprocess.run(f"{sys.executable} -m vmle_jax.launch.memory trials "
-                       f"--db={tmp_path / 'm.sqlite'} --study=small-sasrec-random-s0 "
-                       "| head -c 10", shell=True, capture_output=True, text=True, timeout=120)
+  subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "vmle_jax.launch.sweep",
+          *TINY,
+          f"--dataset={path}",
+          f"--db={tmp_path / 'm.sqlite'}",
+      ],
+      cwd=tmp_path,
+      capture_output=True,
+      timeout=300,
+      check=True,
+  )
+  out = subprocess.run(
+      f"{sys.executable} -m vmle_jax.launch.memory trials "
+      f"--db={tmp_path / 'm.sqlite'} --study=small-sasrec-random-s0 "
+      "| head -c 10",
+      shell=True,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
 
 
@@ -161,6 +211,7 @@ class _FullDisk:
 
 def test_a_full_disk_is_a_store_error_and_rolls_back(tmp_path):
   from vmle_jax.memory.store import StoreError
+
   store = Store(str(tmp_path / "m.sqlite"))
   did = store.upsert_dataset({"name": "d", "sha256": "x"})
   store.conn = _FullDisk(store.conn)

@@ -4,8 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vmle_jax.eval.ranking import (metrics_from_ranks, sample_candidates, sampled_ranks,
-                                   target_ranks)
+from vmle_jax.eval.ranking import (
+    metrics_from_ranks,
+    sample_candidates,
+    sampled_ranks,
+    target_ranks,
+)
 
 
 def brute_force_ranks(scores, targets, history=None):
@@ -48,13 +52,20 @@ def test_full_ranking_matches_brute_force(with_history, item_chunk):
   history = np.zeros((users, 12), np.int32)
   for u in range(users):
     h = rng.choice(np.arange(1, items + 1), size=rng.integers(1, 12), replace=False)
-    history[u, :len(h)] = h
+    history[u, : len(h)] = h
   history[0, 0] = 5  # a tied item in the history
   history[1, 0] = targets[1]  # the target itself in the history stays ranked
   scores = q @ table.T
   expected = brute_force_ranks(scores, targets, history if with_history else None)
-  got = np.asarray(target_ranks(jnp.asarray(q), jnp.asarray(table), jnp.asarray(targets),
-                                jnp.asarray(history) if with_history else None, item_chunk))
+  got = np.asarray(
+      target_ranks(
+          jnp.asarray(q),
+          jnp.asarray(table),
+          jnp.asarray(targets),
+          jnp.asarray(history) if with_history else None,
+          item_chunk,
+      )
+  )
   np.testing.assert_array_equal(got, expected)
   assert got[0] >= 2 - with_history  # ties with items 5 and 17 count against the target
   m, e = metrics_from_ranks(got), brute_force_metrics(expected)
@@ -81,8 +92,9 @@ def test_sampled_protocol():
     assert len(set(cand[u])) == 9
   q = rng.normal(size=(20, 4)).astype(np.float32)
   table = rng.normal(size=(31, 4)).astype(np.float32)
-  ranks = np.asarray(sampled_ranks(jnp.asarray(q), jnp.asarray(table), jnp.asarray(targets),
-                                   jnp.asarray(cand)))
+  ranks = np.asarray(
+      sampled_ranks(jnp.asarray(q), jnp.asarray(table), jnp.asarray(targets), jnp.asarray(cand))
+  )
   scores = q @ table.T
   expected = [(scores[u, cand[u]] >= scores[u, targets[u]]).sum() for u in range(20)]
   np.testing.assert_array_equal(ranks, expected)

@@ -21,16 +21,23 @@ def _init(cfg, seed=0):
 
 
 def _encode(model, params, seq, rates=None, rng=None, **kw):
-  rates = rates or {"dropout": jnp.float32(0), "attn_dropout": jnp.float32(0), "temperature": jnp.float32(1)}
+  rates = rates or {
+      "dropout": jnp.float32(0),
+      "attn_dropout": jnp.float32(0),
+      "temperature": jnp.float32(1),
+  }
   return model.apply(params, jnp.asarray(seq), rates, rng, method="encode", **kw)
 
 
-BACKBONE_CONFIGS = (
-    [TrialConfig(hidden=16, blocks=2, heads=2, max_len=10, norm=n, positions=p)
-     for n in ("pre", "post") for p in ("learned", "relative", "rope")]
-    + [backbone_config("hstu", hidden=16, blocks=2, heads=2, max_len=10, positions=p,
-                       attn_norm=a)
-       for p in ("relative", "learned", "rope") for a in ("max_len", "count")])
+BACKBONE_CONFIGS = [
+    TrialConfig(hidden=16, blocks=2, heads=2, max_len=10, norm=n, positions=p)
+    for n in ("pre", "post")
+    for p in ("learned", "relative", "rope")
+] + [
+    backbone_config("hstu", hidden=16, blocks=2, heads=2, max_len=10, positions=p, attn_norm=a)
+    for p in ("relative", "learned", "rope")
+    for a in ("max_len", "count")
+]
 
 
 def _id(c):
@@ -73,29 +80,39 @@ def test_left_padding_does_not_change_the_last_output(cfg):
 
 
 def test_packed_rows_equal_unpacked_rows_loss_and_gradients():
-  cfg = TrialConfig(hidden=16, blocks=2, heads=2, max_len=8, loss="softmax", dropout=0.0,
-                    attn_dropout=0.0)
+  cfg = TrialConfig(
+      hidden=16, blocks=2, heads=2, max_len=8, loss="softmax", dropout=0.0, attn_dropout=0.0
+  )
   model, params, hp = _init(cfg)
   users = [[3, 4, 5, 6], [7, 8, 9], [10, 11, 12, 13, 14], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
   width = 9
   plain = np.zeros((4, width), np.int32)
   for r, u in enumerate(users):
-    plain[r, width - len(u):] = u
+    plain[r, width - len(u) :] = u
   packed_tok, packed_seg, packed_pos = [np.zeros((3, width), np.int32) for _ in range(3)]
   placements = {0: (0, 0, 1), 1: (0, 4, 2), 2: (1, 0, 1), 3: (2, 0, 1)}
   for u, (row, start, seg) in placements.items():
     n = len(users[u])
-    packed_tok[row, start:start + n] = users[u]
-    packed_seg[row, start:start + n] = seg
-    packed_pos[row, start:start + n] = [max(n - 2 - j, 0) for j in range(n)]
+    packed_tok[row, start : start + n] = users[u]
+    packed_seg[row, start : start + n] = seg
+    packed_pos[row, start : start + n] = [max(n - 2 - j, 0) for j in range(n)]
 
   def loss_of(params, tok, seg, pos):
-    batch = {"tokens": jnp.asarray(tok), "segments": jnp.asarray(seg),
-             "positions": jnp.asarray(pos)}
+    batch = {
+        "tokens": jnp.asarray(tok),
+        "segments": jnp.asarray(seg),
+        "positions": jnp.asarray(pos),
+    }
     inputs, targets = batch["tokens"][:, :-1], batch["tokens"][:, 1:]
     targets = jnp.where(batch["segments"][:, 1:] == batch["segments"][:, :-1], targets, 0)
-    q, table = model.apply(params, inputs, steps.rates_of(hp), None,
-                           batch["positions"][:, :-1], batch["segments"][:, :-1])
+    q, table = model.apply(
+        params,
+        inputs,
+        steps.rates_of(hp),
+        None,
+        batch["positions"][:, :-1],
+        batch["segments"][:, :-1],
+    )
     return compute_loss("softmax", q, table, targets, None, 0)
 
   plain_seg = (plain != 0).astype(np.int32)
@@ -118,8 +135,18 @@ def test_rates_are_traced_one_program_for_all_values():
     return model.apply(params, jnp.ones((2, 6), jnp.int32), rates, key, method="encode")
 
   key = jax.random.PRNGKey(0)
-  outs = [run(params, {"dropout": jnp.float32(r), "attn_dropout": jnp.float32(r), "temperature": jnp.float32(1)}, key)
-          for r in (0.0, 0.3, 0.6)]
+  outs = [
+      run(
+          params,
+          {
+              "dropout": jnp.float32(r),
+              "attn_dropout": jnp.float32(r),
+              "temperature": jnp.float32(1),
+          },
+          key,
+      )
+      for r in (0.0, 0.3, 0.6)
+  ]
   assert len(calls) == 1  # traced once for three rates
   assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
   # Rate 0 in training mode is the identity of eval mode.
@@ -130,6 +157,7 @@ def test_rates_are_traced_one_program_for_all_values():
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 0.9])
 def test_dropout_keeps_the_requested_fraction(rate):
   from vmle_jax.models.layers import dropout_keep
+
   keep = np.asarray(dropout_keep(jax.random.PRNGKey(3), (200, 500), jnp.float32(rate)))
   assert keep.mean() == pytest.approx(1 - rate, abs=0.005)
   other = np.asarray(dropout_keep(jax.random.PRNGKey(4), (200, 500), jnp.float32(rate)))
@@ -138,18 +166,29 @@ def test_dropout_keeps_the_requested_fraction(rate):
 
 
 SWITCHES = {
-    "sasrec": {"norm": "post", "tie_embeddings": False, "ffn": "swiglu", "positions": "relative",
-               "l2_norm": True, "scale_embeddings": False},
+    "sasrec": {
+        "norm": "post",
+        "tie_embeddings": False,
+        "ffn": "swiglu",
+        "positions": "relative",
+        "l2_norm": True,
+        "scale_embeddings": False,
+    },
     "hstu": {"tie_embeddings": False, "positions": "learned", "l2_norm": False},
 }
 
 
-@pytest.mark.parametrize("backbone,field", [(b, f) for b in SWITCHES for f in SWITCHES[b]]
-                         + [("sasrec", "rope"), ("hstu", "rope")])
+@pytest.mark.parametrize(
+    "backbone,field",
+    [(b, f) for b in SWITCHES for f in SWITCHES[b]] + [("sasrec", "rope"), ("hstu", "rope")],
+)
 def test_each_structural_switch_changes_the_computation(backbone, field):
   base = backbone_config(backbone, hidden=16, blocks=1, heads=2, max_len=6)
-  flipped = (base.replace(positions="rope") if field == "rope"
-             else base.replace(**{field: SWITCHES[backbone][field]}))
+  flipped = (
+      base.replace(positions="rope")
+      if field == "rope"
+      else base.replace(**{field: SWITCHES[backbone][field]})
+  )
   assert flipped.static_signature() != base.static_signature()
   seq = jnp.asarray(np.array([[0, 3, 4, 5, 6, 7], [1, 2, 3, 9, 8, 7]]))
   scores = []
@@ -167,8 +206,11 @@ def test_temperature_is_traced_and_scales_scores(backbone):
   cfg = backbone_config(backbone, hidden=16, blocks=1, heads=2, max_len=6)
   model, params, hp = _init(cfg)
   seq = jnp.asarray(np.array([[0, 3, 4, 5, 6, 7]]))
-  score = jax.jit(lambda t: (lambda q, e: q[:, -1] @ e.T)(*model.apply(
-      params, seq, {"dropout": 0.0, "attn_dropout": 0.0, "temperature": t})))
+  score = jax.jit(
+      lambda t: (lambda q, e: q[:, -1] @ e.T)(
+          *model.apply(params, seq, {"dropout": 0.0, "attn_dropout": 0.0, "temperature": t})
+      )
+  )
   a, b = np.asarray(score(jnp.float32(1.0))), np.asarray(score(jnp.float32(0.1)))
   np.testing.assert_allclose(b, 10 * a, rtol=1e-4)
   assert score._cache_size() == 1
@@ -214,6 +256,7 @@ def _layer_norm(x, scale, bias, eps=1e-6):
 def test_one_hstu_layer_matches_numpy(attn_norm):
   from vmle_jax.models.hstu import HSTUBlock
   from vmle_jax.models.layers import causal_mask
+
   b, l, d, h, ld, ad, max_len, buckets = 2, 7, 12, 2, 5, 3, 9, 8
   block = HSTUBlock(d, h, ld, ad, max_len, "relative", attn_norm, buckets, True)
   rng = np.random.default_rng(0)
@@ -225,8 +268,9 @@ def test_one_hstu_layer_matches_numpy(attn_norm):
   rates = {"dropout": 0.0, "attn_dropout": 0.0, "temperature": 1.0}
   params = block.init(jax.random.PRNGKey(0), x, mask, positions, times, rates, [None, None])
   # Non-zero biases so that the test sees them.
-  params = jax.tree_util.tree_map(lambda p: p + 0.1 * jax.random.normal(
-      jax.random.PRNGKey(p.size), p.shape), params)
+  params = jax.tree_util.tree_map(
+      lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(p.size), p.shape), params
+  )
   out = np.asarray(block.apply(params, x, mask, positions, times, rates, [None, None]))
 
   p = jax.tree_util.tree_map(np.asarray, params)["params"]
@@ -247,11 +291,14 @@ def test_one_hstu_layer_matches_numpy(attn_norm):
             continue
           gap = abs(int(times[bi, i]) - int(times[bi, j]))
           bucket = min(int(np.floor(np.log(max(gap, 1)) / 0.301)), buckets)
-          logit = (q[bi, i, hi] @ k[bi, j, hi] + rel[hi, positions[bi, j] - positions[bi, i]
-                                                      + max_len - 1] + tb[hi, bucket])
+          logit = (
+              q[bi, i, hi] @ k[bi, j, hi]
+              + rel[hi, positions[bi, j] - positions[bi, i] + max_len - 1]
+              + tb[hi, bucket]
+          )
           n = m[bi, i].sum() if attn_norm == "count" else max_len
           acc += _silu(logit) / n * v[bi, j, hi]
-        expected[bi, i, hi * ld:(hi + 1) * ld] = acc
+        expected[bi, i, hi * ld : (hi + 1) * ld] = acc
   y = _layer_norm(expected, p["ln_av"]["scale"], p["ln_av"]["bias"]) * u
   y = y @ p["out"]["kernel"] + p["out"]["bias"] + x
   np.testing.assert_allclose(out, y, atol=1e-5)

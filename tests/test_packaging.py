@@ -27,23 +27,38 @@ BARE = ("models", "launch", "memory", "tpu_configs")
 
 def test_generic_names_are_not_top_level(tmp_path):
   """Elsewhere the bare names do not exist at all."""
-  code = ("import vmle_jax.models, vmle_jax.launch, vmle_jax.memory, vmle_jax.tpu_configs\n"
-          "import importlib.util\n"
-          + "".join(f"assert importlib.util.find_spec({n!r}) is None, '{n} importable'\n"
-                    for n in BARE))
-  out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                       text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+  code = (
+      "import vmle_jax.models, vmle_jax.launch, vmle_jax.memory, vmle_jax.tpu_configs\n"
+      "import importlib.util\n"
+      + "".join(f"assert importlib.util.find_spec({n!r}) is None, '{n} importable'\n" for n in BARE)
+  )
+  out = subprocess.run(
+      [sys.executable, "-c", code],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+  )
   assert out.returncode == 0, out.stderr
 
 
 def test_from_the_repository_root_a_bare_import_is_refused():
   """From the root the folders are on sys.path; their __init__ refuses to load as a copy."""
   for name in BARE:
-    out = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=REPO, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {name}"], cwd=REPO, capture_output=True, text=True
+    )
     assert out.returncode != 0 and f"import vmle_jax.{name}" in out.stderr, (name, out.stderr)
-  out = subprocess.run([sys.executable, "-c", "import vmle_jax.models, sys; "
-                        "print(vmle_jax.models.__file__); assert 'models' not in sys.modules"],
-                       cwd=REPO, capture_output=True, text=True)
+  out = subprocess.run(
+      [
+          sys.executable,
+          "-c",
+          "import vmle_jax.models, sys; "
+          "print(vmle_jax.models.__file__); assert 'models' not in sys.modules",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+  )
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == os.path.join(REPO, "models", "__init__.py")

@@ -16,10 +16,23 @@ from vmle_jax.search.study import StudySpec, run_study
 
 
 def _stats(users=20_000, items=10_000, p50=6, p90=14, longest=200, density=7e-4, repeat=0.0):
-  return {"users": users, "items": items, "interactions": int(users * p50 * 1.4),
-          "avg_len": p50 * 1.4, "density": density, "repeat_rate": repeat,
-          "len_quantiles": {"min": 5, "p25": p50 - 1, "p50": p50, "p75": p90 - 3, "p90": p90,
-                            "max": longest}, "has_timestamps": False}
+  return {
+      "users": users,
+      "items": items,
+      "interactions": int(users * p50 * 1.4),
+      "avg_len": p50 * 1.4,
+      "density": density,
+      "repeat_rate": repeat,
+      "len_quantiles": {
+          "min": 5,
+          "p25": p50 - 1,
+          "p50": p50,
+          "p75": p90 - 3,
+          "p90": p90,
+          "max": longest,
+      },
+      "has_timestamps": False,
+  }
 
 
 SPACE = SearchSpace.for_backbone("sasrec")
@@ -67,15 +80,19 @@ def test_playbook_regularisation_rate_and_table_from_statistics():
 def _trial(values, status="finished", losses=None, epochs=None):
   epochs = epochs or list(range(1, len(values) + 1))
   losses = losses or [5.0 - 0.3 * i for i in range(len(values))]
-  return {"status": status, "curve": [{"epoch": e, "loss": l, "NDCG@10": v}
-                                      for e, l, v in zip(epochs, losses, values)]}
+  return {
+      "status": status,
+      "curve": [{"epoch": e, "loss": l, "NDCG@10": v} for e, l, v in zip(epochs, losses, values)],
+  }
 
 
 def test_curve_reading():
   assert diagnose(_trial([0.01, 0.02, 0.03, 0.04]), 4).label == "under-trained"
   assert diagnose(_trial([0.02, 0.05, 0.04, 0.035, 0.03], "stopped"), 10).label == "over-fitting"
-  assert diagnose(_trial([0.010, 0.0101, 0.0102, 0.0101], losses=[7.0, 6.99, 6.99, 6.98]),
-                  10).label == "flat"
+  assert (
+      diagnose(_trial([0.010, 0.0101, 0.0102, 0.0101], losses=[7.0, 6.99, 6.99, 6.98]), 10).label
+      == "flat"
+  )
   assert diagnose(_trial([0.02, 0.04, 0.045, 0.0449, 0.0448], "stopped"), 10).label == "converged"
   assert diagnose({"status": "diverged", "curve": []}, 10).suggests == (("lr", "down"),)
   assert diagnose(_trial([0.01, 0.02], "pruned"), 10).label == "pruned"
@@ -83,8 +100,10 @@ def test_curve_reading():
 
 
 def test_median_rule_stops_the_far_behind_and_never_the_leader():
-  curves = [_trial(v)["curve"] for v in ([0.1, 0.2, 0.3], [0.1, 0.15, 0.2], [0.05, 0.1, 0.15],
-                                         [0.02, 0.05, 0.1])]
+  curves = [
+      _trial(v)["curve"]
+      for v in ([0.1, 0.2, 0.3], [0.1, 0.15, 0.2], [0.05, 0.1, 0.15], [0.02, 0.05, 0.1])
+  ]
   rule = MedianRule(grace_epochs=2, min_trials=4)
   best = np.array([0.01, 0.5, 0.16, 0.13])
   alive = np.array([True, True, True, True])
@@ -109,8 +128,10 @@ def test_pruned_lanes_stop_costing_compute_and_leave_the_others_unchanged(data):
   """Compaction: after two of four lanes are pruned the bucket trains two slots, and the
   survivors' curves are those of the run without pruning."""
   engine = Engine(data, Schedule(max_epochs=4, patience=10), log=None)
-  configs = [TrialConfig(hidden=16, blocks=1, max_len=12, num_negatives=16, lr=lr, seed=i)
-             for i, lr in enumerate((1e-3, 2e-3, 3e-3, 4e-3))]
+  configs = [
+      TrialConfig(hidden=16, blocks=1, max_len=12, num_negatives=16, lr=lr, seed=i)
+      for i, lr in enumerate((1e-3, 2e-3, 3e-3, 4e-3))
+  ]
   full = engine.train(configs)
 
   def prune(epoch, best, alive):
@@ -124,23 +145,32 @@ def test_pruned_lanes_stop_costing_compute_and_leave_the_others_unchanged(data):
   assert "in 2 slots" in lines[-1]
   for i in (0, 3):
     assert [p["loss"] for p in cut.lanes[i].curve] == pytest.approx(
-        [p["loss"] for p in full.lanes[i].curve], rel=1e-4)
+        [p["loss"] for p in full.lanes[i].curve], rel=1e-4
+    )
     assert cut.lanes[i].best_value == pytest.approx(full.lanes[i].best_value, abs=1e-4)
   # The best parameters of every lane (pruned ones too) still evaluate.
   test = engine.evaluate(cut, "test")
   assert len(test) == 4 and all("NDCG@10" in m for m in test)
-  assert test[0]["NDCG@10"] == pytest.approx(engine.evaluate(full, "test")[0]["NDCG@10"],
-                                             abs=1e-4)
+  assert test[0]["NDCG@10"] == pytest.approx(engine.evaluate(full, "test")[0]["NDCG@10"], abs=1e-4)
 
 
 @pytest.mark.parametrize("name", ["random", "tpe", "grid"])
 def test_every_strategy_can_use_the_early_stopping_rule(data, tmp_path, name):
-  space = SearchSpace.for_backbone("sasrec", base=TrialConfig(hidden=16, blocks=1, max_len=12),
-                                   only=["lr", "dropout", "loss"])
+  space = SearchSpace.for_backbone(
+      "sasrec", base=TrialConfig(hidden=16, blocks=1, max_len=12), only=["lr", "dropout", "loss"]
+  )
   store = Store(str(tmp_path / "m.sqlite"))
   spec = StudySpec(name=name, strategy=name, budget_trials=10, lanes=2, early_stop="median")
-  run_study(spec, data, store, make_strategy(name, space, seed=0, lanes=2), space,
-            Schedule(max_epochs=4, patience=4), log=lambda s: None, engine_log=False)
+  run_study(
+      spec,
+      data,
+      store,
+      make_strategy(name, space, seed=0, lanes=2),
+      space,
+      Schedule(max_epochs=4, patience=4),
+      log=lambda s: None,
+      engine_log=False,
+  )
   trials = store.finished_trials(store.study(name)["id"])
   assert len(trials) == 10
   assert store.study(name)["settings"]["early_stop"] == "median"

@@ -23,29 +23,44 @@ def report(tmp_path_factory):
   rng = np.random.default_rng(0)
   for strategy in STRATEGIES:
     for seed in (0, 1):
-      sid = store.create_study(f"{strategy}-{seed}", did, "sasrec", strategy, {"trials": 8},
-                               {"seed": seed, "group": "g"})
+      sid = store.create_study(
+          f"{strategy}-{seed}", did, "sasrec", strategy, {"trials": 8}, {"seed": seed, "group": "g"}
+      )
       for bucket in range(4):  # two batches of two buckets of two lanes
         cfgs = [TrialConfig(lr=1e-4 * (1 + bucket * 2 + i), seed=seed) for i in range(2)]
         batch = 1 + bucket // 2
-        ids, _ = store.start_bucket(sid, cfgs, [{"batch": batch, "planner_seconds": 1.0 * batch}]
-                                    * 2)
+        ids, _ = store.start_bucket(
+            sid, cfgs, [{"batch": batch, "planner_seconds": 1.0 * batch}] * 2
+        )
         updates = []
         for tid in ids:
           status = "diverged" if rng.random() < 0.1 else "finished"
           v = float(rng.uniform(0.02, 0.05)) if status == "finished" else None
-          updates.append((tid, {"status": status, "valid": {"NDCG@10": v, "HR@10": 2 * v}
-                                if v else None, "epochs": int(rng.integers(2, 6)),
-                                "steps": 5 * 100, "bucket_seconds": float(rng.uniform(20, 60))}))
+          updates.append(
+              (
+                  tid,
+                  {
+                      "status": status,
+                      "valid": {"NDCG@10": v, "HR@10": 2 * v} if v else None,
+                      "epochs": int(rng.integers(2, 6)),
+                      "steps": 5 * 100,
+                      "bucket_seconds": float(rng.uniform(20, 60)),
+                  },
+              )
+          )
         # Both lanes of a bucket share its wall-clock.
         secs = updates[0][1]["bucket_seconds"]
         for _, u in updates:
           u["bucket_seconds"] = secs
         store.finish_bucket(updates)
-      best = max((t for t in store.finished_trials(sid) if t.status == "finished"),
-                 key=lambda t: t.valid["NDCG@10"])
-      store.update_trial(best.id, test={"NDCG@10": best.valid["NDCG@10"] * 0.8,
-                                           "HR@10": best.valid["NDCG@10"] * 1.6})
+      best = max(
+          (t for t in store.finished_trials(sid) if t.status == "finished"),
+          key=lambda t: t.valid["NDCG@10"],
+      )
+      store.update_trial(
+          best.id,
+          test={"NDCG@10": best.valid["NDCG@10"] * 0.8, "HR@10": best.valid["NDCG@10"] * 1.6},
+      )
   out = tmp / "out"
   table = write_report(load_group(store, "g"), str(out), "test report", device="cpu")
   return {"db": str(tmp / "m.sqlite"), "out": out, "table": table}
@@ -63,22 +78,33 @@ def _sql_numbers(db, target):
     best, test_n, test_hr, ttt, btt, ett, mtt, lane_epochs, planner = ([] for _ in range(9))
     trials, seconds, reached = 0, 0.0, 0
     for sid in sids:
-      row = conn.execute(f"SELECT {v}, json_extract(test, '$.\"NDCG@10\"'), "
-                         f"json_extract(test, '$.\"HR@10\"') FROM trials WHERE study_id = ? AND "
-                         f"{ok} ORDER BY {v} DESC LIMIT 1", (sid,)).fetchone()
+      row = conn.execute(
+          f"SELECT {v}, json_extract(test, '$.\"NDCG@10\"'), "
+          f"json_extract(test, '$.\"HR@10\"') FROM trials WHERE study_id = ? AND "
+          f"{ok} ORDER BY {v} DESC LIMIT 1",
+          (sid,),
+      ).fetchone()
       best.append(row[0])
       test_n.append(row[1])
       test_hr.append(row[2])
-      first = one(f"SELECT MIN(t1.number) FROM trials t1 WHERE t1.study_id = ? AND (SELECT MAX({v}) "
-                  f"FROM trials t2 WHERE t2.study_id = t1.study_id AND t2.number <= t1.number AND "
-                  f"t2.{ok}) >= ?", sid, target)
+      first = one(
+          f"SELECT MIN(t1.number) FROM trials t1 WHERE t1.study_id = ? AND (SELECT MAX({v}) "
+          f"FROM trials t2 WHERE t2.study_id = t1.study_id AND t2.number <= t1.number AND "
+          f"t2.{ok}) >= ?",
+          sid,
+          target,
+      )
       budget = one("SELECT json_extract(budget, '$.trials') FROM studies WHERE id = ?", sid)
       n_batches = one("SELECT COUNT(DISTINCT batch) FROM trials WHERE study_id = ?", sid)
       total_epochs = one("SELECT SUM(epochs) FROM trials WHERE study_id = ?", sid)
-      train_s = "SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s FROM trials " \
-                "WHERE study_id = ? AND batch <= ?)"
-      plan_s = "SELECT SUM(s) FROM (SELECT DISTINCT batch, planner_seconds AS s FROM trials " \
-               "WHERE study_id = ? AND batch <= ?)"
+      train_s = (
+          "SELECT SUM(s) FROM (SELECT DISTINCT bucket, bucket_seconds AS s FROM trials "
+          "WHERE study_id = ? AND batch <= ?)"
+      )
+      plan_s = (
+          "SELECT SUM(s) FROM (SELECT DISTINCT batch, planner_seconds AS s FROM trials "
+          "WHERE study_id = ? AND batch <= ?)"
+      )
       if first is not None:
         reached += 1
         b = one("SELECT batch FROM trials WHERE study_id = ? AND number = ?", sid, first)
@@ -91,25 +117,38 @@ def _sql_numbers(db, target):
         btt.append(n_batches + 1)
         ett.append(total_epochs + 1)
       lane_epochs.append(total_epochs)
-      planner.append(one(plan_s, sid, 10 ** 6) / 60)
+      planner.append(one(plan_s, sid, 10**6) / 60)
       trials += one("SELECT COUNT(*) FROM trials WHERE study_id = ?", sid)
-      seconds += one(train_s, sid, 10 ** 6) + one(plan_s, sid, 10 ** 6)
+      seconds += one(train_s, sid, 10**6) + one(plan_s, sid, 10**6)
     out[strategy] = {
-        "seeds": len(sids), "trials": trials, "best_valid_ndcg10": np.mean(best),
-        "best_valid_ndcg10_std": np.std(best), "test_ndcg10": np.mean(test_n),
-        "test_ndcg10_std": np.std(test_n), "test_hr10": np.mean(test_hr),
-        "trials_to_target": np.mean(ttt), "trials_to_target_std": np.std(ttt),
-        "reached": reached, "batches_to_target": np.mean(btt),
-        "lane_epochs_to_target": np.mean(ett), "lane_epochs": np.mean(lane_epochs),
+        "seeds": len(sids),
+        "trials": trials,
+        "best_valid_ndcg10": np.mean(best),
+        "best_valid_ndcg10_std": np.std(best),
+        "test_ndcg10": np.mean(test_n),
+        "test_ndcg10_std": np.std(test_n),
+        "test_hr10": np.mean(test_hr),
+        "trials_to_target": np.mean(ttt),
+        "trials_to_target_std": np.std(ttt),
+        "reached": reached,
+        "batches_to_target": np.mean(btt),
+        "lane_epochs_to_target": np.mean(ett),
+        "lane_epochs": np.mean(lane_epochs),
         "minutes_to_target": np.mean(mtt) if mtt else None,
-        "planner_minutes": np.mean(planner), "trials_per_hour": trials / (seconds / 3600)}
+        "planner_minutes": np.mean(planner),
+        "trials_per_hour": trials / (seconds / 3600),
+    }
   return out
 
 
 def test_every_number_in_report_md_equals_sql(report):
   md = open(report["out"] / "report.md").read()
-  best_any = max(r[0] for r in sqlite3.connect(report["db"]).execute(
-      "SELECT json_extract(valid, '$.\"NDCG@10\"') FROM trials WHERE status = 'finished'"))
+  best_any = max(
+      r[0]
+      for r in sqlite3.connect(report["db"]).execute(
+          "SELECT json_extract(valid, '$.\"NDCG@10\"') FROM trials WHERE status = 'finished'"
+      )
+  )
   target = 0.98 * best_any
   assert f"({best_any:.4f} -> {target:.4f})" in md
   expected = _sql_numbers(report["db"], target)
@@ -128,13 +167,18 @@ def test_every_number_in_report_md_equals_sql(report):
 
 def test_report_files_and_verdict(report):
   out = report["out"]
-  for name in ("report.md", "report.html", "report.json", "best_vs_trials.png",
-               "best_vs_seconds.png"):
+  for name in (
+      "report.md",
+      "report.html",
+      "report.json",
+      "best_vs_trials.png",
+      "best_vs_seconds.png",
+  ):
     assert (out / name).exists(), name
   md = open(out / "report.md").read()
   assert "## Verdict" in md and "agent:heuristic vs random" in md
   html = open(out / "report.html").read()
-  assert html.count("data:image/png;base64,") == 2 and "src=\"best_vs" not in html
+  assert html.count("data:image/png;base64,") == 2 and 'src="best_vs' not in html
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -143,13 +187,25 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
 def test_html_shows_the_plots_in_headless_chromium(report, tmp_path):
   shot = tmp_path / "shot.png"
-  cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-         "--window-size=1100,1800", f"file://{report['out'] / 'report.html'}"]
+  cmd = [
+      CHROMIUM,
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      f"--user-data-dir={tmp_path / 'profile'}",
+      f"--screenshot={shot}",
+      "--window-size=1100,1800",
+      f"file://{report['out'] / 'report.html'}",
+  ]
   subprocess.run(cmd, capture_output=True, timeout=120)
   assert shot.exists()
   import matplotlib.image as mpimg
+
   pixels = (mpimg.imread(str(shot))[..., :3] * 255).astype(int)
   # matplotlib's first two line colours (C0 blue, C1 orange) are on screen: the plots rendered.
   for rgb in ((31, 119, 180), (255, 127, 14)):

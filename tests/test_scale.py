@@ -16,8 +16,12 @@ import pytest
 
 from vmle_jax.engine.presets import load_preset, preset_names
 
-FAKE8 = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+FAKE8 = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    JAX_PLATFORMS="cpu",
+    PYTHONUNBUFFERED="1",
+)
 
 
 def test_every_preset_loads():
@@ -54,8 +58,14 @@ MESH = textwrap.dedent("""
 
 
 def test_preset_meshes_and_a_data_axis_on_eight_fake_devices(tmp_path):
-  out = subprocess.run([sys.executable, "-c", MESH], capture_output=True, text=True, env=FAKE8,
-                       timeout=600, cwd=tmp_path)
+  out = subprocess.run(
+      [sys.executable, "-c", MESH],
+      capture_output=True,
+      text=True,
+      env=FAKE8,
+      timeout=600,
+      cwd=tmp_path,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res["cpu"] == {"lanes": 8, "data": 1}
@@ -70,22 +80,48 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-SWEEP = ["--strategy=random", "--dims=lr,dropout", "--hidden=16", "--blocks=1", "--max_len=10",
-         "--num_negatives=16", "--lanes=8", "--budget_trials=8", "--verbose_epochs=false"]
+SWEEP = [
+    "--strategy=random",
+    "--dims=lr,dropout",
+    "--hidden=16",
+    "--blocks=1",
+    "--max_len=10",
+    "--num_negatives=16",
+    "--lanes=8",
+    "--budget_trials=8",
+    "--verbose_epochs=false",
+]
 
 
 def test_two_processes_form_one_mesh_and_only_process_0_writes(tmp_path):
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env = dict(
+      os.environ,
+      XLA_FLAGS="--xla_force_host_platform_device_count=4",
+      JAX_PLATFORMS="cpu",
+      PYTHONUNBUFFERED="1",
+  )
   procs = []
   for pid in (0, 1):
-    cmd = [sys.executable, "-m", "vmle_jax.launch.sweep", *SWEEP, "--epochs=2", "--distributed",
-           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}",
-           f"--db={tmp_path / f'p{pid}.sqlite'}", f"--workdir={tmp_path / f'w{pid}'}",
-           "--study=mh"]
-    procs.append(subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True))
+    cmd = [
+        sys.executable,
+        "-m",
+        "vmle_jax.launch.sweep",
+        *SWEEP,
+        "--epochs=2",
+        "--distributed",
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={pid}",
+        f"--db={tmp_path / f'p{pid}.sqlite'}",
+        f"--workdir={tmp_path / f'w{pid}'}",
+        "--study=mh",
+    ]
+    procs.append(
+        subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    )
   outs = [p.communicate(timeout=900)[0] for p in procs]
   assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
   assert "8 cpu device(s)" in outs[0]  # one global mesh over both processes
@@ -96,21 +132,38 @@ def test_two_processes_form_one_mesh_and_only_process_0_writes(tmp_path):
 
 
 def _sweep(tmp_path, name, *extra, wait=True):
-  cmd = [sys.executable, "-m", "vmle_jax.launch.sweep", *SWEEP[:-2], "--lanes=2",
-         "--budget_trials=2", "--verbose_epochs=true", "--epochs=8", "--patience=8",
-         "--checkpoint_every=1", f"--db={tmp_path / (name + '.sqlite')}",
-         f"--workdir={tmp_path / name}", "--study=ck", *extra]
+  cmd = [
+      sys.executable,
+      "-m",
+      "vmle_jax.launch.sweep",
+      *SWEEP[:-2],
+      "--lanes=2",
+      "--budget_trials=2",
+      "--verbose_epochs=true",
+      "--epochs=8",
+      "--patience=8",
+      "--checkpoint_every=1",
+      f"--db={tmp_path / (name + '.sqlite')}",
+      f"--workdir={tmp_path / name}",
+      "--study=ck",
+      *extra,
+  ]
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   if not wait:
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
   return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _values(db):
   conn = sqlite3.connect(db)
-  return [json.loads(v)["NDCG@10"] for (v,) in conn.execute(
-      "SELECT valid FROM trials WHERE status NOT IN ('running', 'interrupted') ORDER BY number")]
+  return [
+      json.loads(v)["NDCG@10"]
+      for (v,) in conn.execute(
+          "SELECT valid FROM trials WHERE status NOT IN ('running', 'interrupted') ORDER BY number"
+      )
+  ]
 
 
 def test_a_killed_sweep_resumes_from_its_last_checkpoint_epoch(tmp_path):
@@ -119,9 +172,11 @@ def test_a_killed_sweep_resumes_from_its_last_checkpoint_epoch(tmp_path):
   epoch = 0
   while time.time() < deadline and proc.poll() is None:
     # Orbax renames a step's directory to its number once the save is complete.
-    steps = [int(os.path.basename(p)) for p in
-             glob.glob(str(tmp_path / "killed" / "buckets" / "*" / "*"))
-             if os.path.basename(p).isdigit()]
+    steps = [
+        int(os.path.basename(p))
+        for p in glob.glob(str(tmp_path / "killed" / "buckets" / "*" / "*"))
+        if os.path.basename(p).isdigit()
+    ]
     epoch = max(steps, default=0)
     if epoch >= 3:
       break
@@ -137,19 +192,25 @@ def test_a_killed_sweep_resumes_from_its_last_checkpoint_epoch(tmp_path):
   assert not glob.glob(str(tmp_path / "killed" / "buckets" / "*"))  # cleaned up
   straight = _sweep(tmp_path, "straight")
   assert straight.returncode == 0
-  np.testing.assert_allclose(_values(tmp_path / "killed.sqlite"),
-                             _values(tmp_path / "straight.sqlite"), atol=1e-6)
+  np.testing.assert_allclose(
+      _values(tmp_path / "killed.sqlite"), _values(tmp_path / "straight.sqlite"), atol=1e-6
+  )
 
 
 def test_bfloat16_matmuls_train_and_the_profile_is_written(tmp_path):
   from vmle_jax.config import Schedule, TrialConfig
   from vmle_jax.data import leave_one_out, make_synthetic
   from vmle_jax.engine import Engine
+
   split = leave_one_out(make_synthetic(num_users=300, num_items=60, seed=4), 12)
   cfg = TrialConfig(hidden=16, blocks=1, heads=2, max_len=12, num_negatives=16, lr=3e-3)
   f32 = Engine(split, Schedule(max_epochs=4), log=None).train([cfg])
-  bf16 = Engine(split, Schedule(max_epochs=4, compute_dtype="bfloat16"), log=None,
-                profile_dir=str(tmp_path / "prof")).train([cfg])
+  bf16 = Engine(
+      split,
+      Schedule(max_epochs=4, compute_dtype="bfloat16"),
+      log=None,
+      profile_dir=str(tmp_path / "prof"),
+  ).train([cfg])
   assert np.isfinite(bf16.lanes[0].curve[-1]["loss"])
   assert bf16.lanes[0].best_value > 0.5 * f32.lanes[0].best_value
   assert glob.glob(str(tmp_path / "prof" / "**" / "*.xplane.pb"), recursive=True)

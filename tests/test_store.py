@@ -16,8 +16,10 @@ def test_schema_is_versioned_and_wal(tmp_path):
   assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
   with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced
     with store.transaction() as c:
-      c.execute("INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings,"
-                " created_at, updated_at) VALUES ('x', 999, 'sasrec', 'grid', '{}', '{}', 0, 0)")
+      c.execute(
+          "INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings,"
+          " created_at, updated_at) VALUES ('x', 999, 'sasrec', 'grid', '{}', '{}', 0, 0)"
+      )
 
 
 def test_newer_schema_is_refused(tmp_path):
@@ -41,8 +43,12 @@ def test_bucket_lifecycle_and_reset(tmp_path):
   cfgs = [TrialConfig(lr=1e-3), TrialConfig(lr=2e-3)]
   ids, bucket = store.start_bucket(sid, cfgs)
   assert bucket == 0 and len(ids) == 2
-  store.finish_bucket([(ids[0], {"status": "finished", "valid": {"NDCG@10": 0.1}}),
-                       (ids[1], {"status": "diverged", "error": "nan"})])
+  store.finish_bucket(
+      [
+          (ids[0], {"status": "finished", "valid": {"NDCG@10": 0.1}}),
+          (ids[1], {"status": "diverged", "error": "nan"}),
+      ]
+  )
   ids2, bucket2 = store.start_bucket(sid, [TrialConfig(lr=3e-3)])
   assert bucket2 == 1
   assert store.interrupt_unfinished(sid) == 1  # the running one from a "killed" process
@@ -66,8 +72,9 @@ def _writer(path, name, n, queue):
     did = store.upsert_dataset(_fingerprint())
     sid = store.create_study(name, did, "sasrec", "random", {}, {})
     for i in range(n):
-      ids, _ = store.start_bucket(sid, [TrialConfig(lr=1e-4 * (i + 1)), TrialConfig(
-          lr=1e-4 * (i + 1), dropout=0.3)])
+      ids, _ = store.start_bucket(
+          sid, [TrialConfig(lr=1e-4 * (i + 1)), TrialConfig(lr=1e-4 * (i + 1), dropout=0.3)]
+      )
       store.finish_bucket([(t, {"status": "finished", "valid": {"NDCG@10": i}}) for t in ids])
     queue.put((name, "ok"))
   except Exception as e:  # reported to the parent
@@ -95,14 +102,24 @@ def test_memory_listing_and_report_agree_on_the_best_of_a_study_with_a_diverged_
   import subprocess
   import sys
   from vmle_jax.report import load_group
+
   path = str(tmp_path / "m.sqlite")
   store = Store(path)
-  sid = store.create_study("s", store.upsert_dataset(_fingerprint()), "sasrec", "random",
-                           {"trials": 2}, {"group": "g"})
+  sid = store.create_study(
+      "s", store.upsert_dataset(_fingerprint()), "sasrec", "random", {"trials": 2}, {"group": "g"}
+  )
   ids, _ = store.start_bucket(sid, [TrialConfig(lr=1e-3), TrialConfig(lr=2e-3)])
-  store.finish_bucket([(ids[0], {"status": "finished", "valid": {"NDCG@10": 0.1}}),
-                       (ids[1], {"status": "diverged", "valid": {"NDCG@10": 0.9}})])
-  out = subprocess.run([sys.executable, "-m", "vmle_jax.launch.memory", "studies", f"--db={path}"],
-                       capture_output=True, text=True, timeout=120)
+  store.finish_bucket(
+      [
+          (ids[0], {"status": "finished", "valid": {"NDCG@10": 0.1}}),
+          (ids[1], {"status": "diverged", "valid": {"NDCG@10": 0.9}}),
+      ]
+  )
+  out = subprocess.run(
+      [sys.executable, "-m", "vmle_jax.launch.memory", "studies", f"--db={path}"],
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert "best val NDCG@10 0.1000" in out.stdout, out.stdout + out.stderr
   assert load_group(store, "g")[0].best_valid["NDCG@10"] == 0.1

@@ -47,7 +47,9 @@ def test_strategies_start_from_the_default(name):
   for p in first:
     strategy.tell(p.config, float(np.random.default_rng(0).random()))
   second = strategy.ask(4, done)
-  assert not {p.config.canonical_json() for p in first} & {p.config.canonical_json() for p in second}
+  assert not {p.config.canonical_json() for p in first} & {
+      p.config.canonical_json() for p in second
+  }
 
 
 def test_random_draws_every_trial_independently():
@@ -96,18 +98,36 @@ def test_random_and_grid_replay_the_same_stream():
     assert a == b
 
 
-SWEEP_ARGS = ["--strategy=random", "--dims=lr,dropout", "--hidden=16", "--blocks=1",
-              "--max_len=10", "--num_negatives=16", "--epochs=3", "--lanes=2",
-              "--budget_trials=8", "--verbose_epochs=false"]
+SWEEP_ARGS = [
+    "--strategy=random",
+    "--dims=lr,dropout",
+    "--hidden=16",
+    "--blocks=1",
+    "--max_len=10",
+    "--num_negatives=16",
+    "--epochs=3",
+    "--lanes=2",
+    "--budget_trials=8",
+    "--verbose_epochs=false",
+]
 
 
 def _sweep(tmp_path, *extra, wait=True):
   env = dict(os.environ, PYTHONUNBUFFERED="1")
-  cmd = [sys.executable, "-m", "vmle_jax.launch.sweep", *SWEEP_ARGS,
-         f"--db={tmp_path / 'm.sqlite'}", f"--workdir={tmp_path / 'w'}", "--study=s", *extra]
+  cmd = [
+      sys.executable,
+      "-m",
+      "vmle_jax.launch.sweep",
+      *SWEEP_ARGS,
+      f"--db={tmp_path / 'm.sqlite'}",
+      f"--workdir={tmp_path / 'w'}",
+      "--study=s",
+      *extra,
+  ]
   if not wait:
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
   return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -116,8 +136,10 @@ def _finished(db):
     return []
   conn = sqlite3.connect(db, timeout=30)
   try:
-    rows = conn.execute("SELECT config, status, valid FROM trials WHERE status NOT IN "
-                        "('running', 'interrupted') ORDER BY number").fetchall()
+    rows = conn.execute(
+        "SELECT config, status, valid FROM trials WHERE status NOT IN "
+        "('running', 'interrupted') ORDER BY number"
+    ).fetchall()
   except sqlite3.OperationalError:
     rows = []
   conn.close()
@@ -141,7 +163,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial(tmp_path):
   after = _finished(db)
   assert len(after) == 8
   assert len({row[0] for row in after}) == 8  # nothing duplicated
-  assert after[:len(before)] == before  # nothing lost or changed
+  assert after[: len(before)] == before  # nothing lost or changed
   conn = sqlite3.connect(db)
   statuses = [r[0] for r in conn.execute("SELECT status FROM trials ORDER BY id")]
   assert "running" not in statuses  # the killed bucket's rows are kept, marked interrupted
@@ -173,6 +195,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial(tmp_path):
 def test_a_second_process_on_a_live_study_is_refused(tmp_path):
   """One owner per study: a live lease refuses a second runner; a stale one is taken over."""
   from vmle_jax.memory.store import Store, StoreError
+
   store = Store(str(tmp_path / "m.sqlite"))
   did = store.upsert_dataset({"name": "d", "sha256": "x", "users": 1})
   sid = store.create_study("s", did, "sasrec", "random", {"trials": 4}, {})
@@ -216,8 +239,9 @@ def test_a_resumed_strategy_proposes_what_an_uninterrupted_one_would(name):
   batch2 = [p.config for p in full.ask(4, done)]
   # Killed after two trials of batch 2 had finished: replay, then finish the cut batch.
   resumed = make_strategy(name, space, seed=5, lanes=4)
-  mismatched = resumed.resume([[(c, value(c)) for c in batch1],
-                               [(c, value(c)) for c in batch2[:2]]], [4, 4])
+  mismatched = resumed.resume(
+      [[(c, value(c)) for c in batch1], [(c, value(c)) for c in batch2[:2]]], [4, 4]
+  )
   assert mismatched == 0
   done = {c.canonical_json() for c in batch1 + batch2[:2]}
   assert [p.config for p in resumed.propose(2, done)] == batch2[2:]

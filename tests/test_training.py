@@ -20,10 +20,12 @@ TINY = dict(hidden=32, blocks=1, heads=1, max_len=20)
 
 def test_synthetic_default_beats_popularity_quickly(tmp_path):
   data = make_synthetic()
-  cfg = TrialConfig(**TINY, loss="sampled_softmax", num_negatives=64, lr=3e-3, dropout=0.1,
-                    attn_dropout=0.1)
-  results = train_and_evaluate(cfg, data, Schedule(max_epochs=12, patience=3), str(tmp_path),
-                               log=lambda s: None)
+  cfg = TrialConfig(
+      **TINY, loss="sampled_softmax", num_negatives=64, lr=3e-3, dropout=0.1, attn_dropout=0.1
+  )
+  results = train_and_evaluate(
+      cfg, data, Schedule(max_epochs=12, patience=3), str(tmp_path), log=lambda s: None
+  )
   pop = popularity_metrics(leave_one_out(data, 20))["NDCG@10"]
   assert results["valid"]["NDCG@10"] > 2 * pop + 0.05, (results["valid"], pop)
   # The NDCG rises over epochs and the artifacts are written.
@@ -52,13 +54,25 @@ def test_early_stopping_and_divergence_are_per_lane():
 
 def _cli(*args, cwd):
   env = dict(os.environ, PYTHONUNBUFFERED="1")
-  return subprocess.run([sys.executable, "-m", "vmle_jax.launch.train", *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=300, env=env)
+  return subprocess.run(
+      [sys.executable, "-m", "vmle_jax.launch.train", *args],
+      cwd=cwd,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=env,
+  )
 
 
 def test_vmle_train_cli_runs_and_writes_results(tmp_path):
-  out = _cli("--epochs=2", "--hidden=16", "--blocks=1", "--max_len=10",
-             f"--workdir={tmp_path / 'run'}", cwd=tmp_path)
+  out = _cli(
+      "--epochs=2",
+      "--hidden=16",
+      "--blocks=1",
+      "--max_len=10",
+      f"--workdir={tmp_path / 'run'}",
+      cwd=tmp_path,
+  )
   assert out.returncode == 0, out.stderr
   assert "epoch   1/2" in out.stdout and "ETA" in out.stdout
   assert "test   HR@5" in out.stdout

@@ -84,8 +84,18 @@ class TrialConfig:
     _check_choice("ffn", self.ffn, FFNS)
     _check_choice("positions", self.positions, POSITIONS)
     _check_choice("attn_norm", self.attn_norm, ATTN_NORMS)
-    for name in ("hidden", "blocks", "heads", "max_len", "ffn_mult", "num_negatives",
-                 "batch_size", "linear_dim", "attention_dim", "time_buckets"):
+    for name in (
+        "hidden",
+        "blocks",
+        "heads",
+        "max_len",
+        "ffn_mult",
+        "num_negatives",
+        "batch_size",
+        "linear_dim",
+        "attention_dim",
+        "time_buckets",
+    ):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"{name}={getattr(self, name)}: must be a positive integer")
     if self.hidden % self.heads:
@@ -97,8 +107,10 @@ class TrialConfig:
     if self.temperature <= 0:
       raise ValueError(f"temperature={self.temperature}: must be positive")
     if self.positions == "rope" and (self.hidden // self.heads) % 2 and self.backbone == "sasrec":
-      raise ValueError(f"positions=rope needs an even head size; hidden={self.hidden} / "
-                       f"heads={self.heads} is odd")
+      raise ValueError(
+          f"positions=rope needs an even head size; hidden={self.hidden} / "
+          f"heads={self.heads} is odd"
+      )
     if self.init_std <= 0:
       raise ValueError(f"init_std={self.init_std}: must be positive")
     if self.lr <= 0:
@@ -153,8 +165,18 @@ def _check_choice(name, value, allowed):
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrialConfig))
-DYNAMIC_FIELDS = ("lr", "weight_decay", "dropout", "attn_dropout", "beta1", "beta2", "init_std",
-                  "temperature", "param_ema", "seed")
+DYNAMIC_FIELDS = (
+    "lr",
+    "weight_decay",
+    "dropout",
+    "attn_dropout",
+    "beta1",
+    "beta2",
+    "init_std",
+    "temperature",
+    "param_ema",
+    "seed",
+)
 STATIC_FIELDS = tuple(f for f in FIELD_NAMES if f not in DYNAMIC_FIELDS)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
@@ -176,8 +198,9 @@ class Schedule:
 
   def __post_init__(self):
     if self.compute_dtype not in COMPUTE_DTYPES:
-      raise ValueError(f"compute_dtype={self.compute_dtype!r}: not one of "
-                       f"{', '.join(COMPUTE_DTYPES)}")
+      raise ValueError(
+          f"compute_dtype={self.compute_dtype!r}: not one of " f"{', '.join(COMPUTE_DTYPES)}"
+      )
 
 
 # One line per field: what it is and why one would change it (shown by --helpfull).
@@ -198,14 +221,14 @@ FIELD_HELP = {
     "linear_dim": "HSTU: size of U and V per head.",
     "attention_dim": "HSTU: size of Q and K per head.",
     "attn_norm": "HSTU: the pointwise attention is divided by max_len (the reference) or by "
-                 "the number of attended items (count).",
+    "the number of attended items (count).",
     "time_bias": "HSTU: add a learned bias per time-gap bucket when the data has timestamps.",
     "time_buckets": "HSTU: number of log-spaced time-gap buckets.",
     "positions": "Positional scheme: learned absolute positions counted from the most recent "
-                 "item, a learned relative bias in attention (HSTU's), or rotary (rope).",
+    "item, a learned relative bias in attention (HSTU's), or rotary (rope).",
     "loss": "bce: one sampled negative per position (original SASRec); sampled_softmax: "
-            "softmax over the positive and num_negatives shared uniform negatives; "
-            "softmax: full cross-entropy over all items.",
+    "softmax over the positive and num_negatives shared uniform negatives; "
+    "softmax: full cross-entropy over all items.",
     "num_negatives": "Negatives per position for bce, shared negatives per batch for sampled_softmax.",
     "batch_size": "Users per training step.",
     "lr": "AdamW learning rate.",
@@ -215,19 +238,34 @@ FIELD_HELP = {
     "beta1": "Adam beta1.",
     "beta2": "Adam beta2 (original SASRec: 0.98).",
     "param_ema": "Validate, select and test an exponential moving average of the parameters "
-                 "with this decay per step (0: the parameters themselves).",
+    "with this decay per step (0: the parameters themselves).",
     "seed": "Seed of parameter init, dropout and negative sampling for this trial.",
 }
 
-CHOICES = {"backbone": BACKBONES, "loss": LOSSES, "norm": NORMS, "ffn": FFNS,
-           "positions": POSITIONS, "attn_norm": ATTN_NORMS}
+CHOICES = {
+    "backbone": BACKBONES,
+    "loss": LOSSES,
+    "norm": NORMS,
+    "ffn": FFNS,
+    "positions": POSITIONS,
+    "attn_norm": ATTN_NORMS,
+}
 
 # Per-backbone defaults that differ from the dataclass defaults (SASRec's).
 BACKBONE_DEFAULTS = {
     "sasrec": {},
-    "hstu": {"positions": "relative", "l2_norm": True, "temperature": 0.05, "heads": 2,
-             "linear_dim": 32, "attention_dim": 32, "dropout": 0.2, "attn_dropout": 0.0,
-             "loss": "sampled_softmax", "num_negatives": 256},
+    "hstu": {
+        "positions": "relative",
+        "l2_norm": True,
+        "temperature": 0.05,
+        "heads": 2,
+        "linear_dim": 32,
+        "attention_dim": 32,
+        "dropout": 0.2,
+        "attn_dropout": 0.0,
+        "loss": "sampled_softmax",
+        "num_negatives": 256,
+    },
 }
 
 
@@ -260,14 +298,21 @@ class Resolved:
 # What a host preset (tpu_configs/) sets, and where each field goes.
 PRESET_CONFIG_FIELDS = ("batch_size",)
 PRESET_SCHEDULE_FIELDS = ("compute_dtype", "eval_batch", "item_chunk")
-PRESET_MESH_FIELDS = {"mesh_lanes": "lanes", "mesh_data": "data",
-                      "lanes_per_device": "lanes_per_device"}
+PRESET_MESH_FIELDS = {
+    "mesh_lanes": "lanes",
+    "mesh_data": "data",
+    "lanes_per_device": "lanes_per_device",
+}
 PRESET_FIELDS = (*PRESET_CONFIG_FIELDS, *PRESET_SCHEDULE_FIELDS, *PRESET_MESH_FIELDS)
 
 
-def resolve(recipe=None, preset=None, config_flags: dict | None = None,
-            schedule_flags: dict | None = None,
-            launcher_schedule: dict | None = None) -> Resolved:
+def resolve(
+    recipe=None,
+    preset=None,
+    config_flags: dict | None = None,
+    schedule_flags: dict | None = None,
+    launcher_schedule: dict | None = None,
+) -> Resolved:
   """The trial config, schedule and mesh from every layer, later layers winning.
 
   Trial config: dataclass defaults <- backbone defaults <- recipe <- preset
@@ -282,6 +327,7 @@ def resolve(recipe=None, preset=None, config_flags: dict | None = None,
   config_flags, schedule_flags = dict(config_flags or {}), dict(schedule_flags or {})
   if isinstance(recipe, str):
     from vmle_jax.recipes import get_recipe
+
     recipe = get_recipe(recipe)
   sources: dict[str, str] = {}
 
@@ -292,16 +338,21 @@ def resolve(recipe=None, preset=None, config_flags: dict | None = None,
 
   backbone = config_flags.get("backbone") or (recipe.config.backbone if recipe else "sasrec")
   if recipe is not None and recipe.config.backbone != backbone:
-    raise ValueError(f"backbone={backbone!r} contradicts the recipe, a "
-                     f"{recipe.config.backbone} recipe; leave out --backbone")
+    raise ValueError(
+        f"backbone={backbone!r} contradicts the recipe, a "
+        f"{recipe.config.backbone} recipe; leave out --backbone"
+    )
   _check_choice("backbone", backbone, BACKBONES)
   config: dict[str, Any] = dict(_DEFAULTS, backbone=backbone)
   layer(BACKBONE_DEFAULTS[backbone], "backbone", config)
   if recipe is not None:
     layer(_changed(recipe.config.to_dict(), config), "recipe", config)
   preset_values = {} if preset is None else {f: _preset_field(preset, f) for f in PRESET_FIELDS}
-  layer({k: int(preset_values[k]) for k in PRESET_CONFIG_FIELDS if preset is not None},
-        "preset", config)
+  layer(
+      {k: int(preset_values[k]) for k in PRESET_CONFIG_FIELDS if preset is not None},
+      "preset",
+      config,
+  )
   layer(config_flags, "flag", config)
 
   schedule = dataclasses.asdict(Schedule())
@@ -309,14 +360,26 @@ def resolve(recipe=None, preset=None, config_flags: dict | None = None,
   if recipe is not None:
     layer(_changed(dataclasses.asdict(recipe.schedule), schedule), "recipe", schedule)
   if preset is not None:
-    layer({k: preset_values[k] if k == "compute_dtype" else int(preset_values[k])
-           for k in PRESET_SCHEDULE_FIELDS}, "preset", schedule)
+    layer(
+        {
+            k: preset_values[k] if k == "compute_dtype" else int(preset_values[k])
+            for k in PRESET_SCHEDULE_FIELDS
+        },
+        "preset",
+        schedule,
+    )
   layer(schedule_flags, "flag", schedule)
 
-  mesh = MeshSpec() if preset is None else MeshSpec(
-      **{field: int(preset_values[name]) for name, field in PRESET_MESH_FIELDS.items()})
-  return Resolved(config=TrialConfig(**config), schedule=Schedule(**schedule), mesh=mesh,
-                  sources=sources)
+  mesh = (
+      MeshSpec()
+      if preset is None
+      else MeshSpec(
+          **{field: int(preset_values[name]) for name, field in PRESET_MESH_FIELDS.items()}
+      )
+  )
+  return Resolved(
+      config=TrialConfig(**config), schedule=Schedule(**schedule), mesh=mesh, sources=sources
+  )
 
 
 def _changed(values: dict, current: dict) -> dict:
@@ -327,6 +390,7 @@ def _changed(values: dict, current: dict) -> dict:
 def _preset_field(preset, name: str):
   value = preset.get(name) if isinstance(preset, dict) else getattr(preset, name, None)
   if value is None:
-    raise ValueError(f"the preset has no field {name!r} (a preset sets "
-                     f"{', '.join(PRESET_FIELDS)})")
+    raise ValueError(
+        f"the preset has no field {name!r} (a preset sets " f"{', '.join(PRESET_FIELDS)})"
+    )
   return value

@@ -31,10 +31,15 @@ PROTOCOLS = ("full", "sampled-100", "both")
 def protocol_note(schedule: Schedule, num_items: int, protocol: str = "full") -> str:
   """One sentence saying exactly how the reported numbers were computed."""
   if protocol == "sampled-100":
-    return ("sampled-100: the target ranked against 99 sampled items the user never "
-            "interacted with (inflated; for comparison with older papers only)")
-  hist = ("the user's history excluded" if schedule.exclude_history
-          else "the user's history not excluded")
+    return (
+        "sampled-100: the target ranked against 99 sampled items the user never "
+        "interacted with (inflated; for comparison with older papers only)"
+    )
+  hist = (
+      "the user's history excluded"
+      if schedule.exclude_history
+      else "the user's history not excluded"
+  )
   return f"full ranking over all {num_items:,} items, {hist}, ties {RANK_TIES.split(':')[0]}"
 
 
@@ -44,17 +49,25 @@ def device_description() -> str:
   return f"{len(jax.devices())}x {kind} ({d.platform}), {os.cpu_count()} host cores, {platform.machine()}"
 
 
-def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedule = Schedule(),
-                       workdir: str | None = None, protocol: str = "full",
-                       log: Callable[[str], None] = print, engine: Engine | None = None) -> dict:
+def train_and_evaluate(
+    cfg: TrialConfig,
+    data: SequenceDataset,
+    schedule: Schedule = Schedule(),
+    workdir: str | None = None,
+    protocol: str = "full",
+    log: Callable[[str], None] = print,
+    engine: Engine | None = None,
+) -> dict:
   """Trains `cfg` on `data` to early stopping and returns the results (also written to workdir)."""
   if protocol not in PROTOCOLS:
     raise ValueError(f"protocol={protocol!r}: not one of {', '.join(PROTOCOLS)}")
   t0 = time.perf_counter()
   log(f"data: {data.describe()}")
   log(f"config: {cfg.canonical_json()}")
-  log(f"evaluation: {protocol_note(schedule, data.num_items)}; model selection on validation "
-      f"NDCG@10, patience {schedule.patience}, at most {schedule.max_epochs} epochs")
+  log(
+      f"evaluation: {protocol_note(schedule, data.num_items)}; model selection on validation "
+      f"NDCG@10, patience {schedule.patience}, at most {schedule.max_epochs} epochs"
+  )
   engine = engine or Engine(data, schedule, log=log)
   bucket = engine.train([cfg])
   lane = bucket.lanes[0]
@@ -71,8 +84,9 @@ def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedu
       "valid": lane.valid,
       "device": device_description(),
       "train_seconds": round(bucket.seconds, 2),
-      "seconds_per_epoch": round((bucket.seconds - bucket.compile_seconds)
-                                 / max(1, lane.epochs - 1), 3),
+      "seconds_per_epoch": round(
+          (bucket.seconds - bucket.compile_seconds) / max(1, lane.epochs - 1), 3
+      ),
       "steps_per_epoch": bucket.steps_per_epoch,
       "curve": lane.curve,
   }
@@ -81,14 +95,19 @@ def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedu
     # The other history convention, for comparison with papers that use it.
     other = not schedule.exclude_history
     results["test_history_excluded" if other else "test_history_included"] = engine.evaluate(
-        bucket, "test", exclude_history=other)[0]
+        bucket, "test", exclude_history=other
+    )[0]
     if protocol in ("sampled-100", "both"):
       results["sampled-100"] = {
           "note": protocol_note(schedule, data.num_items, "sampled-100"),
           "valid": engine.evaluate(bucket, "valid", "sampled-100")[0],
-          "test": engine.evaluate(bucket, "test", "sampled-100")[0]}
+          "test": engine.evaluate(bucket, "test", "sampled-100")[0],
+      }
     if protocol == "sampled-100":  # the headline numbers follow the requested protocol
-      results["valid"], results["test"] = results["sampled-100"]["valid"], results["sampled-100"]["test"]
+      results["valid"], results["test"] = (
+          results["sampled-100"]["valid"],
+          results["sampled-100"]["test"],
+      )
       results["protocol"] = results["sampled-100"]["note"]
   results["total_seconds"] = round(time.perf_counter() - t0, 2)
   if workdir:
@@ -104,8 +123,10 @@ def train_and_evaluate(cfg: TrialConfig, data: SequenceDataset, schedule: Schedu
       for point in lane.curve:
         w.writerow(point)
     from vmle_jax.report.render import plot_training_curve
-    plot_training_curve(lane.curve, os.path.join(workdir, "curve.png"),
-                        f"{cfg.backbone} on {data.name}")
+
+    plot_training_curve(
+        lane.curve, os.path.join(workdir, "curve.png"), f"{cfg.backbone} on {data.name}"
+    )
   return results
 
 

@@ -23,8 +23,17 @@ KNOWN_DATASETS = {
     "ml-100k": ("ml-100k/ml-100k.inter", "ml-100k.inter"),
 }
 
-FORMATS = ("auto", "s3rec", "recbole", "csv", "amazon2014", "amazon2018", "amazon2023", "tfds",
-           "prepared")
+FORMATS = (
+    "auto",
+    "s3rec",
+    "recbole",
+    "csv",
+    "amazon2014",
+    "amazon2018",
+    "amazon2023",
+    "tfds",
+    "prepared",
+)
 
 
 def default_data_dir() -> str:
@@ -43,14 +52,21 @@ def resolve_path(spec: str, data_dir: str | None = None) -> str:
       path = os.path.join(data_dir, rel)
       if os.path.exists(path):
         return path
-    raise DataError(f"data set {spec!r}: not found under --data_dir={data_dir} (looked for "
-                    f"{', '.join(KNOWN_DATASETS[key])}); pass --data_dir or a file path")
-  raise DataError(f"data set {spec!r}: no such file, and not one of synthetic, "
-                  f"{', '.join(KNOWN_DATASETS)}")
+    raise DataError(
+        f"data set {spec!r}: not found under --data_dir={data_dir} (looked for "
+        f"{', '.join(KNOWN_DATASETS[key])}); pass --data_dir or a file path"
+    )
+  raise DataError(
+      f"data set {spec!r}: no such file, and not one of synthetic, " f"{', '.join(KNOWN_DATASETS)}"
+  )
 
 
-def load_dataset(spec: str = "synthetic", data_dir: str | None = None, fmt: str = "auto",
-                 kcore: int | None = None) -> SequenceDataset:
+def load_dataset(
+    spec: str = "synthetic",
+    data_dir: str | None = None,
+    fmt: str = "auto",
+    kcore: int | None = None,
+) -> SequenceDataset:
   """Loads a data set by name or path (see the module docstring)."""
   if fmt not in FORMATS:
     raise DataError(f"--format={fmt!r}: not one of {', '.join(FORMATS)}")
@@ -58,27 +74,33 @@ def load_dataset(spec: str = "synthetic", data_dir: str | None = None, fmt: str 
     return make_synthetic()
   if fmt == "tfds" or (fmt == "auto" and spec.startswith("movielens/")):
     from vmle_jax.data.tfds_loader import load_tfds
+
     return load_tfds(spec, kcore=5 if kcore is None else kcore)
   path = resolve_path(spec, data_dir)
-  name = next((k for k, rels in KNOWN_DATASETS.items()
-               if any(path.endswith(r) for r in rels)), None)
+  name = next(
+      (k for k, rels in KNOWN_DATASETS.items() if any(path.endswith(r) for r in rels)), None
+  )
   if fmt == "auto":
     if path.endswith(".inter"):
       fmt = "recbole"
     elif path.endswith(".npz"):
       fmt = "prepared"
     elif path.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
-      raise DataError(f"data file {path}: JSON lines are ambiguous; pass "
-                      "--format=amazon2018 or --format=amazon2023")
+      raise DataError(
+          f"data file {path}: JSON lines are ambiguous; pass "
+          "--format=amazon2018 or --format=amazon2023"
+      )
     elif path.endswith((".csv", ".tsv")):
       fmt = "csv"
     else:
       fmt = "s3rec"
   if fmt == "prepared":
     from vmle_jax.data.prepared import load_prepared
+
     return load_prepared(path, name=name)
   if fmt in ("amazon2014", "amazon2018", "amazon2023"):
     from vmle_jax.data.raw import LOADERS
+
     return LOADERS[fmt](path, name=name, kcore=5 if kcore is None else kcore)
   if fmt == "s3rec":
     return load_s3rec(path, name=name)
@@ -88,7 +110,18 @@ def load_dataset(spec: str = "synthetic", data_dir: str | None = None, fmt: str 
 
 
 __all__ = [
-    "DataError", "EvalSplit", "FORMATS", "KNOWN_DATASETS", "LeaveOneOut", "SequenceDataset",
-    "default_data_dir", "leave_one_out", "load_dataset", "load_log", "load_recbole",
-    "load_s3rec", "make_synthetic", "resolve_path",
+    "DataError",
+    "EvalSplit",
+    "FORMATS",
+    "KNOWN_DATASETS",
+    "LeaveOneOut",
+    "SequenceDataset",
+    "default_data_dir",
+    "leave_one_out",
+    "load_dataset",
+    "load_log",
+    "load_recbole",
+    "load_s3rec",
+    "make_synthetic",
+    "resolve_path",
 ]

@@ -49,28 +49,38 @@ class SequenceDataset:
     return np.diff(self.offsets)
 
   def sequence(self, user: int) -> np.ndarray:
-    return self.items[self.offsets[user]:self.offsets[user + 1]]
+    return self.items[self.offsets[user] : self.offsets[user + 1]]
 
   def times(self, user: int) -> np.ndarray | None:
     if self.timestamps is None:
       return None
-    return self.timestamps[self.offsets[user]:self.offsets[user + 1]]
+    return self.timestamps[self.offsets[user] : self.offsets[user + 1]]
 
   @classmethod
-  def from_sequences(cls, name: str, sequences, num_items: int | None = None,
-                     timestamps=None, source: str = "") -> "SequenceDataset":
+  def from_sequences(
+      cls, name: str, sequences, num_items: int | None = None, timestamps=None, source: str = ""
+  ) -> "SequenceDataset":
     """Builds the CSR form from a list of per-user item arrays."""
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = (np.concatenate([np.asarray(s, np.int32) for s in sequences])
-             if len(sequences) else np.zeros(0, np.int32))
+    items = (
+        np.concatenate([np.asarray(s, np.int32) for s in sequences])
+        if len(sequences)
+        else np.zeros(0, np.int32)
+    )
     times = None
     if timestamps is not None:
       times = np.concatenate([np.asarray(t, np.int64) for t in timestamps])
     if num_items is None:
       num_items = int(items.max()) if len(items) else 0
-    return cls(name=name, items=items, offsets=offsets, num_items=int(num_items),
-               timestamps=times, source=source)
+    return cls(
+        name=name,
+        items=items,
+        offsets=offsets,
+        num_items=int(num_items),
+        timestamps=times,
+        source=source,
+    )
 
   def stats(self) -> dict:
     """Users, items, interactions, length quantiles, density, repeats (JSON-ready)."""
@@ -81,15 +91,17 @@ class SequenceDataset:
         "items": self.num_items,
         "interactions": self.num_interactions,
         "avg_len": round(float(lengths.mean()), 4) if len(lengths) else 0.0,
-        "len_quantiles": {k: float(v) for k, v in zip(
-            ["min", "p25", "p50", "p75", "p90", "max"], q)},
+        "len_quantiles": {
+            k: float(v) for k, v in zip(["min", "p25", "p50", "p75", "p90", "max"], q)
+        },
         "density": round(self.num_interactions / max(1, self.num_users * self.num_items), 8),
         "has_timestamps": self.timestamps is not None,
         "repeat_rate": round(self.repeat_rate(), 4),
     }
     if self.timestamps is not None and len(self.timestamps):
       stats["time_span_days"] = round(
-          float(self.timestamps.max() - self.timestamps.min()) / 86400.0, 2)
+          float(self.timestamps.max() - self.timestamps.min()) / 86400.0, 2
+      )
     return stats
 
   def repeat_rate(self) -> float:
@@ -111,6 +123,8 @@ class SequenceDataset:
 
   def describe(self) -> str:
     s = self.stats()
-    return (f"{self.name}: {s['users']:,} users, {s['items']:,} items, "
-            f"{s['interactions']:,} interactions, avg len {s['avg_len']:.2f}, "
-            f"density {s['density']:.5f}, timestamps {'yes' if s['has_timestamps'] else 'no'}")
+    return (
+        f"{self.name}: {s['users']:,} users, {s['items']:,} items, "
+        f"{s['interactions']:,} interactions, avg len {s['avg_len']:.2f}, "
+        f"density {s['density']:.5f}, timestamps {'yes' if s['has_timestamps'] else 'no'}"
+    )

@@ -20,14 +20,14 @@ import numpy as np
 from vmle_jax.data.dataset import DataError, SequenceDataset
 
 MIN_SEQUENCE = 3  # leave-one-out needs a training item, a validation and a test target
-MAX_ID = 2 ** 31 - 1  # item ids are int32
+MAX_ID = 2**31 - 1  # item ids are int32
 SPARSE_FACTOR = 4  # ids this many times sparser than the distinct items are re-indexed
 
 
 def quote(token, limit: int = 80) -> str:
   """A bad token for an error line: repr, cut to `limit` characters."""
   text = repr(token)
-  return text if len(text) <= limit else text[:limit - 5] + "...'" + f" ({len(str(token))} chars)"
+  return text if len(text) <= limit else text[: limit - 5] + "...'" + f" ({len(str(token))} chars)"
 
 
 def _open_checked(path: str):
@@ -60,30 +60,40 @@ def load_s3rec(path: str, name: str | None = None) -> SequenceDataset:
         ids = [int(tok) for tok in fields]
       except ValueError:
         bad = next(tok for tok in fields if not _is_int(tok))
-        raise DataError(f"data file {path} line {lineno}: id {quote(bad)} is not an "
-                        "integer") from None
+        raise DataError(
+            f"data file {path} line {lineno}: id {quote(bad)} is not an " "integer"
+        ) from None
       user, seq = ids[0], ids[1:]
       if user in seen_users:
-        raise DataError(f"data file {path} line {lineno}: user {user} already appeared on "
-                        f"line {seen_users[user]}; S3Rec files hold one line per user")
+        raise DataError(
+            f"data file {path} line {lineno}: user {user} already appeared on "
+            f"line {seen_users[user]}; S3Rec files hold one line per user"
+        )
       seen_users[user] = lineno
       if any(i <= 0 for i in seq):
         bad = next(i for i in seq if i <= 0)
-        raise DataError(f"data file {path} line {lineno}: item id {quote(bad)} is not positive "
-                        "(ids start at 1; 0 is reserved for padding)")
+        raise DataError(
+            f"data file {path} line {lineno}: item id {quote(bad)} is not positive "
+            "(ids start at 1; 0 is reserved for padding)"
+        )
       if any(i > MAX_ID for i in seq):
         bad = next(i for i in seq if i > MAX_ID)
-        raise DataError(f"data file {path} line {lineno}: item id {quote(bad)} is above "
-                        f"{MAX_ID:,} (ids are 32-bit); re-index the items from 1")
+        raise DataError(
+            f"data file {path} line {lineno}: item id {quote(bad)} is above "
+            f"{MAX_ID:,} (ids are 32-bit); re-index the items from 1"
+        )
       if len(seq) < MIN_SEQUENCE:
-        raise DataError(f"data file {path} line {lineno}: user {user} has {len(seq)} items, "
-                        f"fewer than the {MIN_SEQUENCE} a leave-one-out split needs")
+        raise DataError(
+            f"data file {path} line {lineno}: user {user} has {len(seq)} items, "
+            f"fewer than the {MIN_SEQUENCE} a leave-one-out split needs"
+        )
       sequences.append(np.asarray(seq, np.int64))
   if not sequences:
     raise DataError(f"data file {path}: has no data lines")
   sequences, note = dense_items(sequences)
-  return SequenceDataset.from_sequences(name or _name_of(path), sequences,
-                                        source=path + (f" ({note})" if note else ""))
+  return SequenceDataset.from_sequences(
+      name or _name_of(path), sequences, source=path + (f" ({note})" if note else "")
+  )
 
 
 def dense_items(sequences: list[np.ndarray]) -> tuple[list[np.ndarray], str | None]:
@@ -95,8 +105,10 @@ def dense_items(sequences: list[np.ndarray]) -> tuple[list[np.ndarray], str | No
   if int(distinct[-1]) <= SPARSE_FACTOR * len(distinct) + 1000:
     return sequences, None
   out = [(np.searchsorted(distinct, s) + 1).astype(np.int32) for s in sequences]
-  return out, (f"{len(distinct):,} item ids up to {int(distinct[-1]):,} re-indexed to "
-               f"1..{len(distinct):,}")
+  return out, (
+      f"{len(distinct):,} item ids up to {int(distinct[-1]):,} re-indexed to "
+      f"1..{len(distinct):,}"
+  )
 
 
 def _is_int(tok: str) -> bool:
@@ -112,8 +124,9 @@ def _timestamp(path: str, lineno: int, text: str) -> int:
   try:
     return int(float(text))
   except ValueError:
-    raise DataError(f"data file {path} line {lineno}: timestamp {quote(text)} is not a "
-                    "number") from None
+    raise DataError(
+        f"data file {path} line {lineno}: timestamp {quote(text)} is not a " "number"
+    ) from None
 
 
 def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
@@ -130,8 +143,16 @@ def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
     keep = new_keep
 
 
-def sequences_from_log(path: str, name: str, user_tokens, item_tokens, times,
-                       line_numbers, kcore: int = 0, dedupe: bool = False) -> SequenceDataset:
+def sequences_from_log(
+    path: str,
+    name: str,
+    user_tokens,
+    item_tokens,
+    times,
+    line_numbers,
+    kcore: int = 0,
+    dedupe: bool = False,
+) -> SequenceDataset:
   """Turns interaction rows into chronological per-user sequences.
 
   Rows are sorted per user by time, ties kept in file order. Users and items
@@ -163,14 +184,21 @@ def sequences_from_log(path: str, name: str, user_tokens, item_tokens, times,
     raise DataError(
         f"data file {path} line {first_row}: this row's user has {counts[short[0]]} "
         f"interactions, fewer than the {MIN_SEQUENCE} a leave-one-out split needs "
-        f"({len(short)} such users); filter them with a k-core of at least {MIN_SEQUENCE}")
+        f"({len(short)} such users); filter them with a k-core of at least {MIN_SEQUENCE}"
+    )
   # Re-index: users 0..U-1 in id order, items 1..N in id order.
   _, users = np.unique(users, return_inverse=True)
   item_ids, items = np.unique(items, return_inverse=True)
   items = (items + 1).astype(np.int32)
   offsets = np.concatenate([[0], np.cumsum(np.bincount(users))]).astype(np.int64)
-  return SequenceDataset(name=name, items=items, offsets=offsets, num_items=len(item_ids),
-                         timestamps=times, source=path)
+  return SequenceDataset(
+      name=name,
+      items=items,
+      offsets=offsets,
+      num_items=len(item_ids),
+      timestamps=times,
+      source=path,
+  )
 
 
 def load_recbole(path: str, name: str | None = None, kcore: int = 0) -> SequenceDataset:
@@ -180,8 +208,10 @@ def load_recbole(path: str, name: str | None = None, kcore: int = 0) -> Sequence
     fields = [h.split(":")[0] for h in header]
     for needed in ("user_id", "item_id", "timestamp"):
       if needed not in fields:
-        raise DataError(f"data file {path} line 1: header {header} has no '{needed}' field "
-                        "(RecBole .inter needs user_id, item_id and timestamp)")
+        raise DataError(
+            f"data file {path} line 1: header {header} has no '{needed}' field "
+            "(RecBole .inter needs user_id, item_id and timestamp)"
+        )
     ui, ii, ti = fields.index("user_id"), fields.index("item_id"), fields.index("timestamp")
     users, items, times, lines = [], [], [], []
     for lineno, line in enumerate(f, 2):
@@ -189,10 +219,14 @@ def load_recbole(path: str, name: str | None = None, kcore: int = 0) -> Sequence
       if row == [""]:
         continue
       if len(row) != len(fields):
-        raise DataError(f"data file {path} line {lineno}: {len(row)} fields, the header has "
-                        f"{len(fields)}")
+        raise DataError(
+            f"data file {path} line {lineno}: {len(row)} fields, the header has " f"{len(fields)}"
+        )
       t = _timestamp(path, lineno, row[ti])
-      users.append(row[ui]); items.append(row[ii]); times.append(t); lines.append(lineno)
+      users.append(row[ui])
+      items.append(row[ii])
+      times.append(t)
+      lines.append(lineno)
   return sequences_from_log(path, name or _name_of(path), users, items, times, lines, kcore=kcore)
 
 
@@ -201,8 +235,13 @@ _ITEM_NAMES = ("item", "item_id", "itemid", "iid", "asin", "movie_id", "product_
 _TIME_NAMES = ("timestamp", "time", "ts", "unixreviewtime", "datetime")
 
 
-def load_log(path: str, name: str | None = None, kcore: int = 5,
-             delimiter: str | None = None, dedupe: bool = False) -> SequenceDataset:
+def load_log(
+    path: str,
+    name: str | None = None,
+    kcore: int = 5,
+    delimiter: str | None = None,
+    dedupe: bool = False,
+) -> SequenceDataset:
   """Reads a CSV/TSV interaction log with user, item and timestamp columns.
 
   A header naming the columns (user/user_id, item/item_id, timestamp/time) is
@@ -229,18 +268,24 @@ def load_log(path: str, name: str | None = None, kcore: int = 5,
       if not row or (len(row) == 1 and not row[0].strip()):
         continue
       if len(row) <= max(cols):
-        raise DataError(f"data file {path} line {lineno}: {len(row)} columns, expected at least "
-                        f"{max(cols) + 1} (user, item, timestamp)")
+        raise DataError(
+            f"data file {path} line {lineno}: {len(row)} columns, expected at least "
+            f"{max(cols) + 1} (user, item, timestamp)"
+        )
       t = _timestamp(path, lineno, row[ti])
-      users.append(row[ui].strip()); items.append(row[ii].strip())
-      times.append(t); lines.append(lineno)
-  return sequences_from_log(path, name or _name_of(path), users, items, times, lines,
-                            kcore=kcore, dedupe=dedupe)
+      users.append(row[ui].strip())
+      items.append(row[ii].strip())
+      times.append(t)
+      lines.append(lineno)
+  return sequences_from_log(
+      path, name or _name_of(path), users, items, times, lines, kcore=kcore, dedupe=dedupe
+  )
 
 
 def _header_columns(head):
   def find(names):
     return next((i for i, h in enumerate(head) if h.split(":")[0] in names), None)
+
   u, i, t = find(_USER_NAMES), find(_ITEM_NAMES), find(_TIME_NAMES)
   if u is None or i is None or t is None:
     return None

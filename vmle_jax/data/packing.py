@@ -41,19 +41,28 @@ def _round_up(x: int, m: int) -> int:
   return -(-x // m) * m
 
 
-def unpacked_epoch(train: np.ndarray, batch_idx: np.ndarray,
-                   train_times: np.ndarray | None = None) -> PackedEpoch:
+def unpacked_epoch(
+    train: np.ndarray, batch_idx: np.ndarray, train_times: np.ndarray | None = None
+) -> PackedEpoch:
   """The plain layout: one user per row, left-padded, right-anchored positions."""
   tokens = train[batch_idx]  # [S, B, W]
   width = tokens.shape[-1]
   segments = (tokens != 0).astype(np.int32)
   positions = np.broadcast_to(np.maximum(width - 2 - np.arange(width), 0), tokens.shape)
-  return PackedEpoch(tokens=tokens, segments=segments, positions=positions.astype(np.int32),
-                     times=None if train_times is None else train_times[batch_idx])
+  return PackedEpoch(
+      tokens=tokens,
+      segments=segments,
+      positions=positions.astype(np.int32),
+      times=None if train_times is None else train_times[batch_idx],
+  )
 
 
-def pack_epoch(train: np.ndarray, batch_idx: np.ndarray, train_times: np.ndarray | None = None,
-               min_rows: int = 8) -> PackedEpoch:
+def pack_epoch(
+    train: np.ndarray,
+    batch_idx: np.ndarray,
+    train_times: np.ndarray | None = None,
+    min_rows: int = 8,
+) -> PackedEpoch:
   """Packs each batch's rows (users' last L+1 items, left-padded) by first-fit decreasing.
 
   Vectorized over the batches of the epoch: the k-th longest user of every

@@ -22,6 +22,7 @@ import numpy as np
 from vmle_jax.data.dataset import DataError, SequenceDataset
 from vmle_jax.data.formats import _name_of, quote, sequences_from_log
 
+
 def _open_text(path: str):
   if not os.path.exists(path):
     raise DataError(f"data file {path}: does not exist")
@@ -51,17 +52,25 @@ class _Columns:
   def dataset(self, path: str, name: str, kcore: int) -> SequenceDataset:
     if not self.u:
       raise DataError(f"data file {path}: has no interaction rows")
-    return sequences_from_log(path, name, np.frombuffer(self.u, np.int64),
-                              np.frombuffer(self.i, np.int64), np.frombuffer(self.t, np.int64),
-                              np.frombuffer(self.lines, np.int64), kcore=kcore, dedupe=True)
+    return sequences_from_log(
+        path,
+        name,
+        np.frombuffer(self.u, np.int64),
+        np.frombuffer(self.i, np.int64),
+        np.frombuffer(self.t, np.int64),
+        np.frombuffer(self.lines, np.int64),
+        kcore=kcore,
+        dedupe=True,
+    )
 
 
 def _int_time(value, path, lineno, field, scale=1):
   try:
     return int(float(value)) // scale
   except (TypeError, ValueError):
-    raise DataError(f"data file {path} line {lineno}: {field} {quote(value)} is not a "
-                    "number") from None
+    raise DataError(
+        f"data file {path} line {lineno}: {field} {quote(value)} is not a " "number"
+    ) from None
 
 
 def load_amazon2014(path: str, name: str | None = None, kcore: int = 5) -> SequenceDataset:
@@ -72,8 +81,10 @@ def load_amazon2014(path: str, name: str | None = None, kcore: int = 5) -> Seque
       if not row:
         continue
       if len(row) < 4:
-        raise DataError(f"data file {path} line {lineno}: {len(row)} columns, expected 4 "
-                        "(user, item, rating, timestamp)")
+        raise DataError(
+            f"data file {path} line {lineno}: {len(row)} columns, expected 4 "
+            "(user, item, rating, timestamp)"
+        )
       cols.add(row[0], row[1], _int_time(row[3], path, lineno, "timestamp"), lineno)
   return cols.dataset(path, name or _name_of(path), kcore)
 
@@ -93,8 +104,12 @@ def _load_jsonl(path, name, kcore, user_key, item_key, time_key, scale) -> Seque
       missing = [k for k in (user_key, item_key, time_key) if k not in rec]
       if missing:
         raise DataError(f"data file {path} line {lineno}: missing field(s) {', '.join(missing)}")
-      cols.add(str(rec[user_key]), str(rec[item_key]),
-               _int_time(rec[time_key], path, lineno, time_key, scale), lineno)
+      cols.add(
+          str(rec[user_key]),
+          str(rec[item_key]),
+          _int_time(rec[time_key], path, lineno, time_key, scale),
+          lineno,
+      )
   return cols.dataset(path, name or _name_of(path), kcore)
 
 
@@ -108,5 +123,8 @@ def load_amazon2023(path: str, name: str | None = None, kcore: int = 5) -> Seque
   return _load_jsonl(path, name, kcore, "user_id", "parent_asin", "timestamp", 1000)
 
 
-LOADERS = {"amazon2014": load_amazon2014, "amazon2018": load_amazon2018,
-           "amazon2023": load_amazon2023}
+LOADERS = {
+    "amazon2014": load_amazon2014,
+    "amazon2018": load_amazon2018,
+    "amazon2023": load_amazon2023,
+}

@@ -47,7 +47,7 @@ def _left_pad(rows, width: int, dtype) -> np.ndarray:
   for r, row in enumerate(rows):
     row = row[-width:]
     if len(row):
-      out[r, width - len(row):] = row
+      out[r, width - len(row) :] = row
   return out
 
 
@@ -69,8 +69,9 @@ def leave_one_out(data: SequenceDataset, max_len: int = 50) -> LeaveOneOut:
   train = _left_pad(train_rows, max_len + 1, np.int32)
   train_times = None
   if times is not None:
-    train_times = _left_pad([t[:-2] for s, t in zip(seqs, times) if len(s) >= 4],
-                            max_len + 1, np.int32)
+    train_times = _left_pad(
+        [t[:-2] for s, t in zip(seqs, times) if len(s) >= 4], max_len + 1, np.int32
+    )
 
   def split(cut: int) -> EvalSplit:
     inputs = [s[:cut] for s in seqs]
@@ -78,10 +79,18 @@ def leave_one_out(data: SequenceDataset, max_len: int = 50) -> LeaveOneOut:
         inputs=_left_pad(inputs, max_len, np.int32),
         targets=np.array([s[cut] for s in seqs], np.int32),
         history=_histories(inputs),
-        input_times=None if times is None else _left_pad([t[:cut] for t in times], max_len,
-                                                         np.int32),
-        target_times=None if times is None else np.array([t[cut] for t in times], np.int32))
+        input_times=None
+        if times is None
+        else _left_pad([t[:cut] for t in times], max_len, np.int32),
+        target_times=None if times is None else np.array([t[cut] for t in times], np.int32),
+    )
 
   # `cut` is negative: -2 keeps s_1..s_{n-2} as input and s_{n-1} as target.
-  return LeaveOneOut(train=train, train_times=train_times, valid=split(-2), test=split(-1),
-                     num_items=data.num_items, max_len=max_len)
+  return LeaveOneOut(
+      train=train,
+      train_times=train_times,
+      valid=split(-2),
+      test=split(-1),
+      num_items=data.num_items,
+      max_len=max_len,
+  )

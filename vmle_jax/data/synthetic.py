@@ -15,10 +15,17 @@ import numpy as np
 from vmle_jax.data.dataset import SequenceDataset
 
 
-def make_synthetic(num_users: int = 2000, num_items: int = 500, num_clusters: int = 25,
-                   min_len: int = 6, max_len: int = 30, p_successor: float = 0.55,
-                   p_cluster: float = 0.3, seed: int = 0,
-                   with_timestamps: bool = True) -> SequenceDataset:
+def make_synthetic(
+    num_users: int = 2000,
+    num_items: int = 500,
+    num_clusters: int = 25,
+    min_len: int = 6,
+    max_len: int = 30,
+    p_successor: float = 0.55,
+    p_cluster: float = 0.3,
+    seed: int = 0,
+    with_timestamps: bool = True,
+) -> SequenceDataset:
   """Generates users' chronological sequences; see the module docstring."""
   rng = np.random.default_rng(seed)
   items = np.arange(1, num_items + 1)
@@ -51,13 +58,17 @@ def make_synthetic(num_users: int = 2000, num_items: int = 500, num_clusters: in
       c = next_clusters[cluster_of[prev[idx]], rng.integers(0, 2)]
       nxt[idx] = rng.choice(members[c], p=cluster_probs[c])
     seqs[:, t] = nxt
-  sequences = [seqs[u, :lengths[u]] for u in range(num_users)]
+  sequences = [seqs[u, : lengths[u]] for u in range(num_users)]
   timestamps = None
   if with_timestamps:
     start = 1_500_000_000 + rng.integers(0, 10_000_000, size=num_users)
     gaps = rng.exponential(86400.0, size=(num_users, max_len)).astype(np.int64) + 1
     times = start[:, None] + np.cumsum(gaps, axis=1)
-    timestamps = [times[u, :lengths[u]] for u in range(num_users)]
+    timestamps = [times[u, : lengths[u]] for u in range(num_users)]
   return SequenceDataset.from_sequences(
-      "synthetic", sequences, num_items=num_items, timestamps=timestamps,
-      source=f"synthetic(users={num_users}, items={num_items}, seed={seed})")
+      "synthetic",
+      sequences,
+      num_items=num_items,
+      timestamps=timestamps,
+      source=f"synthetic(users={num_users}, items={num_items}, seed={seed})",
+  )

@@ -24,8 +24,9 @@ def param_count(cfg: TrialConfig, num_items: int) -> int:
   """Exact parameter count of the signature's model (no allocation: eval_shape)."""
   model = build_model(cfg, num_items)
   rates = {"dropout": 0.0, "attn_dropout": 0.0, "temperature": 1.0}
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                             np.ones((1, cfg.max_len), np.int32), rates))
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), np.ones((1, cfg.max_len), np.int32), rates)
+  )
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
 
 
@@ -37,7 +38,7 @@ def lane_bytes(cfg: TrialConfig, num_items: int, rows: int | None = None) -> int
   state = 6 * params * FLOAT_BYTES  # params, average, best copy, 2 Adam moments, gradients
   width = cfg.hidden * max(4, 2 * cfg.ffn_mult)
   acts = tokens * width * cfg.blocks * 3 * FLOAT_BYTES
-  attn = rows * cfg.heads * cfg.max_len ** 2 * cfg.blocks * 3 * FLOAT_BYTES
+  attn = rows * cfg.heads * cfg.max_len**2 * cfg.blocks * 3 * FLOAT_BYTES
   if cfg.loss == "softmax":
     logits = tokens * (num_items + 1) * 3 * FLOAT_BYTES
   elif cfg.loss == "sampled_softmax":
@@ -59,8 +60,9 @@ def device_bytes(device=None) -> int:
   return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def lanes_per_device(cfg: TrialConfig, num_items: int, device=None, fraction: float = 0.5,
-                     cap: int = 256) -> int:
+def lanes_per_device(
+    cfg: TrialConfig, num_items: int, device=None, fraction: float = 0.5, cap: int = 256
+) -> int:
   """Lanes of `cfg` that fit in `fraction` of one device's memory (at least 1, at most cap)."""
   fit = int(fraction * device_bytes(device) // max(1, lane_bytes(cfg, num_items)))
   return max(1, min(cap, fit))

@@ -25,8 +25,9 @@ LANE_FIELDS = ("status", "epochs", "best_epoch", "valid", "curve", "stopped_epoc
 def _manager(directory: str) -> ocp.CheckpointManager:
   # Synchronous saves: the next epoch donates the state buffers being written.
   options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=("arrays", "meta"))
+  return ocp.CheckpointManager(
+      os.path.abspath(directory), options=options, item_names=("arrays", "meta")
+  )
 
 
 class BucketCheckpoint:
@@ -67,27 +68,45 @@ class BucketCheckpoint:
     return None if saved is None else np.asarray(saved)
 
   def save(self, epoch, states, best_params, alive, best, since_best, lanes, slots) -> None:
-    meta = {"configs": self.key, "epoch": int(epoch), "alive": np.asarray(alive).tolist(),
-            "best": [None if not np.isfinite(b) else float(b) for b in best],
-            "since_best": np.asarray(since_best).tolist(), "slots": [int(x) for x in slots],
-            "lanes": [{f: getattr(l, f) for f in LANE_FIELDS} for l in lanes]}
+    meta = {
+        "configs": self.key,
+        "epoch": int(epoch),
+        "alive": np.asarray(alive).tolist(),
+        "best": [None if not np.isfinite(b) else float(b) for b in best],
+        "since_best": np.asarray(since_best).tolist(),
+        "slots": [int(x) for x in slots],
+        "lanes": [{f: getattr(l, f) for f in LANE_FIELDS} for l in lanes],
+    }
     manager = _manager(self.dir)
-    manager.save(int(epoch), args=ocp.args.Composite(
-        arrays=ocp.args.StandardSave({"states": states, "best_params": best_params}),
-        meta=ocp.args.JsonSave(meta)), force=True)
+    manager.save(
+        int(epoch),
+        args=ocp.args.Composite(
+            arrays=ocp.args.StandardSave({"states": states, "best_params": best_params}),
+            meta=ocp.args.JsonSave(meta),
+        ),
+        force=True,
+    )
     manager.wait_until_finished()
     self._meta = meta
 
   def restore(self, states, best_params) -> tuple[Any, Any, dict]:
     """(states, best_params, host state) of the latest checkpoint, shaped like the given ones."""
     manager, step = self._latest()
-    restored = manager.restore(step, args=ocp.args.Composite(
-        arrays=ocp.args.StandardRestore({"states": states, "best_params": best_params}),
-        meta=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore({"states": states, "best_params": best_params}),
+            meta=ocp.args.JsonRestore(),
+        ),
+    )
     meta = restored["meta"]
-    host = {"epoch": meta["epoch"], "alive": np.asarray(meta["alive"], bool),
-            "best": np.asarray([-np.inf if b is None else b for b in meta["best"]]),
-            "since_best": np.asarray(meta["since_best"], int), "lanes": meta["lanes"]}
+    host = {
+        "epoch": meta["epoch"],
+        "alive": np.asarray(meta["alive"], bool),
+        "best": np.asarray([-np.inf if b is None else b for b in meta["best"]]),
+        "since_best": np.asarray(meta["since_best"], int),
+        "lanes": meta["lanes"],
+    }
     return restored["arrays"]["states"], restored["arrays"]["best_params"], host
 
   def remove(self) -> None:
@@ -101,8 +120,13 @@ def save_params(path: str, params, meta: dict | None = None) -> str:
   path = os.path.abspath(path)
   manager = _manager(path)
   step = (manager.latest_step() or 0) + 1
-  manager.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(params),
-                                             meta=ocp.args.JsonSave(meta or {})), force=True)
+  manager.save(
+      step,
+      args=ocp.args.Composite(
+          arrays=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta or {})
+      ),
+      force=True,
+  )
   manager.wait_until_finished()
   return path
 

@@ -20,8 +20,9 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int) ->
   """Joins the job; must run before any other JAX call of the process."""
   if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  jax.distributed.initialize(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+  )
 
 
 def is_leader() -> bool:
@@ -35,6 +36,7 @@ def multi_process() -> bool:
 def broadcast_json(obj=None):
   """The leader's JSON-able `obj` on every process (followers pass None)."""
   from jax.experimental import multihost_utils
+
   data = json.dumps(obj).encode() if is_leader() else b""
   length = multihost_utils.broadcast_one_to_all(np.array([len(data)], np.int64))
   n = int(np.asarray(length)[0])

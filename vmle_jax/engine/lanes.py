@@ -32,7 +32,11 @@ from vmle_jax.data.split import EvalSplit, LeaveOneOut, leave_one_out
 from vmle_jax.engine import steps
 from vmle_jax.engine.checkpoint import BucketCheckpoint
 from vmle_jax.eval.ranking import (
-    metrics_from_ranks, sample_candidates, sampled_ranks, target_ranks)
+    metrics_from_ranks,
+    sample_candidates,
+    sampled_ranks,
+    target_ranks,
+)
 from vmle_jax.models import build_model
 
 SELECT_METRIC = "NDCG@10"
@@ -95,8 +99,14 @@ class _BucketRun:
 class _Programs:
   """Jitted init / epoch / ranking functions of one static signature."""
 
-  def __init__(self, signature: TrialConfig, num_items: int, item_chunk: int, mesh: Mesh,
-               compute_dtype: str = "float32"):
+  def __init__(
+      self,
+      signature: TrialConfig,
+      num_items: int,
+      item_chunk: int,
+      mesh: Mesh,
+      compute_dtype: str = "float32",
+  ):
     self.signature = signature
     model = build_model(signature, num_items, compute_dtype)
     self.model = model
@@ -114,7 +124,8 @@ class _Programs:
         new, loss, finite = lane_step(states, batch, hp)
         keep = alive & finite
         states = jax.tree_util.tree_map(
-            lambda n, o: jnp.where(keep.reshape((k,) + (1,) * (n.ndim - 1)), n, o), new, states)
+            lambda n, o: jnp.where(keep.reshape((k,) + (1,) * (n.ndim - 1)), n, o), new, states
+        )
         loss_sum = loss_sum + jnp.where(keep, loss, 0.0)
         return (states, keep, loss_sum, count + keep), None
 
@@ -159,13 +170,13 @@ class _Programs:
     replicated = NamedSharding(mesh, PartitionSpec())
     self.init = jax.jit(init, out_shardings=lanes)
     self.copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree), out_shardings=lanes)
-    self.epoch = jax.jit(epoch, donate_argnums=(0,),
-                         out_shardings=(lanes, replicated, replicated))
+    self.epoch = jax.jit(epoch, donate_argnums=(0,), out_shardings=(lanes, replicated, replicated))
     self.ranks = jax.jit(ranks, out_shardings=replicated)
     self.keep_best = jax.jit(keep_best, donate_argnums=(0,), out_shardings=lanes)
     self.gather = jax.jit(gather, out_shardings=lanes)
-    self.take = jax.jit(lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree),
-                        out_shardings=replicated)
+    self.take = jax.jit(
+        lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree), out_shardings=replicated
+    )
 
 
 # Attention scores of one evaluation chunk (lanes per device x users x heads x W x W
@@ -182,8 +193,12 @@ def chunk_users(width: int, heads: int, lanes_per_device: int, cap: int) -> int:
   return int(max(8, min(cap, ATTENTION_ELEMENTS // per_user)))
 
 
-def eval_groups(split: EvalSplit, users_per_chunk: int | Callable[[int], int],
-                candidates: np.ndarray | None = None, use_history: bool = False):
+def eval_groups(
+    split: EvalSplit,
+    users_per_chunk: int | Callable[[int], int],
+    candidates: np.ndarray | None = None,
+    use_history: bool = False,
+):
   """Users grouped by input width bucket and chunked, each chunk trimmed to its width.
 
   Left padding changes no output (positions count from the most recent item
@@ -208,13 +223,17 @@ def eval_groups(split: EvalSplit, users_per_chunk: int | Callable[[int], int],
     members = np.concatenate([members, np.repeat(members[-1:], n * bu - len(members))])
     idx = members.reshape(n, bu)  # [C, Bu]
     flat.append(members)
-    groups.append((
-        jnp.asarray(split.inputs[idx][..., max_len - w:]),
-        jnp.asarray(split.targets[idx]),
-        jnp.asarray(split.history[idx]) if use_history else None,
-        jnp.asarray(candidates[idx]) if candidates is not None else None,
-        jnp.asarray(split.input_times[idx][..., max_len - w:])
-        if split.input_times is not None else None))
+    groups.append(
+        (
+            jnp.asarray(split.inputs[idx][..., max_len - w :]),
+            jnp.asarray(split.targets[idx]),
+            jnp.asarray(split.history[idx]) if use_history else None,
+            jnp.asarray(candidates[idx]) if candidates is not None else None,
+            jnp.asarray(split.input_times[idx][..., max_len - w :])
+            if split.input_times is not None
+            else None,
+        )
+    )
   return tuple(groups), np.concatenate(flat)
 
 
@@ -225,7 +244,7 @@ def epoch_batches(num_rows: int, batch_size: int, data_seed: int, epoch: int) ->
   perm = rng.permutation(num_rows)
   while len(perm) < steps_ * batch_size:  # top up (several times when users < batch)
     perm = np.concatenate([perm, rng.permutation(num_rows)])
-  return perm[:steps_ * batch_size].reshape(steps_, batch_size).astype(np.int32)
+  return perm[: steps_ * batch_size].reshape(steps_, batch_size).astype(np.int32)
 
 
 def format_eta(seconds: float) -> str:
@@ -251,9 +270,15 @@ class Engine:
   that never train and are never reported.
   """
 
-  def __init__(self, data: SequenceDataset | LeaveOneOut, schedule: Schedule = Schedule(),
-               log: Callable[[str], None] | None = print, mesh: Mesh | None = None,
-               profile_dir: str | None = None, max_programs: int = 8):
+  def __init__(
+      self,
+      data: SequenceDataset | LeaveOneOut,
+      schedule: Schedule = Schedule(),
+      log: Callable[[str], None] | None = print,
+      mesh: Mesh | None = None,
+      profile_dir: str | None = None,
+      max_programs: int = 8,
+  ):
     self.data = data
     self.profile_dir = profile_dir
     self.schedule = schedule
@@ -278,8 +303,10 @@ class Engine:
     """The leave-one-out split for `max_len` (built on first use)."""
     if max_len not in self._splits:
       if isinstance(self.data, LeaveOneOut):
-        raise ValueError(f"max_len={max_len}: this engine holds only the split of "
-                         f"max_len={self.data.max_len}; give it the data set instead")
+        raise ValueError(
+            f"max_len={max_len}: this engine holds only the split of "
+            f"max_len={self.data.max_len}; give it the data set instead"
+        )
       self._splits[max_len] = leave_one_out(self.data, max_len)
     return self._splits[max_len]
 
@@ -310,12 +337,18 @@ class Engine:
     else:
       while len(self._programs) >= self.max_programs:
         self._programs.popitem(last=False)
-      self._programs[key] = _Programs(signature, self.num_items, self.schedule.item_chunk,
-                                      self.mesh, self.schedule.compute_dtype)
+      self._programs[key] = _Programs(
+          signature,
+          self.num_items,
+          self.schedule.item_chunk,
+          self.mesh,
+          self.schedule.compute_dtype,
+      )
     return self._programs[key]
 
-  def _eval_arrays(self, signature: TrialConfig, which: str, protocol: str, lanes: int,
-                   exclude_history: bool):
+  def _eval_arrays(
+      self, signature: TrialConfig, which: str, protocol: str, lanes: int, exclude_history: bool
+  ):
     # Users per chunk: the score buffer is lanes x users x item_chunk floats, and the
     # attention buffer lanes x users x heads x width^2 (see chunk_users).
     per_device = max(1, lanes // self.num_devices)
@@ -328,17 +361,27 @@ class Engine:
       candidates = None
       if protocol == "sampled-100":
         seen = np.concatenate([ev.inputs, ev.history], axis=1)
-        candidates = sample_candidates(seen, ev.targets, self.num_items, 99,
-                                       seed=self.schedule.data_seed)
+        candidates = sample_candidates(
+            seen, ev.targets, self.num_items, 99, seed=self.schedule.data_seed
+        )
       use_history = exclude_history and protocol == "full"
       groups, order = eval_groups(
-          ev, functools.partial(chunk_users, heads=heads, lanes_per_device=per_device, cap=cap),
-          candidates, use_history)
+          ev,
+          functools.partial(chunk_users, heads=heads, lanes_per_device=per_device, cap=cap),
+          candidates,
+          use_history,
+      )
       self._eval_cache[key] = (self._replicate(groups), order, ev.num_users)
     return self._eval_cache[key]
 
-  def lane_ranks(self, signature: TrialConfig, params, which: str = "valid",
-                 protocol: str = "full", exclude_history: bool | None = None) -> np.ndarray:
+  def lane_ranks(
+      self,
+      signature: TrialConfig,
+      params,
+      which: str = "valid",
+      protocol: str = "full",
+      exclude_history: bool | None = None,
+  ) -> np.ndarray:
     """[K, U] 0-based ranks of every lane (padding lanes included) on valid or test.
 
     `exclude_history` defaults to the schedule's setting.
@@ -348,19 +391,22 @@ class Engine:
     if exclude_history is None:
       exclude_history = self.schedule.exclude_history
     lanes = jax.tree_util.tree_leaves(params)[0].shape[0]
-    groups, order, num_users = self._eval_arrays(signature, which, protocol, lanes,
-                                                 exclude_history)
+    groups, order, num_users = self._eval_arrays(signature, which, protocol, lanes, exclude_history)
     ranks = np.asarray(self.programs(signature).ranks(params, groups))
     out = np.empty((ranks.shape[0], num_users), np.int32)
     out[:, order] = ranks  # padded repeats of the last user write the same value
     return out
 
-  def evaluate(self, result: BucketResult, which: str = "test", protocol: str = "full",
-               exclude_history: bool | None = None) -> list[dict]:
+  def evaluate(
+      self,
+      result: BucketResult,
+      which: str = "test",
+      protocol: str = "full",
+      exclude_history: bool | None = None,
+  ) -> list[dict]:
     """Metrics of each reported lane's best parameters on `which` ("valid" or "test")."""
-    ranks = self.lane_ranks(result.signature, result.best_params, which, protocol,
-                            exclude_history)
-    return [metrics_from_ranks(r) for r in ranks[:len(result.lanes)]]
+    ranks = self.lane_ranks(result.signature, result.best_params, which, protocol, exclude_history)
+    return [metrics_from_ranks(r) for r in ranks[: len(result.lanes)]]
 
   # ---------------------------------------------------------------- training
   def epoch_data(self, max_len: int, batch_size: int, epoch: int) -> dict:
@@ -374,16 +420,21 @@ class Engine:
     """Stacked, lane-sharded initial states and hyperparameters (padded to the mesh)."""
     k = self.padded_lanes(len(configs))
     padded = list(configs) + [configs[0]] * (k - len(configs))
-    hp = {name: np.asarray([c.dynamic_values()[name] for c in padded], np.float32)
-          for name in configs[0].dynamic_values()}
+    hp = {
+        name: np.asarray([c.dynamic_values()[name] for c in padded], np.float32)
+        for name in configs[0].dynamic_values()
+    }
     seeds = np.asarray([c.seed for c in padded], np.uint32)
     hp, seeds = self.shard_lanes((hp, seeds))
     return self.programs(configs[0].static_signature()).init(hp, seeds), hp
 
-  def train(self, configs: Sequence[TrialConfig], label: str = "",
-            checkpoint_dir: str | None = None,
-            prune: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None
-            ) -> BucketResult:
+  def train(
+      self,
+      configs: Sequence[TrialConfig],
+      label: str = "",
+      checkpoint_dir: str | None = None,
+      prune: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None,
+  ) -> BucketResult:
     """Trains `configs` (one static signature) as lanes until every lane has ended.
 
     `prune(epoch, best, alive)`, called after each validation with every lane's
@@ -411,20 +462,36 @@ class Engine:
       self._record_epoch(run, epoch, loss, metrics, time.perf_counter() - te)
       if epoch < sched.max_epochs:
         self._maybe_compact(run)
-      if run.ckpt is not None and sched.checkpoint_every and \
-          epoch % sched.checkpoint_every == 0 and run.alive.any():
-        run.ckpt.save(epoch, run.states, run.best_params, run.alive, run.best, run.since_best,
-                      run.lanes, run.slots)
+      if (
+          run.ckpt is not None
+          and sched.checkpoint_every
+          and epoch % sched.checkpoint_every == 0
+          and run.alive.any()
+      ):
+        run.ckpt.save(
+            epoch,
+            run.states,
+            run.best_params,
+            run.alive,
+            run.best,
+            run.since_best,
+            run.lanes,
+            run.slots,
+        )
     for lane in run.lanes:
       if lane.status == "running":
         lane.status = "finished"
     if run.ckpt is not None:
       run.ckpt.remove()
     split = self.split(run.signature.max_len)
-    return BucketResult(signature=run.signature, lanes=run.lanes, best_params=run.best_params,
-                        seconds=time.perf_counter() - run.t0,
-                        steps_per_epoch=math.ceil(len(split.train) / run.signature.batch_size),
-                        compile_seconds=run.compile_seconds)
+    return BucketResult(
+        signature=run.signature,
+        lanes=run.lanes,
+        best_params=run.best_params,
+        seconds=time.perf_counter() - run.t0,
+        steps_per_epoch=math.ceil(len(split.train) / run.signature.batch_size),
+        compile_seconds=run.compile_seconds,
+    )
 
   # -- the phases of a bucket
   def _start_bucket(self, configs, label, checkpoint_dir) -> "_BucketRun":
@@ -434,8 +501,10 @@ class Engine:
     signature = configs[0].static_signature()
     for c in configs:
       if c.static_signature() != signature:
-        raise ValueError("all trials of a bucket must share one static signature; "
-                         f"{c.signature_key()} != {signature.signature_key()}")
+        raise ValueError(
+            "all trials of a bucket must share one static signature; "
+            f"{c.signature_key()} != {signature.signature_key()}"
+        )
     prog = self.programs(signature)
     split = self.split(signature.max_len)
     if signature.backbone == "hstu" and signature.time_bias and split.train_times is None:
@@ -444,14 +513,22 @@ class Engine:
     t0 = time.perf_counter()
     states, hp = self.init_lanes(configs)
     run = _BucketRun(
-        signature=signature, prog=prog, label=label, k=k, t0=t0, states=states, hp=hp,
+        signature=signature,
+        prog=prog,
+        label=label,
+        k=k,
+        t0=t0,
+        states=states,
+        hp=hp,
         best_params=prog.copy(states.params),  # per lane, never compacted
         lanes=[LaneResult(config=c) for c in configs],
         # slots[j]: the lane trained in slot j of the (possibly compacted) state; -1: padding.
         slots=np.where(np.arange(k_pad) < k, np.arange(k_pad), -1),
         alive=np.arange(k_pad) < k,  # per lane; padding lanes never train
-        best=np.full(k_pad, -np.inf), since_best=np.zeros(k_pad, int),
-        ckpt=BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None)
+        best=np.full(k_pad, -np.inf),
+        since_best=np.zeros(k_pad, int),
+        ckpt=BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None,
+    )
     if run.ckpt is not None and run.ckpt.exists():
       saved_slots = run.ckpt.slots()
       if saved_slots is not None and len(saved_slots) != len(run.slots):
@@ -475,8 +552,9 @@ class Engine:
     profiling = self.profile_dir and epoch == run.first_epoch + 1
     if profiling:
       jax.profiler.start_trace(self.profile_dir)
-    run.states, alive_out, slot_loss = run.prog.epoch(run.states, run.hp,
-                                                      self.shard_lanes(slot_alive), batches)
+    run.states, alive_out, slot_loss = run.prog.epoch(
+        run.states, run.hp, self.shard_lanes(slot_alive), batches
+    )
     alive_out, slot_loss = np.asarray(alive_out), np.asarray(slot_loss)
     if profiling:
       jax.profiler.stop_trace()
@@ -511,9 +589,11 @@ class Engine:
         run.since_best[i] += sched.eval_every
     if improved.any():
       run.best_params = run.prog.keep_best(
-          run.best_params, run.states.average,
+          run.best_params,
+          run.states.average,
           self.shard_lanes(np.maximum(run.slots, 0).astype(np.int32)),
-          self.shard_lanes(improved))
+          self.shard_lanes(improved),
+      )
     for i in np.flatnonzero(run.alive & (run.since_best >= sched.patience)):
       run.lanes[i].status, run.lanes[i].stopped_epoch = "stopped", epoch
       run.alive[i] = False
@@ -522,8 +602,10 @@ class Engine:
       for i in np.flatnonzero(cut & run.alive[:k]):
         lane = run.lanes[i]
         lane.status, lane.stopped_epoch = "pruned", epoch
-        lane.error = (f"pruned after epoch {epoch}: best validation NDCG@10 "
-                      f"{run.best[i]:.4f} cannot catch up with the study's finished trials")
+        lane.error = (
+            f"pruned after epoch {epoch}: best validation NDCG@10 "
+            f"{run.best[i]:.4f} cannot catch up with the study's finished trials"
+        )
         run.alive[i] = False
     return metrics
 
@@ -539,8 +621,20 @@ class Engine:
     if epoch == run.first_epoch:
       run.compile_seconds = seconds
     run.epoch_times.append(seconds)
-    self.log(_progress_line(run.label, epoch, self.schedule.max_epochs, run.lanes, loss, metrics,
-                            run.best, run.alive[:run.k], run.epoch_times, len(run.slots)))
+    self.log(
+        _progress_line(
+            run.label,
+            epoch,
+            self.schedule.max_epochs,
+            run.lanes,
+            loss,
+            metrics,
+            run.best,
+            run.alive[: run.k],
+            run.epoch_times,
+            len(run.slots),
+        )
+    )
 
   def _maybe_compact(self, run: "_BucketRun") -> None:
     """Once the live lanes fit in half the slots, train only them."""
@@ -565,8 +659,9 @@ class Engine:
     return jax.tree_util.tree_map(np.asarray, prog.take(result.best_params, lane))
 
 
-def _progress_line(label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times,
-                   slots: int):
+def _progress_line(
+    label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times, slots: int
+):
   """One line per epoch: loss, validation NDCG/HR, best so far, speed and ETA."""
   k = len(lanes)
   typical = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[-1]

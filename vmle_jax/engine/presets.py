@@ -31,21 +31,30 @@ from vmle_jax.config import PRESET_FIELDS, MeshSpec
 def _preset_dir() -> str:
   # tpu_configs/ sits at the top of the repository and installs as vmle_jax.tpu_configs.
   import vmle_jax.tpu_configs
+
   return os.path.dirname(os.path.abspath(vmle_jax.tpu_configs.__file__))
 
 
 def preset_names() -> list[str]:
-  return sorted(f[:-3] for f in os.listdir(_preset_dir())
-                if f.endswith(".py") and f[0] != "_" and f != "base.py")
+  return sorted(
+      f[:-3]
+      for f in os.listdir(_preset_dir())
+      if f.endswith(".py") and f[0] != "_" and f != "base.py"
+  )
 
 
 def preset_path(name_or_path: str) -> str:
   """The file of a preset name (in tpu_configs/) or path; ValueError naming the known ones."""
-  path = name_or_path if name_or_path.endswith(".py") else os.path.join(
-      _preset_dir(), f"{name_or_path}.py")
+  path = (
+      name_or_path
+      if name_or_path.endswith(".py")
+      else os.path.join(_preset_dir(), f"{name_or_path}.py")
+  )
   if not os.path.exists(path):
-    raise ValueError(f"preset {name_or_path[:80]!r}: no such preset (known: "
-                     f"{', '.join(preset_names()) or 'none'}, or a path to a .py file)")
+    raise ValueError(
+        f"preset {name_or_path[:80]!r}: no such preset (known: "
+        f"{', '.join(preset_names()) or 'none'}, or a path to a .py file)"
+    )
   return path
 
 
@@ -79,8 +88,11 @@ def load_preset(name_or_path: str):
 
 
 def mesh_spec(preset) -> MeshSpec:
-  return MeshSpec(lanes=int(preset.mesh_lanes), data=int(preset.mesh_data),
-                  lanes_per_device=int(preset.lanes_per_device))
+  return MeshSpec(
+      lanes=int(preset.mesh_lanes),
+      data=int(preset.mesh_data),
+      lanes_per_device=int(preset.lanes_per_device),
+  )
 
 
 def build_mesh(spec: MeshSpec, devices=None) -> Mesh:

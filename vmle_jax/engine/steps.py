@@ -43,8 +43,12 @@ def make_optimizer(hp: dict) -> optax.GradientTransformation:
   schedule of the step count, and the mask then read False for every leaf.
   """
   return optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-      learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], weight_decay=hp["weight_decay"],
-      mask=_decay_mask)
+      learning_rate=hp["lr"],
+      b1=hp["beta1"],
+      b2=hp["beta2"],
+      weight_decay=hp["weight_decay"],
+      mask=_decay_mask,
+  )
 
 
 def rates_of(hp: dict) -> dict:
@@ -54,9 +58,11 @@ def rates_of(hp: dict) -> dict:
 
 def scale_embeddings(params, std):
   """Embedding tables (initialised N(0, 1)) scaled to the lane's traced init_std."""
+
   def scale(path, x):
     name = "/".join(str(getattr(k, "key", k)) for k in path)
     return x * std if name.endswith("embedding") else x
+
   return jax.tree_util.tree_map_with_path(scale, params)
 
 
@@ -68,8 +74,9 @@ def init_lane(model, max_len: int, hp: dict, seed: jax.Array) -> LaneState:
   params = model.init(init_key, dummy, rates_of(hp), None)
   params = scale_embeddings(params, hp["init_std"])
   opt_state = make_optimizer(hp).init(params)
-  return LaneState(params=params, average=params, opt_state=opt_state,
-                   step=jnp.zeros((), jnp.int32), key=run_key)
+  return LaneState(
+      params=params, average=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32), key=run_key
+  )
 
 
 def update_average(average, params, decay: jax.Array, step: jax.Array):
@@ -82,8 +89,9 @@ def update_average(average, params, decay: jax.Array, step: jax.Array):
   return jax.tree_util.tree_map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
 
-def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: dict,
-               hp: dict) -> tuple[LaneState, jax.Array, jax.Array]:
+def train_step(
+    model, loss: str, num_negatives: int, state: LaneState, batch: dict, hp: dict
+) -> tuple[LaneState, jax.Array, jax.Array]:
   """One AdamW step on a (packed) batch of rows.
 
   `batch` holds tokens, segments and positions [R, L + 1] (see
@@ -100,8 +108,9 @@ def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: di
 
   def loss_fn(params):
     times = batch["times"][:, :-1] if "times" in batch else None
-    q, table = model.apply(params, inputs, rates_of(hp), drop_key,
-                           batch["positions"][:, :-1], segments[:, :-1], times)
+    q, table = model.apply(
+        params, inputs, rates_of(hp), drop_key, batch["positions"][:, :-1], segments[:, :-1], times
+    )
     return compute_loss(loss, q, table, targets, neg_key, num_negatives)
 
   value, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -110,13 +119,15 @@ def train_step(model, loss: str, num_negatives: int, state: LaneState, batch: di
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grads))
   average = update_average(state.average, params, hp["param_ema"], state.step)
-  new = LaneState(params=params, average=average, opt_state=opt_state, step=state.step + 1,
-                  key=state.key)
+  new = LaneState(
+      params=params, average=average, opt_state=opt_state, step=state.step + 1, key=state.key
+  )
   return new, value, finite
 
 
-def last_queries(model, params, inputs: jax.Array, temperature: jax.Array,
-                 times: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def last_queries(
+    model, params, inputs: jax.Array, temperature: jax.Array, times: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
   """Eval-mode query at the last position [U, D] and the item table [N + 1, D]."""
   rates = {"dropout": jnp.zeros(()), "attn_dropout": jnp.zeros(()), "temperature": temperature}
   q, table = model.apply(params, inputs, rates, None, None, None, times)

@@ -24,8 +24,13 @@ DEFAULT_KS = (5, 10, 20)
 RANK_TIES = "pessimistic: items scoring equal to the target rank above it"
 
 
-def target_ranks(q: jax.Array, table: jax.Array, targets: jax.Array,
-                 history: jax.Array | None = None, item_chunk: int = 4096) -> jax.Array:
+def target_ranks(
+    q: jax.Array,
+    table: jax.Array,
+    targets: jax.Array,
+    history: jax.Array | None = None,
+    item_chunk: int = 4096,
+) -> jax.Array:
   """0-based full-ranking rank of each target (see the module docstring).
 
   Args:
@@ -74,16 +79,18 @@ def target_ranks(q: jax.Array, table: jax.Array, targets: jax.Array,
   return ranks
 
 
-def sampled_ranks(q: jax.Array, table: jax.Array, targets: jax.Array,
-                  candidates: jax.Array) -> jax.Array:
+def sampled_ranks(
+    q: jax.Array, table: jax.Array, targets: jax.Array, candidates: jax.Array
+) -> jax.Array:
   """Rank of the target among itself and `candidates` [U, C] negatives (pessimistic ties)."""
   target_score = jnp.einsum("ud,ud->u", q, table[targets])
   cand_scores = jnp.einsum("ud,ucd->uc", q, table[candidates])
   return jnp.sum(cand_scores >= target_score[:, None], axis=1, dtype=jnp.int32)
 
 
-def sample_candidates(sequences_seen: np.ndarray, targets: np.ndarray, num_items: int,
-                      num: int = 99, seed: int = 0) -> np.ndarray:
+def sample_candidates(
+    sequences_seen: np.ndarray, targets: np.ndarray, num_items: int, num: int = 99, seed: int = 0
+) -> np.ndarray:
   """`num` uniform negatives per user, none in the user's seen items or equal to the target."""
   rng = np.random.default_rng(seed)
   out = np.zeros((len(targets), num), np.int32)

@@ -61,8 +61,10 @@ class StudyRun:
       if b >= target:
         batch = self.batches[i] if self.batches else i
         last = i
-        while last + 1 < len(self.values) and (self.batches[last + 1] if self.batches
-                                               else last + 1) == batch:
+        while (
+            last + 1 < len(self.values)
+            and (self.batches[last + 1] if self.batches else last + 1) == batch
+        ):
           last += 1
         return last
     return None
@@ -76,11 +78,11 @@ class StudyRun:
     i = self._reach_index(target)
     if i is None:
       return None
-    return len(dict.fromkeys(self.batches[:i + 1])) if self.batches else i + 1
+    return len(dict.fromkeys(self.batches[: i + 1])) if self.batches else i + 1
 
   def lane_epochs_to(self, target: float) -> int | None:
     i = self._reach_index(target)
-    return None if i is None else int(sum(self.epochs[:i + 1]))
+    return None if i is None else int(sum(self.epochs[: i + 1]))
 
   def seconds_to(self, target: float) -> float | None:
     i = self._reach_index(target)
@@ -126,15 +128,20 @@ def study_run(study: dict, trials: list[Trial]) -> StudyRun:
   ends = [batch_end[b] for b in batch_of]
   best = best_trial(trials)
   numbering = {b: i + 1 for i, b in enumerate(dict.fromkeys(batch_of))}
-  return StudyRun(name=study["name"], strategy=study["strategy"],
-                  seed=int(study["settings"].get("seed", 0)), values=values, ends=ends,
-                  steps=int(sum(t.steps or 0 for t in trials)),
-                  best_valid=best.valid if best else None,
-                  best_test=best.test if best else None,
-                  batches=[numbering[b] for b in batch_of],
-                  epochs=[int(t.epochs or 0) for t in trials],
-                  budget=(study.get("budget") or {}).get("trials"),
-                  planner_seconds=float(sum(planner.values())))
+  return StudyRun(
+      name=study["name"],
+      strategy=study["strategy"],
+      seed=int(study["settings"].get("seed", 0)),
+      values=values,
+      ends=ends,
+      steps=int(sum(t.steps or 0 for t in trials)),
+      best_valid=best.valid if best else None,
+      best_test=best.test if best else None,
+      batches=[numbering[b] for b in batch_of],
+      epochs=[int(t.epochs or 0) for t in trials],
+      budget=(study.get("budget") or {}).get("trials"),
+      planner_seconds=float(sum(planner.values())),
+  )
 
 
 def _mean(xs):
@@ -149,8 +156,10 @@ def _std(xs):
 
 def censored(values: list, limits: list) -> list:
   """Values with a run that never reached the target counted as its limit plus one."""
-  return [v if v is not None else (lim + 1 if lim is not None else None)
-          for v, lim in zip(values, limits)]
+  return [
+      v if v is not None else (lim + 1 if lim is not None else None)
+      for v, lim in zip(values, limits)
+  ]
 
 
 def comparison_table(runs: list[StudyRun], target_fraction: float = 0.98) -> dict:
@@ -192,13 +201,18 @@ def comparison_table(runs: list[StudyRun], target_fraction: float = 0.98) -> dic
         "batches_to_target": _mean(batch_counts),
         "lane_epochs_to_target": _mean(epoch_counts),
         "reached": sum(1 for x in trials if x is not None),
-        "minutes_to_target": _mean([None if r.seconds_to(t) is None
-                                    else r.seconds_to(t) / 60 for r in rs]),
+        "minutes_to_target": _mean(
+            [None if r.seconds_to(t) is None else r.seconds_to(t) / 60 for r in rs]
+        ),
         "lane_epochs": _mean([r.lane_epochs for r in rs]),
         "planner_minutes": _mean([r.planner_seconds / 60 for r in rs]),
         "trials_per_hour": (sum(len(r.values) for r in rs) / (seconds / 3600)) if seconds else None,
         "config_steps_per_s": (sum(r.steps for r in rs) / seconds) if seconds else None,
         "minutes": seconds / 60,
     }
-  return {"target_fraction": target_fraction, "best_any": best_any, "target": target,
-          "strategies": rows}
+  return {
+      "target_fraction": target_fraction,
+      "best_any": best_any,
+      "target": target,
+      "strategies": rows,
+  }

@@ -43,8 +43,10 @@ def _fmt(value, spec, spread=None):
 
 def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> None:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6.4, 3.8))
   for strategy in sorted({r.strategy for r in runs}):
     rs = [r for r in runs if r.strategy == strategy and r.values]
@@ -69,7 +71,7 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
     with warnings.catch_warnings():  # before a strategy's first trial ends: all NaN
       warnings.simplefilter("ignore", RuntimeWarning)
       mean, low, high = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
-    line, = ax.plot(grid, mean, label=f"{strategy} (n={len(rs)})")
+    (line,) = ax.plot(grid, mean, label=f"{strategy} (n={len(rs)})")
     if len(rs) > 1:
       ax.fill_between(grid, low, high, alpha=0.2, color=line.get_color())
   if target is not None:
@@ -98,62 +100,104 @@ def verdict(table: dict, agent_prefix: str = "agent") -> list[str]:
       if ta is None or to is None:
         speed = "no target"
       elif ta < to:
-        speed = (f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f}, "
-                 f"{ta / to:.0%} of {o}'s; {reach})")
+        speed = (
+            f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f}, "
+            f"{ta / to:.0%} of {o}'s; {reach})"
+        )
       elif ta > to:
         speed = f"no gain: {o} reached the target in fewer trials ({to:.1f} vs {ta:.1f}; {reach})"
       else:
         speed = f"no gain: both took {ta:.1f} trials ({reach})"
       va, vo = ra["best_valid_ndcg10"], ro["best_valid_ndcg10"]
-      quality = ("" if va is None or vo is None else
-                 f"; best validation NDCG@10 {va:.4f} vs {vo:.4f}"
-                 + (" (no gain)" if va < vo else ""))
+      quality = (
+          ""
+          if va is None or vo is None
+          else f"; best validation NDCG@10 {va:.4f} vs {vo:.4f}" + (" (no gain)" if va < vo else "")
+      )
       out.append(f"{a} vs {o}: {speed}{quality}.")
   return out
 
 
-def write_report(runs: list[StudyRun], outdir: str, title: str, device: str = "",
-                 target_fraction: float = 0.98, notes: list[str] = ()) -> dict:
+def write_report(
+    runs: list[StudyRun],
+    outdir: str,
+    title: str,
+    device: str = "",
+    target_fraction: float = 0.98,
+    notes: list[str] = (),
+) -> dict:
   """Writes report.md, report.html, report.json and the two PNGs; returns the table."""
   os.makedirs(outdir, exist_ok=True)
   table = comparison_table(runs, target_fraction)
   target = table["target"]
-  _curves(runs, "trials", os.path.join(outdir, "best_vs_trials.png"),
-          f"{title}: best-so-far vs trials", target)
-  _curves(runs, "seconds", os.path.join(outdir, "best_vs_seconds.png"),
-          f"{title}: best-so-far vs wall-clock", target)
+  _curves(
+      runs,
+      "trials",
+      os.path.join(outdir, "best_vs_trials.png"),
+      f"{title}: best-so-far vs trials",
+      target,
+  )
+  _curves(
+      runs,
+      "seconds",
+      os.path.join(outdir, "best_vs_seconds.png"),
+      f"{title}: best-so-far vs wall-clock",
+      target,
+  )
   header = "| " + " | ".join(c[1] for c in COLUMNS) + " |"
-  runs_json = [{"name": r.name, "strategy": r.strategy, "seed": r.seed, "values": r.values,
-                "ends": r.ends, "batches": r.batches, "epochs": r.epochs, "budget": r.budget}
-               for r in runs]
+  runs_json = [
+      {
+          "name": r.name,
+          "strategy": r.strategy,
+          "seed": r.seed,
+          "values": r.values,
+          "ends": r.ends,
+          "batches": r.batches,
+          "epochs": r.epochs,
+          "budget": r.budget,
+      }
+      for r in runs
+  ]
   lines = [f"# {title}", ""]
   if device:
-    lines += [f"Device: {device}. Total wall-clock: "
-              f"{sum(r.seconds for r in runs) / 60:.1f} min over {len(runs)} studies.", ""]
-  lines += [f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
-            + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
-            "Grid, random and TPE evaluate the space's default configuration first; the agent "
-            "starts from its playbook (priors from the data's statistics). Progress is counted "
-            "at the end of each batch (its trials finish together); a seed that never reaches "
-            "the target counts as the budget plus one (trials, batches and lane-epochs), so "
-            "means cover every seed. Values are mean ± standard deviation over seeds; "
-            "lane-epochs are the epochs every trial actually trained (pruned and early-stopped "
-            "lanes stop costing compute); wall-clock includes planner time.",
-            "", header, "|" + "---|" * len(COLUMNS)]
+    lines += [
+        f"Device: {device}. Total wall-clock: "
+        f"{sum(r.seconds for r in runs) / 60:.1f} min over {len(runs)} studies.",
+        "",
+    ]
+  lines += [
+      f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
+      + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
+      "Grid, random and TPE evaluate the space's default configuration first; the agent "
+      "starts from its playbook (priors from the data's statistics). Progress is counted "
+      "at the end of each batch (its trials finish together); a seed that never reaches "
+      "the target counts as the budget plus one (trials, batches and lane-epochs), so "
+      "means cover every seed. Values are mean ± standard deviation over seeds; "
+      "lane-epochs are the epochs every trial actually trained (pruned and early-stopped "
+      "lanes stop costing compute); wall-clock includes planner time.",
+      "",
+      header,
+      "|" + "---|" * len(COLUMNS),
+  ]
   for strategy, row in table["strategies"].items():
-    cells = [strategy] + [_fmt(row[k], spec, row.get(sd) if sd else None)
-                          for k, _, spec, sd in COLUMNS[1:]]
+    cells = [strategy] + [
+        _fmt(row[k], spec, row.get(sd) if sd else None) for k, _, spec, sd in COLUMNS[1:]
+    ]
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "## Verdict", ""] + [f"- {v}" for v in verdict(table)]
   lines += list(notes)
-  lines += ["", "![best-so-far vs trials](best_vs_trials.png)", "",
-            "![best-so-far vs wall-clock](best_vs_seconds.png)", ""]
+  lines += [
+      "",
+      "![best-so-far vs trials](best_vs_trials.png)",
+      "",
+      "![best-so-far vs wall-clock](best_vs_seconds.png)",
+      "",
+  ]
   md = "\n".join(lines)
   with open(os.path.join(outdir, "report.md"), "w") as f:
     f.write(md)
   with open(os.path.join(outdir, "report.json"), "w") as f:
-    json.dump({"title": title, "table": table,
-               "runs": runs_json}, f, indent=2)
+    json.dump({"title": title, "table": table, "runs": runs_json}, f, indent=2)
   with open(os.path.join(outdir, "report.html"), "w") as f:
     f.write(_html(md, outdir))
   return table
@@ -192,18 +236,24 @@ def _html(md: str, outdir: str) -> str:
       body.append(f"<p>{html.escape(line)}</p>")
   if in_table:
     body.append("</table>")
-  style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
-           "img{max-width:100%}")
-  return (f"<!doctype html><html><head><meta charset='utf-8'><title>vmle-jax report</title>"
-          f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+  style = (
+      "body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+      "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
+      "img{max-width:100%}"
+  )
+  return (
+      f"<!doctype html><html><head><meta charset='utf-8'><title>vmle-jax report</title>"
+      f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+  )
 
 
 def plot_training_curve(curve: list[dict], path: str, title: str) -> None:
   """Loss and validation NDCG@10 per epoch of one trial (vmle-train's curve.png)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6.4, 3.6))
   epochs = [p["epoch"] for p in curve]
   ax.plot(epochs, [p["loss"] for p in curve], color="C0", label="training loss")
@@ -212,8 +262,13 @@ def plot_training_curve(curve: list[dict], path: str, title: str) -> None:
   evals = [p for p in curve if "NDCG@10" in p]
   if evals:
     ax2 = ax.twinx()
-    ax2.plot([p["epoch"] for p in evals], [p["NDCG@10"] for p in evals], color="C1", marker=".",
-             label="validation NDCG@10")
+    ax2.plot(
+        [p["epoch"] for p in evals],
+        [p["NDCG@10"] for p in evals],
+        color="C1",
+        marker=".",
+        label="validation NDCG@10",
+    )
     ax2.set_ylabel("validation NDCG@10", color="C1")
   ax.set_title(title, fontsize=10)
   fig.tight_layout()
@@ -224,8 +279,10 @@ def plot_training_curve(curve: list[dict], path: str, title: str) -> None:
 def plot_study(values: list[float | None], path: str, title: str) -> None:
   """Each trial's validation NDCG@10 and the best so far (vmle-sweep / vmle-tune)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6.4, 3.6))
   xs = np.arange(1, len(values) + 1)
   ys = np.array([np.nan if v is None else v for v in values], float)

@@ -46,8 +46,9 @@ def parse_json(content) -> dict:
   return value
 
 
-def validate_proposals(content, space: SearchSpace, base: dict, done: set[str],
-                       trial_numbers: dict[str, int]) -> tuple[list[tuple[TrialConfig, dict]], list[str]]:
+def validate_proposals(
+    content, space: SearchSpace, base: dict, done: set[str], trial_numbers: dict[str, int]
+) -> tuple[list[tuple[TrialConfig, dict]], list[str]]:
   """Accepted (config, item) pairs and the reasons every other proposal was rejected."""
   try:
     answer = parse_json(content)
@@ -58,16 +59,21 @@ def validate_proposals(content, space: SearchSpace, base: dict, done: set[str],
     return [], ["the answer has no 'proposals' list"]
   accepted, reasons, seen = [], [], set(done)
   for i, item in enumerate(items, 1):
-    if not isinstance(item, dict) or not isinstance(item.get("changes"), dict) \
-        or not item["changes"]:
+    if (
+        not isinstance(item, dict)
+        or not isinstance(item.get("changes"), dict)
+        or not item["changes"]
+    ):
       reasons.append(f"proposal {i}: needs a non-empty 'changes' object")
       continue
     changes = item["changes"]
     unknown = [k for k in changes if k not in space.dims]
     if unknown:
-      reasons.append(f"proposal {i}: {', '.join(map(repr, unknown))} "
-                     f"{'is not a' if len(unknown) == 1 else 'are not'} searchable parameter"
-                     f"{'' if len(unknown) == 1 else 's'} (searchable: {', '.join(space.dims)})")
+      reasons.append(
+          f"proposal {i}: {', '.join(map(repr, unknown))} "
+          f"{'is not a' if len(unknown) == 1 else 'are not'} searchable parameter"
+          f"{'' if len(unknown) == 1 else 's'} (searchable: {', '.join(space.dims)})"
+      )
       continue
     try:
       cfg = space.validate({**{k: base[k] for k in space.dims}, **changes})
@@ -77,9 +83,14 @@ def validate_proposals(content, space: SearchSpace, base: dict, done: set[str],
     key = cfg.canonical_json()
     if key in seen:
       where = trial_numbers.get(key)
-      reasons.append(f"proposal {i}: duplicates "
-                     + (f"trial {where}, already run" if where is not None
-                        else "another proposal of this batch"))
+      reasons.append(
+          f"proposal {i}: duplicates "
+          + (
+              f"trial {where}, already run"
+              if where is not None
+              else "another proposal of this batch"
+          )
+      )
       continue
     seen.add(key)
     accepted.append((cfg, item))
@@ -89,9 +100,17 @@ def validate_proposals(content, space: SearchSpace, base: dict, done: set[str],
 class AgentStrategy(Strategy):
   """A planner driving the study loop; see the module docstring."""
 
-  def __init__(self, planner, space: SearchSpace, max_retries: int = 2,
-               log: Callable[[str], None] = print, transcript=None, recall: str = "memory",
-               summary: dict | None = None, planner_budget_s: float | None = None):
+  def __init__(
+      self,
+      planner,
+      space: SearchSpace,
+      max_retries: int = 2,
+      log: Callable[[str], None] = print,
+      transcript=None,
+      recall: str = "memory",
+      summary: dict | None = None,
+      planner_budget_s: float | None = None,
+  ):
     """`recall="memory"` reads insights and the latest summary from the whole memory;
     `recall="study"` (fair comparisons) reads only this study's trials and insights and
     the `summary` given here, if any."""
@@ -116,12 +135,17 @@ class AgentStrategy(Strategy):
     used up the study's planner time."""
     if self.planner_budget_s is None or not self.planner.is_llm:
       return self.planner
-    spent = sum(c["latency_s"] or 0.0 for c in self.store.llm_calls(self.study["id"])
-                if c["planner"] == self.planner.name)
+    spent = sum(
+        c["latency_s"] or 0.0
+        for c in self.store.llm_calls(self.study["id"])
+        if c["planner"] == self.planner.name
+    )
     if spent < self.planner_budget_s:
       return self.planner
-    self.log(f"planner time cap reached ({spent:.0f} s of {self.planner_budget_s:.0f} s): the "
-             "heuristic planner takes over")
+    self.log(
+        f"planner time cap reached ({spent:.0f} s of {self.planner_budget_s:.0f} s): the "
+        "heuristic planner takes over"
+    )
     return self.fallback
 
   # ---------------------------------------------------------------- binding
@@ -192,8 +216,10 @@ class AgentStrategy(Strategy):
     ctx["done"] |= done
     best = ctx["best"]
     base = best["config"] if best else self.space.default_config().to_dict()
-    numbers = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t["number"]
-               for t in ctx["trials"]}
+    numbers = {
+        json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t["number"]
+        for t in ctx["trials"]
+    }
     accepted: list[tuple[TrialConfig, dict, str]] = []
     feedback: list[str] = []
     planner = self._planner()
@@ -205,8 +231,13 @@ class AgentStrategy(Strategy):
       try:
         answer = planner.propose(ctx, want, feedback)
       except Exception as e:  # network errors, quota, timeouts after the client's retries
-        self._record(planner, "propose", Answer(content="", latency_s=time.perf_counter() - t0),
-                     "error", repr(e))
+        self._record(
+            planner,
+            "propose",
+            Answer(content="", latency_s=time.perf_counter() - t0),
+            "error",
+            repr(e),
+        )
         self.log(f"planner error: {e!r}")
         break
       if self.transcript is not None:
@@ -215,8 +246,11 @@ class AgentStrategy(Strategy):
       for cfg, item in got[:want]:
         ctx["done"].add(cfg.canonical_json())
         accepted.append((cfg, item, planner.name))
-      outcome = "ok" if not reasons else ("invalid_json" if not got and "JSON" in reasons[0]
-                                          else "rejected")
+      outcome = (
+          "ok"
+          if not reasons
+          else ("invalid_json" if not got and "JSON" in reasons[0] else "rejected")
+      )
       self._record(planner, "propose", answer, outcome, "; ".join(reasons) or None)
       if reasons:
         self.log(f"rejected {len(reasons)} proposal(s) from {planner.name}: {'; '.join(reasons)}")
@@ -225,18 +259,34 @@ class AgentStrategy(Strategy):
       answer = self.fallback.propose(ctx, n - len(accepted), [])
       got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
       if got and self.planner.name != "heuristic":
-        self._record(self.fallback, "propose", Answer(content=""), "fallback",
-                     f"{planner.name} gave {len(accepted)} valid of {n}; heuristic filled "
-                     f"{len(got)}")
+        self._record(
+            self.fallback,
+            "propose",
+            Answer(content=""),
+            "fallback",
+            f"{planner.name} gave {len(accepted)} valid of {n}; heuristic filled " f"{len(got)}",
+        )
         self.log(f"fallback: the heuristic planner filled {len(got)} proposal(s)")
-      for cfg, item in got[:n - len(accepted)]:
+      for cfg, item in got[: n - len(accepted)]:
         accepted.append((cfg, item, self.fallback.name))
     proposals = []
     for cfg, item, source in accepted:
       done.add(cfg.canonical_json())
-      proposals.append(Proposal(cfg, _proposal_note(item, base, cfg, best, source,
-                                                    fallback=source != self.planner.name,
-                                                    space=self.space, trials=ctx["trials"])))
+      proposals.append(
+          Proposal(
+              cfg,
+              _proposal_note(
+                  item,
+                  base,
+                  cfg,
+                  best,
+                  source,
+                  fallback=source != self.planner.name,
+                  space=self.space,
+                  trials=ctx["trials"],
+              ),
+          )
+      )
       note = proposals[-1].note
       self.log(f"  propose [{source}] {_change_text(note)}: {note['hypothesis']}")
     return proposals
@@ -263,14 +313,20 @@ class AgentStrategy(Strategy):
       self.log(f"  curve of trial {d['trial']}: {d['text']}")
     content = None
     planner = self._planner()
-    for attempt in range(self.max_retries + 1 if planner is not self.fallback
-                         or self.planner is self.fallback else 0):
+    for attempt in range(
+        self.max_retries + 1 if planner is not self.fallback or self.planner is self.fallback else 0
+    ):
       t0 = time.perf_counter()
       try:
         answer = planner.reflect(ctx, batch)
       except Exception as e:
-        self._record(planner, "reflect", Answer(content="", latency_s=time.perf_counter() - t0),
-                     "error", repr(e))
+        self._record(
+            planner,
+            "reflect",
+            Answer(content="", latency_s=time.perf_counter() - t0),
+            "error",
+            repr(e),
+        )
         self.log(f"reflection error: {e!r}")
         break
       if self.transcript is not None:
@@ -278,7 +334,8 @@ class AgentStrategy(Strategy):
       try:
         content = parse_json(answer.content)
         if not isinstance(content.get("reflections"), list) or not isinstance(
-            content.get("rules"), list):
+            content.get("rules"), list
+        ):
           raise ValueError("needs 'reflections' and 'rules' lists")
         self._record(planner, "reflect", answer, "ok")
         break
@@ -310,61 +367,109 @@ class AgentStrategy(Strategy):
       dim, direction = SUGGESTS[label][0]
       numbers = ", ".join(str(t["number"]) for t in ts[:8]) + (" ..." if len(ts) > 8 else "")
       epochs = ctx["max_epochs"]
-      rule = (f"curve: {len(ts)} trial(s) ({numbers}) {label} within {epochs} epochs on "
-              f"{ctx['dataset']['name']}: {'raise' if direction == 'up' else 'lower'} {dim}")
+      rule = (
+          f"curve: {len(ts)} trial(s) ({numbers}) {label} within {epochs} epochs on "
+          f"{ctx['dataset']['name']}: {'raise' if direction == 'up' else 'lower'} {dim}"
+      )
       self.store.upsert_insight(
-          self.study["dataset_id"], self.study["id"], self.study["backbone"], rule,
-          RuleKey(dim, direction, basis="curve", shape=label), [t["id"] for t in ts], [],
-          confidence(len(ts), 0), "curves")
+          self.study["dataset_id"],
+          self.study["id"],
+          self.study["backbone"],
+          rule,
+          RuleKey(dim, direction, basis="curve", shape=label),
+          [t["id"] for t in ts],
+          [],
+          confidence(len(ts), 0),
+          "curves",
+      )
 
   def _write_insights(self, ctx: dict, rules: list, by_number: dict, source: str) -> None:
     """Rules become insights; support and contradiction are recounted from the evidence."""
-    evidence = {RuleKey(r["dimension"], r["direction"], r["value"]): r
-                for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"])}
+    evidence = {
+        RuleKey(r["dimension"], r["direction"], r["value"]): r
+        for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"])
+    }
     for r in rules:
-      if not isinstance(r, dict) or r.get("dimension") not in self.space.dims \
-          or r.get("direction") not in DIRECTIONS or not isinstance(r.get("rule"), str):
+      if (
+          not isinstance(r, dict)
+          or r.get("dimension") not in self.space.dims
+          or r.get("direction") not in DIRECTIONS
+          or not isinstance(r.get("rule"), str)
+      ):
         continue
-      value = _typed(self.space, r["dimension"], r.get("value")) if r["direction"] == "set" \
-          else None
+      value = (
+          _typed(self.space, r["dimension"], r.get("value")) if r["direction"] == "set" else None
+      )
       key = RuleKey(r["dimension"], r["direction"], value)
       if key in evidence:  # the trials decide, whatever the planner claimed
-        support, contradict = evidence[key]["supporting_trials"], evidence[key]["contradicting_trials"]
+        support, contradict = (
+            evidence[key]["supporting_trials"],
+            evidence[key]["contradicting_trials"],
+        )
       else:
         support = [n for n in r.get("supporting_trials", []) if n in by_number]
         contradict = [n for n in r.get("contradicting_trials", []) if n in by_number]
       if not support and not contradict:
         continue
       self.store.upsert_insight(
-          self.study["dataset_id"], self.study["id"], self.study["backbone"], r["rule"][:300],
-          key, [by_number[n]["id"] for n in support], [by_number[n]["id"] for n in contradict],
-          confidence(len(support), len(contradict)), source)
+          self.study["dataset_id"],
+          self.study["id"],
+          self.study["backbone"],
+          r["rule"][:300],
+          key,
+          [by_number[n]["id"] for n in support],
+          [by_number[n]["id"] for n in contradict],
+          confidence(len(support), len(contradict)),
+          source,
+      )
 
   # ---------------------------------------------------------------- finish
   def finish(self) -> dict | None:
     """Distills the insights into a new version of the backbone's cognition summary."""
     ctx = self.context()
     start = {d: p.value for d, p in ctx["playbook"].items()}
-    version = summaries.distill(self.store, self.study["backbone"],
-                                provenance={"study": self.study["name"],
-                                            "playbook": {ctx["dataset"]["name"]: start}})
+    version = summaries.distill(
+        self.store,
+        self.study["backbone"],
+        provenance={"study": self.study["name"], "playbook": {ctx["dataset"]["name"]: start}},
+    )
     self.log(f"cognition summary for {self.study['backbone']}: version {version}")
     return self.store.summary(self.study["backbone"], version)
 
   def _record(self, planner, purpose: str, answer: Answer, outcome: str, detail=None) -> None:
     self.store.log_llm_call(
-        self.study["id"], planner.name, answer.model, purpose, outcome,
-        prompt_chars=answer.prompt_chars, answer_chars=answer.answer_chars,
-        prompt_tokens=answer.prompt_tokens, answer_tokens=answer.answer_tokens,
-        thinking_tokens=answer.thinking_tokens, latency_s=answer.latency_s, detail=detail)
+        self.study["id"],
+        planner.name,
+        answer.model,
+        purpose,
+        outcome,
+        prompt_chars=answer.prompt_chars,
+        answer_chars=answer.answer_chars,
+        prompt_tokens=answer.prompt_tokens,
+        answer_tokens=answer.answer_tokens,
+        thinking_tokens=answer.thinking_tokens,
+        latency_s=answer.latency_s,
+        detail=detail,
+    )
 
 
 def _trial_view(t: Trial) -> dict:
   """What a planner sees of a trial: plain data (planners never see the store's records)."""
-  return {"id": t.id, "number": t.number, "config": t.config, "status": t.status,
-          "value": t.value, "hr10": (t.valid or {}).get("HR@10"), "epochs": t.epochs,
-          "best_epoch": t.best_epoch, "curve": t.curve or [], "batch": t.batch,
-          "reflection": t.reflection, "proposal": dict(t.proposal or {}), "error": t.error}
+  return {
+      "id": t.id,
+      "number": t.number,
+      "config": t.config,
+      "status": t.status,
+      "value": t.value,
+      "hr10": (t.valid or {}).get("HR@10"),
+      "epochs": t.epochs,
+      "best_epoch": t.best_epoch,
+      "curve": t.curve or [],
+      "batch": t.batch,
+      "reflection": t.reflection,
+      "proposal": dict(t.proposal or {}),
+      "error": t.error,
+  }
 
 
 def resolve_anchors(trials: list[dict]) -> None:
@@ -391,9 +496,16 @@ def _typed(space: SearchSpace, dim: str, value):
   return value
 
 
-def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, source: str,
-                   fallback: bool, space: SearchSpace | None = None,
-                   trials: list[dict] | None = None) -> dict:
+def _proposal_note(
+    item: dict,
+    base: dict,
+    cfg: TrialConfig,
+    best: dict | None,
+    source: str,
+    fallback: bool,
+    space: SearchSpace | None = None,
+    trials: list[dict] | None = None,
+) -> dict:
   """What the memory keeps of a proposal: the change, its parent, hypothesis and risk.
 
   The parent is the best trial, or the proposal's `anchor` (a rate variant's
@@ -413,9 +525,18 @@ def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, 
     ref = base
   changed = [k for k in sorted(new) if new[k] != ref.get(k)]
   # One move: dropout with the attention dropout that follows it.
-  moved = [k for k in changed if not (k == "attn_dropout" and "dropout" in changed
-                                      and new["attn_dropout"] == new["dropout"])]
-  dim = item.get("dimension") if item.get("dimension") in changed else (changed[0] if changed else None)
+  moved = [
+      k
+      for k in changed
+      if not (
+          k == "attn_dropout" and "dropout" in changed and new["attn_dropout"] == new["dropout"]
+      )
+  ]
+  dim = (
+      item.get("dimension")
+      if item.get("dimension") in changed
+      else (changed[0] if changed else None)
+  )
   old_value, new_value = ref.get(dim), new.get(dim)
   if dim is None:
     direction = None
@@ -423,23 +544,32 @@ def _proposal_note(item: dict, base: dict, cfg: TrialConfig, best: dict | None, 
     direction = "set"
   else:
     direction = "up" if new_value > old_value else "down"
-  return {"planner": source, "fallback": fallback, "kind": str(item.get("kind") or "move")[:20],
-          "hypothesis": str(item.get("hypothesis", ""))[:500],
-          "expected_effect": str(item.get("expected_effect", ""))[:200],
-          "risk": str(item.get("risk", ""))[:200],
-          "dimension": dim, "direction": direction, "old_value": old_value,
-          "new_value": new_value, "changed": changed, "one_change": len(moved) == 1,
-          **_parent(anchor_key, best, trials or [])}
+  return {
+      "planner": source,
+      "fallback": fallback,
+      "kind": str(item.get("kind") or "move")[:20],
+      "hypothesis": str(item.get("hypothesis", ""))[:500],
+      "expected_effect": str(item.get("expected_effect", ""))[:200],
+      "risk": str(item.get("risk", ""))[:200],
+      "dimension": dim,
+      "direction": direction,
+      "old_value": old_value,
+      "new_value": new_value,
+      "changed": changed,
+      "one_change": len(moved) == 1,
+      **_parent(anchor_key, best, trials or []),
+  }
 
 
 def _parent(anchor_key: str | None, best: dict | None, trials: list[dict]) -> dict:
   if anchor_key is None:
-    return {"parent_number": best["number"] if best else None,
-            "parent_value": best["value"] if best else None}
+    return {
+        "parent_number": best["number"] if best else None,
+        "parent_value": best["value"] if best else None,
+    }
   for t in trials:
     if json.dumps(t["config"], sort_keys=True, separators=(",", ":")) == anchor_key:
-      return {"anchor_key": anchor_key, "parent_number": t["number"],
-              "parent_value": t["value"]}
+      return {"anchor_key": anchor_key, "parent_number": t["number"], "parent_value": t["value"]}
   return {"anchor_key": anchor_key, "parent_number": None, "parent_value": None}
 
 

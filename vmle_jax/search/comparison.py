@@ -38,14 +38,30 @@ def group_name(data, base: TrialConfig) -> str:
   return name[:100] or "data"
 
 
-def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine, lanes: int,
-                   schedule: Schedule, workdir: str, budget_trials: int, seeds=(0, 1),
-                   strategies=STRATEGY_NAMES, planner: str = "heuristic", model: str | None = None,
-                   summary: dict | None = None, dims=None, fixed: dict | None = None,
-                   budget_minutes: float | None = None, deadline: float | None = None,
-                   early_stop: str = "none", tpe_warm_start=(),
-                   planner_options: dict | None = None, planner_budget_s: float | None = None,
-                   log: Callable[[str], None] = print) -> str:
+def run_comparison(
+    data,
+    base: TrialConfig,
+    store: Store | None,
+    engine: Engine,
+    lanes: int,
+    schedule: Schedule,
+    workdir: str,
+    budget_trials: int,
+    seeds=(0, 1),
+    strategies=STRATEGY_NAMES,
+    planner: str = "heuristic",
+    model: str | None = None,
+    summary: dict | None = None,
+    dims=None,
+    fixed: dict | None = None,
+    budget_minutes: float | None = None,
+    deadline: float | None = None,
+    early_stop: str = "none",
+    tpe_warm_start=(),
+    planner_options: dict | None = None,
+    planner_budget_s: float | None = None,
+    log: Callable[[str], None] = print,
+) -> str:
   """Runs (or resumes) every strategy x seed; returns the group name. Stops at `deadline`
   (a time.time() value) before starting a new study."""
   group = group_name(data, base)
@@ -63,22 +79,48 @@ def run_comparison(data, base: TrialConfig, store: Store | None, engine: Engine,
       log(f"time limit reached before {study}; rerun to continue")
       break
     space_dims = dims or (list(GRID_DIMS[base.backbone]) if name == "grid" else None)
-    space = SearchSpace.for_backbone(base.backbone, base=base.replace(seed=seed), only=space_dims,
-                                     fixed=fixed)
+    space = SearchSpace.for_backbone(
+        base.backbone, base=base.replace(seed=seed), only=space_dims, fixed=fixed
+    )
     label = f"agent:{planner}" if name == "agent" else name
     if name == "agent":
-      strategy = AgentStrategy(make_planner(planner, model, **(planner_options or {})), space,
-                               recall="study", summary=summary, log=log,
-                               planner_budget_s=planner_budget_s)
+      strategy = AgentStrategy(
+          make_planner(planner, model, **(planner_options or {})),
+          space,
+          recall="study",
+          summary=summary,
+          log=log,
+          planner_budget_s=planner_budget_s,
+      )
     else:
-      strategy = make_strategy(name, space, seed, lanes=lanes,
-                               warm_start=tpe_warm_start if name == "tpe" else ())
-    spec = StudySpec(name=study, backbone=base.backbone, strategy=label,
-                     budget_trials=budget_trials, budget_minutes=budget_minutes, lanes=lanes,
-                     seed=seed, dims=tuple(space.names), group=group, early_stop=early_stop)
+      strategy = make_strategy(
+          name, space, seed, lanes=lanes, warm_start=tpe_warm_start if name == "tpe" else ()
+      )
+    spec = StudySpec(
+        name=study,
+        backbone=base.backbone,
+        strategy=label,
+        budget_trials=budget_trials,
+        budget_minutes=budget_minutes,
+        lanes=lanes,
+        seed=seed,
+        dims=tuple(space.names),
+        group=group,
+        early_stop=early_stop,
+    )
     log(f"== {study}: {label}, seed {seed}, {budget_trials} trials, {lanes} lanes")
     t0 = time.perf_counter()
-    run_study(spec, data, store, strategy, space, schedule, engine=engine, resume=exists,
-              workdir=os.path.join(workdir, study), log=log)
+    run_study(
+        spec,
+        data,
+        store,
+        strategy,
+        space,
+        schedule,
+        engine=engine,
+        resume=exists,
+        workdir=os.path.join(workdir, study),
+        log=log,
+    )
     log(f"== {study} done in {time.perf_counter() - t0:.0f} s")
   return group

@@ -38,14 +38,18 @@ class MedianRule:
     """Each finished trial's best NDCG@10 up to `epoch` (its final best if it ended sooner)."""
     out = []
     for curve in curves:
-      seen = [p["NDCG@10"] for p in curve if "NDCG@10" in p and p["epoch"] <= epoch
-              and np.isfinite(p["NDCG@10"])]
+      seen = [
+          p["NDCG@10"]
+          for p in curve
+          if "NDCG@10" in p and p["epoch"] <= epoch and np.isfinite(p["NDCG@10"])
+      ]
       if seen:
         out.append(max(seen))
     return np.asarray(out, float)
 
-  def stop(self, epoch: int, best: np.ndarray, alive: np.ndarray,
-           curves: list[list[dict]]) -> np.ndarray:
+  def stop(
+      self, epoch: int, best: np.ndarray, alive: np.ndarray, curves: list[list[dict]]
+  ) -> np.ndarray:
     """Lanes to stop now: alive, past the grace period, below the reference median."""
     best = np.asarray(best, float)
     out = np.zeros(len(best), bool)
@@ -61,8 +65,9 @@ class MedianRule:
     return out
 
 
-def make_pruner(rule: str, finished_trials: list[Trial], grace_epochs: int = 2,
-                min_trials: int = 4) -> Callable | None:
+def make_pruner(
+    rule: str, finished_trials: list[Trial], grace_epochs: int = 2, min_trials: int = 4
+) -> Callable | None:
   """The engine's `prune(epoch, best, alive)` for a bucket, from the study's finished trials."""
   if rule == "none":
     return None

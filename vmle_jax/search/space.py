@@ -68,8 +68,14 @@ class Int:
   def grid(self):
     if (self.high - self.low) // self.step <= 4:
       return list(range(self.low, self.high + 1, self.step))
-    return sorted({self.low, self.default, self.high, self.low + self.step * (
-        (self.high - self.low) // self.step // 2)})
+    return sorted(
+        {
+            self.low,
+            self.default,
+            self.high,
+            self.low + self.step * ((self.high - self.low) // self.step // 2),
+        }
+    )
 
   def describe(self):
     return f"integer in [{self.low}, {self.high}]" + (f" step {self.step}" if self.step > 1 else "")
@@ -166,8 +172,10 @@ SPACES = {"sasrec": SASREC_SPACE, "hstu": HSTU_SPACE}
 # dimension would be millions of points. These are the ones that move
 # NDCG@10 most in our studies: the loss, the window, the width and the
 # two rates (HSTU: its temperature instead of the window).
-GRID_DIMS = {"sasrec": ("loss", "max_len", "hidden", "lr", "dropout"),
-             "hstu": ("loss", "hidden", "lr", "dropout", "temperature")}
+GRID_DIMS = {
+    "sasrec": ("loss", "max_len", "hidden", "lr", "dropout"),
+    "hstu": ("loss", "hidden", "lr", "dropout", "temperature"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,9 +187,13 @@ class SearchSpace:
   base: TrialConfig
 
   @classmethod
-  def for_backbone(cls, backbone: str, base: TrialConfig | None = None,
-                   only: Sequence[str] | None = None,
-                   fixed: dict | None = None) -> "SearchSpace":
+  def for_backbone(
+      cls,
+      backbone: str,
+      base: TrialConfig | None = None,
+      only: Sequence[str] | None = None,
+      fixed: dict | None = None,
+  ) -> "SearchSpace":
     """The backbone's space around `base` (default: the backbone's defaults), as it is.
 
     The search starts from `base`: every dimension's default is the base's
@@ -232,8 +244,10 @@ class SearchSpace:
     problems = self.problems(values)
     if problems:
       raise SpaceError("; ".join(problems))
-    merged = {**self.base.to_dict(), **{k: _round(_coerce(self.dims.get(k), v))
-                                        for k, v in values.items()}}
+    merged = {
+        **self.base.to_dict(),
+        **{k: _round(_coerce(self.dims.get(k), v)) for k, v in values.items()},
+    }
     try:
       return TrialConfig(**merged)
     except ValueError as e:
@@ -297,10 +311,14 @@ def _around(dim, value):
     return dataclasses.replace(dim, values=values, default=value)
   if isinstance(dim, Int):
     off_grid = (value - dim.low) % dim.step != 0
-    return dataclasses.replace(dim, low=min(dim.low, value), high=max(dim.high, value),
-                               default=value, step=1 if off_grid else dim.step)
-  return dataclasses.replace(dim, low=min(dim.low, value), high=max(dim.high, value),
-                             default=value)
+    return dataclasses.replace(
+        dim,
+        low=min(dim.low, value),
+        high=max(dim.high, value),
+        default=value,
+        step=1 if off_grid else dim.step,
+    )
+  return dataclasses.replace(dim, low=min(dim.low, value), high=max(dim.high, value), default=value)
 
 
 def _coerce(dim, v):

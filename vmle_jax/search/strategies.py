@@ -70,8 +70,9 @@ class Strategy:
     out = carried[:n]
     return out + (self.ask(n - len(out), done) if n > len(out) else [])
 
-  def resume(self, batches: list[list[tuple[TrialConfig, float | None]]],
-             sizes: list[int] | None = None) -> int:
+  def resume(
+      self, batches: list[list[tuple[TrialConfig, float | None]]], sizes: list[int] | None = None
+  ) -> int:
     """Replays finished batches (ask as many as the batch was asked for, then tell the
     stored results, in order), so the next proposals are what an uninterrupted run would
     make; proposals of a batch cut short by a kill are carried over to `propose`. Returns
@@ -130,6 +131,7 @@ class GridStrategy(Strategy):
       _add_new(out, done, cfg, "grid")
     return out
 
+
 class RandomStrategy(Strategy):
   """Uniform random search: every trial drawn independently over every dimension.
 
@@ -158,6 +160,7 @@ class RandomStrategy(Strategy):
           continue
       _add_new(out, done, cfg, self.name)
     return out
+
 
 class PackedRandomStrategy(Strategy):
   """Random search shaped for lanes: one static signature drawn per batch.
@@ -201,8 +204,10 @@ class PackedRandomStrategy(Strategy):
       _add_new(out, done, cfg, self.name)
     return out
 
+
 def optuna_distributions(space: SearchSpace) -> dict:
   import optuna
+
   out = {}
   for name, d in space.dims.items():
     if isinstance(d, Choice):
@@ -241,8 +246,13 @@ class TPEStrategy(Strategy):
     self.dists = optuna_distributions(space)
     self.study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                           n_startup_trials=max(1, int(startup_trials))))
+        sampler=optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            constant_liar=True,
+            n_startup_trials=max(1, int(startup_trials)),
+        ),
+    )
     self.startup_trials = max(1, int(startup_trials))
     self.pending: dict[str, object] = {}
     seen = set()
@@ -253,10 +263,16 @@ class TPEStrategy(Strategy):
 
   def record(self, config, value):
     """A finished trial added to TPE's history without an ask."""
-    state = (self.optuna.trial.TrialState.COMPLETE if value is not None
-             else self.optuna.trial.TrialState.FAIL)
-    self.study.add_trial(self.optuna.trial.create_trial(
-        params=self.space.values_of(config), distributions=self.dists, value=value, state=state))
+    state = (
+        self.optuna.trial.TrialState.COMPLETE
+        if value is not None
+        else self.optuna.trial.TrialState.FAIL
+    )
+    self.study.add_trial(
+        self.optuna.trial.create_trial(
+            params=self.space.values_of(config), distributions=self.dists, value=value, state=state
+        )
+    )
 
   def forget(self, config):
     trial = self.pending.pop(config.canonical_json(), None)
@@ -293,8 +309,9 @@ class TPEStrategy(Strategy):
       self.study.tell(trial, value)
 
 
-def make_strategy(name: str, space: SearchSpace, seed: int = 0, lanes: int = 8,
-                  warm_start=()) -> Strategy:
+def make_strategy(
+    name: str, space: SearchSpace, seed: int = 0, lanes: int = 8, warm_start=()
+) -> Strategy:
   """A strategy by name; TPE's random startup phase is one batch of `lanes` trials, and
   `warm_start` configs are its first proposals after the default."""
   if name == "grid":

@@ -64,25 +64,41 @@ def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
 
 # What a resumed study may change with --override, and the flags that name each setting.
 OVERRIDABLE = ("budget", "schedule", "lanes", "early_stop")
-SETTING_FLAGS = {"strategy": "--strategy", "budget": "--budget_trials/--budget_minutes/"
-                 "--budget_tokens", "schedule": "--epochs/--patience/... (schedule flags)",
-                 "lanes": "--lanes", "early_stop": "--early_stop", "seed": "--seed",
-                 "space": "--dims and the config flags", "base": "the config flags",
-                 "dataset": "--dataset"}
+SETTING_FLAGS = {
+    "strategy": "--strategy",
+    "budget": "--budget_trials/--budget_minutes/" "--budget_tokens",
+    "schedule": "--epochs/--patience/... (schedule flags)",
+    "lanes": "--lanes",
+    "early_stop": "--early_stop",
+    "seed": "--seed",
+    "space": "--dims and the config flags",
+    "base": "the config flags",
+    "dataset": "--dataset",
+}
 
 
 def study_settings(spec: StudySpec, space: SearchSpace, schedule: Schedule) -> tuple[dict, dict]:
   """(budget, settings) as a study stores them."""
-  settings = {"seed": spec.seed, "lanes": spec.lanes, "schedule": dataclasses.asdict(schedule),
-              "space": space.describe(), "base": space.base.to_dict(), "group": spec.group,
-              "early_stop": spec.early_stop}
-  budget = {"trials": spec.budget_trials, "minutes": spec.budget_minutes,
-            "tokens": spec.budget_tokens}
+  settings = {
+      "seed": spec.seed,
+      "lanes": spec.lanes,
+      "schedule": dataclasses.asdict(schedule),
+      "space": space.describe(),
+      "base": space.base.to_dict(),
+      "group": spec.group,
+      "early_stop": spec.early_stop,
+  }
+  budget = {
+      "trials": spec.budget_trials,
+      "minutes": spec.budget_minutes,
+      "tokens": spec.budget_tokens,
+  }
   return budget, settings
 
 
-def setting_changes(study: dict, spec: StudySpec, budget: dict, settings: dict,
-                    dataset_id: int) -> dict[str, tuple]:
+def setting_changes(
+    study: dict, spec: StudySpec, budget: dict, settings: dict, dataset_id: int
+) -> dict[str, tuple]:
   """{setting: (stored, given)} for every setting a resume would change."""
   changes = {}
   if study["dataset_id"] != dataset_id:
@@ -102,9 +118,16 @@ def setting_changes(study: dict, spec: StudySpec, budget: dict, settings: dict,
   return changes
 
 
-def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: SearchSpace,
-               schedule: Schedule, resume: bool, log: Callable[[str], None],
-               overrides: tuple[str, ...] = ()) -> dict:
+def open_study(
+    store: Store,
+    spec: StudySpec,
+    data: SequenceDataset,
+    space: SearchSpace,
+    schedule: Schedule,
+    resume: bool,
+    log: Callable[[str], None],
+    overrides: tuple[str, ...] = (),
+) -> dict:
   """Creates the study, or (with resume) reopens it with the settings it was created with.
 
   A resume whose flags differ from the stored settings is refused, naming each
@@ -117,31 +140,46 @@ def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: Sear
   budget, settings = study_settings(spec, space, schedule)
   if study is None:
     if resume:
-      raise StoreError(f"--resume: there is no study {spec.name!r} in {store.path} (see "
-                       "`vmle-memory studies`); leave out --resume to start it")
+      raise StoreError(
+          f"--resume: there is no study {spec.name!r} in {store.path} (see "
+          "`vmle-memory studies`); leave out --resume to start it"
+      )
     sid = store.create_study(spec.name, dataset_id, spec.backbone, spec.strategy, budget, settings)
     return store.study(sid)
   if not resume:
-    raise StoreError(f"study {spec.name!r} already exists in {store.path}; pass --resume to "
-                     "continue it or choose another --study name")
+    raise StoreError(
+        f"study {spec.name!r} already exists in {store.path}; pass --resume to "
+        "continue it or choose another --study name"
+    )
   bad = [o for o in overrides if o not in OVERRIDABLE]
   if bad:
-    raise StoreError(f"--override: {', '.join(bad)} cannot change on resume (only "
-                     f"{', '.join(OVERRIDABLE)}); start a new --study instead")
+    raise StoreError(
+        f"--override: {', '.join(bad)} cannot change on resume (only "
+        f"{', '.join(OVERRIDABLE)}); start a new --study instead"
+    )
   changes = setting_changes(study, spec, budget, settings, dataset_id)
   refused = {k: v for k, v in changes.items() if k not in overrides}
   if refused:
-    lines = "; ".join(f"{k} ({SETTING_FLAGS.get(k, k)}): stored {_short(old)}, given "
-                      f"{_short(new)}" for k, (old, new) in refused.items())
+    lines = "; ".join(
+        f"{k} ({SETTING_FLAGS.get(k, k)}): stored {_short(old)}, given " f"{_short(new)}"
+        for k, (old, new) in refused.items()
+    )
     hint = [k for k in refused if k in OVERRIDABLE]
-    raise StoreError(f"--resume of study {spec.name!r} would change its settings: {lines}. "
-                     + (f"Pass --override={','.join(hint)} to change them, or give the "
-                        "stored values." if hint else "Give the stored values or start a new "
-                        "--study."))
+    raise StoreError(
+        f"--resume of study {spec.name!r} would change its settings: {lines}. "
+        + (
+            f"Pass --override={','.join(hint)} to change them, or give the " "stored values."
+            if hint
+            else "Give the stored values or start a new " "--study."
+        )
+    )
   if changes:
-    store.update_study_settings(study["id"], budget if "budget" in changes else None,
-                                {k: settings[k] for k in changes if k != "budget"},
-                                {k: {"from": old, "to": new} for k, (old, new) in changes.items()})
+    store.update_study_settings(
+        study["id"],
+        budget if "budget" in changes else None,
+        {k: settings[k] for k in changes if k != "budget"},
+        {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+    )
     log(f"resuming study {spec.name!r} with new settings: {', '.join(changes)}")
     study = store.study(study["id"])
   return study
@@ -150,8 +188,6 @@ def open_study(store: Store, spec: StudySpec, data: SequenceDataset, space: Sear
 def _short(value) -> str:
   text = repr(value)
   return text if len(text) <= 120 else text[:117] + "..."
-
-
 
 
 def study_elapsed(trials: list[Trial]) -> float:
@@ -176,17 +212,27 @@ def follow(engine: Engine) -> dict:
     if msg["op"] == "stop":
       return {}
     configs = [TrialConfig.from_dict(d) for d in msg["configs"]]
-    result = engine.train(configs, label=msg.get("label", ""),
-                          checkpoint_dir=msg.get("checkpoint_dir"))
+    result = engine.train(
+        configs, label=msg.get("label", ""), checkpoint_dir=msg.get("checkpoint_dir")
+    )
     if msg["op"] == "test":
       engine.evaluate(result, "test")
 
 
-def run_study(spec: StudySpec, data: SequenceDataset, store: Store | None, strategy: Strategy,
-              space: SearchSpace, schedule: Schedule = Schedule(), engine: Engine | None = None,
-              resume: bool = False, workdir: str | None = None,
-              log: Callable[[str], None] = print, engine_log: bool = True,
-              overrides: tuple[str, ...] = ()) -> dict:
+def run_study(
+    spec: StudySpec,
+    data: SequenceDataset,
+    store: Store | None,
+    strategy: Strategy,
+    space: SearchSpace,
+    schedule: Schedule = Schedule(),
+    engine: Engine | None = None,
+    resume: bool = False,
+    workdir: str | None = None,
+    log: Callable[[str], None] = print,
+    engine_log: bool = True,
+    overrides: tuple[str, ...] = (),
+) -> dict:
   """Runs (or resumes) a study to its budget; returns its summary (also in workdir).
 
   In a multi-host run every process calls this; process 0 runs the study and
@@ -196,44 +242,57 @@ def run_study(spec: StudySpec, data: SequenceDataset, store: Store | None, strat
   if distributed.multi_process() and not distributed.is_leader():
     return follow(engine)
   try:
-    return _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log,
-                 tuple(overrides))
+    return _lead(
+        spec, data, store, strategy, space, schedule, engine, resume, workdir, log, tuple(overrides)
+    )
   finally:
     if distributed.multi_process():
       distributed.broadcast_json({"op": "stop"})
 
 
-def _train(engine: Engine, configs, label: str, checkpoint_dir: str | None, op: str = "train",
-           prune=None):
+def _train(
+    engine: Engine, configs, label: str, checkpoint_dir: str | None, op: str = "train", prune=None
+):
   """Trains a bucket on every process (the followers are told first).
 
   A pruning rule runs on the leader only; in a multi-process run it is left
   out, since the followers could not apply the leader's decisions."""
   if distributed.multi_process():
-    distributed.broadcast_json({"op": op, "configs": [c.to_dict() for c in configs],
-                                "label": label, "checkpoint_dir": checkpoint_dir})
+    distributed.broadcast_json(
+        {
+            "op": op,
+            "configs": [c.to_dict() for c in configs],
+            "label": label,
+            "checkpoint_dir": checkpoint_dir,
+        }
+    )
     prune = None
   return engine.train(configs, label=label, checkpoint_dir=checkpoint_dir, prune=prune)
 
 
-def _lead(spec, data, store, strategy, space, schedule, engine, resume, workdir, log,
-          overrides) -> dict:
+def _lead(
+    spec, data, store, strategy, space, schedule, engine, resume, workdir, log, overrides
+) -> dict:
   study = open_study(store, spec, data, space, schedule, resume, log, overrides)
   sid = study["id"]
   with StudyLease(store, sid) as lease:
     if resume:
       interrupted = store.interrupt_unfinished(sid)
       kept = len(store.finished_trials(sid))
-      log(f"resuming study {spec.name!r}: {kept} finished trials kept"
-          + (f", {interrupted} interrupted trials marked and re-run" if interrupted else ""))
+      log(
+          f"resuming study {spec.name!r}: {kept} finished trials kept"
+          + (f", {interrupted} interrupted trials marked and re-run" if interrupted else "")
+      )
       store.set_study_status(sid, "running")
     strategy.bind(store, study, data)
     if resume:
       batches = finished_batches(store.finished_trials(sid))
       mismatched = strategy.resume(batches, intended_sizes(batches, spec))
       if mismatched:
-        log(f"resume: {mismatched} replayed proposals did not match the stored trials; the "
-            "strategy continues from the stored results")
+        log(
+            f"resume: {mismatched} replayed proposals did not match the stored trials; the "
+            "strategy continues from the stored results"
+        )
     return _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease)
 
 
@@ -259,8 +318,9 @@ class StudyLease:
   """This process's ownership of a study: acquired on entry, refreshed by a heartbeat
   thread (its own SQLite connection), released on exit."""
 
-  def __init__(self, store: Store, study_id: int, interval_s: float = 20.0,
-               stale_after_s: float = 120.0):
+  def __init__(
+      self, store: Store, study_id: int, interval_s: float = 20.0, stale_after_s: float = 120.0
+  ):
     self.store, self.study_id = store, study_id
     self.owner = uuid.uuid4().hex
     self.interval_s, self.stale_after_s = interval_s, stale_after_s
@@ -270,8 +330,10 @@ class StudyLease:
   def __enter__(self) -> "StudyLease":
     previous = self.store.acquire_lease(self.study_id, self.owner, self.stale_after_s)
     if previous:
-      print(f"took over study #{self.study_id} from process {previous['pid']} on "
-            f"{previous['host']} (no heartbeat for {time.time() - previous['heartbeat']:.0f} s)")
+      print(
+          f"took over study #{self.study_id} from process {previous['pid']} on "
+          f"{previous['host']} (no heartbeat for {time.time() - previous['heartbeat']:.0f} s)"
+      )
     self._thread = threading.Thread(target=self._beat, daemon=True)
     self._thread.start()
     return self
@@ -294,8 +356,10 @@ class StudyLease:
     """Refuses to go on once another process has taken the study over."""
     if self.lost or not self.store.heartbeat(self.study_id, self.owner):
       self.lost = True
-      raise StoreError(f"study #{self.study_id} was taken over by another process (this one "
-                       "stopped heartbeating for too long); stopping without writing more")
+      raise StoreError(
+          f"study #{self.study_id} was taken over by another process (this one "
+          "stopped heartbeating for too long); stopping without writing more"
+      )
 
   def __exit__(self, *exc) -> None:
     self._stop.set()
@@ -349,36 +413,73 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
       tb = time.perf_counter()
       configs = [p.config for p in bucket]
       ids, number = store.start_bucket(
-          sid, configs, [{"proposal": p.note, "batch": batch_number,
-                          "planner_seconds": planner_seconds} for p in bucket])
+          sid,
+          configs,
+          [
+              {"proposal": p.note, "batch": batch_number, "planner_seconds": planner_seconds}
+              for p in bucket
+          ],
+      )
       batch_ids += ids
-      prune = make_pruner(spec.early_stop, store.finished_trials(sid),
-                          grace_epochs=max(2, schedule.max_epochs // 4))
+      prune = make_pruner(
+          spec.early_stop, store.finished_trials(sid), grace_epochs=max(2, schedule.max_epochs // 4)
+      )
       try:
-        result = _train(engine, configs, f"{spec.name} b{number}",
-                        bucket_checkpoint_dir(workdir, schedule, configs), prune=prune)
+        result = _train(
+            engine,
+            configs,
+            f"{spec.name} b{number}",
+            bucket_checkpoint_dir(workdir, schedule, configs),
+            prune=prune,
+        )
       except Exception as e:  # one bad bucket (e.g. out of memory) fails its trials, not the study
         error = f"{type(e).__name__}: {str(e)[:300]}"
-        store.finish_bucket([(tid, {"status": "failed", "error": error, "epochs": 0,
-                                    "seconds": 0.0, "bucket_seconds": time.perf_counter() - tb})
-                             for tid in ids])
+        store.finish_bucket(
+            [
+                (
+                    tid,
+                    {
+                        "status": "failed",
+                        "error": error,
+                        "epochs": 0,
+                        "seconds": 0.0,
+                        "bucket_seconds": time.perf_counter() - tb,
+                    },
+                )
+                for tid in ids
+            ]
+        )
         for cfg in configs:
           strategy.tell(cfg, None)
         failures += 1
-        log(f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
-            "marked failed")
+        log(
+            f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
+            "marked failed"
+        )
         if failures >= 2 and best_trial(store.finished_trials(sid)) is None:
-          raise StudyError(f"study {spec.name!r}: every bucket so far failed; the last with "
-                           f"{error}") from None
+          raise StudyError(
+              f"study {spec.name!r}: every bucket so far failed; the last with " f"{error}"
+          ) from None
         continue
       seconds = time.perf_counter() - tb
       updates = []
       for tid, lane in zip(ids, result.lanes):
-        updates.append((tid, {"status": lane.status, "valid": lane.valid or None,
-                              "epochs": lane.epochs, "best_epoch": lane.best_epoch,
-                              "steps": lane.epochs * result.steps_per_epoch,
-                              "seconds": seconds / len(ids), "bucket_seconds": seconds,
-                              "curve": lane.curve, "error": lane.error}))
+        updates.append(
+            (
+                tid,
+                {
+                    "status": lane.status,
+                    "valid": lane.valid or None,
+                    "epochs": lane.epochs,
+                    "best_epoch": lane.best_epoch,
+                    "steps": lane.epochs * result.steps_per_epoch,
+                    "seconds": seconds / len(ids),
+                    "bucket_seconds": seconds,
+                    "curve": lane.curve,
+                    "error": lane.error,
+                },
+            )
+        )
       store.finish_bucket(updates)
       stored = {t.id: t for t in store.trials_by_id(ids)}
       values = [stored[tid].value for tid in ids]  # the memory's own rule, as stored
@@ -395,12 +496,14 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
       per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
       eta = format_eta(per_trial * (spec.budget_trials - n_done))
       pruned = sum(1 for l in result.lanes if l.status == "pruned")
-      log(f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
+      log(
+          f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
           f"{sum(l.epochs for l in result.lanes)} lane-epochs"
           + (f" ({pruned} pruned)" if pruned else "")
           + f", best {scores[lane_best]:.4f}; {n_done}/{spec.budget_trials} trials, study best "
           + (f"val NDCG@10 {best.value:.4f} (trial {best.number}), " if best else "none, ")
-          + f"{seconds:.0f} s/bucket, ETA {eta}")
+          + f"{seconds:.0f} s/bucket, ETA {eta}"
+      )
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
     tr = time.perf_counter()
@@ -415,28 +518,50 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
 
 def _save_best(workdir: str, engine: Engine, result, lane: int, trial_id: int) -> None:
   params = engine.lane_params(result, lane)
-  save_params(os.path.join(workdir, "best_params"), params,
-              {"trial_id": trial_id, "config": result.lanes[lane].config.to_dict()})
+  save_params(
+      os.path.join(workdir, "best_params"),
+      params,
+      {"trial_id": trial_id, "config": result.lanes[lane].config.to_dict()},
+  )
 
 
-def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: Engine,
-                 workdir: str | None, log: Callable[[str], None]) -> dict:
+def finish_study(
+    store: Store,
+    spec: StudySpec,
+    data: SequenceDataset,
+    engine: Engine,
+    workdir: str | None,
+    log: Callable[[str], None],
+) -> dict:
   """Evaluates the best config on the test split (once) and writes the summary."""
   study = store.study(spec.name)
   trials = store.finished_trials(study["id"])
   best = best_trial(trials)
-  summary = {"study": spec.name, "strategy": spec.strategy, "dataset": data.name,
-             "trials": len(trials), "seconds": round(study_elapsed(trials), 1)}
+  summary = {
+      "study": spec.name,
+      "strategy": spec.strategy,
+      "dataset": data.name,
+      "trials": len(trials),
+      "seconds": round(study_elapsed(trials), 1),
+  }
   if best is not None:
     cfg = TrialConfig.from_dict(best.config)
     test = best.test
     if test is None:
       test = _test_metrics(engine, cfg, best.id, workdir, log)
       store.update_trial(best.id, test=test)
-    summary.update({"best_trial": best.number, "best_config": best.config,
-                    "best_valid": best.valid, "best_test": test})
-    log(f"[{spec.name}] best trial {best.number}: val NDCG@10 {best.value:.4f}, "
-        f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}")
+    summary.update(
+        {
+            "best_trial": best.number,
+            "best_config": best.config,
+            "best_valid": best.valid,
+            "best_test": test,
+        }
+    )
+    log(
+        f"[{spec.name}] best trial {best.number}: val NDCG@10 {best.value:.4f}, "
+        f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}"
+    )
   n_done = len(trials)
   status = "finished" if n_done >= spec.budget_trials or spec.budget_minutes else "interrupted"
   store.set_study_status(study["id"], status)
@@ -446,23 +571,30 @@ def finish_study(store: Store, spec: StudySpec, data: SequenceDataset, engine: E
       json.dump(summary, f, indent=2, sort_keys=True)
     export_trials_csv(store, study["id"], os.path.join(workdir, "trials.csv"))
     from vmle_jax.report.render import plot_study
-    plot_study([t.value for t in trials], os.path.join(workdir, "trials.png"),
-               f"{spec.name}: {spec.strategy} on {data.name}")
+
+    plot_study(
+        [t.value for t in trials],
+        os.path.join(workdir, "trials.png"),
+        f"{spec.name}: {spec.strategy} on {data.name}",
+    )
   return summary
 
 
-def _test_metrics(engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str | None,
-                  log) -> dict:
+def _test_metrics(
+    engine: Engine, cfg: TrialConfig, trial_id: int, workdir: str | None, log
+) -> dict:
   """Test metrics of the best trial: from its saved parameters, else by retraining it alone."""
   path = os.path.join(workdir, "best_params") if workdir else None
   meta = params_meta(path) if path else None
   if meta and meta.get("trial_id") == trial_id and not distributed.multi_process():
     params = load_params(path)
     stacked = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], params)
-    stacked = engine.shard_lanes(jax.tree_util.tree_map(
-        lambda x: np.concatenate([x] * engine.padded_lanes(1)), stacked))
+    stacked = engine.shard_lanes(
+        jax.tree_util.tree_map(lambda x: np.concatenate([x] * engine.padded_lanes(1)), stacked)
+    )
     ranks = engine.lane_ranks(cfg.static_signature(), stacked, "test")
     from vmle_jax.eval.ranking import metrics_from_ranks
+
     return metrics_from_ranks(ranks[0])
   log("retraining the best config alone for its test metrics (no saved parameters)")
   result = _train(engine, [cfg], "best", None, op="test")
@@ -475,13 +607,42 @@ def export_trials_csv(store: Store, study_id: int, path: str) -> None:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["number", "batch", "bucket", "status", "epochs", "best_epoch", "seconds",
-                "planner_seconds", "valid_NDCG@10", "valid_HR@10", "test_NDCG@10", "curve",
-                "hypothesis", "config"])
+    w.writerow(
+        [
+            "number",
+            "batch",
+            "bucket",
+            "status",
+            "epochs",
+            "best_epoch",
+            "seconds",
+            "planner_seconds",
+            "valid_NDCG@10",
+            "valid_HR@10",
+            "test_NDCG@10",
+            "curve",
+            "hypothesis",
+            "config",
+        ]
+    )
     for t in trials:
       v, te = t.valid or {}, t.test or {}
       curve = " ".join(f"{p['NDCG@10']:.4f}" for p in t.curve or [] if "NDCG@10" in p)
-      w.writerow([t.number, t.batch, t.bucket, t.status, t.epochs, t.best_epoch,
-                  round(t.seconds or 0, 2), round(t.planner_seconds or 0, 3), v.get("NDCG@10"),
-                  v.get("HR@10"), te.get("NDCG@10"), curve,
-                  (t.proposal or {}).get("hypothesis", ""), json.dumps(t.config, sort_keys=True)])
+      w.writerow(
+          [
+              t.number,
+              t.batch,
+              t.bucket,
+              t.status,
+              t.epochs,
+              t.best_epoch,
+              round(t.seconds or 0, 2),
+              round(t.planner_seconds or 0, 3),
+              v.get("NDCG@10"),
+              v.get("HR@10"),
+              te.get("NDCG@10"),
+              curve,
+              (t.proposal or {}).get("hypothesis", ""),
+              json.dumps(t.config, sort_keys=True),
+          ]
+      )

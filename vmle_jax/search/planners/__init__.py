@@ -8,8 +8,14 @@ from vmle_jax.search.planners.replay import ReplayPlanner, Transcript
 PLANNERS = ("heuristic", "gemini", "replay")
 
 
-def make_planner(name: str, model: str | None = None, transcript: str | None = None,
-                 base_url: str | None = None, timeout_s: float = 20.0, attempts: int = 2):
+def make_planner(
+    name: str,
+    model: str | None = None,
+    transcript: str | None = None,
+    base_url: str | None = None,
+    timeout_s: float = 20.0,
+    attempts: int = 2,
+):
   """A planner by name (gemini needs an API key in the environment; replay a transcript).
   An LLM call costs at most `timeout_s` x `attempts`."""
   if name == "heuristic":
@@ -20,8 +26,10 @@ def make_planner(name: str, model: str | None = None, transcript: str | None = N
     return ReplayPlanner(transcript)
   if name == "gemini":
     from vmle_jax.search.planners.gemini import DEFAULT_MODEL, GeminiPlanner
-    return GeminiPlanner(model=model or DEFAULT_MODEL, base_url=base_url, timeout_s=timeout_s,
-                         max_attempts=attempts)
+
+    return GeminiPlanner(
+        model=model or DEFAULT_MODEL, base_url=base_url, timeout_s=timeout_s, max_attempts=attempts
+    )
   raise ValueError(f"planner={name!r}: not one of {', '.join(PLANNERS)}")
 
 

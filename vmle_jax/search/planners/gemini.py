@@ -40,8 +40,15 @@ def _value_schema(dim) -> dict:
   """A dimension's JSON schema: its type, its allowed values or its bounds."""
   if isinstance(dim, Choice):
     sample = dim.values[0]
-    kind = ("boolean" if isinstance(sample, bool) else "integer" if isinstance(sample, int)
-            else "number" if isinstance(sample, float) else "string")
+    kind = (
+        "boolean"
+        if isinstance(sample, bool)
+        else "integer"
+        if isinstance(sample, int)
+        else "number"
+        if isinstance(sample, float)
+        else "string"
+    )
     out = {"type": kind}
     if kind != "boolean":
       out["enum"] = list(dim.values)
@@ -56,14 +63,22 @@ def _value_schema(dim) -> dict:
 def proposal_schema(space) -> dict:
   """The JSON schema of a proposal answer: every parameter typed, bounded or enumerated."""
   props = {name: _value_schema(dim) for name, dim in space.dims.items()}
-  item = {"type": "object",
-          "properties": {"changes": {"type": "object", "properties": props},
-                         "dimension": {"type": "string", "enum": list(space.dims)},
-                         "hypothesis": {"type": "string"},
-                         "expected_effect": {"type": "string"}, "risk": {"type": "string"}},
-          "required": ["changes", "dimension", "hypothesis", "expected_effect", "risk"]}
-  return {"type": "object", "properties": {"proposals": {"type": "array", "items": item}},
-          "required": ["proposals"]}
+  item = {
+      "type": "object",
+      "properties": {
+          "changes": {"type": "object", "properties": props},
+          "dimension": {"type": "string", "enum": list(space.dims)},
+          "hypothesis": {"type": "string"},
+          "expected_effect": {"type": "string"},
+          "risk": {"type": "string"},
+      },
+      "required": ["changes", "dimension", "hypothesis", "expected_effect", "risk"],
+  }
+  return {
+      "type": "object",
+      "properties": {"proposals": {"type": "array", "items": item}},
+      "required": ["proposals"],
+  }
 
 
 def reflection_schema(space) -> dict:
@@ -95,15 +110,24 @@ def _trial_table(trials: list[dict], detail: bool = False) -> str:
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for t in trials:
     p = t.get("proposal") or {}
-    change = ("-" if not p.get("changed") else
-              ", ".join(f"{d}={t['config'].get(d)!r}" for d in p["changed"]))
+    change = (
+        "-"
+        if not p.get("changed")
+        else ", ".join(f"{d}={t['config'].get(d)!r}" for d in p["changed"])
+    )
     v = "-" if t["value"] is None else f"{t['value']:.4f}"
-    parent = ("-" if p.get("parent_number") is None else
-              f"#{p['parent_number']} ({p['parent_value']:.4f})"
-              if p.get("parent_value") is not None else f"#{p['parent_number']}")
+    parent = (
+        "-"
+        if p.get("parent_number") is None
+        else f"#{p['parent_number']} ({p['parent_value']:.4f})"
+        if p.get("parent_value") is not None
+        else f"#{p['parent_number']}"
+    )
     last = (p.get("hypothesis") or "")[:200] if detail else (t.get("reflection") or "")[:200]
-    lines.append(f"| {t['number']} | {change} | {v} | {parent} | {t['epochs']} | "
-                 f"{t['status']} | {_curve_text(t)} | {last.replace('|', '/')} |")
+    lines.append(
+        f"| {t['number']} | {change} | {v} | {parent} | {t['epochs']} | "
+        f"{t['status']} | {_curve_text(t)} | {last.replace('|', '/')} |"
+    )
   return "\n".join(lines)
 
 
@@ -120,24 +144,39 @@ def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> st
       "playbook": playbook_table(context["playbook"]) if context.get("playbook") else "(none)",
       "max_epochs": str(context.get("max_epochs", "?")),
       "patience": str(context.get("patience", "?")),
-      "budget": ("" if left is None else
-                 f"{left} of {context.get('budget_trials')} trials are left in the budget; "
-                 f"each batch trains up to {context.get('lanes', n)} lanes at once."),
+      "budget": (
+          ""
+          if left is None
+          else f"{left} of {context.get('budget_trials')} trials are left in the budget; "
+          f"each batch trains up to {context.get('lanes', n)} lanes at once."
+      ),
       "space": "\n".join(f"- {k}: {v}" for k, v in context["space"].items()),
-      "best": ("(no trial yet)" if not best else
-               f"trial {best['number']}, validation NDCG@10 {best['value']:.4f}: "
-               + json.dumps({k: best["config"][k] for k in space.dims})),
+      "best": (
+          "(no trial yet)"
+          if not best
+          else f"trial {best['number']}, validation NDCG@10 {best['value']:.4f}: "
+          + json.dumps({k: best["config"][k] for k in space.dims})
+      ),
       "trials": _trial_table(context.get("trials", [])),
       "insights": "\n".join(
           f"- {i['rule']} (data set {i['dataset']}, support {len(i['support'])}, "
           f"contradict {len(i['contradict'])}, confidence {i['confidence']:.2f})"
-          for i in context.get("insights", [])) or "(none)",
+          for i in context.get("insights", [])
+      )
+      or "(none)",
       "summary": "\n".join(
           f"{j}. {r['rule']} (confidence {r['confidence']:.2f})"
-          for j, r in enumerate((context.get("summary") or {}).get("rules", []), 1)) or "(none)",
+          for j, r in enumerate((context.get("summary") or {}).get("rules", []), 1)
+      )
+      or "(none)",
       "n": str(n),
-      "feedback": ("\nYour previous answer was rejected:\n" + "\n".join(f"- {f}" for f in feedback)
-                   + "\nFix these problems.\n") if feedback else "",
+      "feedback": (
+          "\nYour previous answer was rejected:\n"
+          + "\n".join(f"- {f}" for f in feedback)
+          + "\nFix these problems.\n"
+      )
+      if feedback
+      else "",
       "batch": _trial_table(list(batch), detail=True),
   }
   return load_prompt(purpose).safe_substitute(fields)
@@ -149,27 +188,39 @@ class GeminiPlanner:
   name = "gemini"
   is_llm = True
 
-  def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None,
-               timeout_s: float = 20.0, max_attempts: int = 2, backoff_s: float = 2.0,
-               temperature: float = 0.2):
+  def __init__(
+      self,
+      model: str = DEFAULT_MODEL,
+      base_url: str | None = None,
+      timeout_s: float = 20.0,
+      max_attempts: int = 2,
+      backoff_s: float = 2.0,
+      temperature: float = 0.2,
+  ):
     key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
     if not key:
-      raise PlannerError("the gemini planner needs an API key in GEMINI_API_KEY or "
-                         "GOOGLE_API_KEY; or use --planner=heuristic (offline)")
+      raise PlannerError(
+          "the gemini planner needs an API key in GEMINI_API_KEY or "
+          "GOOGLE_API_KEY; or use --planner=heuristic (offline)"
+      )
     try:
       from google import genai
       from google.genai import types
     except ImportError:
-      raise PlannerError("the gemini planner needs google-genai: pip install "
-                         "'vmle-jax[gemini]'") from None
+      raise PlannerError(
+          "the gemini planner needs google-genai: pip install " "'vmle-jax[gemini]'"
+      ) from None
     self.types = types
     self.model = model
     self.timeout_s = float(timeout_s)
     self.max_attempts = max(1, int(max_attempts))
     self.backoff_s = backoff_s
     self.temperature = temperature
-    options = types.HttpOptions(base_url=base_url, timeout=int(timeout_s * 1000),
-                                retry_options=types.HttpRetryOptions(attempts=1))
+    options = types.HttpOptions(
+        base_url=base_url,
+        timeout=int(timeout_s * 1000),
+        retry_options=types.HttpRetryOptions(attempts=1),
+    )
     self._client = genai.Client(api_key=key, http_options=options)
 
   def describe(self) -> str:
@@ -177,42 +228,55 @@ class GeminiPlanner:
 
   def _generate(self, prompt: str, schema: dict) -> Answer:
     from google.genai import errors
+
     config = self.types.GenerateContentConfig(
-        response_mime_type="application/json", response_json_schema=schema,
-        temperature=self.temperature)
+        response_mime_type="application/json",
+        response_json_schema=schema,
+        temperature=self.temperature,
+    )
     last = None
     # A call never costs more than timeout x attempts: backoff sleeps fit in that budget.
     deadline = time.perf_counter() + self.timeout_s * self.max_attempts
     for attempt in range(self.max_attempts):
       t0 = time.perf_counter()
       try:
-        resp = self._client.models.generate_content(model=self.model, contents=prompt,
-                                                    config=config)
+        resp = self._client.models.generate_content(
+            model=self.model, contents=prompt, config=config
+        )
       except errors.APIError as e:
         last = e
         if getattr(e, "code", None) not in RETRY_STATUS:
-          raise PlannerError(f"gemini request failed: {getattr(e, 'code', '?')} "
-                             f"{getattr(e, 'status', '')}") from None
+          raise PlannerError(
+              f"gemini request failed: {getattr(e, 'code', '?')} " f"{getattr(e, 'status', '')}"
+          ) from None
       except Exception as e:  # timeouts and connection errors of the HTTP layer: transient
         last = e
       else:
         usage = resp.usage_metadata
         text = resp.text or ""
-        return Answer(content=text, prompt_chars=len(prompt), answer_chars=len(text),
-                      prompt_tokens=int(getattr(usage, "prompt_token_count", 0) or 0),
-                      answer_tokens=int(getattr(usage, "candidates_token_count", 0) or 0),
-                      thinking_tokens=int(getattr(usage, "thoughts_token_count", 0) or 0),
-                      latency_s=time.perf_counter() - t0, model=self.model)
+        return Answer(
+            content=text,
+            prompt_chars=len(prompt),
+            answer_chars=len(text),
+            prompt_tokens=int(getattr(usage, "prompt_token_count", 0) or 0),
+            answer_tokens=int(getattr(usage, "candidates_token_count", 0) or 0),
+            thinking_tokens=int(getattr(usage, "thoughts_token_count", 0) or 0),
+            latency_s=time.perf_counter() - t0,
+            model=self.model,
+        )
       if attempt + 1 < self.max_attempts:
         room = deadline - time.perf_counter() - self.timeout_s
-        time.sleep(max(0.0, min(self.backoff_s * 2 ** attempt, room)))
-    raise PlannerError(f"gemini request failed after {self.max_attempts} attempts: "
-                       f"{type(last).__name__}")
+        time.sleep(max(0.0, min(self.backoff_s * 2**attempt, room)))
+    raise PlannerError(
+        f"gemini request failed after {self.max_attempts} attempts: " f"{type(last).__name__}"
+    )
 
   def propose(self, context: dict, n: int, feedback: list[str]) -> Answer:
-    return self._generate(render("propose", context, n, feedback),
-                          proposal_schema(context["search_space"]))
+    return self._generate(
+        render("propose", context, n, feedback), proposal_schema(context["search_space"])
+    )
 
   def reflect(self, context: dict, batch: list[dict]) -> Answer:
-    return self._generate(render("reflect", context, batch=batch),
-                          reflection_schema(context["search_space"]))
+    return self._generate(
+        render("reflect", context, batch=batch), reflection_schema(context["search_space"])
+    )

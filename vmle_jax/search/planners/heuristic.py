@@ -45,9 +45,13 @@ from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, Spa
 MIN_GAIN = 0.005  # relative validation gain that counts as an improvement
 MAX_LANES_PER_STRUCTURE = 16  # above this, a batch holds several structures
 # Dynamic dimensions a bucket's variants move, and how far (per refinement level).
-RATE_STEPS = {"lr": (2.0, 1.5, 1.25), "dropout": (0.15, 0.1, 0.05),
-              "attn_dropout": (0.15, 0.1, 0.05), "weight_decay": (0.1, 0.05, 0.02),
-              "temperature": (2.0, 1.5, 1.25)}
+RATE_STEPS = {
+    "lr": (2.0, 1.5, 1.25),
+    "dropout": (0.15, 0.1, 0.05),
+    "attn_dropout": (0.15, 0.1, 0.05),
+    "weight_decay": (0.1, 0.05, 0.02),
+    "temperature": (2.0, 1.5, 1.25),
+}
 WHY = {
     ("lr", "up"): "a larger step climbs further within the epoch cap",
     ("lr", "down"): "a smaller step settles into a better optimum and overfits later",
@@ -101,15 +105,18 @@ class HeuristicPlanner:
   is_llm = False
 
   def describe(self) -> str:
-    return ("planner: heuristic (offline and deterministic: a playbook from the data's "
-            "statistics, then moves on evidence, lanes filled with rate variants; not an LLM)")
+    return (
+        "planner: heuristic (offline and deterministic: a playbook from the data's "
+        "statistics, then moves on evidence, lanes filled with rate variants; not an LLM)"
+    )
 
   # ---------------------------------------------------------------- proposals
   def propose(self, context: dict, n: int, feedback: list[str]) -> Answer:
     del feedback  # its proposals are valid by construction
     space: SearchSpace = context["search_space"]
-    priors = context.get("playbook") or playbook(context.get("dataset", {}).get("stats", {}),
-                                                 space, context.get("max_epochs", 200))
+    priors = context.get("playbook") or playbook(
+        context.get("dataset", {}).get("stats", {}), space, context.get("max_epochs", 200)
+    )
     trials = context.get("trials", [])
     scored = [t for t in trials if t.get("value") is not None]
     taken = set(context.get("done", ()))
@@ -166,23 +173,41 @@ class HeuristicPlanner:
       if t["status"] == "diverged":
         text = f"{_describe_change(p)}: diverged ({t.get('error') or 'non-finite loss'})."
       elif parent is None or value is None:
-        text = (f"{_describe_change(p)}: validation NDCG@10 "
-                f"{value if value is not None else float('nan'):.4f} (no parent to compare).")
+        text = (
+            f"{_describe_change(p)}: validation NDCG@10 "
+            f"{value if value is not None else float('nan'):.4f} (no parent to compare)."
+        )
       else:
         rel = (value - parent) / parent if parent else 0.0
-        verdict = ("supports the hypothesis" if improved(t)
-                   else "no gain: the hypothesis is not supported")
-        text = (f"{_describe_change(p)}: validation NDCG@10 {parent:.4f} -> {value:.4f} "
-                f"({rel:+.1%}), {verdict}.")
+        verdict = (
+            "supports the hypothesis" if improved(t) else "no gain: the hypothesis is not supported"
+        )
+        text = (
+            f"{_describe_change(p)}: validation NDCG@10 {parent:.4f} -> {value:.4f} "
+            f"({rel:+.1%}), {verdict}."
+        )
       reflections.append({"trial": t["number"], "text": text + shape})
       if d is not None:
-        diagnoses.append({"trial": t["number"], "label": d.label, "text": d.text,
-                          "suggests": [list(s) for s in d.suggests]})
-    return Answer(content={"reflections": reflections, "diagnoses": diagnoses,
-                           "rules": evidence_rules(context.get("trials", []),
-                                                   context.get("dataset", {}).get("name", "?"),
-                                                   context.get("backbone", "?"),
-                                                   context.get("playbook"))})
+        diagnoses.append(
+            {
+                "trial": t["number"],
+                "label": d.label,
+                "text": d.text,
+                "suggests": [list(s) for s in d.suggests],
+            }
+        )
+    return Answer(
+        content={
+            "reflections": reflections,
+            "diagnoses": diagnoses,
+            "rules": evidence_rules(
+                context.get("trials", []),
+                context.get("dataset", {}).get("name", "?"),
+                context.get("backbone", "?"),
+                context.get("playbook"),
+            ),
+        }
+    )
 
 
 def _static(space: SearchSpace, config: dict) -> dict:
@@ -192,8 +217,9 @@ def _static(space: SearchSpace, config: dict) -> dict:
 class _Plan:
   """The planner's working state for one batch (priors, taken configs, evidence)."""
 
-  def __init__(self, space: SearchSpace, priors: dict[str, Prior], base: dict, taken: set,
-               context: dict):
+  def __init__(
+      self, space: SearchSpace, priors: dict[str, Prior], base: dict, taken: set, context: dict
+  ):
     self.space, self.priors, self.base, self.taken = space, priors, base, taken
     self.context = context
     self.trials = context.get("trials", [])
@@ -214,20 +240,36 @@ class _Plan:
     cfg = self.config_of(values)
     if cfg is None:
       return False
-    key = self.space.validate({**{k: self.base[k] for k in self.space.dims}, **cfg}).canonical_json()
+    key = self.space.validate(
+        {**{k: self.base[k] for k in self.space.dims}, **cfg}
+    ).canonical_json()
     if key in self.taken:
       return False
     self.taken.add(key)
     return True
 
-  def item(self, values: dict, anchor: dict | None, kind: str, dimension, hypothesis: str,
-           expected: str, risk: str) -> dict:
+  def item(
+      self,
+      values: dict,
+      anchor: dict | None,
+      kind: str,
+      dimension,
+      hypothesis: str,
+      expected: str,
+      risk: str,
+  ) -> dict:
     changes = {k: _plain(v) for k, v in values.items() if self.base.get(k) != v}
     if not changes:  # the base configuration itself (e.g. the playbook agrees with the default)
       first = dimension if dimension in values else next(iter(values))
       changes = {first: _plain(values[first])}
-    out = {"changes": changes, "dimension": dimension, "kind": kind,
-           "hypothesis": hypothesis, "expected_effect": expected, "risk": risk}
+    out = {
+        "changes": changes,
+        "dimension": dimension,
+        "kind": kind,
+        "hypothesis": hypothesis,
+        "expected_effect": expected,
+        "risk": risk,
+    }
     if anchor is not None:
       out["anchor"] = {k: _plain(v) for k, v in anchor.items()}
     return out
@@ -242,8 +284,11 @@ class _Plan:
       dim, direction = key.get("dimension"), key.get("direction")
       if dim not in self.space.dims or any(a[0] == dim for a in applied):
         continue
-      new = key.get("value") if direction == "set" else _step(
-          self.space.dims[dim], values[dim], direction, 0)
+      new = (
+          key.get("value")
+          if direction == "set"
+          else _step(self.space.dims[dim], values[dim], direction, 0)
+      )
       new = _coerce_choice(self.space.dims[dim], new)
       if new is None or new == values[dim]:
         continue
@@ -251,18 +296,27 @@ class _Plan:
       if trial is not None:
         values = trial
         applied.append((dim, new, rule["rule"]))
-    facts = ", ".join(f"{d}={values[d]!r}" for d in self.priors
-                      if self.priors[d].confidence >= 0.6 and d not in DYNAMIC_FIELDS)
-    hypothesis = ("the playbook's configuration for these statistics "
-                  f"({facts})")
+    facts = ", ".join(
+        f"{d}={values[d]!r}"
+        for d in self.priors
+        if self.priors[d].confidence >= 0.6 and d not in DYNAMIC_FIELDS
+    )
+    hypothesis = "the playbook's configuration for these statistics " f"({facts})"
     if applied:
       hypothesis += "; with the memory's rules applied on top: " + "; ".join(
-          f"{d}={v!r} ({why})" for d, v, why in applied)
+          f"{d}={v!r} ({why})" for d, v, why in applied
+      )
     kind = "transfer" if applied else "playbook"
     changed = [d for d in values if values[d] != self.base.get(d)]
-    return values, self.item(values, None, kind, changed[0] if changed else None, hypothesis,
-                             "a strong first configuration: priors from the data's statistics",
-                             "a prior may not suit this data; the next batches test them")
+    return values, self.item(
+        values,
+        None,
+        kind,
+        changed[0] if changed else None,
+        hypothesis,
+        "a strong first configuration: priors from the data's statistics",
+        "a prior may not suit this data; the next batches test them",
+    )
 
   # -- structural moves from the best
   def structural_candidates(self, best: dict, scored: list[dict]) -> list[tuple[dict, dict]]:
@@ -289,11 +343,24 @@ class _Plan:
         continue
       gain = 1.0 + max(info["gain"], 0.0) * 5
       order += 1
-      out.append((gain, order, values, self.item(
-          values, None, "combine", dim,
-          f"combine: set {dim} {best_values[dim]!r} -> {new!r} in the best configuration; "
-          f"the same change improved trial {info['trials'][0]} over its parent "
-          f"({info['gain']:+.1%})", "the gains add up", "the two changes may not compose")))
+      out.append(
+          (
+              gain,
+              order,
+              values,
+              self.item(
+                  values,
+                  None,
+                  "combine",
+                  dim,
+                  f"combine: set {dim} {best_values[dim]!r} -> {new!r} in the best configuration; "
+                  f"the same change improved trial {info['trials'][0]} over its parent "
+                  f"({info['gain']:+.1%})",
+                  "the gains add up",
+                  "the two changes may not compose",
+              ),
+          )
+      )
 
     # Explore: untried alternatives by expected gain.
     for dim in static_dims:
@@ -309,10 +376,11 @@ class _Plan:
         if values is None or _key(_static(space, values)) in tried:
           continue
         direction = _direction(current, alt)
-        score = (1.0 - prior.confidence) * 0.6 ** rank
+        score = (1.0 - prior.confidence) * 0.6**rank
         failed = evidence.get(RuleKey(dim, direction, alt))
-        same_way = [i for m, i in evidence.items()
-                    if (m.dimension, m.direction) == (dim, direction)]
+        same_way = [
+            i for m, i in evidence.items() if (m.dimension, m.direction) == (dim, direction)
+        ]
         if failed and failed["support"] <= failed["contradict"]:
           continue  # this exact move was tried from some parent and did not pay
         if any(i["support"] < i["contradict"] for i in same_way) and direction != "set":
@@ -323,14 +391,28 @@ class _Plan:
         score *= 1.0 + boost
         order += 1
         why = rule_text or prior.rationale
-        out.append((score, order, values, self.item(
-            values, None, "explore", dim,
-            f"{_verb(direction, dim, current, alt)} from the best (trial {best['number']}): "
-            f"the playbook is least sure about {dim} (confidence {prior.confidence:.2f}; {why})"
-            + (f"; the best trial's curve suggests it ({diag.label})"
-               if (dim, direction) in curve_moves else ""),
-            "higher validation NDCG@10 than the best",
-            "the playbook's choice was right; the rate variants still refine it")))
+        out.append(
+            (
+                score,
+                order,
+                values,
+                self.item(
+                    values,
+                    None,
+                    "explore",
+                    dim,
+                    f"{_verb(direction, dim, current, alt)} from the best (trial {best['number']}): "
+                    f"the playbook is least sure about {dim} (confidence {prior.confidence:.2f}; {why})"
+                    + (
+                        f"; the best trial's curve suggests it ({diag.label})"
+                        if (dim, direction) in curve_moves
+                        else ""
+                    ),
+                    "higher validation NDCG@10 than the best",
+                    "the playbook's choice was right; the rate variants still refine it",
+                ),
+            )
+        )
         break  # one alternative per dimension per batch: the most promising
     out.sort(key=lambda x: (-x[0], x[1]))
     return [(values, item) for _, _, values, item in out]
@@ -346,8 +428,9 @@ class _Plan:
     return 0.0, None
 
   # -- rate variants around a structure
-  def variants(self, values: dict, k: int, level: int, best: dict | None,
-               anchored: bool) -> list[dict]:
+  def variants(
+      self, values: dict, k: int, level: int, best: dict | None, anchored: bool
+  ) -> list[dict]:
     """Up to k configs of `values`' structure with other dynamic values, best-first."""
     if k <= 0:
       return []
@@ -372,28 +455,57 @@ class _Plan:
     def failed(m):
       return m in evidence and evidence[m]["support"] == 0 and evidence[m]["contradict"] >= 2
 
-    moves.sort(key=lambda m: (0 if m in first else 1, first.index(m) if m in first else 0,
-                              -net(m), ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
-                              0 if m[1] == "up" else 1))
+    moves.sort(
+        key=lambda m: (
+            0 if m in first else 1,
+            first.index(m) if m in first else 0,
+            -net(m),
+            ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
+            0 if m[1] == "up" else 1,
+        )
+    )
     discouraged = [m for m in moves if failed(m)]
     moves = [m for m in moves if not failed(m)]
     out = []
     # Width changed from the best: a rate scaled to the new width comes first.
-    if best is not None and "lr" in space.dims and values.get("hidden") and \
-        best["config"].get("hidden") and values["hidden"] != best["config"]["hidden"]:
+    if (
+        best is not None
+        and "lr" in space.dims
+        and values.get("hidden")
+        and best["config"].get("hidden")
+        and values["hidden"] != best["config"]["hidden"]
+    ):
       scaled = values["lr"] * math.sqrt(best["config"]["hidden"] / values["hidden"])
       cand = dict(values, lr=float(f"{scaled:.3g}"))
       if self.take(cand):
-        out.append(self.item(cand, values if anchored else None, "variant", "lr",
-                             f"lr scaled to the new width ({values['lr']:g} x sqrt("
-                             f"{best['config']['hidden']}/{values['hidden']}))",
-                             "keeps the per-weight step of the parent", "the old rate was right"))
+        out.append(
+            self.item(
+                cand,
+                values if anchored else None,
+                "variant",
+                "lr",
+                f"lr scaled to the new width ({values['lr']:g} x sqrt("
+                f"{best['config']['hidden']}/{values['hidden']}))",
+                "keeps the per-weight step of the parent",
+                "the old rate was right",
+            )
+        )
     where = "this structure" if anchored else "the best configuration"
-    out += self._rate_items(values, moves, level, k - len(out), lambda dim, direction, new: (
-        f"{_verb(direction, dim, values[dim], new)} on {where}: "
-        f"{WHY.get((dim, direction), 'another value may suit the data')}"
-        + (f" (the best trial's curve: {diag.label})" if diag and (dim, direction) in first
-           else "")))
+    out += self._rate_items(
+        values,
+        moves,
+        level,
+        k - len(out),
+        lambda dim, direction, new: (
+            f"{_verb(direction, dim, values[dim], new)} on {where}: "
+            f"{WHY.get((dim, direction), 'another value may suit the data')}"
+            + (
+                f" (the best trial's curve: {diag.label})"
+                if diag and (dim, direction) in first
+                else ""
+            )
+        ),
+    )
     # Seeded draws in the trust region, then the moves that failed before.
     rng = np.random.default_rng(len(self.trials) * 7919 + level)
     tries = 0
@@ -408,17 +520,34 @@ class _Plan:
           else:
             cand[dim] = float(f"{values[dim] + step * rng.uniform(-1.5, 1.5):.3g}")
           cand[dim] = _clip(space.dims[dim], cand[dim])
-      if "attn_dropout" in space.dims and "dropout" in space.dims and \
-          values.get("attn_dropout") == values.get("dropout"):
+      if (
+          "attn_dropout" in space.dims
+          and "dropout" in space.dims
+          and values.get("attn_dropout") == values.get("dropout")
+      ):
         cand["attn_dropout"] = cand["dropout"]
       if self.take(cand):
-        out.append(self.item(cand, values, "variant", "lr",
-                             "a draw in the region around the center (rates only)",
-                             "covers the rates between the single moves",
-                             "a worse rate"))
-    out += self._rate_items(values, discouraged, level, k - len(out), lambda dim, direction, new: (
-        f"{_verb(direction, dim, values[dim], new)}: failed before in this study, tried again "
-        "on this structure"))
+        out.append(
+            self.item(
+                cand,
+                values,
+                "variant",
+                "lr",
+                "a draw in the region around the center (rates only)",
+                "covers the rates between the single moves",
+                "a worse rate",
+            )
+        )
+    out += self._rate_items(
+        values,
+        discouraged,
+        level,
+        k - len(out),
+        lambda dim, direction, new: (
+            f"{_verb(direction, dim, values[dim], new)}: failed before in this study, tried again "
+            "on this structure"
+        ),
+    )
     return out[:k]
 
   def _rate_items(self, values: dict, moves, level: int, k: int, hypothesis) -> list[dict]:
@@ -429,9 +558,17 @@ class _Plan:
         break
       cand = self._rate_move(values, dim, direction, level)
       if cand is not None and self.take(cand):
-        out.append(self.item(cand, values, "variant", dim, hypothesis(dim, direction, cand[dim]),
-                             "higher validation NDCG@10 than the center",
-                             "a worse rate; the other lanes cover the alternatives"))
+        out.append(
+            self.item(
+                cand,
+                values,
+                "variant",
+                dim,
+                hypothesis(dim, direction, cand[dim]),
+                "higher validation NDCG@10 than the center",
+                "a worse rate; the other lanes cover the alternatives",
+            )
+        )
     return out
 
   def _rate_move(self, values: dict, dim: str, direction: str, level: int) -> dict | None:
@@ -445,8 +582,11 @@ class _Plan:
     if new == values[dim]:
       return None
     cand = dict(values, **{dim: new})
-    if dim == "dropout" and "attn_dropout" in self.space.dims and \
-        values.get("attn_dropout") == values.get("dropout"):
+    if (
+        dim == "dropout"
+        and "attn_dropout" in self.space.dims
+        and values.get("attn_dropout") == values.get("dropout")
+    ):
       cand["attn_dropout"] = _clip(self.space.dims["attn_dropout"], new)
     return cand
 
@@ -462,10 +602,18 @@ class _Plan:
       values = self.config_of({**{d: self.base[d] for d in dims}, **changes})
       if values is None or not self.take(values):
         continue
-      out.append(self.item(values, None, "explore", str(picked[0]),
-                           "exploration: the neighbourhood of the best is exhausted, so jump "
-                           "along two dimensions", "find a better basin",
-                           "likely worse than the best"))
+      out.append(
+          self.item(
+              values,
+              None,
+              "explore",
+              str(picked[0]),
+              "exploration: the neighbourhood of the best is exhausted, so jump "
+              "along two dimensions",
+              "find a better basin",
+              "likely worse than the best",
+          )
+      )
     return out
 
 
@@ -477,8 +625,10 @@ def _study_evidence(trials: list[dict]) -> dict[RuleKey, dict]:
     if move is None or gain is None:
       continue
     p = t["proposal"]
-    info = out.setdefault(move, {"support": 0, "contradict": 0, "gains": [], "trials": [],
-                                 "value": p.get("new_value")})
+    info = out.setdefault(
+        move,
+        {"support": 0, "contradict": 0, "gains": [], "trials": [], "value": p.get("new_value")},
+    )
     info["support" if gain else "contradict"] += 1
     info["trials"].append(t["number"])
     if p.get("parent_value") and t.get("value") is not None:
@@ -488,8 +638,9 @@ def _study_evidence(trials: list[dict]) -> dict[RuleKey, dict]:
   return out
 
 
-def evidence_rules(trials: list[dict], dataset: str, backbone: str,
-                   priors: dict | None = None) -> list[dict]:
+def evidence_rules(
+    trials: list[dict], dataset: str, backbone: str, priors: dict | None = None
+) -> list[dict]:
   """One rule per (dimension, direction) tried in the study, from the counts of gains.
 
   With the playbook's priors the rule says where the playbook started, so a
@@ -506,14 +657,22 @@ def evidence_rules(trials: list[dict], dataset: str, backbone: str,
   for move, g in groups.items():
     dim, direction, value = move.dimension, move.direction, move.value
     s, c = len(g["support"]), len(g["contradict"])
-    what = {"up": f"raising {dim}", "down": f"lowering {dim}",
-            "set": f"setting {dim}={value}"}[direction]
+    what = {"up": f"raising {dim}", "down": f"lowering {dim}", "set": f"setting {dim}={value}"}[
+        direction
+    ]
     verb = "improved" if s >= c else "helped in only"
     start = (priors or {}).get(dim)
     where = f"; playbook start {dim}={start.value!r}" if start is not None else ""
-    rules.append({"rule": f"{what} {verb} {s} of {s + c} trials on {dataset} ({backbone}{where})",
-                  "dimension": dim, "direction": direction, "value": value,
-                  "supporting_trials": g["support"], "contradicting_trials": g["contradict"]})
+    rules.append(
+        {
+            "rule": f"{what} {verb} {s} of {s + c} trials on {dataset} ({backbone}{where})",
+            "dimension": dim,
+            "direction": direction,
+            "value": value,
+            "supporting_trials": g["support"],
+            "contradicting_trials": g["contradict"],
+        }
+    )
   return rules
 
 
@@ -574,16 +733,19 @@ def _neighbours(dim, value, shrink: int):
     else:
       out = [("set", v) for v in values if v != value]
   elif isinstance(dim, Int):
-    out = [(d, value + s * dim.step) for d, s in (("up", 1), ("down", -1))
-           if dim.low <= value + s * dim.step <= dim.high]
+    out = [
+        (d, value + s * dim.step)
+        for d, s in (("up", 1), ("down", -1))
+        if dim.low <= value + s * dim.step <= dim.high
+    ]
   elif isinstance(dim, LogFloat):
-    factor = 2.0 ** (1.0 / 2 ** shrink)
+    factor = 2.0 ** (1.0 / 2**shrink)
     for d, v in (("up", value * factor), ("down", value / factor)):
       v = float(f"{min(max(v, dim.low), dim.high):.4g}")
       if v != value:
         out.append((d, v))
   elif isinstance(dim, Float):
-    delta = (dim.high - dim.low) / 8 / 2 ** shrink
+    delta = (dim.high - dim.low) / 8 / 2**shrink
     for d, v in (("up", value + delta), ("down", value - delta)):
       v = float(f"{min(max(v, dim.low), dim.high):.4g}")
       if v != value:
