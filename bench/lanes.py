@@ -39,6 +39,7 @@ def main(argv):
   from vmle_jax.config import Schedule, TrialConfig
   from vmle_jax.data import leave_one_out, load_dataset
   from vmle_jax.engine import Engine
+  from vmle_jax.engine.lanes import keeps_average
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   mesh = None
@@ -76,10 +77,12 @@ def main(argv):
     ]
     states, hp = engine.init_lanes(configs)
     alive = engine.shard_lanes(np.arange(engine.padded_lanes(k)) < k)
-    states, _, loss = prog.epoch(states, hp, alive, steps)  # compile + warm-up
+    states, _, loss = prog.epoch(
+        states, hp, alive, steps, with_average=keeps_average(configs)
+    )  # compile + warm-up
     loss.block_until_ready()
     t = time.perf_counter()
-    states, _, loss = prog.epoch(states, hp, alive, steps)
+    states, _, loss = prog.epoch(states, hp, alive, steps, with_average=keeps_average(configs))
     loss.block_until_ready()
     results[k] = k * FLAGS.steps / (time.perf_counter() - t)
   figures = ", ".join(

@@ -33,18 +33,25 @@ def time_steps(engine, cfg, epochs: int) -> tuple[float, object]:
   """Mean milliseconds per step over `epochs` timed epochs (after a warm-up epoch)."""
   import jax
   import numpy as np
+  from vmle_jax.engine.lanes import keeps_average
 
   prog = engine.programs(cfg.static_signature())
   states, hp = engine.init_lanes([cfg])
   alive = engine.shard_lanes(np.ones(1, bool))
-  states, _, loss = prog.epoch(states, hp, alive, engine.epoch_data(cfg.max_len, cfg.batch_size, 1))
+  states, _, loss = prog.epoch(
+      states,
+      hp,
+      alive,
+      engine.epoch_data(cfg.max_len, cfg.batch_size, 1),
+      with_average=keeps_average([cfg]),
+  )
   loss.block_until_ready()
   total_s, total_steps = 0.0, 0
   for e in range(epochs):
     batches = engine.epoch_data(cfg.max_len, cfg.batch_size, 2 + e)
     jax.block_until_ready(batches)
     t = time.perf_counter()
-    states, _, loss = prog.epoch(states, hp, alive, batches)
+    states, _, loss = prog.epoch(states, hp, alive, batches, with_average=keeps_average([cfg]))
     loss.block_until_ready()
     total_s += time.perf_counter() - t
     total_steps += batches["tokens"].shape[0]

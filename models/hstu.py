@@ -50,23 +50,31 @@ class HSTUBlock(nn.Module):
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, x, mask, positions, times, rates, rngs):
+  def __call__(self, x, mask, positions, times, rates, rngs, last_only=False):
+    """x [B, L, D] -> [B, L, D]; with `last_only` (evaluation) only the last position
+    queries and the result is [B, 1, D] (`mask` then holds that one query row)."""
     h, ld, ad = self.heads, self.linear_dim, self.attention_dim
     b, l, _ = x.shape
     normed = nn.LayerNorm(epsilon=1e-6, name="ln_in")(x)
     uvqk = nn.silu(nn.Dense(h * (2 * ld + 2 * ad), dtype=self.dtype, name="uvqk")(normed))
     u, v, q, k = jnp.split(uvqk, [h * ld, 2 * h * ld, 2 * h * ld + h * ad], axis=-1)
-    q, k = q.reshape(b, l, h, ad), k.reshape(b, l, h, ad)
+    q_positions, q_times, lq = positions, times, l
+    if last_only:
+      u, q, x, lq = u[:, -1:], q[:, -1:], x[:, -1:], 1
+      q_positions = positions[:, -1:]
+      q_times = None if times is None else times[:, -1:]
+    q, k = q.reshape(b, lq, h, ad), k.reshape(b, l, h, ad)
     v = v.reshape(b, l, h, ld)
     if self.positions == "rope":
-      q, k = rotary(q, positions), rotary(k, positions)
+      q, k = rotary(q, q_positions), rotary(k, positions)
     logits = jnp.einsum("blhd,bshd->bhls", q, k).astype(jnp.float32)
     if self.positions == "relative":
-      logits = logits + RelativePositionBias(self.max_len, h, name="rel_bias")(positions)
+      bias = RelativePositionBias(self.max_len, h, name="rel_bias")
+      logits = logits + bias(positions, q_positions)
     if self.use_time:
       table = self.param("time_bias", nn.initializers.zeros, (h, self.time_buckets + 1))
       if times is not None:  # data without timestamps: the time term is off
-        logits = logits + time_bucket_bias(table, times)
+        logits = logits + time_bucket_bias(table, times, q_times)
     attn = nn.silu(logits)
     if self.attn_norm == "count":
       norm = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(attn.dtype)
@@ -74,7 +82,7 @@ class HSTUBlock(nn.Module):
       norm = jnp.asarray(self.max_len, attn.dtype)
     attn = jnp.where(mask, attn / norm, 0.0)
     attn = dropout(attn, rates["attn_dropout"], rngs[0])
-    av = jnp.einsum("bhls,bshd->blhd", attn.astype(v.dtype), v).reshape(b, l, h * ld)
+    av = jnp.einsum("bhls,bshd->blhd", attn.astype(v.dtype), v).reshape(b, lq, h * ld)
     y = nn.LayerNorm(epsilon=1e-6, name="ln_av")(av.astype(jnp.float32)) * u
     y = dropout(y, rates["dropout"], rngs[1])
     return (nn.Dense(self.hidden, dtype=self.dtype, name="out")(y) + x).astype(jnp.float32)
@@ -108,8 +116,11 @@ class HSTU(nn.Module):
     ]
     self.head = OutputHead(cfg.l2_norm)
 
-  def encode(self, seq, rates, rng=None, positions=None, segments=None, times=None):
-    """Query vectors [B, L, D]; `times` [B, L] (seconds) feed the time bias when given."""
+  def encode(
+      self, seq, rates, rng=None, positions=None, segments=None, times=None, last_only=False
+  ):
+    """Query vectors [B, L, D]; `times` [B, L] (seconds) feed the time bias when given.
+    With `last_only` the last block computes the last position only: [B, 1, D]."""
     cfg = self.cfg
     positions, segments, valid = row_layout(seq, positions, segments)
     x = self.tables.embed(seq, positions)
@@ -117,11 +128,22 @@ class HSTU(nn.Module):
     x = dropout(x, rates["dropout"], rngs[0]) * valid
     mask = causal_mask(segments)
     for i, block in enumerate(self.blocks):
-      x = block(x, mask, positions, times, rates, rngs[1 + 2 * i : 3 + 2 * i]) * valid
+      last = last_only and i == cfg.blocks - 1
+      x = block(
+          x,
+          mask[:, :, -1:] if last else mask,
+          positions,
+          times,
+          rates,
+          rngs[1 + 2 * i : 3 + 2 * i],
+          last,
+      ) * (valid[:, -1:] if last else valid)
     return self.head(x, rates["temperature"])
 
   def item_table(self):
     return self.tables.output_table()
 
-  def __call__(self, seq, rates, rng=None, positions=None, segments=None, times=None):
-    return self.encode(seq, rates, rng, positions, segments, times), self.item_table()
+  def __call__(
+      self, seq, rates, rng=None, positions=None, segments=None, times=None, last_only=False
+  ):
+    return self.encode(seq, rates, rng, positions, segments, times, last_only), self.item_table()

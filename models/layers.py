@@ -90,23 +90,29 @@ class RelativePositionBias(nn.Module):
   heads: int
 
   @nn.compact
-  def __call__(self, positions: jax.Array) -> jax.Array:
+  def __call__(self, positions: jax.Array, query_positions: jax.Array | None = None) -> jax.Array:
+    """[B, H, Lq, Lk] biases; queries at `query_positions` (default: every position)."""
     table = self.param("table", nn.initializers.zeros, (self.heads, 2 * self.max_len - 1))
+    query_positions = positions if query_positions is None else query_positions
     # positions count back from the most recent item: a key s before query t
     # has positions[s] >= positions[t].
-    delta = positions[:, None, :] - positions[:, :, None] + self.max_len - 1  # [B, Lq, Lk]
+    delta = positions[:, None, :] - query_positions[:, :, None] + self.max_len - 1
     delta = jnp.clip(delta, 0, 2 * self.max_len - 2)
     return jnp.moveaxis(table[:, delta], 0, 1)  # [B, H, Lq, Lk]
 
 
-def time_bucket_bias(table: jax.Array, times: jax.Array) -> jax.Array:
-  """[B, H, L, L] bias from `table` [H, buckets + 1] for log-spaced buckets of |t_q - t_k|.
+def time_bucket_bias(
+    table: jax.Array, times: jax.Array, query_times: jax.Array | None = None
+) -> jax.Array:
+  """[B, H, Lq, Lk] bias from `table` [H, buckets + 1] for log-spaced buckets of |t_q - t_k|
+  (queries at `query_times`, default: every position).
 
   Bucket = floor(log(max(gap, 1)) / 0.301), i.e. about one bucket per doubling
   of the gap in seconds, clipped to the last bucket.
   """
   buckets = table.shape[1] - 1
-  gap = jnp.abs(times[:, :, None] - times[:, None, :]).astype(jnp.float32)  # [B, Lq, Lk]
+  query_times = times if query_times is None else query_times
+  gap = jnp.abs(query_times[:, :, None] - times[:, None, :]).astype(jnp.float32)
   bucket = jnp.floor(jnp.log(jnp.maximum(gap, 1.0)) / 0.301).astype(jnp.int32)
   return jnp.moveaxis(table[:, jnp.clip(bucket, 0, buckets)], 0, 1)
 
@@ -114,8 +120,10 @@ def time_bucket_bias(table: jax.Array, times: jax.Array) -> jax.Array:
 class CausalSelfAttention(nn.Module):
   """Multi-head softmax attention with a traced attention-dropout rate.
 
-  Optional: an additive bias [B, H, L, L] (relative positions) and rotary
-  embeddings of queries and keys at `rope_positions`.
+  Optional: an additive bias [B, H, Lq, L] (relative positions) and rotary
+  embeddings of queries and keys at `rope_positions`. With `last_only`, only
+  the last position queries (evaluation needs no other): the mask and the
+  bias then hold that one query row.
   """
 
   hidden: int
@@ -123,12 +131,15 @@ class CausalSelfAttention(nn.Module):
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, x, mask, attn_rate, rng=None, bias=None, rope_positions=None):
+  def __call__(self, x, mask, attn_rate, rng=None, bias=None, rope_positions=None, last_only=False):
     dh = self.hidden // self.heads
     qkv = nn.DenseGeneral((3, self.heads, dh), dtype=self.dtype, name="qkv")(x)  # [B, L, 3, H, dh]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if last_only:
+      q = q[:, -1:]
     if rope_positions is not None:
-      q, k = rotary(q, rope_positions), rotary(k, rope_positions)
+      q_positions = rope_positions[:, -1:] if last_only else rope_positions
+      q, k = rotary(q, q_positions), rotary(k, rope_positions)
     logits = jnp.einsum("blhd,bshd->bhls", q, k).astype(jnp.float32) / jnp.sqrt(float(dh))
     if bias is not None:
       logits = logits + bias

@@ -66,12 +66,14 @@ class SASRec(nn.Module):
       positions: jax.Array | None = None,
       segments: jax.Array | None = None,
       times: jax.Array | None = None,
+      last_only: bool = False,
   ) -> jax.Array:
     """Query vectors [B, L, D] for item ids `seq` [B, L]; rng=None means eval.
 
     `positions` and `segments` describe packed rows (see data/packing.py);
     by default a row is one left-padded user with right-anchored positions.
-    SASRec ignores `times`.
+    SASRec ignores `times`. With `last_only` the last block computes the last
+    position only and the result is [B, 1, D] (the same values: evaluation).
     """
     del times
     cfg = self.cfg
@@ -83,18 +85,22 @@ class SASRec(nn.Module):
     rope = positions if cfg.positions == "rope" else None
     for i in range(cfg.blocks):
       r_attn, r_res, r_ffn, r_out = rngs[1 + 4 * i : 5 + 4 * i]
-      bias = self.rel_bias[i](positions) if cfg.positions == "relative" else None
+      last = last_only and i == cfg.blocks - 1  # only the last query row from here on
+      queries = positions[:, -1:] if last else None
+      bias = self.rel_bias[i](positions, queries) if cfg.positions == "relative" else None
+      block_mask = mask[:, :, -1:] if last else mask
+      attn_rate = rates["attn_dropout"]
       if cfg.norm == "pre":
-        h = self.attn[i](self.ln_attn[i](x), mask, rates["attn_dropout"], r_attn, bias, rope)
-        x = x + dropout(h, rates["dropout"], r_res)
+        h = self.attn[i](self.ln_attn[i](x), block_mask, attn_rate, r_attn, bias, rope, last)
+        x = (x[:, -1:] if last else x) + dropout(h, rates["dropout"], r_res)
         h = self.ffn[i](self.ln_ffn[i](x), rates["dropout"], r_ffn)
         x = x + dropout(h, rates["dropout"], r_out)
       else:
-        h = self.attn[i](x, mask, rates["attn_dropout"], r_attn, bias, rope)
-        x = self.ln_attn[i](x + dropout(h, rates["dropout"], r_res))
+        h = self.attn[i](x, block_mask, attn_rate, r_attn, bias, rope, last)
+        x = self.ln_attn[i]((x[:, -1:] if last else x) + dropout(h, rates["dropout"], r_res))
         h = self.ffn[i](x, rates["dropout"], r_ffn)
         x = self.ln_ffn[i](x + dropout(h, rates["dropout"], r_out))
-      x = x.astype(jnp.float32) * valid
+      x = x.astype(jnp.float32) * (valid[:, -1:] if last else valid)
     if cfg.norm == "pre":
       x = self.ln_final(x)
     return self.head(x, rates["temperature"])
@@ -103,5 +109,7 @@ class SASRec(nn.Module):
     """Output item vectors [num_items + 1, D]."""
     return self.tables.output_table()
 
-  def __call__(self, seq, rates, rng=None, positions=None, segments=None, times=None):
-    return self.encode(seq, rates, rng, positions, segments, times), self.item_table()
+  def __call__(
+      self, seq, rates, rng=None, positions=None, segments=None, times=None, last_only=False
+  ):
+    return self.encode(seq, rates, rng, positions, segments, times, last_only), self.item_table()

@@ -71,6 +71,21 @@ def test_causality_future_items_never_change_earlier_outputs(cfg):
 
 
 @pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=_id)
+def test_evaluation_computes_the_last_position_alone_and_gets_the_same_query(cfg):
+  # The last block of an evaluation pass queries the last position only: the same
+  # vector as the full forward pass, also with timestamps (HSTU's time bias).
+  model, params, _ = _init(cfg.replace(time_bias=True))
+  rng = np.random.default_rng(1)
+  seq = rng.integers(1, N_ITEMS + 1, size=(4, 10))
+  seq[0, :6] = 0  # a short, left-padded user
+  times = jnp.asarray(np.cumsum(rng.integers(1, 10_000, size=(4, 10)), axis=1), jnp.int32)
+  full = np.asarray(_encode(model, params, seq, times=times))[:, -1]
+  last = np.asarray(_encode(model, params, seq, times=times, last_only=True))
+  assert last.shape == (4, 1, 16)
+  np.testing.assert_allclose(last[:, 0], full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", BACKBONE_CONFIGS, ids=_id)
 def test_left_padding_does_not_change_the_last_output(cfg):
   model, params, _ = _init(cfg)
   items = np.array([[5, 9, 2, 33, 7]])

@@ -91,9 +91,20 @@ class _BucketRun:
   best: np.ndarray
   since_best: np.ndarray
   ckpt: BucketCheckpoint | None = None
+  with_average: bool = True  # some lane keeps a parameter average (param_ema > 0)
   first_epoch: int = 1
   compile_seconds: float = 0.0
   epoch_times: list = dataclasses.field(default_factory=list)
+
+  @property
+  def evaluated(self):
+    """What validation, selection and test see: the average where lanes keep one."""
+    return self.states.average if self.with_average else self.states.params
+
+
+def keeps_average(configs: Sequence[TrialConfig]) -> bool:
+  """Whether any lane keeps a moving average of its parameters (else the step skips it)."""
+  return any(c.param_ema > 0 for c in configs)
 
 
 class _Programs:
@@ -106,26 +117,39 @@ class _Programs:
       item_chunk: int,
       mesh: Mesh,
       compute_dtype: str = "float32",
+      score_block: int = 1 << 22,
   ):
     self.signature = signature
     model = build_model(signature, num_items, compute_dtype)
     self.model = model
-    step = functools.partial(steps.train_step, model, signature.loss, signature.num_negatives)
-    lane_step = jax.vmap(step, in_axes=(0, None, 0))
+
+    def lane_step(states, batch, hp, with_average=True):
+      step = functools.partial(
+          steps.train_step,
+          model,
+          signature.loss,
+          signature.num_negatives,
+          with_average=with_average,
+      )
+      return jax.vmap(step, in_axes=(0, None, 0))(states, batch, hp)
 
     def init(hp, seeds):
       return jax.vmap(functools.partial(steps.init_lane, model, signature.max_len))(hp, seeds)
 
-    def epoch(states, hp, alive, batches):
+    def epoch(states, hp, alive, batches, with_average=True):
       k = alive.shape[0]
+
+      def frozen(new, old, keep):  # lanes that did not keep the step keep their state
+        return jax.tree_util.tree_map(
+            lambda n, o: jnp.where(keep.reshape((k,) + (1,) * (n.ndim - 1)), n, o), new, old
+        )
 
       def body(carry, batch):
         states, alive, loss_sum, count = carry
-        new, loss, finite = lane_step(states, batch, hp)
+        new, loss, finite = lane_step(states, batch, hp, with_average)
         keep = alive & finite
-        states = jax.tree_util.tree_map(
-            lambda n, o: jnp.where(keep.reshape((k,) + (1,) * (n.ndim - 1)), n, o), new, states
-        )
+        # Usually every lane keeps its step: then no pass over the whole state.
+        states = jax.lax.cond(jnp.all(keep), lambda: new, lambda: frozen(new, states, keep))
         loss_sum = loss_sum + jnp.where(keep, loss, 0.0)
         return (states, keep, loss_sum, count + keep), None
 
@@ -136,20 +160,27 @@ class _Programs:
     def ranks(params, groups):
       # groups: per input width, (inputs [C, Bu, W], targets [C, Bu], history, candidates).
       def chunk(xs):
-        inp, tgt, hist, cand, times = xs
-        # Ranks do not depend on the (positive) temperature: evaluate at 1.
-        query = functools.partial(steps.last_queries, model, temperature=1.0, times=times)
-        q, table = jax.vmap(query, in_axes=(0, None))(params, inp)
-        if cand is not None:
-          return jax.vmap(sampled_ranks, in_axes=(0, 0, None, None))(q, table, tgt, cand)
-        rank = functools.partial(target_ranks, item_chunk=item_chunk)
-        return jax.vmap(rank, in_axes=(0, 0, None, None))(q, table, tgt, hist)
+        return rank_chunk(params, xs)
 
       outs = []
       for group in groups:
         out = jax.lax.map(chunk, group)  # [C, K, Bu]
         outs.append(jnp.transpose(out, (1, 0, 2)).reshape(out.shape[1], -1))
       return jnp.concatenate(outs, axis=1)
+
+    def rank_chunk(params, xs):
+      inp, tgt, hist, cand, times = xs
+      # Ranks do not depend on the (positive) temperature: evaluate at 1.
+      query = functools.partial(steps.last_queries, model, temperature=1.0, times=times)
+      q, table = jax.vmap(query, in_axes=(0, None))(params, inp)
+      if cand is not None:
+        return jax.vmap(sampled_ranks, in_axes=(0, 0, None, None))(q, table, tgt, cand)
+      # One pass over the whole catalogue when the chunk's scores fit a block (the
+      # engine sizes user chunks so that they do), else two passes over item chunks.
+      lanes_here = q.shape[0] // mesh.shape[LANES]
+      one_pass = lanes_here * q.shape[1] * table.shape[1] <= score_block
+      rank = functools.partial(target_ranks, item_chunk=table.shape[1] if one_pass else item_chunk)
+      return jax.vmap(rank, in_axes=(0, 0, None, None))(q, table, tgt, hist)
 
     def keep_best(best, new, lane_ids, mask):
       # best: [K_full, ...] per lane; new: [K_slots, ...] per slot; slot j holds lane
@@ -168,9 +199,16 @@ class _Programs:
     # so every process of a multi-host run can read it.
     lanes = NamedSharding(mesh, PartitionSpec(LANES))
     replicated = NamedSharding(mesh, PartitionSpec())
+    # Unjitted pieces, for cost analysis (bench/roofline.py): one step, one evaluation chunk.
+    self.lane_step, self.rank_chunk = lane_step, rank_chunk
     self.init = jax.jit(init, out_shardings=lanes)
     self.copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree), out_shardings=lanes)
-    self.epoch = jax.jit(epoch, donate_argnums=(0,), out_shardings=(lanes, replicated, replicated))
+    self.epoch = jax.jit(
+        epoch,
+        donate_argnums=(0,),
+        static_argnames=("with_average",),
+        out_shardings=(lanes, replicated, replicated),
+    )
     self.ranks = jax.jit(ranks, out_shardings=replicated)
     self.keep_best = jax.jit(keep_best, donate_argnums=(0,), out_shardings=lanes)
     self.gather = jax.jit(gather, out_shardings=lanes)
@@ -186,11 +224,15 @@ class _Programs:
 ATTENTION_ELEMENTS = 1 << 25
 
 
-def chunk_users(width: int, heads: int, lanes_per_device: int, cap: int) -> int:
-  """Users per evaluation chunk of inputs `width` wide: at most `cap`, and few enough
-  that the chunk's attention scores stay near ATTENTION_ELEMENTS."""
+def chunk_users(
+    width: int, heads: int, lanes_per_device: int, cap: int, score_users: int | None = None
+) -> int:
+  """Users per evaluation chunk of inputs `width` wide: at most `cap` (and `score_users`,
+  the most whose scores over the whole catalogue fit one block), and few enough that the
+  chunk's attention scores stay near ATTENTION_ELEMENTS."""
   per_user = max(1, lanes_per_device) * max(1, heads) * width * width
-  return int(max(8, min(cap, ATTENTION_ELEMENTS // per_user)))
+  users = min(cap, ATTENTION_ELEMENTS // per_user, score_users or cap)
+  return int(max(8, users))
 
 
 def eval_groups(
@@ -343,16 +385,29 @@ class Engine:
           self.schedule.item_chunk,
           self.mesh,
           self.schedule.compute_dtype,
+          score_block=self.score_block,
       )
     return self._programs[key]
 
-  def _eval_arrays(
+  @property
+  def score_block(self) -> int:
+    """Scores one device holds at once in evaluation (eval_batch x item_chunk floats)."""
+    return self.schedule.eval_batch * self.schedule.item_chunk
+
+  def eval_arrays(
       self, signature: TrialConfig, which: str, protocol: str, lanes: int, exclude_history: bool
   ):
+    """(groups, order, users): the valid or test split's inputs chunked per width bucket,
+    on device (see `eval_groups`), built once per signature shape and lane count."""
     # Users per chunk: the score buffer is lanes x users x item_chunk floats, and the
     # attention buffer lanes x users x heads x width^2 (see chunk_users).
     per_device = max(1, lanes // self.num_devices)
     cap = max(64, (self.schedule.eval_batch * 4) // max(4, per_device))
+    # Scoring the whole catalogue in one block (one matmul, every score once) is twice
+    # as fast as two passes over item chunks while the block stays in the caches: a
+    # chunk holds as many users as fit `score_block`, when that is at least 16.
+    one_pass = self.score_block // (per_device * (self.num_items + 1))
+    score_users = one_pass if one_pass >= 16 else None
     max_len, heads = signature.max_len, signature.heads
     key = (max_len, which, protocol, exclude_history, cap, heads, per_device)
     if key not in self._eval_cache:
@@ -367,7 +422,13 @@ class Engine:
       use_history = exclude_history and protocol == "full"
       groups, order = eval_groups(
           ev,
-          functools.partial(chunk_users, heads=heads, lanes_per_device=per_device, cap=cap),
+          functools.partial(
+              chunk_users,
+              heads=heads,
+              lanes_per_device=per_device,
+              cap=cap,
+              score_users=score_users,
+          ),
           candidates,
           use_history,
       )
@@ -391,7 +452,7 @@ class Engine:
     if exclude_history is None:
       exclude_history = self.schedule.exclude_history
     lanes = jax.tree_util.tree_leaves(params)[0].shape[0]
-    groups, order, num_users = self._eval_arrays(signature, which, protocol, lanes, exclude_history)
+    groups, order, num_users = self.eval_arrays(signature, which, protocol, lanes, exclude_history)
     ranks = np.asarray(self.programs(signature).ranks(params, groups))
     out = np.empty((ranks.shape[0], num_users), np.int32)
     out[:, order] = ranks  # padded repeats of the last user write the same value
@@ -528,6 +589,7 @@ class Engine:
         best=np.full(k_pad, -np.inf),
         since_best=np.zeros(k_pad, int),
         ckpt=BucketCheckpoint(checkpoint_dir, configs) if checkpoint_dir else None,
+        with_average=keeps_average(configs),
     )
     if run.ckpt is not None and run.ckpt.exists():
       saved_slots = run.ckpt.slots()
@@ -553,7 +615,7 @@ class Engine:
     if profiling:
       jax.profiler.start_trace(self.profile_dir)
     run.states, alive_out, slot_loss = run.prog.epoch(
-        run.states, run.hp, self.shard_lanes(slot_alive), batches
+        run.states, run.hp, self.shard_lanes(slot_alive), batches, with_average=run.with_average
     )
     alive_out, slot_loss = np.asarray(alive_out), np.asarray(slot_loss)
     if profiling:
@@ -574,7 +636,7 @@ class Engine:
     out of patience, and asks the study's rule which lanes to prune."""
     sched, k = self.schedule, run.k
     metrics = [None] * k
-    slot_ranks = self.lane_ranks(run.signature, run.states.average, "valid")
+    slot_ranks = self.lane_ranks(run.signature, run.evaluated, "valid")
     improved = np.zeros(len(run.slots), bool)
     for j in np.flatnonzero(run.slots >= 0):
       i = run.slots[j]
@@ -590,7 +652,7 @@ class Engine:
     if improved.any():
       run.best_params = run.prog.keep_best(
           run.best_params,
-          run.states.average,
+          run.evaluated,
           self.shard_lanes(np.maximum(run.slots, 0).astype(np.int32)),
           self.shard_lanes(improved),
       )

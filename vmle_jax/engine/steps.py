@@ -90,7 +90,13 @@ def update_average(average, params, decay: jax.Array, step: jax.Array):
 
 
 def train_step(
-    model, loss: str, num_negatives: int, state: LaneState, batch: dict, hp: dict
+    model,
+    loss: str,
+    num_negatives: int,
+    state: LaneState,
+    batch: dict,
+    hp: dict,
+    with_average: bool = True,
 ) -> tuple[LaneState, jax.Array, jax.Array]:
   """One AdamW step on a (packed) batch of rows.
 
@@ -98,7 +104,9 @@ def train_step(
   data/packing.py): inputs are [:, :-1]; the target of an input is the next
   token of the same segment. Returns the new state, the loss and whether the
   step was finite (loss and gradient norm); the caller decides whether to
-  keep a non-finite step.
+  keep a non-finite step. Without `with_average` (static: no lane of the
+  bucket keeps a parameter average) the average is left as it was, a pass
+  over every parameter saved; the caller then evaluates the parameters.
   """
   step_key = jax.random.fold_in(state.key, state.step)
   drop_key, neg_key = jax.random.split(step_key)
@@ -118,7 +126,11 @@ def train_step(
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grads))
-  average = update_average(state.average, params, hp["param_ema"], state.step)
+  average = (
+      update_average(state.average, params, hp["param_ema"], state.step)
+      if with_average
+      else state.average
+  )
   new = LaneState(
       params=params, average=average, opt_state=opt_state, step=state.step + 1, key=state.key
   )
@@ -128,7 +140,8 @@ def train_step(
 def last_queries(
     model, params, inputs: jax.Array, temperature: jax.Array, times: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
-  """Eval-mode query at the last position [U, D] and the item table [N + 1, D]."""
+  """Eval-mode query at the last position [U, D] and the item table [N + 1, D] (the last
+  block computes that position only)."""
   rates = {"dropout": jnp.zeros(()), "attn_dropout": jnp.zeros(()), "temperature": temperature}
-  q, table = model.apply(params, inputs, rates, None, None, None, times)
+  q, table = model.apply(params, inputs, rates, None, None, None, times, last_only=True)
   return q[:, -1], table

@@ -5,7 +5,9 @@ score is greater than or equal to the target's (ties count against the
 model: the pessimistic convention, so a constant model scores zero, not
 perfect). Padding item 0 never competes. With `history`, items the user has
 already seen (other than the target) are removed from the competition.
-Items are scored in chunks so memory stays bounded; nothing is sorted. The
+Items are scored in one block when the block fits (the engine sizes user
+chunks so that it does), else in item chunks with two passes, so memory
+stays bounded; nothing is sorted. The
 target's own score is read from the same matmul that scores the other items,
 so exact ties are recognised as ties.
 
@@ -38,20 +40,35 @@ def target_ranks(
     table: [N + 1, D] item vectors; row 0 is padding.
     targets: [U] target item ids in 1..N.
     history: optional [U, H] distinct seen item ids (0-padded) to exclude.
-    item_chunk: items scored per chunk.
+    item_chunk: items scored per block; at least N + 1 scores every item in one pass.
   Returns:
     [U] int32 ranks.
   """
   n_rows, dim = table.shape
-  chunk = min(item_chunk, n_rows)
+  seen = None
+  if history is not None:
+    # A dense seen-mask per user ([U, N] booleans: bounded by the user chunk).
+    users = jnp.arange(q.shape[0])[:, None]
+    seen = jnp.zeros((q.shape[0], n_rows), bool).at[users, history].set(True)
+  if item_chunk >= n_rows:
+    # One pass: every score once, the target's read out of the same matmul (so exact
+    # ties are seen as ties; a separate dot product may round differently).
+    scores = q @ table.T  # [U, N + 1]
+    s_t = jnp.take_along_axis(scores, targets[:, None], axis=1)
+    ids = jnp.arange(n_rows)
+    competes = (ids[None, :] != targets[:, None]) & (ids[None, :] > 0)
+    if seen is not None:
+      competes = competes & ~seen
+    return jnp.sum((scores >= s_t) & competes, axis=1, dtype=jnp.int32)
+
+  # Two passes over item chunks (a catalogue too large for one block of scores): pass 1
+  # reads the target's score out of the matmul that scores its chunk, pass 2 counts.
+  chunk = item_chunk
   n_chunks = -(-n_rows // chunk)
   padded = jnp.pad(table, ((0, n_chunks * chunk - n_rows), (0, 0)))
   chunks = padded.reshape(n_chunks, chunk, dim)
   starts = jnp.arange(n_chunks, dtype=jnp.int32) * chunk
 
-  # Pass 1 reads the target's score out of the same matmul that scores every
-  # other item, so exact ties are seen as ties (a separate dot product may
-  # round differently).
   def target_score(carry, xs):
     block, start = xs
     scores = q @ block.T
@@ -68,11 +85,8 @@ def target_ranks(
     beats = (scores >= s_t[:, None]) & competes
     return carry + jnp.sum(beats, axis=1, dtype=jnp.int32), None
 
-  seen = None
-  if history is not None:
-    # A dense seen-mask per user ([U, N] booleans: bounded by the user chunk).
-    users = jnp.arange(q.shape[0])[:, None]
-    seen = jnp.zeros((q.shape[0], n_chunks * chunk), bool).at[users, history].set(True)
+  if seen is not None:
+    seen = jnp.pad(seen, ((0, 0), (0, n_chunks * chunk - n_rows)))
     seen = seen.reshape(q.shape[0], n_chunks, chunk).transpose(1, 0, 2)
   s_t, _ = jax.lax.scan(target_score, jnp.zeros(q.shape[0], q.dtype), (chunks, starts))
   ranks, _ = jax.lax.scan(count, jnp.zeros(q.shape[0], jnp.int32), (chunks, starts, seen))
