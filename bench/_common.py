@@ -63,3 +63,35 @@ def publish(workdir: str, dest: str, databases=()) -> None:
         rel = os.path.relpath(os.path.join(root, f), workdir)
         os.makedirs(os.path.dirname(os.path.join(dest, rel)) or dest, exist_ok=True)
         shutil.copy2(os.path.join(root, f), os.path.join(dest, rel))
+
+
+def beauty_shapes(**changes):
+  """The speed benchmarks' configuration: SASRec at Beauty shapes (L=50, D=64, B=128,
+  2 blocks, 1 head, BCE with one negative, dropout 0.2), with `changes`."""
+  from vmle_jax.config import TrialConfig
+
+  base = TrialConfig(
+      hidden=64,
+      blocks=2,
+      heads=1,
+      max_len=50,
+      batch_size=128,
+      loss="bce",
+      num_negatives=1,
+      dropout=0.2,
+      attn_dropout=0.2,
+  )
+  return base.replace(**changes)
+
+
+def preset_and_mesh(name: str | None):
+  """(preset, mesh) of a --preset value, (None, None) without one; a bad name is one line."""
+  if not name:
+    return None, None
+  from vmle_jax.engine.presets import load_preset, preset_mesh
+
+  try:
+    preset = load_preset(name)
+    return preset, preset_mesh(preset)
+  except ValueError as e:
+    fail(f"--preset: {e}")

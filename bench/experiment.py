@@ -153,15 +153,7 @@ def main(argv):
   workdir = FLAGS.workdir or os.path.join("runs", f"experiment-{FLAGS.scale}")
   os.makedirs(workdir, exist_ok=True)
   store = Store(os.path.join(workdir, "experiment.sqlite"))
-  mesh, preset = None, None
-  if FLAGS.preset:
-    from vmle_jax.engine.presets import load_preset, preset_mesh
-
-    try:
-      preset = load_preset(FLAGS.preset)
-    except ValueError as e:
-      _common.fail(f"--preset: {e}")
-    mesh = preset_mesh(preset)
+  preset, mesh = _common.preset_and_mesh(FLAGS.preset)
   t0 = time.time()
   deadline = t0 + 60 * FLAGS.time_limit_minutes if FLAGS.time_limit_minutes else None
   log_path = os.path.join(workdir, "log.txt")

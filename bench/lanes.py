@@ -36,34 +36,20 @@ def main(argv):
   _common.start(argv)
   import jax
   import numpy as np
-  from vmle_jax.config import Schedule, TrialConfig
+  from vmle_jax.config import Schedule
   from vmle_jax.data import leave_one_out, load_dataset
   from vmle_jax.engine import Engine
   from vmle_jax.engine.lanes import keeps_average
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
-  mesh = None
-  if FLAGS.preset:
-    from vmle_jax.engine.presets import load_preset, preset_mesh
-
-    mesh = preset_mesh(load_preset(FLAGS.preset))
+  _, mesh = _common.preset_and_mesh(FLAGS.preset)
   engine = Engine(
       leave_one_out(data, 50),
       Schedule(packed=FLAGS.packed, compute_dtype=FLAGS.dtype),
       log=None,
       mesh=mesh,
   )
-  base = TrialConfig(
-      hidden=64,
-      blocks=2,
-      heads=1,
-      max_len=50,
-      batch_size=128,
-      loss="bce",
-      num_negatives=1,
-      dropout=0.2,
-      attn_dropout=0.2,
-  )
+  base = _common.beauty_shapes()
   default = "1,8,32" if jax.devices()[0].platform == "cpu" else "1,8,32,128,256"
   counts = [int(k) for k in (FLAGS.lanes or default.split(","))]
   prog = engine.programs(base.static_signature())

@@ -98,35 +98,17 @@ def main(argv):
   _common.start(argv)
   import jax
   import numpy as np
-  from vmle_jax.config import TrialConfig, resolve
+  from vmle_jax.config import resolve
   from vmle_jax.data import leave_one_out, load_dataset
   from vmle_jax.engine import Engine
   from vmle_jax.engine.lanes import keeps_average
 
-  mesh, preset = None, None
-  if FLAGS.preset:
-    from vmle_jax.engine.presets import load_preset, preset_mesh
-
-    try:
-      preset = load_preset(FLAGS.preset)
-    except ValueError as e:
-      _common.fail(f"--preset: {e}")
-    mesh = preset_mesh(preset)
+  preset, mesh = _common.preset_and_mesh(FLAGS.preset)
   schedule = resolve(preset=preset).schedule
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   split = leave_one_out(data, 50)
   engine = Engine(split, schedule, log=None, mesh=mesh)
-  cfg = TrialConfig(
-      hidden=64,
-      blocks=2,
-      heads=1,
-      max_len=50,
-      batch_size=128,
-      loss=FLAGS.loss,
-      num_negatives=FLAGS.num_negatives,
-      dropout=0.2,
-      attn_dropout=0.2,
-  )
+  cfg = _common.beauty_shapes(loss=FLAGS.loss, num_negatives=FLAGS.num_negatives)
   k = FLAGS.lanes
   configs = [cfg.replace(lr=1e-3 * (1 + i % 4) / 2, seed=i) for i in range(k)]
   prog = engine.programs(cfg.static_signature())

@@ -61,23 +61,13 @@ def time_steps(engine, cfg, epochs: int) -> tuple[float, object]:
 def main(argv):
   _common.start(argv)
   import dataclasses
-  from vmle_jax.config import Schedule, TrialConfig
+  from vmle_jax.config import Schedule
   from vmle_jax.data import leave_one_out, load_dataset
   from vmle_jax.engine import Engine
 
   data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
   split = leave_one_out(data, 50)
-  cfg = TrialConfig(
-      hidden=64,
-      blocks=2,
-      heads=1,
-      max_len=50,
-      batch_size=128,
-      loss="bce",
-      num_negatives=1,
-      dropout=0.2,
-      attn_dropout=0.2,
-  )
+  cfg = _common.beauty_shapes()
   packed = Engine(split, Schedule(packed=True), log=None)
   plain = Engine(split, dataclasses.replace(Schedule(), packed=False), log=None)
   ms_packed, states = time_steps(packed, cfg, FLAGS.epochs)

@@ -278,6 +278,24 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
   )
 
 
+def run_study_from_flags(FLAGS, setup: StudySetup, spec, store, strategy, workdir: str) -> dict:
+  """`run_study` with what every study launcher passes (resume, overrides, work directory)."""
+  from vmle_jax.search.study import run_study
+
+  return run_study(
+      spec,
+      setup.data,
+      store,
+      strategy,
+      setup.space,
+      setup.schedule,
+      engine=setup.engine,
+      resume=FLAGS.resume,
+      workdir=workdir,
+      overrides=tuple(FLAGS.override),
+  )
+
+
 def open_store(path: str, readonly: bool = False):
   """The SQLite memory on process 0; None on the other processes of a multi-host job.
   A file that cannot be used is a one-line error naming --db."""

@@ -43,21 +43,13 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   common.reject_positional(argv)
-  from vmle_jax.memory.store import StoreError
   from vmle_jax.search.space import GRID_DIMS
   from vmle_jax.search.strategies import make_strategy
-  from vmle_jax.search.study import StudySpec, run_study
+  from vmle_jax.search.study import StudySpec
 
   dims = FLAGS.dims or (list(GRID_DIMS[FLAGS.backbone]) if FLAGS.strategy == "grid" else None)
   setup = common.study_setup(FLAGS, dims)
-  data, schedule, base, space, engine, lanes = (
-      setup.data,
-      setup.schedule,
-      setup.base,
-      setup.space,
-      setup.engine,
-      setup.lanes,
-  )
+  data, base, space, lanes = setup.data, setup.base, setup.space, setup.lanes
   name = FLAGS.study or common.safe_name(
       f"{data.name}-{base.backbone}-{FLAGS.strategy}-s{FLAGS.seed}"
   )
@@ -73,30 +65,16 @@ def main(argv) -> None:
       dims=tuple(space.names),
       early_stop=FLAGS.early_stop,
   )
-  try:
-    store = common.open_store(FLAGS.db)
-    strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, lanes=lanes)
-    print(
-        f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
-        f"budget {FLAGS.budget_trials} trials"
-        + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
-        + f"; {lanes} lanes per bucket on {common.device_summary()}"
-    )
-    t0 = time.perf_counter()
-    summary = run_study(
-        spec,
-        data,
-        store,
-        strategy,
-        space,
-        schedule,
-        engine=engine,
-        resume=FLAGS.resume,
-        workdir=workdir,
-        overrides=tuple(FLAGS.override),
-    )
-  except StoreError as e:
-    common.fail(str(e))
+  store = common.open_store(FLAGS.db)  # a broken file is one line (common.run_main)
+  strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, lanes=lanes)
+  print(
+      f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
+      f"budget {FLAGS.budget_trials} trials"
+      + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
+      + f"; {lanes} lanes per bucket on {common.device_summary()}"
+  )
+  t0 = time.perf_counter()
+  summary = common.run_study_from_flags(FLAGS, setup, spec, store, strategy, workdir)
   if store is not None:
     print(
         f"done in {time.perf_counter() - t0:.0f} s: {summary['trials']} trials; "

@@ -44,21 +44,13 @@ FLAGS = flags.FLAGS
 def main(argv) -> None:
   common.reject_positional(argv)
   from vmle_jax.memory import summaries
-  from vmle_jax.memory.store import StoreError
   from vmle_jax.search.agent import AgentStrategy
   from vmle_jax.search.planners import Transcript, make_planner
-  from vmle_jax.search.study import StudySpec, run_study
+  from vmle_jax.search.study import StudySpec
 
   common.check_planner_flags(FLAGS)
   setup = common.study_setup(FLAGS, FLAGS.dims)
-  data, schedule, base, space, engine, lanes = (
-      setup.data,
-      setup.schedule,
-      setup.base,
-      setup.space,
-      setup.engine,
-      setup.lanes,
-  )
+  data, base, space, lanes = setup.data, setup.base, setup.space, setup.lanes
   name = FLAGS.study or common.safe_name(
       f"{data.name}-{base.backbone}-agent-{FLAGS.planner}-s{FLAGS.seed}"
   )
@@ -91,38 +83,24 @@ def main(argv) -> None:
       summaries.read_summary(FLAGS.summary_from)
     except ValueError as e:
       common.fail(f"--summary_from: {e}")
-  try:
-    store = common.open_store(FLAGS.db)
-    if FLAGS.summary_from and store is not None:
-      version = summaries.import_summary(store, FLAGS.summary_from)
-      print(f"imported cognition summary {FLAGS.summary_from} as version {version}")
-    transcript = Transcript(os.path.join(workdir, "transcript.jsonl"))
-    strategy = AgentStrategy(
-        planner,
-        space,
-        max_retries=FLAGS.max_retries,
-        transcript=transcript,
-        planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
-    )
-    print(
-        f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
-        f"trials; {lanes} lanes per bucket on {common.device_summary()}"
-    )
-    t0 = time.perf_counter()
-    summary = run_study(
-        spec,
-        data,
-        store,
-        strategy,
-        space,
-        schedule,
-        engine=engine,
-        resume=FLAGS.resume,
-        workdir=workdir,
-        overrides=tuple(FLAGS.override),
-    )
-  except StoreError as e:
-    common.fail(str(e))
+  store = common.open_store(FLAGS.db)  # a broken file is one line (common.run_main)
+  if FLAGS.summary_from and store is not None:
+    version = summaries.import_summary(store, FLAGS.summary_from)
+    print(f"imported cognition summary {FLAGS.summary_from} as version {version}")
+  transcript = Transcript(os.path.join(workdir, "transcript.jsonl"))
+  strategy = AgentStrategy(
+      planner,
+      space,
+      max_retries=FLAGS.max_retries,
+      transcript=transcript,
+      planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
+  )
+  print(
+      f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
+      f"trials; {lanes} lanes per bucket on {common.device_summary()}"
+  )
+  t0 = time.perf_counter()
+  summary = common.run_study_from_flags(FLAGS, setup, spec, store, strategy, workdir)
   if store is None:
     return
   insights = store.insights(study_id=store.study(name)["id"])

@@ -13,6 +13,7 @@ to the survivors, so stopped lanes stop costing compute.
 from __future__ import annotations
 
 import collections
+import gc
 import dataclasses
 import functools
 import math
@@ -377,8 +378,12 @@ class Engine:
     if key in self._programs:
       self._programs.move_to_end(key)
     else:
-      while len(self._programs) >= self.max_programs:
-        self._programs.popitem(last=False)
+      if len(self._programs) >= self.max_programs:
+        while len(self._programs) >= self.max_programs:
+          self._programs.popitem(last=False)
+        # The jitted closures of a program refer to one another: only the cycle
+        # collector frees their compiled executables, so run it now.
+        gc.collect()
       self._programs[key] = _Programs(
           signature,
           self.num_items,

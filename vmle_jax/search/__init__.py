@@ -1,1 +1,1 @@
-"""Search: the typed search space, grid/random/TPE strategies, and (later) the agent."""
+"""Search: the space, grid/random/TPE, the study loop, the agent and its planners."""
