@@ -14,6 +14,7 @@ import json
 
 from absl import flags
 
+from vmle_jax.data import FORMATS
 from vmle_jax.launch import common
 
 flags.DEFINE_string("input", None, "Data set to read (a path, a benchmark name, a tfds builder).")
@@ -21,17 +22,7 @@ flags.DEFINE_string("data_dir", None, "Where benchmark names are looked up.")
 flags.DEFINE_enum(
     "format",
     "auto",
-    [
-        "auto",
-        "s3rec",
-        "recbole",
-        "csv",
-        "amazon2014",
-        "amazon2018",
-        "amazon2023",
-        "tfds",
-        "prepared",
-    ],
+    list(FORMATS),
     "Input format; auto picks by extension (JSON lines need an explicit format).",
 )
 flags.DEFINE_integer("kcore", None, "k-core filter (default 5 for logs and raw dumps).")
