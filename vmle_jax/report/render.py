@@ -7,6 +7,7 @@ import html
 import json
 import math
 import os
+import textwrap
 import warnings
 
 import numpy as np
@@ -68,6 +69,8 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
         ys.append(y)
     ys = np.array(ys, dtype=float)
     ys[np.isinf(ys)] = np.nan
+    if axis != "trials":  # from when every seed has a value (a late seed made the mean dip)
+      ys[:, np.isnan(ys).any(axis=0)] = np.nan
     with warnings.catch_warnings():  # before a strategy's first trial ends: all NaN
       warnings.simplefilter("ignore", RuntimeWarning)
       mean, low, high = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
@@ -78,7 +81,7 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
     ax.axhline(target, color="grey", ls="--", lw=1, label="target")
   ax.set_xlabel("trials" if axis == "trials" else "wall-clock seconds")
   ax.set_ylabel("best validation NDCG@10")
-  ax.set_title(title, fontsize=10)
+  ax.set_title(textwrap.fill(title, 80), fontsize=10)  # long titles were cut at the edge
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -270,7 +273,7 @@ def plot_training_curve(curve: list[dict], path: str, title: str) -> None:
         label="validation NDCG@10",
     )
     ax2.set_ylabel("validation NDCG@10", color="C1")
-  ax.set_title(title, fontsize=10)
+  ax.set_title(textwrap.fill(title, 80), fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -291,7 +294,7 @@ def plot_study(values: list[float | None], path: str, title: str) -> None:
   ax.plot(xs, np.where(np.isinf(best), np.nan, best), color="C1", label="best so far")
   ax.set_xlabel("trial")
   ax.set_ylabel("validation NDCG@10")
-  ax.set_title(title, fontsize=10)
+  ax.set_title(textwrap.fill(title, 80), fontsize=10)
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
