@@ -384,24 +384,12 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
     elapsed = spent_before + time.perf_counter() - t_start
     if n_done >= spec.budget_trials:
       break
-    if spec.budget_minutes is not None and elapsed >= 60 * spec.budget_minutes:
-      log(f"time budget of {spec.budget_minutes} min reached")
-      break
-    if spec.budget_tokens is not None and strategy.tokens_used() >= spec.budget_tokens:
-      log(f"token budget of {spec.budget_tokens} reached")
+    reason = _budget_spent(spec, elapsed, strategy.tokens_used())
+    if reason:
+      log(reason)
       break
     tp = time.perf_counter()
-    # A batch a kill cut short is completed first, under its own number, so the resumed
-    # study's batches are the uninterrupted study's batches.
-    finished_now = store.finished_trials(sid)
-    batch_number = 1 + max((t.batch or 0 for t in store.trials(sid)), default=0)
-    want = min(spec.lanes, spec.budget_trials - n_done)
-    if finished_now and finished_now[-1].batch is not None:
-      last = finished_now[-1].batch
-      in_last = sum(1 for t in finished_now if t.batch == last)
-      intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
-      if in_last < intended:
-        batch_number, want = last, intended - in_last
+    batch_number, want = _next_batch(spec, store, sid, n_done)
     proposals = strategy.propose(want, done)
     planner_seconds = time.perf_counter() - tp
     if not proposals:
@@ -434,23 +422,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
         )
       except Exception as e:  # one bad bucket (e.g. out of memory) fails its trials, not the study
         error = f"{type(e).__name__}: {str(e)[:300]}"
-        store.finish_bucket(
-            [
-                (
-                    tid,
-                    {
-                        "status": "failed",
-                        "error": error,
-                        "epochs": 0,
-                        "seconds": 0.0,
-                        "bucket_seconds": time.perf_counter() - tb,
-                    },
-                )
-                for tid in ids
-            ]
-        )
-        for cfg in configs:
-          strategy.tell(cfg, None)
+        _fail_bucket(store, strategy, ids, configs, error, time.perf_counter() - tb)
         failures += 1
         log(
             f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
@@ -462,27 +434,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
           ) from None
         continue
       seconds = time.perf_counter() - tb
-      updates = []
-      for tid, lane in zip(ids, result.lanes):
-        updates.append(
-            (
-                tid,
-                {
-                    "status": lane.status,
-                    "valid": lane.valid or None,
-                    "epochs": lane.epochs,
-                    "best_epoch": lane.best_epoch,
-                    "steps": lane.epochs * result.steps_per_epoch,
-                    "seconds": seconds / len(ids),
-                    "bucket_seconds": seconds,
-                    "curve": lane.curve,
-                    "error": lane.error,
-                },
-            )
-        )
-      store.finish_bucket(updates)
-      stored = {t.id: t for t in store.trials_by_id(ids)}
-      values = [stored[tid].value for tid in ids]  # the memory's own rule, as stored
+      values = _finish_bucket(store, ids, result, seconds)
       for lane, value in zip(result.lanes, values):
         strategy.tell(lane.config, value)
       # Keep the best config's parameters so its test metrics need no retraining.
@@ -514,6 +466,62 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
   if cognition:
     summary["cognition_summary_version"] = cognition["version"]
   return summary
+
+
+def _budget_spent(spec, elapsed: float, tokens: int) -> str | None:
+  """Why the study stops before its trial budget (time or tokens spent), or None."""
+  if spec.budget_minutes is not None and elapsed >= 60 * spec.budget_minutes:
+    return f"time budget of {spec.budget_minutes} min reached"
+  if spec.budget_tokens is not None and tokens >= spec.budget_tokens:
+    return f"token budget of {spec.budget_tokens} reached"
+  return None
+
+
+def _next_batch(spec, store, sid: int, n_done: int) -> tuple[int, int]:
+  """(batch number, trials wanted): a batch a kill cut short is completed first, under its
+  own number, so the resumed study's batches are the uninterrupted study's batches."""
+  finished = store.finished_trials(sid)
+  batch_number = 1 + max((t.batch or 0 for t in store.trials(sid)), default=0)
+  want = min(spec.lanes, spec.budget_trials - n_done)
+  if finished and finished[-1].batch is not None:
+    last = finished[-1].batch
+    in_last = sum(1 for t in finished if t.batch == last)
+    intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
+    if in_last < intended:
+      batch_number, want = last, intended - in_last
+  return batch_number, want
+
+
+def _fail_bucket(store, strategy, ids: list[int], configs, error: str, seconds: float) -> None:
+  """Marks a bucket that raised as failed trials and tells the strategy they scored none."""
+  row = {"status": "failed", "error": error, "epochs": 0, "seconds": 0.0, "bucket_seconds": seconds}
+  store.finish_bucket([(tid, dict(row)) for tid in ids])
+  for cfg in configs:
+    strategy.tell(cfg, None)
+
+
+def _finish_bucket(store, ids: list[int], result, seconds: float) -> list[float | None]:
+  """Writes a trained bucket's rows; returns each trial's value by the memory's own rule."""
+  updates = [
+      (
+          tid,
+          {
+              "status": lane.status,
+              "valid": lane.valid or None,
+              "epochs": lane.epochs,
+              "best_epoch": lane.best_epoch,
+              "steps": lane.epochs * result.steps_per_epoch,
+              "seconds": seconds / len(ids),
+              "bucket_seconds": seconds,
+              "curve": lane.curve,
+              "error": lane.error,
+          },
+      )
+      for tid, lane in zip(ids, result.lanes)
+  ]
+  store.finish_bucket(updates)
+  stored = {t.id: t for t in store.trials_by_id(ids)}
+  return [stored[tid].value for tid in ids]
 
 
 def _save_best(workdir: str, engine: Engine, result, lane: int, trial_id: int) -> None:

@@ -320,17 +320,22 @@ class _Plan:
 
   # -- structural moves from the best
   def structural_candidates(self, best: dict, scored: list[dict]) -> list[tuple[dict, dict]]:
+    """(values, item) of the structures to try next, best-first by expected gain:
+    combinations of changes that paid (`_combine`), untried alternatives (`_explore`)."""
     space = self.space
     best_values = {k: best["config"][k] for k in space.dims}
-    static_dims = [d for d in space.dims if d not in DYNAMIC_FIELDS]
     tried = {_key(_static(space, t["config"])) for t in self.trials}
-    diag = diagnose(best, self.max_epochs)
-    curve_moves = set(diag.suggests) if diag else set()
     evidence = _study_evidence(self.trials)
-    out: list[tuple[float, int, dict, dict]] = []
-    order = 0
+    found = self._combine(best_values, tried, evidence)
+    found += self._explore(best, best_values, tried, evidence)
+    ranked = sorted(enumerate(found), key=lambda x: (-x[1][0], x[0]))  # ties: found first
+    return [(values, item) for _, (_, values, item) in ranked]
 
-    # Combine: a structural move that helped its parent but is not in the best config.
+  def _combine(self, best_values: dict, tried: set, evidence: dict) -> list[tuple]:
+    """(gain, values, item): a structural move that helped its parent, set in the best."""
+    space = self.space
+    static_dims = [d for d in space.dims if d not in DYNAMIC_FIELDS]
+    out = []
     for move, info in evidence.items():
       dim = move.dimension
       if dim not in static_dims or info["support"] <= info["contradict"]:
@@ -342,11 +347,9 @@ class _Plan:
       if values is None or _key(_static(space, values)) in tried:
         continue
       gain = 1.0 + max(info["gain"], 0.0) * 5
-      order += 1
       out.append(
           (
               gain,
-              order,
               values,
               self.item(
                   values,
@@ -361,8 +364,15 @@ class _Plan:
               ),
           )
       )
+    return out
 
-    # Explore: untried alternatives by expected gain.
+  def _explore(self, best: dict, best_values: dict, tried: set, evidence: dict) -> list[tuple]:
+    """(score, values, item): per static dimension the most promising untried alternative."""
+    space = self.space
+    static_dims = [d for d in space.dims if d not in DYNAMIC_FIELDS]
+    diag = diagnose(best, self.max_epochs)
+    curve_moves = set(diag.suggests) if diag else set()
+    out = []
     for dim in static_dims:
       prior = self.priors.get(dim)
       if prior is None or inert(dim, best_values):
@@ -389,12 +399,10 @@ class _Plan:
           score *= 2.0
         boost, rule_text = self._rule_support(dim, direction, alt)
         score *= 1.0 + boost
-        order += 1
         why = rule_text or prior.rationale
         out.append(
             (
                 score,
-                order,
                 values,
                 self.item(
                     values,
@@ -414,8 +422,7 @@ class _Plan:
             )
         )
         break  # one alternative per dimension per batch: the most promising
-    out.sort(key=lambda x: (-x[0], x[1]))
-    return [(values, item) for _, _, values, item in out]
+    return out
 
   def _rule_support(self, dim: str, direction: str, value) -> tuple[float, str | None]:
     for rule in self.rules:
@@ -431,65 +438,15 @@ class _Plan:
   def variants(
       self, values: dict, k: int, level: int, best: dict | None, anchored: bool
   ) -> list[dict]:
-    """Up to k configs of `values`' structure with other dynamic values, best-first."""
+    """Up to k configs of `values`' structure with other dynamic values, best-first:
+    the rate scaled to a new width, single rate moves by evidence, seeded draws in the
+    trust region, then the moves that failed before."""
     if k <= 0:
       return []
-    space = self.space
     diag = diagnose(best, self.max_epochs) if best else None
     first = [m for m in (diag.suggests if diag else ())]
-    moves = []
-    for dim in ("lr", "dropout", "weight_decay", "temperature", "attn_dropout"):
-      if dim not in space.dims or dim not in RATE_STEPS:
-        continue
-      if dim == "temperature" and not values.get("l2_norm", False):
-        continue
-      if dim == "attn_dropout" and "dropout" in space.dims:
-        continue  # moves with dropout (below)
-      for direction in ("up", "down"):
-        moves.append((dim, direction))
-    # Evidence of this study: moves that paid come first (momentum), moves that failed
-    # at least twice without paying go after the seeded draws.
-    evidence = {(m.dimension, m.direction): i for m, i in _study_evidence(self.trials).items()}
-    net = lambda m: (evidence[m]["support"] - evidence[m]["contradict"]) if m in evidence else 0
-
-    def failed(m):
-      return m in evidence and evidence[m]["support"] == 0 and evidence[m]["contradict"] >= 2
-
-    moves.sort(
-        key=lambda m: (
-            0 if m in first else 1,
-            first.index(m) if m in first else 0,
-            -net(m),
-            ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
-            0 if m[1] == "up" else 1,
-        )
-    )
-    discouraged = [m for m in moves if failed(m)]
-    moves = [m for m in moves if not failed(m)]
-    out = []
-    # Width changed from the best: a rate scaled to the new width comes first.
-    if (
-        best is not None
-        and "lr" in space.dims
-        and values.get("hidden")
-        and best["config"].get("hidden")
-        and values["hidden"] != best["config"]["hidden"]
-    ):
-      scaled = values["lr"] * math.sqrt(best["config"]["hidden"] / values["hidden"])
-      cand = dict(values, lr=float(f"{scaled:.3g}"))
-      if self.take(cand):
-        out.append(
-            self.item(
-                cand,
-                values if anchored else None,
-                "variant",
-                "lr",
-                f"lr scaled to the new width ({values['lr']:g} x sqrt("
-                f"{best['config']['hidden']}/{values['hidden']}))",
-                "keeps the per-weight step of the parent",
-                "the old rate was right",
-            )
-        )
+    moves, discouraged = self._rate_moves(values, first)
+    out = self._width_scaled_rate(values, best, anchored)
     where = "this structure" if anchored else "the best configuration"
     out += self._rate_items(
         values,
@@ -506,10 +463,86 @@ class _Plan:
             )
         ),
     )
-    # Seeded draws in the trust region, then the moves that failed before.
+    out += self._trust_region_draws(values, k - len(out), level, max_tries=60 * k)
+    out += self._rate_items(
+        values,
+        discouraged,
+        level,
+        k - len(out),
+        lambda dim, direction, new: (
+            f"{_verb(direction, dim, values[dim], new)}: failed before in this study, tried again "
+            "on this structure"
+        ),
+    )
+    return out[:k]
+
+  def _rate_moves(self, values: dict, first: list) -> tuple[list, list]:
+    """(moves, discouraged): single rate moves, the curve's suggestions first, then moves
+    that paid in this study (momentum); moves that failed at least twice without paying
+    are set apart."""
+    space = self.space
+    moves = []
+    for dim in ("lr", "dropout", "weight_decay", "temperature", "attn_dropout"):
+      if dim not in space.dims or dim not in RATE_STEPS:
+        continue
+      if dim == "temperature" and not values.get("l2_norm", False):
+        continue
+      if dim == "attn_dropout" and "dropout" in space.dims:
+        continue  # moves with dropout (see _trust_region_draws)
+      for direction in ("up", "down"):
+        moves.append((dim, direction))
+    evidence = {(m.dimension, m.direction): i for m, i in _study_evidence(self.trials).items()}
+    net = lambda m: (evidence[m]["support"] - evidence[m]["contradict"]) if m in evidence else 0
+
+    def failed(m):
+      return m in evidence and evidence[m]["support"] == 0 and evidence[m]["contradict"] >= 2
+
+    moves.sort(
+        key=lambda m: (
+            0 if m in first else 1,
+            first.index(m) if m in first else 0,
+            -net(m),
+            ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
+            0 if m[1] == "up" else 1,
+        )
+    )
+    return [m for m in moves if not failed(m)], [m for m in moves if failed(m)]
+
+  def _width_scaled_rate(self, values: dict, best: dict | None, anchored: bool) -> list[dict]:
+    """When the width changed from the best: its rate scaled by sqrt(old/new width)."""
+    if not (
+        best is not None
+        and "lr" in self.space.dims
+        and values.get("hidden")
+        and best["config"].get("hidden")
+        and values["hidden"] != best["config"]["hidden"]
+    ):
+      return []
+    scaled = values["lr"] * math.sqrt(best["config"]["hidden"] / values["hidden"])
+    cand = dict(values, lr=float(f"{scaled:.3g}"))
+    if not self.take(cand):
+      return []
+    return [
+        self.item(
+            cand,
+            values if anchored else None,
+            "variant",
+            "lr",
+            f"lr scaled to the new width ({values['lr']:g} x sqrt("
+            f"{best['config']['hidden']}/{values['hidden']}))",
+            "keeps the per-weight step of the parent",
+            "the old rate was right",
+        )
+    ]
+
+  def _trust_region_draws(self, values: dict, k: int, level: int, max_tries: int) -> list[dict]:
+    """Up to k seeded draws of the rates around `values` (attention dropout follows
+    dropout when they were equal), in at most `max_tries` draws."""
+    space = self.space
+    out = []
     rng = np.random.default_rng(len(self.trials) * 7919 + level)
     tries = 0
-    while len(out) < k and tries < 60 * k:
+    while len(out) < k and tries < max_tries:
       tries += 1
       cand = dict(values)
       for dim in ("lr", "dropout", "weight_decay"):
@@ -538,17 +571,7 @@ class _Plan:
                 "a worse rate",
             )
         )
-    out += self._rate_items(
-        values,
-        discouraged,
-        level,
-        k - len(out),
-        lambda dim, direction, new: (
-            f"{_verb(direction, dim, values[dim], new)}: failed before in this study, tried again "
-            "on this structure"
-        ),
-    )
-    return out[:k]
+    return out
 
   def _rate_items(self, values: dict, moves, level: int, k: int, hypothesis) -> list[dict]:
     """Proposals for up to k single rate moves from `values` (its bucket's center)."""
