@@ -212,6 +212,8 @@ class AgentStrategy(Strategy):
 
   # ---------------------------------------------------------------- propose
   def ask(self, n: int, done: set[str]) -> list[Proposal]:
+    """n proposals: the planner's valid answers (re-asked with the reasons a proposal was
+    rejected), topped up by the heuristic planner; each logged with its hypothesis."""
     ctx = self.context()
     ctx["done"] |= done
     best = ctx["best"]
@@ -220,10 +222,38 @@ class AgentStrategy(Strategy):
         json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t["number"]
         for t in ctx["trials"]
     }
+    planner = self._planner()
+    accepted = self._ask_planner(planner, ctx, n, base, numbers)
+    if len(accepted) < n:
+      accepted += self._fill_from_fallback(planner, ctx, n, len(accepted), base, numbers)
+    proposals = []
+    for cfg, item, source in accepted:
+      done.add(cfg.canonical_json())
+      proposals.append(
+          Proposal(
+              cfg,
+              _proposal_note(
+                  item,
+                  base,
+                  cfg,
+                  best,
+                  source,
+                  fallback=source != self.planner.name,
+                  space=self.space,
+                  trials=ctx["trials"],
+              ),
+          )
+      )
+      note = proposals[-1].note
+      self.log(f"  propose [{source}] {_change_text(note)}: {note['hypothesis']}")
+    return proposals
+
+  def _ask_planner(self, planner, ctx: dict, n: int, base: dict, numbers: dict) -> list[tuple]:
+    """(config, item, planner name) of the planner's valid proposals, up to n; a rejected
+    answer is re-asked with its reasons, at most max_retries times (none for the fallback)."""
     accepted: list[tuple[TrialConfig, dict, str]] = []
     feedback: list[str] = []
-    planner = self._planner()
-    for attempt in range(self.max_retries + 1 if planner is not self.fallback else 0):
+    for _ in range(self.max_retries + 1 if planner is not self.fallback else 0):
       want = n - len(accepted)
       if want <= 0:
         break
@@ -255,41 +285,24 @@ class AgentStrategy(Strategy):
       if reasons:
         self.log(f"rejected {len(reasons)} proposal(s) from {planner.name}: {'; '.join(reasons)}")
         feedback = reasons
-    if len(accepted) < n:
-      answer = self.fallback.propose(ctx, n - len(accepted), [])
-      got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
-      if got and self.planner.name != "heuristic":
-        self._record(
-            self.fallback,
-            "propose",
-            Answer(content=""),
-            "fallback",
-            f"{planner.name} gave {len(accepted)} valid of {n}; heuristic filled " f"{len(got)}",
-        )
-        self.log(f"fallback: the heuristic planner filled {len(got)} proposal(s)")
-      for cfg, item in got[: n - len(accepted)]:
-        accepted.append((cfg, item, self.fallback.name))
-    proposals = []
-    for cfg, item, source in accepted:
-      done.add(cfg.canonical_json())
-      proposals.append(
-          Proposal(
-              cfg,
-              _proposal_note(
-                  item,
-                  base,
-                  cfg,
-                  best,
-                  source,
-                  fallback=source != self.planner.name,
-                  space=self.space,
-                  trials=ctx["trials"],
-              ),
-          )
+    return accepted
+
+  def _fill_from_fallback(
+      self, planner, ctx: dict, n: int, have: int, base: dict, numbers: dict
+  ) -> list[tuple]:
+    """(config, item, "heuristic") for the n - have proposals the planner did not give."""
+    answer = self.fallback.propose(ctx, n - have, [])
+    got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
+    if got and self.planner.name != "heuristic":
+      self._record(
+          self.fallback,
+          "propose",
+          Answer(content=""),
+          "fallback",
+          f"{planner.name} gave {have} valid of {n}; heuristic filled {len(got)}",
       )
-      note = proposals[-1].note
-      self.log(f"  propose [{source}] {_change_text(note)}: {note['hypothesis']}")
-    return proposals
+      self.log(f"fallback: the heuristic planner filled {len(got)} proposal(s)")
+    return [(cfg, item, self.fallback.name) for cfg, item in got[: n - have]]
 
   def tell(self, config: TrialConfig, value: float | None) -> None:
     pass  # results are read back from the store in after_batch
