@@ -471,12 +471,13 @@ def run_main(main) -> None:
   from absl import app
 
   def guarded(argv):
+    from vmle_jax.engine.capacity import LaneMemoryError
     from vmle_jax.memory.store import StoreError
     from vmle_jax.search.study import StudyError
 
     try:
       return main(argv)
-    except (StoreError, StudyError) as e:
+    except (StoreError, StudyError, LaneMemoryError) as e:
       fail(str(e))
     except BrokenPipeError:
       # The reader went away (e.g. `| head`): stop quietly, as command-line tools do.

@@ -152,3 +152,41 @@ def test_parameter_average_follows_its_decay_and_is_what_gets_evaluated(small_en
   assert [p["NDCG@10"] for p in raw.curve] != [p["NDCG@10"] for p in averaged.curve]
   with pytest.raises(ValueError, match="param_ema"):
     base.replace(param_ema=1.0)
+
+
+def test_a_bucket_too_large_for_the_device_fails_its_trials_not_the_study(tmp_path, monkeypatch):
+  """BCE gathers [rows, L, negatives, D] negative embeddings: a config whose estimate
+  exceeds the device is refused before it starts (the host would kill the process),
+  its trials are marked failed and the study trains the next bucket."""
+  from vmle_jax.engine import capacity
+  from vmle_jax.memory.store import Store
+  from vmle_jax.search.space import SearchSpace
+  from vmle_jax.search.strategies import Proposal, Strategy
+  from vmle_jax.search.study import StudySpec, run_study
+
+  data = make_synthetic(num_users=240, num_items=60, seed=7)
+  small = TrialConfig(**SMALL, loss="bce", num_negatives=1)
+  big = small.replace(num_negatives=64)
+  need_small, need_big = (capacity.lane_bytes(c, data.num_items) for c in (small, big))
+  assert need_big > 3 * need_small
+  monkeypatch.setattr(capacity, "device_bytes", lambda device=None: 2 * need_small)
+
+  class Fixed(Strategy):
+    name = "fixed"
+
+    def __init__(self):
+      self.todo = [big, small]
+
+    def ask(self, n, done):
+      out, self.todo = self.todo[:n], self.todo[n:]
+      return [Proposal(c) for c in out]
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  spec = StudySpec(name="fits", strategy="fixed", budget_trials=2, lanes=2)
+  space = SearchSpace.for_backbone("sasrec", base=small, only=["num_negatives"])
+  summary = run_study(spec, data, store, Fixed(), space, Schedule(max_epochs=2), log=lambda s: None)
+  trials = store.trials(store.study("fits")["id"])
+  by_negatives = {t.config["num_negatives"]: t for t in trials}
+  assert by_negatives[64].status == "failed" and "GiB" in by_negatives[64].error
+  assert by_negatives[1].status != "failed" and by_negatives[1].value is not None
+  assert summary["trials"] == 2

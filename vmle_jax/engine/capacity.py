@@ -48,6 +48,22 @@ def lane_bytes(cfg: TrialConfig, num_items: int, rows: int | None = None) -> int
   return int(state + acts + attn + logits)
 
 
+class LaneMemoryError(MemoryError):
+  """A bucket whose lanes would not fit the device (by `lane_bytes`): refused before it
+  starts, so the study marks its trials failed instead of the host killing the process."""
+
+
+def check_fits(cfg: TrialConfig, num_items: int, lanes: int, device=None) -> None:
+  """Raises LaneMemoryError when `lanes` lanes of `cfg` need more than the whole device."""
+  need, have = lanes * lane_bytes(cfg, num_items), device_bytes(device)
+  if need > have:
+    raise LaneMemoryError(
+        f"{lanes} lane(s) of this configuration need about {need / 2**30:.1f} GiB "
+        f"(estimate), more than the device's {have / 2**30:.1f} GiB; shrink batch_size, "
+        "max_len, hidden or num_negatives"
+    )
+
+
 def device_bytes(device=None) -> int:
   """Memory of a device: the allocator's limit on accelerators, physical RAM on CPU."""
   device = device or jax.devices()[0]

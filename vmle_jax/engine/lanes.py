@@ -31,6 +31,7 @@ from vmle_jax.data.dataset import SequenceDataset
 from vmle_jax.data.packing import pack_epoch, unpacked_epoch
 from vmle_jax.data.split import EvalSplit, LeaveOneOut, leave_one_out
 from vmle_jax.engine import steps
+from vmle_jax.engine.capacity import check_fits
 from vmle_jax.engine.checkpoint import BucketCheckpoint
 from vmle_jax.eval.ranking import (
     metrics_from_ranks,
@@ -571,11 +572,12 @@ class Engine:
             "all trials of a bucket must share one static signature; "
             f"{c.signature_key()} != {signature.signature_key()}"
         )
+    k, k_pad = len(configs), self.padded_lanes(len(configs))
+    check_fits(signature, self.num_items, -(-k_pad // self.num_devices), self.mesh.devices.flat[0])
     prog = self.programs(signature)
     split = self.split(signature.max_len)
     if signature.backbone == "hstu" and signature.time_bias and split.train_times is None:
       self.log("HSTU time bias off: the data set has no timestamps (relative-position bias only)")
-    k, k_pad = len(configs), self.padded_lanes(len(configs))
     t0 = time.perf_counter()
     states, hp = self.init_lanes(configs)
     run = _BucketRun(
