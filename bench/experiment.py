@@ -191,7 +191,16 @@ def main(argv):
           deadline=deadline,
           early_stop=FLAGS.early_stop,
       )
-    runs = [r for r in load_group(store, name) if r.seed in g.seeds]
+    # Studies still under way are left out: a part-run seed would count as one that
+    # never reached the target.
+    running = {
+        s["name"]
+        for s in store.studies()
+        if s["settings"].get("group") == name and s["status"] != "finished"
+    }
+    runs = [r for r in load_group(store, name) if r.seed in g.seeds and r.name not in running]
+    if running:
+      log(f"{g.key}: left out of the tables while under way: {', '.join(sorted(running))}")
     if not runs:
       continue
     for study in store.studies():
@@ -211,6 +220,8 @@ def main(argv):
     total += done
     planned += expected
     sections += group_table(g.key, table, done, expected, f"{name}/report.md")
+    if running:
+      sections += [f"Under way, not in the table: {', '.join(sorted(running))}.", ""]
   lines = [
       f"# Experiment ({FLAGS.scale} scale)",
       "",
