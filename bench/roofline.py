@@ -39,7 +39,9 @@ flags.DEFINE_integer("lanes", 1, "Lanes trained and evaluated together.")
 flags.DEFINE_integer("epochs", 2, "Timed training epochs (after a warm-up epoch).")
 flags.DEFINE_integer("eval_reps", 3, "Timed validation passes (after a warm-up pass).")
 flags.DEFINE_string("preset", None, "Host preset (tpu_configs/): mesh, dtype, eval chunks.")
-flags.DEFINE_string("loss", "bce", "Loss of the configuration (bce, sampled_softmax, softmax).")
+flags.DEFINE_enum(
+    "loss", "bce", ["bce", "sampled_softmax", "softmax"], "Loss of the configuration."
+)
 flags.DEFINE_integer("num_negatives", 1, "Negatives of the loss.")
 FLAGS = flags.FLAGS
 

@@ -9,6 +9,7 @@ and the loss logits. Estimates are deliberately rough and on the safe side; the
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -20,8 +21,10 @@ from vmle_jax.models import build_model
 FLOAT_BYTES = 4
 
 
+@functools.lru_cache(maxsize=256)
 def param_count(cfg: TrialConfig, num_items: int) -> int:
-  """Exact parameter count of the signature's model (no allocation: eval_shape)."""
+  """Exact parameter count of the signature's model (no allocation: eval_shape; cached,
+  as every bucket start checks that its lanes fit)."""
   model = build_model(cfg, num_items)
   rates = {"dropout": 0.0, "attn_dropout": 0.0, "temperature": 1.0}
   shapes = jax.eval_shape(

@@ -379,12 +379,12 @@ class Engine:
     if key in self._programs:
       self._programs.move_to_end(key)
     else:
-      if len(self._programs) >= self.max_programs:
-        while len(self._programs) >= self.max_programs:
-          self._programs.popitem(last=False)
-        # The jitted closures of a program refer to one another: only the cycle
-        # collector frees their compiled executables, so run it now.
-        gc.collect()
+      evicted = False
+      while len(self._programs) >= self.max_programs:
+        self._programs.popitem(last=False)
+        evicted = True
+      if evicted:  # the jitted closures of a program refer to one another: only the
+        gc.collect()  # cycle collector frees their compiled executables, so run it now
       self._programs[key] = _Programs(
           signature,
           self.num_items,
