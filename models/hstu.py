@@ -24,6 +24,7 @@ from flax import linen as nn
 
 from vmle_jax.models.layers import (
     ItemTables,
+    LayerNorm,
     OutputHead,
     RelativePositionBias,
     causal_mask,
@@ -55,7 +56,7 @@ class HSTUBlock(nn.Module):
     queries and the result is [B, 1, D] (`mask` then holds that one query row)."""
     h, ld, ad = self.heads, self.linear_dim, self.attention_dim
     b, l, _ = x.shape
-    normed = nn.LayerNorm(epsilon=1e-6, name="ln_in")(x)
+    normed = LayerNorm(epsilon=1e-6, name="ln_in")(x)
     uvqk = nn.silu(nn.Dense(h * (2 * ld + 2 * ad), dtype=self.dtype, name="uvqk")(normed))
     u, v, q, k = jnp.split(uvqk, [h * ld, 2 * h * ld, 2 * h * ld + h * ad], axis=-1)
     q_positions, q_times, lq = positions, times, l
@@ -83,7 +84,7 @@ class HSTUBlock(nn.Module):
     attn = jnp.where(mask, attn / norm, 0.0)
     attn = dropout(attn, rates["attn_dropout"], rngs[0])
     av = jnp.einsum("bhls,bshd->blhd", attn.astype(v.dtype), v).reshape(b, lq, h * ld)
-    y = nn.LayerNorm(epsilon=1e-6, name="ln_av")(av.astype(jnp.float32)) * u
+    y = LayerNorm(epsilon=1e-6, name="ln_av")(av.astype(jnp.float32)) * u
     y = dropout(y, rates["dropout"], rngs[1])
     return (nn.Dense(self.hidden, dtype=self.dtype, name="out")(y) + x).astype(jnp.float32)
 

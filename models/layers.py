@@ -1,10 +1,13 @@
-"""Blocks shared by the backbones: traced-rate dropout, causal attention, FFN.
+"""Blocks shared by the backbones: traced-rate dropout, causal attention, FFN, and
+LayerNorm and softmax whose reductions are matmuls (faster on the CPU).
 
 Every rate is an argument (a traced scalar), never a module attribute, so
 lanes with different dropout rates share one compiled program.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +51,87 @@ def dropout(x: jax.Array, rate: jax.Array, rng: jax.Array | None) -> jax.Array:
   keep = dropout_keep(rng, x.shape, rate)
   scale = (1.0 / (1.0 - jnp.minimum(rate, 0.999))).astype(x.dtype)
   return jnp.where(keep, x * scale, jnp.zeros((), x.dtype))
+
+
+def _row_mean(x: jax.Array) -> jax.Array:
+  """Mean over the last axis as a matmul with a constant column.
+
+  On the CPU XLA's reduce over a minor axis of 64 runs at about half the speed of
+  this matmul, and such reductions are most of LayerNorm's and softmax's cost.
+  """
+  return x @ jnp.full((x.shape[-1], 1), 1.0 / x.shape[-1], x.dtype)
+
+
+def _row_sum(x: jax.Array) -> jax.Array:
+  """Sum over the last axis as a matmul (see `_row_mean`)."""
+  return x @ jnp.ones((x.shape[-1], 1), x.dtype)
+
+
+def _column_sum(x: jax.Array) -> jax.Array:
+  """Sum over every axis but the last, as one matmul (the parameter gradients)."""
+  rows = x.reshape(-1, x.shape[-1])
+  return (jnp.ones((1, rows.shape[0]), x.dtype) @ rows)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """LayerNorm over the last axis (two-pass variance), with a hand-written backward.
+
+  The same function as flax's LayerNorm up to float32 rounding; forward and
+  backward make fewer passes over x than autodiff's, and every reduction is a
+  matmul (fwd+bwd of a [1210, 64] block: 0.23 against 0.37 ms on the CPU).
+  """
+  return _layer_norm_forward(x, scale, bias, eps)[0]
+
+
+def _layer_norm_forward(x, scale, bias, eps):
+  centred = x - _row_mean(x)
+  inv = jax.lax.rsqrt(_row_mean(centred * centred) + eps)
+  normed = centred * inv
+  return normed * scale + bias, (normed, inv, scale)
+
+
+def _layer_norm_backward(eps, res, dy):
+  del eps
+  normed, inv, scale = res
+  dnormed = dy * scale
+  dx = inv * (dnormed - _row_mean(dnormed) - normed * _row_mean(dnormed * normed))
+  return dx, _column_sum(dy * normed), _column_sum(dy)
+
+
+layer_norm.defvjp(_layer_norm_forward, _layer_norm_backward)
+
+
+@jax.custom_vjp
+def softmax(logits: jax.Array) -> jax.Array:
+  """Softmax over the last axis with its sums as matmuls (see `_row_mean`).
+
+  jax.nn.softmax up to float32 rounding; its backward, p * (g - sum(g * p)),
+  is written out so that autodiff adds no further passes.
+  """
+  return _softmax_forward(logits)[0]
+
+
+def _softmax_forward(logits):
+  shifted = jnp.exp(logits - jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True)))
+  probs = shifted / _row_sum(shifted)
+  return probs, probs
+
+
+softmax.defvjp(_softmax_forward, lambda probs, g: (probs * (g - _row_sum(g * probs)),))
+
+
+class LayerNorm(nn.Module):
+  """flax's LayerNorm parameters (`scale`, `bias`) on `layer_norm`; float32 in and out."""
+
+  epsilon: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    d = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (d,))
+    bias = self.param("bias", nn.initializers.zeros, (d,))
+    return layer_norm(x.astype(jnp.float32), scale, bias, self.epsilon)
 
 
 def causal_mask(segments: jax.Array) -> jax.Array:
@@ -144,7 +228,7 @@ class CausalSelfAttention(nn.Module):
     if bias is not None:
       logits = logits + bias
     logits = jnp.where(mask, logits, NEG_INF)
-    probs = jax.nn.softmax(logits, axis=-1)
+    probs = softmax(logits)
     probs = dropout(probs, attn_rate, rng)
     out = jnp.einsum("bhls,bshd->blhd", probs.astype(v.dtype), v)
     return nn.DenseGeneral(self.hidden, axis=(-2, -1), dtype=self.dtype, name="out")(out)

@@ -20,6 +20,7 @@ from vmle_jax.models.layers import (
     CausalSelfAttention,
     FeedForward,
     ItemTables,
+    LayerNorm,
     OutputHead,
     RelativePositionBias,
     causal_mask,
@@ -52,10 +53,10 @@ class SASRec(nn.Module):
         FeedForward(cfg.hidden, cfg.ffn_mult, cfg.ffn, self.dtype, name=f"ffn_{i}")
         for i in range(cfg.blocks)
     ]
-    self.ln_attn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_attn_{i}") for i in range(cfg.blocks)]
-    self.ln_ffn = [nn.LayerNorm(epsilon=1e-6, name=f"ln_ffn_{i}") for i in range(cfg.blocks)]
+    self.ln_attn = [LayerNorm(epsilon=1e-6, name=f"ln_attn_{i}") for i in range(cfg.blocks)]
+    self.ln_ffn = [LayerNorm(epsilon=1e-6, name=f"ln_ffn_{i}") for i in range(cfg.blocks)]
     if cfg.norm == "pre":
-      self.ln_final = nn.LayerNorm(epsilon=1e-6, name="ln_final")
+      self.ln_final = LayerNorm(epsilon=1e-6, name="ln_final")
     self.head = OutputHead(cfg.l2_norm)
 
   def encode(

@@ -330,3 +330,32 @@ def test_hstu_uses_timestamps_when_given():
   with_t = model.apply(params, seq, steps.rates_of(hp), None, None, None, times)[0]
   without = model.apply(params, seq, steps.rates_of(hp), None, None, None, None)[0]
   assert not np.allclose(with_t, without)
+
+
+def test_layer_norm_and_softmax_match_flax_and_jax_values_and_gradients():
+  """The hand-written backward passes (matmul reductions) equal autodiff's."""
+  from flax import linen as nn
+
+  from vmle_jax.models.layers import LayerNorm, softmax
+
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 16)) * 3 + 1
+  cot = jax.random.normal(jax.random.PRNGKey(1), (3, 7, 16))
+  params = nn.LayerNorm(epsilon=1e-6).init(jax.random.PRNGKey(2), x)
+  params = jax.tree.map(
+      lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(3), p.shape), params
+  )
+
+  def value_and_grads(apply):
+    return jax.value_and_grad(lambda p, x: (apply(p, x) * cot).sum(), argnums=(0, 1))(params, x)
+
+  ours = value_and_grads(LayerNorm(epsilon=1e-6).apply)
+  flax_ = value_and_grads(nn.LayerNorm(epsilon=1e-6).apply)
+  assert LayerNorm().init(jax.random.PRNGKey(2), x).keys() == params.keys()
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flax_)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+  masked = jnp.where(jnp.tril(jnp.ones((7, 16), bool)), x, -1e9)  # a row may be mostly masked
+  ours = jax.value_and_grad(lambda z: (softmax(z) * cot).sum())(masked)
+  ref = jax.value_and_grad(lambda z: (jax.nn.softmax(z, axis=-1) * cot).sum())(masked)
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -43,7 +43,7 @@ def test_early_stopping_and_divergence_are_per_lane():
   split = leave_one_out(data, 20)
   engine = Engine(split, Schedule(max_epochs=6, patience=2), log=None)
   good = TrialConfig(**TINY, lr=1e-3)
-  bad = good.replace(lr=1e6, seed=1)  # explodes
+  bad = good.replace(lr=1e12, seed=1)  # float32 overflows in the first epoch
   result = engine.train([good, bad])
   assert result.lanes[1].status == "diverged" and result.lanes[1].stopped_epoch is not None
   assert result.lanes[0].status in ("finished", "stopped")
