@@ -113,7 +113,7 @@ def softmax(logits: jax.Array) -> jax.Array:
 
 
 def _softmax_forward(logits):
-  shifted = jnp.exp(logits - jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True)))
+  shifted = jnp.exp(logits - logits.max(axis=-1, keepdims=True))
   probs = shifted / _row_sum(shifted)
   return probs, probs
 

@@ -37,7 +37,7 @@ def lane_bytes(cfg: TrialConfig, num_items: int, rows: int | None = None) -> int
   """Estimated device bytes one lane needs while training."""
   rows = rows or cfg.batch_size
   tokens = rows * cfg.max_len
-  params = param_count(cfg, num_items)
+  params = param_count(cfg.static_signature(), num_items)  # the cache key: structure only
   state = 6 * params * FLOAT_BYTES  # params, average, best copy, 2 Adam moments, gradients
   width = cfg.hidden * max(4, 2 * cfg.ffn_mult)
   acts = tokens * width * cfg.blocks * 3 * FLOAT_BYTES
