@@ -1,4 +1,5 @@
-"""The same random sweep with lanes=8 and lanes=1: wall-clock ratio and identical results.
+"""The same random sweep with lanes=8 (vmapped, and in series) and lanes=1: wall-clock
+ratios and identical results.
 
 32 trials of SASRec on Beauty over the dynamic dimensions (lr, dropout,
 attn_dropout, weight_decay: one static signature, so lanes fill), epochs
@@ -9,7 +10,11 @@ batched matmul sums in another order than a single one, and training amplifies
 the difference: at most 1.6e-3 after 3 epochs on Beauty; the unit test of one
 lane against a single run agrees to 1e-4 on small data).
 
-  python bench/sweep.py [--trials=32] [--epochs=3]
+A bucket's lanes train vmapped together (`--lane_execution=vmap`, what
+accelerators run) or one after another with the one-lane program (`serial`,
+the default on a single CPU device); both are timed.
+
+  python bench/sweep.py [--trials=32] [--epochs=3] [--modes=vmap,serial]
 
 Prints one line.
 """
@@ -30,7 +35,8 @@ flags.DEFINE_string("dataset", "beauty", "Data set name or path.")
 flags.DEFINE_string("data_dir", _common.DEFAULT_DATA_DIR, "Where data set names are looked up.")
 flags.DEFINE_integer("trials", 32, "Trials per sweep.")
 flags.DEFINE_integer("epochs", 3, "Epoch cap per trial.")
-flags.DEFINE_integer("lanes", 8, "Lanes of the batched run (the other run uses 1).")
+flags.DEFINE_integer("lanes", 8, "Lanes of the batched runs (the other run uses 1).")
+flags.DEFINE_list("modes", ["vmap", "serial"], "How the batched runs train their lanes.")
 FLAGS = flags.FLAGS
 
 
@@ -48,13 +54,16 @@ def main(argv):
   space = SearchSpace.for_backbone(
       "sasrec", base=base, only=["lr", "dropout", "attn_dropout", "weight_decay"]
   )
-  schedule = Schedule(max_epochs=FLAGS.epochs, patience=5)
+  for mode in FLAGS.modes:
+    if mode not in ("vmap", "serial"):
+      _common.fail(f"--modes: {mode!r} is not one of vmap, serial")
+  runs = [(mode, FLAGS.lanes) for mode in FLAGS.modes] + [("vmap", 1)]
   values, seconds = {}, {}
   with tempfile.TemporaryDirectory() as tmp:
     store = Store(os.path.join(tmp, "m.sqlite"))
-    for lanes in (FLAGS.lanes, 1):
+    for mode, lanes in runs:
       spec = StudySpec(
-          name=f"lanes{lanes}",
+          name=f"lanes{lanes}-{mode}",
           strategy="random-packed",
           budget_trials=FLAGS.trials,
           lanes=lanes,
@@ -67,21 +76,27 @@ def main(argv):
           store,
           make_strategy("random-packed", space, 0),
           space,
-          schedule,
+          Schedule(max_epochs=FLAGS.epochs, patience=5, lane_execution=mode),
           log=lambda s: None,
           engine_log=False,
       )
-      seconds[lanes] = time.perf_counter() - t
+      seconds[mode, lanes] = time.perf_counter() - t
       trials = store.finished_trials(store.study(spec.name)["id"])
-      values[lanes] = {str(t.config): t.valid["NDCG@10"] for t in trials}
-  same = values[FLAGS.lanes].keys() == values[1].keys()
+      values[mode, lanes] = {str(t.config): t.valid["NDCG@10"] for t in trials}
+  single = values["vmap", 1]
+  same = all(v.keys() == single.keys() for v in values.values())
   diff = (
-      max(abs(values[FLAGS.lanes][k] - values[1][k]) for k in values[1]) if same else float("nan")
+      max(abs(v[k] - single[k]) for v in values.values() for k in single) if same else float("nan")
+  )
+  names = {"vmap": "vmapped", "serial": "in series"}
+  batched = ", ".join(
+      f"lanes={FLAGS.lanes} {names[m]} {seconds[m, FLAGS.lanes]:.0f} s "
+      f"(ratio {seconds['vmap', 1] / seconds[m, FLAGS.lanes]:.2f}x)"
+      for m in FLAGS.modes
   )
   print(
       f"sweep {data.name} random-packed {FLAGS.trials} trials, {FLAGS.epochs} epochs max: "
-      f"lanes={FLAGS.lanes} {seconds[FLAGS.lanes]:.0f} s, lanes=1 {seconds[1]:.0f} s, "
-      f"ratio {seconds[1] / seconds[FLAGS.lanes]:.2f}x; same trials {same}, "
+      f"{batched}, lanes=1 {seconds['vmap', 1]:.0f} s; same trials {same}, "
       f"max |dNDCG@10| {diff:.2e}; {_common.machine()}; {_common.today()}"
   )
 

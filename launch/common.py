@@ -113,6 +113,14 @@ def define_schedule_flags(default_epochs: int | None = None) -> None:
       "Save a bucket's lane states every N epochs so that a killed sweep "
       "resumes mid-bucket (0: never; needs a work directory).",
   )
+  flags.DEFINE_enum(
+      "lane_execution",
+      d.lane_execution,
+      ["auto", "vmap", "serial"],
+      "How a bucket's lanes train: vmap (together, one program over all lanes), serial "
+      "(one after another, the same results), auto (serial on a single CPU device, where "
+      "vmapped lanes ran slower, vmap on accelerators and meshes).",
+  )
   define_scale_flags()
 
 
@@ -455,6 +463,7 @@ SCHEDULE_FLAGS = {
     "packed": "packed",
     "compute_dtype": "compute_dtype",
     "checkpoint_every": "checkpoint_every",
+    "lane_execution": "lane_execution",
 }
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -20,7 +21,9 @@ SMALL = dict(hidden=16, blocks=1, heads=1, max_len=12, batch_size=64)
 @pytest.fixture(scope="module")
 def small_engine():
   data = make_synthetic(num_users=240, num_items=60, seed=7)
-  return Engine(leave_one_out(data, 12), Schedule(max_epochs=4, patience=10), log=None)
+  # The vmapped engine (what accelerators run); lanes in series are checked against it below.
+  schedule = Schedule(max_epochs=4, patience=10, lane_execution="vmap")
+  return Engine(leave_one_out(data, 12), schedule, log=None)
 
 
 @pytest.mark.parametrize("backbone", sorted(REGISTRY))
@@ -54,6 +57,36 @@ def test_a_diverging_lane_leaves_the_others_unchanged(small_engine):
   for a, b in ((0, 0), (2, 1)):
     assert with_bad.lanes[a].status != "diverged"
     assert with_bad.lanes[a].best_value == pytest.approx(without.lanes[b].best_value, abs=1e-4)
+
+
+def test_lanes_in_series_give_the_vmapped_results(small_engine):
+  """On one CPU device the default trains a bucket's lanes one after another: the same
+  statuses, curves, best values, test metrics and parameters as the vmapped bucket."""
+  serial = Engine(small_engine.split(12), Schedule(max_epochs=4, patience=2), log=None)
+  assert serial.in_series and not small_engine.in_series  # auto on a single CPU device
+  base = TrialConfig(**SMALL, loss="bce", num_negatives=1)
+  configs = [base.replace(lr=lr, seed=s) for lr, s in ((1e-3, 0), (1e30, 1), (3e-3, 2))]
+  together = Engine(
+      small_engine.split(12), Schedule(max_epochs=4, patience=2, lane_execution="vmap"), log=None
+  ).train(configs)
+  apart = serial.train(configs)
+  assert [l.status for l in apart.lanes] == [l.status for l in together.lanes]
+  assert apart.lanes[1].status == "diverged"
+  for a, b in zip(apart.lanes, together.lanes):
+    assert a.epochs == b.epochs and a.best_epoch == b.best_epoch
+    assert [p["loss"] for p in a.curve] == pytest.approx([p["loss"] for p in b.curve], rel=1e-4)
+  for i in (0, 2):
+    assert apart.lanes[i].best_value == pytest.approx(together.lanes[i].best_value, abs=1e-4)
+  test_apart, test_together = serial.evaluate(apart, "test"), serial.evaluate(together, "test")
+  assert len(test_apart) == 3
+  assert test_apart[2]["NDCG@10"] == pytest.approx(test_together[2]["NDCG@10"], abs=1e-4)
+  for a, b in zip(
+      jax.tree_util.tree_leaves(serial.lane_params(apart, 2)),
+      jax.tree_util.tree_leaves(serial.lane_params(together, 2)),
+  ):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+  with pytest.raises(ValueError, match="lane_execution='sometimes'"):
+    Schedule(lane_execution="sometimes")
 
 
 SHARDED = textwrap.dedent("""

@@ -127,7 +127,7 @@ def data():
 def test_pruned_lanes_stop_costing_compute_and_leave_the_others_unchanged(data):
   """Compaction: after two of four lanes are pruned the bucket trains two slots, and the
   survivors' curves are those of the run without pruning."""
-  engine = Engine(data, Schedule(max_epochs=4, patience=10), log=None)
+  engine = Engine(data, Schedule(max_epochs=4, patience=10, lane_execution="vmap"), log=None)
   configs = [
       TrialConfig(hidden=16, blocks=1, max_len=12, num_negatives=16, lr=lr, seed=i)
       for i, lr in enumerate((1e-3, 2e-3, 3e-3, 4e-3))

@@ -174,7 +174,8 @@ def test_a_killed_sweep_resumes_from_its_last_checkpoint_epoch(tmp_path):
     # Orbax renames a step's directory to its number once the save is complete.
     steps = [
         int(os.path.basename(p))
-        for p in glob.glob(str(tmp_path / "killed" / "buckets" / "*" / "*"))
+        # buckets/<bucket>/<epoch>, or buckets/<bucket>/lane-<i>/<epoch> with lanes in series
+        for p in glob.glob(str(tmp_path / "killed" / "buckets" / "**" / "*"), recursive=True)
         if os.path.basename(p).isdigit()
     ]
     epoch = max(steps, default=0)

@@ -25,6 +25,8 @@ FFNS = ("gelu", "relu", "swiglu")
 POSITIONS = ("learned", "relative", "rope")
 ATTN_NORMS = ("max_len", "count")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# How a bucket's lanes run: vmapped together, one after another, or chosen by the device.
+LANE_EXECUTIONS = ("auto", "vmap", "serial")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,11 +197,19 @@ class Schedule:
   packed: bool = True  # pack short users into shared rows (same math, less padding work)
   compute_dtype: str = "float32"  # matmuls in float32 or bfloat16 (params, optimizer: float32)
   checkpoint_every: int = 0  # save a bucket's lane states every N epochs (0: never)
+  # vmap: a bucket's lanes train together in one vmapped program; serial: one after
+  # another with the one-lane program (the same results); auto: serial on a single CPU
+  # device, where vmapped lanes measured slower (bench/sweep.py), vmap elsewhere.
+  lane_execution: str = "auto"
 
   def __post_init__(self):
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(
           f"compute_dtype={self.compute_dtype!r}: not one of " f"{', '.join(COMPUTE_DTYPES)}"
+      )
+    if self.lane_execution not in LANE_EXECUTIONS:
+      raise ValueError(
+          f"lane_execution={self.lane_execution!r}: not one of {', '.join(LANE_EXECUTIONS)}"
       )
 
 

@@ -8,6 +8,11 @@ weight decay and rates. Each lane early-stops on its own validation NDCG@10
 (or is pruned by a study-level rule); a stopped or diverged lane is frozen,
 and once at most half of a bucket's lanes are alive the bucket is compacted
 to the survivors, so stopped lanes stop costing compute.
+
+On a single CPU device the lanes of a bucket train one after another by
+default (`Schedule.lane_execution`): the two cores are busy with one lane, and
+vmapped lanes there measured slower per trial (their state spills out of the
+caches); the results are the same either way.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import gc
 import dataclasses
 import functools
 import math
+import os
+import shutil
 import time
 from typing import Any, Callable, Sequence
 
@@ -337,6 +344,11 @@ class Engine:
     self._programs: collections.OrderedDict[tuple, _Programs] = collections.OrderedDict()
     self.max_programs = max(1, int(max_programs))
     self._eval_cache: dict[tuple, tuple] = {}
+    if schedule.lane_execution == "serial" and self.num_devices > 1:
+      raise ValueError(
+          f"lane_execution=serial trains one lane at a time on one device; this mesh has "
+          f"{self.num_devices} devices on its lanes axis (use vmap or auto)"
+      )
 
   @property
   def num_devices(self) -> int:
@@ -372,6 +384,15 @@ class Engine:
   def padded_lanes(self, k: int) -> int:
     """K rounded up to a multiple of the device count."""
     return -(-k // self.num_devices) * self.num_devices
+
+  @property
+  def in_series(self) -> bool:
+    """Whether a bucket's lanes train one after another (each as a one-lane bucket):
+    `schedule.lane_execution`, where auto means so on a single CPU device."""
+    mode = self.schedule.lane_execution
+    if mode == "auto":
+      return self.num_devices == 1 and self.mesh.devices.flat[0].platform == "cpu"
+    return mode == "serial"  # one device (checked when the engine is made)
 
   # ---------------------------------------------------------------- programs
   def programs(self, signature: TrialConfig) -> _Programs:
@@ -472,6 +493,20 @@ class Engine:
       exclude_history: bool | None = None,
   ) -> list[dict]:
     """Metrics of each reported lane's best parameters on `which` ("valid" or "test")."""
+    if self.in_series and len(result.lanes) > 1:  # one lane at a time, as it trained
+      return [
+          self.evaluate(
+              dataclasses.replace(
+                  result,
+                  lanes=[lane],
+                  best_params=jax.tree_util.tree_map(lambda x: x[i : i + 1], result.best_params),
+              ),
+              which,
+              protocol,
+              exclude_history,
+          )[0]
+          for i, lane in enumerate(result.lanes)
+      ]
     ranks = self.lane_ranks(result.signature, result.best_params, which, protocol, exclude_history)
     return [metrics_from_ranks(r) for r in ranks[: len(result.lanes)]]
 
@@ -516,11 +551,47 @@ class Engine:
     continuation is the run that was interrupted). The checkpoint is removed
     when the bucket ends.
     """
+    if len(configs) > 1 and self.in_series:
+      return self._train_in_series(configs, label, checkpoint_dir, prune)
+    return self._train_bucket(configs, label, checkpoint_dir, prune)
+
+  def _train_in_series(self, configs, label, checkpoint_dir, prune) -> BucketResult:
+    """The bucket's lanes one after another, each as a one-lane bucket, as one result.
+
+    Each lane checkpoints in its own folder, kept after it ends until the whole
+    bucket has, so a bucket started again skips the lanes that had ended."""
+    parts, k = [], len(configs)
+    folders = [
+        os.path.join(checkpoint_dir, f"lane-{i}") if checkpoint_dir else None for i in range(k)
+    ]
+    for i, (cfg, folder) in enumerate(zip(configs, folders)):
+      tag = f"{label} lane {i + 1}/{k}" if label else f"lane {i + 1}/{k}"
+      parts.append(self._train_bucket([cfg], tag, folder, prune, keep_checkpoint=True))
+    if checkpoint_dir and jax.process_index() == 0:
+      shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return BucketResult(
+        signature=parts[0].signature,
+        lanes=[lane for part in parts for lane in part.lanes],
+        best_params=jax.tree_util.tree_map(
+            lambda *xs: jnp.concatenate(xs), *[part.best_params for part in parts]
+        ),
+        seconds=sum(part.seconds for part in parts),
+        steps_per_epoch=parts[0].steps_per_epoch,
+        compile_seconds=sum(part.compile_seconds for part in parts),
+    )
+
+  def _train_bucket(
+      self, configs, label, checkpoint_dir, prune, keep_checkpoint: bool = False
+  ) -> BucketResult:
+    """`train` with the lanes vmapped together; with `keep_checkpoint` the bucket's final
+    state is saved (when it checkpoints at all) instead of its checkpoint removed."""
     run = self._start_bucket(configs, label, checkpoint_dir)
     sched = self.schedule
+    last = run.first_epoch - 1
     for epoch in range(run.first_epoch, sched.max_epochs + 1):
       if not run.alive.any():
         break
+      last = epoch
       te = time.perf_counter()
       loss = self._train_epoch(run, epoch)
       metrics = [None] * run.k
@@ -548,7 +619,20 @@ class Engine:
     for lane in run.lanes:
       if lane.status == "running":
         lane.status = "finished"
-    if run.ckpt is not None:
+    if run.ckpt is not None and keep_checkpoint:
+      if sched.checkpoint_every and last >= run.first_epoch:  # a restart skips this bucket
+        run.alive[:] = False
+        run.ckpt.save(
+            last,
+            run.states,
+            run.best_params,
+            run.alive,
+            run.best,
+            run.since_best,
+            run.lanes,
+            run.slots,
+        )
+    elif run.ckpt is not None:
       run.ckpt.remove()
     split = self.split(run.signature.max_len)
     return BucketResult(
