@@ -245,3 +245,24 @@ def test_a_resumed_strategy_proposes_what_an_uninterrupted_one_would(name):
   assert mismatched == 0
   done = {c.canonical_json() for c in batch1 + batch2[:2]}
   assert [p.config for p in resumed.propose(2, done)] == batch2[2:]
+
+
+def test_resume_compares_what_a_study_computes_not_how_its_lanes_run():
+  """A study stored before a schedule field existed resumes (the field keeps its default);
+  lane_execution never blocks a resume; a real change names the field on both sides."""
+  from vmle_jax.config import Schedule
+  from vmle_jax.search.study import StudySpec, setting_changes, study_settings
+
+  space = SearchSpace.for_backbone("sasrec")
+  spec = StudySpec(name="s", strategy="random", budget_trials=4)
+  budget, settings = study_settings(spec, space, Schedule(max_epochs=5))
+  old = dict(settings, schedule=dict(settings["schedule"]))
+  del old["schedule"]["lane_execution"]  # as stored before the field existed
+  study = {"dataset_id": 1, "strategy": "random", "budget": budget, "settings": old}
+  for mode in ("auto", "vmap", "serial"):
+    _, now = study_settings(spec, space, Schedule(max_epochs=5, lane_execution=mode))
+    assert setting_changes(study, spec, budget, now, 1) == {}
+  _, longer = study_settings(spec, space, Schedule(max_epochs=9))
+  assert setting_changes(study, spec, budget, longer, 1) == {
+      "schedule": ({"max_epochs": 5}, {"max_epochs": 9})
+  }

@@ -107,15 +107,27 @@ def setting_changes(
     changes["strategy"] = (study["strategy"], spec.strategy)
   if {k: v for k, v in study["budget"].items()} != budget:
     changes["budget"] = (study["budget"], budget)
-  stored = study["settings"]
+  stored = dict(study["settings"])
+  if "schedule" in stored:  # fields added since the study was made keep their defaults
+    defaults = dataclasses.asdict(Schedule())
+    stored["schedule"] = _comparable({**defaults, **stored["schedule"]})
+  given = {**settings, "schedule": _comparable(settings["schedule"])}
   for key in ("schedule", "lanes", "early_stop", "seed", "space", "base"):
-    if key in stored and stored[key] != settings[key]:
-      old, new = stored[key], settings[key]
+    if key in stored and stored[key] != given[key]:
+      old, new = stored[key], given[key]
       if isinstance(old, dict) and isinstance(new, dict):
-        old = {k: v for k, v in old.items() if new.get(k) != v}
-        new = {k: new.get(k) for k in old}
+        differ = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+        old, new = {k: old.get(k) for k in differ}, {k: new.get(k) for k in differ}
       changes[key] = (old, new)
   return changes
+
+
+# Schedule fields that change how a bucket runs, never what it computes: free on resume.
+EXECUTION_ONLY = ("lane_execution",)
+
+
+def _comparable(schedule: dict) -> dict:
+  return {k: v for k, v in schedule.items() if k not in EXECUTION_ONLY}
 
 
 def open_study(
