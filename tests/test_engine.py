@@ -223,3 +223,28 @@ def test_a_bucket_too_large_for_the_device_fails_its_trials_not_the_study(tmp_pa
   assert by_negatives[64].status == "failed" and "GiB" in by_negatives[64].error
   assert by_negatives[1].status != "failed" and by_negatives[1].value is not None
   assert summary["trials"] == 2
+
+
+def test_lanes_in_series_restart_after_the_lanes_that_had_ended(tmp_path):
+  """With checkpoints, a lane that ended before a kill is read back, not trained again,
+  and the bucket's folder is gone once every lane has ended."""
+  data = make_synthetic(num_users=120, num_items=40, seed=7)
+  lines = []
+  engine = Engine(data, Schedule(max_epochs=3, patience=10, checkpoint_every=1), log=lines.append)
+  base = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, batch_size=64)
+  configs = [base, base.replace(seed=1, lr=2e-3)]
+  straight = engine.train(configs, label="b", checkpoint_dir=str(tmp_path / "straight"))
+  assert not (tmp_path / "straight").exists()
+  # As if killed after the first lane: its final checkpoint is kept in the lane's folder.
+  engine._train_bucket(configs[:1], "b", str(tmp_path / "killed" / "lane-0"), None, True)
+  lines.clear()
+  again = engine.train(configs, label="b", checkpoint_dir=str(tmp_path / "killed"))
+  assert any(
+      "b lane 1/2] resuming the bucket from its checkpoint after epoch 3" in l for l in lines
+  )
+  assert not any(l.startswith("[b lane 1/2] epoch") for l in lines)  # not trained again
+  assert [l.best_value for l in again.lanes] == pytest.approx(
+      [l.best_value for l in straight.lanes], abs=1e-6
+  )
+  assert [l.status for l in again.lanes] == ["finished", "finished"]
+  assert not (tmp_path / "killed").exists()

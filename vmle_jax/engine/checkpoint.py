@@ -78,6 +78,8 @@ class BucketCheckpoint:
         "lanes": [{f: getattr(l, f) for f in LANE_FIELDS} for l in lanes],
     }
     manager = _manager(self.dir)
+    if int(epoch) in manager.all_steps():  # the final state of an epoch saved mid-run
+      manager.delete(int(epoch))
     manager.save(
         int(epoch),
         args=ocp.args.Composite(
