@@ -606,32 +606,14 @@ class Engine:
           and epoch % sched.checkpoint_every == 0
           and run.alive.any()
       ):
-        run.ckpt.save(
-            epoch,
-            run.states,
-            run.best_params,
-            run.alive,
-            run.best,
-            run.since_best,
-            run.lanes,
-            run.slots,
-        )
+        self._checkpoint(run, epoch)
     for lane in run.lanes:
       if lane.status == "running":
         lane.status = "finished"
     if run.ckpt is not None and keep_checkpoint:
       if sched.checkpoint_every and last >= run.first_epoch:  # a restart skips this bucket
         run.alive[:] = False
-        run.ckpt.save(
-            last,
-            run.states,
-            run.best_params,
-            run.alive,
-            run.best,
-            run.since_best,
-            run.lanes,
-            run.slots,
-        )
+        self._checkpoint(run, last)
     elif run.ckpt is not None:
       run.ckpt.remove()
     split = self.split(run.signature.max_len)
@@ -645,6 +627,19 @@ class Engine:
     )
 
   # -- the phases of a bucket
+  @staticmethod
+  def _checkpoint(run: "_BucketRun", epoch: int) -> None:
+    run.ckpt.save(
+        epoch,
+        run.states,
+        run.best_params,
+        run.alive,
+        run.best,
+        run.since_best,
+        run.lanes,
+        run.slots,
+    )
+
   def _start_bucket(self, configs, label, checkpoint_dir) -> "_BucketRun":
     """Initial (or checkpointed) lane states and the host-side bookkeeping of a bucket."""
     if not configs:
