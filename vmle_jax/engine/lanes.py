@@ -102,6 +102,7 @@ class _BucketRun:
   ckpt: BucketCheckpoint | None = None
   with_average: bool = True  # some lane keeps a parameter average (param_ema > 0)
   first_epoch: int = 1
+  queued_lanes: int = 0  # lanes of the bucket waiting for this one (lanes in series)
   compile_seconds: float = 0.0
   epoch_times: list = dataclasses.field(default_factory=list)
 
@@ -566,7 +567,9 @@ class Engine:
     ]
     for i, (cfg, folder) in enumerate(zip(configs, folders)):
       tag = f"{label} lane {i + 1}/{k}" if label else f"lane {i + 1}/{k}"
-      parts.append(self._train_bucket([cfg], tag, folder, prune, keep_checkpoint=True))
+      parts.append(
+          self._train_bucket([cfg], tag, folder, prune, keep_checkpoint=True, queued=k - 1 - i)
+      )
     if checkpoint_dir and jax.process_index() == 0:
       shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return BucketResult(
@@ -581,11 +584,13 @@ class Engine:
     )
 
   def _train_bucket(
-      self, configs, label, checkpoint_dir, prune, keep_checkpoint: bool = False
+      self, configs, label, checkpoint_dir, prune, keep_checkpoint: bool = False, queued: int = 0
   ) -> BucketResult:
     """`train` with the lanes vmapped together; with `keep_checkpoint` the bucket's final
-    state is saved (when it checkpoints at all) instead of its checkpoint removed."""
+    state is saved (when it checkpoints at all) instead of its checkpoint removed; `queued`
+    lanes wait after this one (they count in the ETA)."""
     run = self._start_bucket(configs, label, checkpoint_dir)
+    run.queued_lanes = queued
     sched = self.schedule
     last = run.first_epoch - 1
     for epoch in range(run.first_epoch, sched.max_epochs + 1):
@@ -781,6 +786,7 @@ class Engine:
             run.alive[: run.k],
             run.epoch_times,
             len(run.slots),
+            run.queued_lanes,
         )
     )
 
@@ -808,12 +814,14 @@ class Engine:
 
 
 def _progress_line(
-    label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times, slots: int
+    label, epoch, max_epochs, lanes, loss, metrics, best, alive, epoch_times, slots: int, queued=0
 ):
-  """One line per epoch: loss, validation NDCG/HR, best so far, speed and ETA."""
+  """One line per epoch: loss, validation NDCG/HR, best so far, speed and an ETA bound
+  (for lanes in series, the `queued` lanes still to train count at the epoch cap)."""
   k = len(lanes)
   typical = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[-1]
-  eta = format_eta(typical * (max_epochs - epoch)) if alive.any() else "0s"
+  left = (max_epochs - epoch if alive.any() else 0) + queued * max_epochs
+  eta = format_eta(typical * left)
   live = [i for i, l in enumerate(lanes) if l.status == "running" or l.stopped_epoch == epoch]
   finite = [loss[i] for i in live if np.isfinite(loss[i])]
   mean_loss = float(np.mean(finite)) if finite else float("nan")
