@@ -16,7 +16,15 @@ import sys
 
 from absl import flags
 
-from vmle_jax.config import CHOICES, FIELD_HELP, Resolved, Schedule, TrialConfig, resolve
+from vmle_jax.config import (
+    CHOICES,
+    FIELD_HELP,
+    LANE_EXECUTIONS,
+    Resolved,
+    Schedule,
+    TrialConfig,
+    resolve,
+)
 from vmle_jax.data import FORMATS, DataError, default_data_dir, load_dataset
 
 
@@ -116,7 +124,7 @@ def define_schedule_flags(default_epochs: int | None = None) -> None:
   flags.DEFINE_enum(
       "lane_execution",
       d.lane_execution,
-      ["auto", "vmap", "serial"],
+      list(LANE_EXECUTIONS),
       "How a bucket's lanes train: vmap (together, one program over all lanes), serial "
       "(one after another, the same results), auto (serial on a single CPU device, where "
       "vmapped lanes ran slower, vmap on accelerators and meshes).",
