@@ -18,6 +18,14 @@ written beside. Resumable: the memories live in --workdir.
   python bench/transfer.py --scale=cpu     # 16 trials per study in batches of 4, 5 epochs max
   python bench/transfer.py --scale=gpu     # 48 trials per study in batches of 16, 50 epochs max
 
+A study with exactly the settings of a finished study in another memory
+(--reuse_from, e.g. the experiment's: the agent alone and TPE alone on Toys,
+the agent on Beauty, seed for seed) is copied from it instead of trained
+again; every setting is compared first (the resume check) and the copy
+records where it came from.
+
+  python bench/transfer.py --scale=cpu --reuse_from=runs/experiment-cpu/experiment.sqlite
+
 Prints one line.
 """
 
@@ -44,6 +52,12 @@ flags.DEFINE_integer("seed", 0, "Seed of every study (TPE's sampler, trial seeds
 flags.DEFINE_string("workdir", "runs/transfer", "Memories, summary, curves and results.")
 flags.DEFINE_float("target", 0.98, "Fraction of the best value that counts as reached.")
 flags.DEFINE_string(
+    "reuse_from",
+    None,
+    "A memory (bench/experiment.py's) whose finished studies cmp-<data>-sasrec-"
+    "{agent,tpe}-s<seed> are copied in place of the identical studies here.",
+)
+flags.DEFINE_string(
     "publish_to",
     None,
     "Copy the memories, summary, curves and per-trial CSVs "
@@ -68,7 +82,14 @@ def main(argv):
   from vmle_jax.search.space import SearchSpace
   from vmle_jax.search.strategies import make_strategy
   from vmle_jax.memory.records import best_trial
-  from vmle_jax.search.study import StudySpec, export_trials_csv, run_study
+  from vmle_jax.search.comparison import group_name
+  from vmle_jax.search.study import (
+      StudySpec,
+      export_trials_csv,
+      run_study,
+      setting_changes,
+      study_settings,
+  )
 
   trials, epochs, patience, lanes = SCALES[FLAGS.scale]
   trials = FLAGS.budget_trials or trials
@@ -86,22 +107,51 @@ def main(argv):
     print(s, flush=True)
 
   datasets = {}
+  reuse = Store(FLAGS.reuse_from) if FLAGS.reuse_from else None
+
+  def copy_if_identical(store, spec, data, strategy_for):
+    """Copies the reuse memory's study that computed exactly this one; False if none did."""
+    kind = {"agent:heuristic": "agent", "tpe": "tpe"}.get(spec.strategy)
+    if reuse is None or kind is None or store.study(spec.name) is not None:
+      return False
+    twin_name = f"cmp-{group_name(data, space.base)}-{kind}-s{spec.seed}"
+    twin = reuse.study(twin_name)
+    if twin is None or twin["status"] != "finished":
+      log(f"{spec.name}: no finished {twin_name} in {reuse.path}; trained here")
+      return False
+    sha = reuse.conn.execute(
+        "SELECT sha256 FROM datasets WHERE id = ?", (twin["dataset_id"],)
+    ).fetchone()[0]
+    same_data = twin["dataset_id"] if sha == data.fingerprint()["sha256"] else -1
+    budget, settings = study_settings(spec, space, schedule)
+    changes = setting_changes(twin, spec, budget, settings, same_data)
+    if changes:
+      log(f"{spec.name}: {twin_name} differs in {', '.join(changes)}; trained here")
+      return False
+    store.copy_study(reuse, twin_name, spec.name)
+    log(f"{spec.name}: copied from {twin_name} in {reuse.path} (identical settings)")
+    if kind == "agent":  # what the end of the study would have written: the summary
+      strategy = strategy_for(store)
+      strategy.bind(store, store.study(spec.name), data)
+      strategy.finish()
+    return True
 
   def run(db, dataset, name, strategy_for, label):
     store = Store(os.path.join(FLAGS.workdir, db))
     if dataset not in datasets:
       datasets[dataset] = load_dataset(dataset, FLAGS.data_dir)
     data = datasets[dataset]
+    spec = StudySpec(
+        name=name,
+        strategy=label,
+        budget_trials=trials,
+        lanes=lanes,
+        seed=FLAGS.seed,
+        early_stop="median",
+    )
+    copy_if_identical(store, spec, data, strategy_for)
     existing = store.study(name)
     if existing is None or existing["status"] != "finished":
-      spec = StudySpec(
-          name=name,
-          strategy=label,
-          budget_trials=trials,
-          lanes=lanes,
-          seed=FLAGS.seed,
-          early_stop="median",
-      )
       log(f"== {name} on {dataset}: {label}, {trials} trials, batches of {lanes}")
       run_study(
           spec,

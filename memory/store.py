@@ -234,6 +234,70 @@ class Store:
           ),
       )
 
+  def copy_study(self, source: "Store", name: str, new_name: str) -> int:
+    """Copies study `name` of another memory here as `new_name`, with its data set, trials,
+    insights and planner calls; returns the new study id.
+
+    Trial ids are kept, because insights, summaries and proposals name trials by id: a
+    copy that would reuse an id already taken here is refused. So is an insight whose
+    (data set, backbone, rule key) is already here. The study's settings record where it
+    came from. Used so an identical study is not trained twice (bench/transfer.py)."""
+    study = source.study(name)
+    if study is None:
+      raise StoreError(f"{source.path}: no study {name!r} to copy")
+    ds = source.conn.execute(
+        "SELECT * FROM datasets WHERE id = ?", (study["dataset_id"],)
+    ).fetchone()
+    fingerprint = {**json.loads(ds["stats"]), "name": ds["name"], "sha256": ds["sha256"]}
+    dataset_id = self.upsert_dataset(fingerprint)
+    trials = [dict(r) for r in source.conn.execute(
+        "SELECT * FROM trials WHERE study_id = ? ORDER BY id", (study["id"],)
+    )]
+    insights = [dict(r) for r in source.conn.execute(
+        "SELECT * FROM insights WHERE study_id = ? ORDER BY id", (study["id"],)
+    )]
+    calls = source.llm_calls(study["id"])
+    settings = {**study["settings"], "copied_from": {"memory": source.path, "study": name}}
+    with self.transaction() as c:
+      if c.execute("SELECT 1 FROM studies WHERE name = ?", (new_name,)).fetchone():
+        raise StoreError(f"{self.path}: study {new_name!r} already exists; not copied")
+      ids = [t["id"] for t in trials]
+      taken = [
+          r[0] for r in c.execute(
+              f"SELECT id FROM trials WHERE id IN ({','.join('?' * len(ids))})", ids
+          )
+      ] if ids else []
+      if taken:
+        raise StoreError(
+            f"{self.path}: trial ids {taken[:5]} of {name!r} are taken here; copy it into "
+            "a memory that does not hold them"
+        )
+      sid = c.execute(
+          "INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings, status,"
+          " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          (new_name, dataset_id, study["backbone"], study["strategy"],
+           json.dumps(study["budget"], sort_keys=True), json.dumps(settings, sort_keys=True),
+           study["status"], study["created_at"], study["updated_at"]),
+      ).lastrowid
+      for t in trials:
+        _insert(c, "trials", {**t, "study_id": sid})
+      for ins in insights:
+        ins.pop("id")
+        ins.update(study_id=sid, dataset_id=dataset_id)
+        if c.execute(
+            "SELECT 1 FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
+            (dataset_id, ins["backbone"], ins["key"]),
+        ).fetchone():
+          raise StoreError(
+              f"{self.path}: an insight on {ins['key']} for this data set is already here; "
+              f"{name!r} not copied"
+          )
+        _insert(c, "insights", ins)
+      for call in calls:
+        call.pop("id")
+        _insert(c, "llm_calls", {**call, "study_id": sid})
+      return sid
+
   def set_study_status(self, study_id: int, status: str) -> None:
     with self.transaction() as c:
       c.execute(
@@ -590,6 +654,15 @@ def _statements(sql: str) -> list[str]:
         out.append(current.strip())
       current = ""
   return out
+
+
+def _insert(c: sqlite3.Connection, table: str, row: dict) -> None:
+  """INSERT of one row given as {column: value} (columns from this module's own reads)."""
+  cols = list(row)
+  c.execute(
+      f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+      [row[k] for k in cols],
+  )
 
 
 def _row(r: sqlite3.Row, json_fields=()) -> dict:

@@ -123,3 +123,41 @@ def test_memory_listing_and_report_agree_on_the_best_of_a_study_with_a_diverged_
   )
   assert "best val NDCG@10 0.1000" in out.stdout, out.stdout + out.stderr
   assert load_group(store, "g")[0].best_valid["NDCG@10"] == 0.1
+
+
+def test_copy_study_keeps_trial_ids_insights_and_refuses_collisions(tmp_path):
+  from vmle_jax.memory.records import RuleKey
+
+  src = Store(str(tmp_path / "src.sqlite"))
+  did = src.upsert_dataset(_fingerprint())
+  src.create_study("filler", did, "sasrec", "random", {"trials": 1}, {"seed": 0})
+  sid = src.create_study("s", did, "sasrec", "agent:heuristic", {"trials": 2}, {"seed": 3})
+  other = src.create_study("other", did, "sasrec", "tpe", {"trials": 1}, {"seed": 0})
+  src.start_bucket(other, [TrialConfig(lr=5e-3)])  # trial ids of s start above 1
+  ids, _ = src.start_bucket(sid, [TrialConfig(lr=1e-3), TrialConfig(lr=2e-3)])
+  src.finish_bucket([(i, {"status": "finished", "valid": {"NDCG@10": 0.1 + i}}) for i in ids])
+  src.set_study_status(sid, "finished")
+  src.upsert_insight(
+      did, sid, "sasrec", "raising lr helped", RuleKey("lr", "up"), [ids[1]], [], 0.6, "h"
+  )
+  src.log_llm_call(sid, "heuristic", None, "propose", "ok")
+
+  dst = Store(str(tmp_path / "dst.sqlite"))
+  new = dst.copy_study(src, "s", "copy")
+  study = dst.study(new)
+  assert study["status"] == "finished" and study["settings"]["seed"] == 3
+  assert study["settings"]["copied_from"] == {"memory": src.path, "study": "s"}
+  assert [t.id for t in dst.finished_trials(new)] == ids  # insights name trials by id
+  assert [t.valid for t in dst.finished_trials(new)] == [t.valid for t in src.finished_trials(sid)]
+  (ins,) = dst.insights(study_id=new)
+  assert ins["support"] == [ids[1]] and ins["dataset_id"] == study["dataset_id"]
+  assert len(dst.llm_calls(new)) == 1
+  # New trials here never reuse a copied id.
+  later, _ = dst.start_bucket(new, [TrialConfig(lr=9e-3)])
+  assert later[0] > max(ids)
+  with pytest.raises(StoreError, match="already exists"):
+    dst.copy_study(src, "s", "copy")
+  with pytest.raises(StoreError, match="taken here"):
+    dst.copy_study(src, "s", "copy2")
+  with pytest.raises(StoreError, match="no study"):
+    dst.copy_study(src, "missing", "copy3")
