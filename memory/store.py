@@ -250,23 +250,34 @@ class Store:
     ).fetchone()
     fingerprint = {**json.loads(ds["stats"]), "name": ds["name"], "sha256": ds["sha256"]}
     dataset_id = self.upsert_dataset(fingerprint)
-    trials = [dict(r) for r in source.conn.execute(
-        "SELECT * FROM trials WHERE study_id = ? ORDER BY id", (study["id"],)
-    )]
-    insights = [dict(r) for r in source.conn.execute(
-        "SELECT * FROM insights WHERE study_id = ? ORDER BY id", (study["id"],)
-    )]
+    trials = [
+        dict(r)
+        for r in source.conn.execute(
+            "SELECT * FROM trials WHERE study_id = ? ORDER BY id", (study["id"],)
+        )
+    ]
+    insights = [
+        dict(r)
+        for r in source.conn.execute(
+            "SELECT * FROM insights WHERE study_id = ? ORDER BY id", (study["id"],)
+        )
+    ]
     calls = source.llm_calls(study["id"])
     settings = {**study["settings"], "copied_from": {"memory": source.path, "study": name}}
     with self.transaction() as c:
       if c.execute("SELECT 1 FROM studies WHERE name = ?", (new_name,)).fetchone():
         raise StoreError(f"{self.path}: study {new_name!r} already exists; not copied")
       ids = [t["id"] for t in trials]
-      taken = [
-          r[0] for r in c.execute(
-              f"SELECT id FROM trials WHERE id IN ({','.join('?' * len(ids))})", ids
-          )
-      ] if ids else []
+      taken = (
+          [
+              r[0]
+              for r in c.execute(
+                  f"SELECT id FROM trials WHERE id IN ({','.join('?' * len(ids))})", ids
+              )
+          ]
+          if ids
+          else []
+      )
       if taken:
         raise StoreError(
             f"{self.path}: trial ids {taken[:5]} of {name!r} are taken here; copy it into "
@@ -275,9 +286,17 @@ class Store:
       sid = c.execute(
           "INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings, status,"
           " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          (new_name, dataset_id, study["backbone"], study["strategy"],
-           json.dumps(study["budget"], sort_keys=True), json.dumps(settings, sort_keys=True),
-           study["status"], study["created_at"], study["updated_at"]),
+          (
+              new_name,
+              dataset_id,
+              study["backbone"],
+              study["strategy"],
+              json.dumps(study["budget"], sort_keys=True),
+              json.dumps(settings, sort_keys=True),
+              study["status"],
+              study["created_at"],
+              study["updated_at"],
+          ),
       ).lastrowid
       for t in trials:
         _insert(c, "trials", {**t, "study_id": sid})

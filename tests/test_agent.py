@@ -5,8 +5,6 @@ import os
 import secrets
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,6 +22,7 @@ from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
 
 from fake_gemini import FakeGemini, error_reply, slow_reply, text_reply
+from launcher import run_launcher
 
 TINY = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, num_negatives=32)
 SCHEDULE = Schedule(max_epochs=4, patience=2)
@@ -457,22 +456,7 @@ TUNE_ARGS = [
 
 
 def _tune(tmp_path, *extra, wait=True):
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  cmd = [
-      sys.executable,
-      "-m",
-      "vmle_jax.launch.tune",
-      *TUNE_ARGS,
-      f"--db={tmp_path / 'm.sqlite'}",
-      f"--workdir={tmp_path / 'w'}",
-      "--study=t",
-      *extra,
-  ]
-  if not wait:
-    return subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-  return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  return run_launcher(tmp_path, "tune", TUNE_ARGS, "t", *extra, wait=wait)
 
 
 def _rows(db, sql):

@@ -4,8 +4,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,6 +12,8 @@ import pytest
 from vmle_jax.config import TrialConfig
 from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
 from vmle_jax.search.strategies import make_strategy
+
+from launcher import run_launcher
 
 
 def test_space_validation_lists_every_problem():
@@ -113,22 +113,7 @@ SWEEP_ARGS = [
 
 
 def _sweep(tmp_path, *extra, wait=True):
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  cmd = [
-      sys.executable,
-      "-m",
-      "vmle_jax.launch.sweep",
-      *SWEEP_ARGS,
-      f"--db={tmp_path / 'm.sqlite'}",
-      f"--workdir={tmp_path / 'w'}",
-      "--study=s",
-      *extra,
-  ]
-  if not wait:
-    return subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-  return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  return run_launcher(tmp_path, "sweep", SWEEP_ARGS, "s", *extra, wait=wait)
 
 
 def _finished(db):
