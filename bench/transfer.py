@@ -234,10 +234,10 @@ def main(argv):
 
   fig, ax = plt.subplots(figsize=(6.4, 3.8))
   for arm, r in results.items():
-    ys = [b if b > float("-inf") else None for b in r.best_so_far()]
-    ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=arm)
+    ys = [b if b > float("-inf") else None for b in r.best_at_batch_ends()]
+    ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=arm, drawstyle="steps-post")
   ax.axhline(target, color="grey", ls="--", lw=1, label=f"{FLAGS.target:.0%} of best")
-  ax.set_xlabel("trials")
+  ax.set_xlabel("trials (results counted at the end of each batch)")
   ax.set_ylabel("best validation NDCG@10")
   ax.set_title(
       f"{FLAGS.target_dataset}, SASRec: summary from {'+'.join(FLAGS.sources)} "

@@ -211,3 +211,24 @@ def test_html_shows_the_plots_in_headless_chromium(report, tmp_path):
   for rgb in ((31, 119, 180), (255, 127, 14)):
     near = np.abs(pixels - np.array(rgb)).sum(axis=-1) < 40
     assert near.sum() > 200, rgb
+
+
+def test_the_trials_curve_steps_at_batch_ends_as_the_tables_count():
+  from vmle_jax.report.data import StudyRun
+
+  run = StudyRun(
+      name="s",
+      strategy="agent",
+      seed=0,
+      values=[0.1, 0.5, None, 0.3, 0.2, 0.6],
+      ends=[1, 1, 1, 2, 2, 3],
+      steps=0,
+      best_valid=None,
+      best_test=None,
+      batches=[1, 1, 1, 2, 2, 3],
+  )
+  inf = float("-inf")
+  # The 0.5 of trial 2 is known when its batch (trials 1-3) ends, not before.
+  assert run.best_at_batch_ends() == [inf, inf, 0.5, 0.5, 0.5, 0.6]
+  assert run.trials_to(0.5) == 3 and run.trials_to(0.55) == 6
+  assert run.best_so_far() == [0.1, 0.5, 0.5, 0.5, 0.5, 0.6]

@@ -55,6 +55,17 @@ class StudyRun:
       out.append(best)
     return out
 
+  def best_at_batch_ends(self) -> list[float]:
+    """Best value known after each trial, counted as the tables count it: a batch's trials
+    finish together, so its results appear at its last trial (a step per batch)."""
+    bsf, out, known = self.best_so_far(), [], -math.inf
+    for i in range(len(self.values)):
+      batch = self.batches[i] if self.batches else i
+      if i + 1 == len(self.values) or (self.batches[i + 1] if self.batches else i + 1) != batch:
+        known = bsf[i]
+      out.append(known)
+    return out
+
   def _reach_index(self, target: float) -> int | None:
     """Index of the last trial of the batch in which the best-so-far first reaches target."""
     for i, b in enumerate(self.best_so_far()):

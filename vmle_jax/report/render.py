@@ -56,7 +56,7 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
     if axis == "trials":
       n = max(len(r.values) for r in rs)
       grid = np.arange(1, n + 1)
-      ys = [np.array([r.best_so_far()[min(i, len(r.values)) - 1] for i in grid]) for r in rs]
+      ys = [np.array([r.best_at_batch_ends()[min(i, len(r.values)) - 1] for i in grid]) for r in rs]
     else:
       grid = np.linspace(0, max(r.seconds for r in rs), 200)
       ys = []
@@ -74,12 +74,24 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
     with warnings.catch_warnings():  # before a strategy's first trial ends: all NaN
       warnings.simplefilter("ignore", RuntimeWarning)
       mean, low, high = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
-    (line,) = ax.plot(grid, mean, label=f"{strategy} (n={len(rs)})")
+    steps = "steps-post" if axis == "trials" else "default"
+    (line,) = ax.plot(grid, mean, label=f"{strategy} (n={len(rs)})", drawstyle=steps)
     if len(rs) > 1:
-      ax.fill_between(grid, low, high, alpha=0.2, color=line.get_color())
+      ax.fill_between(
+          grid,
+          low,
+          high,
+          alpha=0.2,
+          color=line.get_color(),
+          step="post" if steps != "default" else None,
+      )
   if target is not None:
     ax.axhline(target, color="grey", ls="--", lw=1, label="target")
-  ax.set_xlabel("trials" if axis == "trials" else "wall-clock seconds")
+  ax.set_xlabel(
+      "trials (results counted at the end of each batch)"
+      if axis == "trials"
+      else "wall-clock seconds"
+  )
   ax.set_ylabel("best validation NDCG@10")
   ax.set_title(textwrap.fill(title, 80), fontsize=10)  # long titles were cut at the edge
   ax.legend(fontsize=8)
