@@ -80,11 +80,14 @@ def test_lanes_in_series_give_the_vmapped_results(small_engine):
   test_apart, test_together = serial.evaluate(apart, "test"), serial.evaluate(together, "test")
   assert len(test_apart) == 3
   assert test_apart[2]["NDCG@10"] == pytest.approx(test_together[2]["NDCG@10"], abs=1e-4)
-  for a, b in zip(
-      jax.tree_util.tree_leaves(serial.lane_params(apart, 2)),
-      jax.tree_util.tree_leaves(serial.lane_params(together, 2)),
-  ):
-    np.testing.assert_allclose(a, b, atol=1e-4)
+  # Adam turns rounding noise in near-zero gradients into steps of about lr, so a few
+  # parameters may differ by ~1e-4 between machines; another lane differs by far more.
+  flat = lambda run, lane: np.concatenate(
+      [np.ravel(x) for x in jax.tree_util.tree_leaves(serial.lane_params(run, lane))]
+  )
+  same_lane = np.abs(flat(apart, 2) - flat(together, 2)).max()
+  other_lane = np.abs(flat(apart, 2) - flat(together, 0)).max()
+  assert same_lane < 1e-3 < other_lane, (same_lane, other_lane)
   with pytest.raises(ValueError, match="lane_execution='sometimes'"):
     Schedule(lane_execution="sometimes")
 

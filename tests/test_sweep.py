@@ -134,13 +134,16 @@ def _finished(db):
 def test_kill_9_then_resume_keeps_every_finished_trial(tmp_path):
   db = str(tmp_path / "m.sqlite")
   proc = _sweep(tmp_path, wait=False)
+  # After compiling, a batch of two tiny lanes takes a fraction of a second: poll often,
+  # freeze the sweep as soon as its first batch is stored, read what it kept, then kill.
   deadline = time.time() + 400
-  while len(_finished(db)) < 4 and time.time() < deadline and proc.poll() is None:
-    time.sleep(0.5)
+  while len(_finished(db)) < 2 and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGSTOP)
   before = _finished(db)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  assert 4 <= len(before) < 8, "the sweep must be killed mid-way"
+  assert 2 <= len(before) < 8, "the sweep must be killed mid-way"
   # The killed process left its lease; it is stale (dead pid on this host) and taken over.
   out = _sweep(tmp_path, "--resume")
   assert out.returncode == 0, out.stdout + out.stderr
