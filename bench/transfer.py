@@ -57,6 +57,12 @@ flags.DEFINE_string(
     "A memory (bench/experiment.py's) whose finished studies cmp-<data>-sasrec-"
     "{agent,tpe}-s<seed> are copied in place of the identical studies here.",
 )
+flags.DEFINE_list(
+    "arms",
+    ["agent+summary", "agent", "tpe-warm", "tpe"],
+    "Arms to run on the target (a subset lets two processes share the cores; the "
+    "report compares the arms given).",
+)
 flags.DEFINE_string(
     "publish_to",
     None,
@@ -178,6 +184,14 @@ def main(argv):
     best = best_trial(source.finished_trials(source.study(f"source-{dataset}")["id"]))
     best_configs.append(TrialConfig.from_dict(best.config))
   summary_path = os.path.join(FLAGS.workdir, "sasrec-summary.json")
+  if not os.path.exists(summary_path):
+    # The summary as the sources' trials stand: each study's insights recounted by the
+    # current evidence rules (a memory from before a change of them reads anew), then
+    # distilled. Written once: the target arms, run now or resumed later, share it.
+    for dataset in FLAGS.sources:
+      strategy = agent(source)
+      strategy.bind(source, source.study(f"source-{dataset}"), datasets[dataset])
+      strategy.finish()
   summaries.export_summary(source, "sasrec", summary_path)
 
   def agent_with_summary(store):
@@ -196,7 +210,10 @@ def main(argv):
       "tpe": (lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes), "tpe"),
   }
   results = {}
-  for arm in ARMS:
+  unknown = sorted(set(FLAGS.arms) - set(ARMS))
+  if unknown:
+    raise app.UsageError(f"--arms: {', '.join(unknown)} not one of {', '.join(ARMS)}")
+  for arm in [a for a in ARMS if a in FLAGS.arms]:
     factory, label = arms[arm]
     name = f"{FLAGS.target_dataset}-{arm.replace('+', '-')}"
     _, results[arm] = run(f"{name}.sqlite", FLAGS.target_dataset, name, factory, label)

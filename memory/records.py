@@ -14,6 +14,8 @@ import dataclasses
 import json
 from typing import Any
 
+from vmle_jax.config import DYNAMIC_FIELDS
+
 FINAL_STATUSES = ("finished", "stopped", "pruned", "diverged", "failed")
 SCORELESS = ("diverged", "failed")  # final statuses whose metrics do not count
 SELECT_METRIC = "NDCG@10"
@@ -116,3 +118,34 @@ def confidence(support: int, contradict: int) -> float:
   """Laplace's rule of succession, (s + 1) / (s + c + 2): 0.5 with no evidence, towards 1
   with consistent support, towards 0 with consistent contradiction."""
   return (support + 1) / (support + contradict + 2)
+
+
+def structure_credit(trials: list[dict]) -> dict[int, tuple[float, int]]:
+  """Trial number -> (value, number) at which each structural move is judged: its structure's
+  best rate variant in the same batch.
+
+  A trial that changes a structural dimension (width, depth, loss, ...) shares its bucket
+  with variants of the same structure at other rates; a width is worth what it reaches at
+  a good learning rate, not at the one it started with, so an engineer credits the move
+  with the best of them. Trials are dicts with number, batch, config, value and proposal;
+  rate moves and trials without a batch keep their own value (they are not listed)."""
+
+  def structure(t):
+    return t.get("batch"), json.dumps(
+        {k: v for k, v in t["config"].items() if k not in DYNAMIC_FIELDS}, sort_keys=True
+    )
+
+  best: dict = {}
+  for t in trials:
+    if t.get("value") is not None and t.get("batch") is not None:
+      key = structure(t)
+      if key not in best or t["value"] > best[key][0]:
+        best[key] = (float(t["value"]), t["number"])
+  out = {}
+  for t in trials:
+    dim = (t.get("proposal") or {}).get("dimension")
+    if dim and dim not in DYNAMIC_FIELDS and t.get("batch") is not None:
+      key = structure(t)
+      if key in best and (t.get("value") is None or best[key][0] > t["value"]):
+        out[t["number"]] = best[key]
+  return out

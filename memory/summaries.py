@@ -19,16 +19,17 @@ import json
 import math
 import os
 
-from vmle_jax.memory.records import RuleKey, Trial, confidence
+from vmle_jax.memory.records import RuleKey, Trial, confidence, structure_credit
 from vmle_jax.memory.store import Store
 
 FORMAT = "vmle-jax cognition summary v1"
 
 
-def relative_gain(trial: Trial) -> float | None:
-  """A trial's relative change of validation NDCG@10 over the parent its proposal named."""
+def relative_gain(trial: Trial, credited: float | None = None) -> float | None:
+  """A trial's relative change of validation NDCG@10 (or of the `credited` value) over the
+  parent its proposal named."""
   parent = (trial.proposal or {}).get("parent_value")
-  value = trial.value
+  value = trial.value if credited is None else credited
   if not parent or value is None:
     return None
   return float(value) / float(parent) - 1.0
@@ -107,10 +108,25 @@ def merge_rules(
 
 
 def _insight_gains(store: Store, insights: list[dict]) -> dict[int, float]:
+  """Trial id -> relative gain over its parent, a structural move at its best rate variant
+  (records.structure_credit, as the planner's evidence counts it)."""
   ids = {t for ins in insights for t in list(ins["support"]) + list(ins["contradict"])}
-  gains = {}
+  gains, credit = {}, {}
   for t in store.trials_by_id(ids):
-    g = relative_gain(t)
+    if t.study_id not in credit:
+      credit[t.study_id] = structure_credit(
+          [
+              {
+                  "number": s.number,
+                  "batch": s.batch,
+                  "config": s.config,
+                  "value": s.value,
+                  "proposal": s.proposal,
+              }
+              for s in store.finished_trials(t.study_id)
+          ]
+      )
+    g = relative_gain(t, credit[t.study_id].get(t.number, (None,))[0])
     if g is not None:
       gains[t.id] = g
   return gains

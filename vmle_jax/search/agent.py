@@ -438,8 +438,21 @@ class AgentStrategy(Strategy):
 
   # ---------------------------------------------------------------- finish
   def finish(self) -> dict | None:
-    """Distills the insights into a new version of the backbone's cognition summary."""
+    """Recounts this study's tested insights from all its trials, then distills the insights
+    into a new version of the backbone's cognition summary."""
     ctx = self.context()
+    # The moves this study wrote insights on, recounted with the evidence of every trial
+    # (a structural move's bucket is complete only now); each keeps who wrote it.
+    sources = {
+        RuleKey.of(i["key"]): i["source"]
+        for i in self.store.insights(study_id=self.study["id"])
+        if (i.get("key") or {}).get("basis") != "curve"
+    }
+    by_number = {t["number"]: t for t in ctx["trials"]}
+    for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"]):
+      key = RuleKey(r["dimension"], r["direction"], r["value"])
+      if key in sources:
+        self._write_insights(ctx, [r], by_number, sources[key])
     start = {d: p.value for d, p in ctx["playbook"].items()}
     version = summaries.distill(
         self.store,

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS
-from vmle_jax.memory.records import RuleKey
+from vmle_jax.memory.records import RuleKey, structure_credit
 from vmle_jax.memory.summaries import expected_gain
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
@@ -92,6 +92,18 @@ def improved(trial: dict) -> bool | None:
     return None
   value = trial.get("value")
   return value is not None and value > parent * (1 + MIN_GAIN)
+
+
+def credited(trials: list[dict]) -> list[dict]:
+  """The trials with each structural move valued at its structure's best rate variant in the
+  batch (records.structure_credit), which trial gave it in `credited_from`."""
+  credit = structure_credit(trials)
+  return [
+      {**t, "value": credit[t["number"]][0], "credited_from": credit[t["number"]][1]}
+      if t["number"] in credit
+      else t
+      for t in trials
+  ]
 
 
 def _plain(v):
@@ -164,10 +176,18 @@ class HeuristicPlanner:
   def reflect(self, context: dict, batch: list[dict]) -> Answer:
     max_epochs = int(context.get("max_epochs", 200))
     reflections, diagnoses = [], []
+    seen = {t["number"]: t for t in context.get("trials", [])}
+    seen.update({t["number"]: t for t in batch})
+    credit = structure_credit(list(seen.values()))
     for t in batch:
       p = t.get("proposal") or {}
       parent = p.get("parent_value")
       value = t.get("value")
+      at_best_rate = ""
+      if t["number"] in credit:  # a structure is judged at its best rate in the bucket
+        value, by = credit[t["number"]]
+        t = {**t, "value": value}
+        at_best_rate = f" at its best rate (trial {by})"
       d = diagnose(t, max_epochs)
       shape = f" Curve: {d.text}." if d else ""
       if t["status"] == "diverged":
@@ -183,8 +203,8 @@ class HeuristicPlanner:
             "supports the hypothesis" if improved(t) else "no gain: the hypothesis is not supported"
         )
         text = (
-            f"{_describe_change(p)}: validation NDCG@10 {parent:.4f} -> {value:.4f} "
-            f"({rel:+.1%}), {verdict}."
+            f"{_describe_change(p)}: validation NDCG@10 {parent:.4f} -> {value:.4f}"
+            f"{at_best_rate} ({rel:+.1%}), {verdict}."
         )
       reflections.append({"trial": t["number"], "text": text + shape})
       if d is not None:
@@ -643,7 +663,7 @@ class _Plan:
 def _study_evidence(trials: list[dict]) -> dict[RuleKey, dict]:
   """Per single move of the study: support, contradiction, mean gain, its value, trials."""
   out: dict[RuleKey, dict] = {}
-  for t in trials:
+  for t in credited(trials):
     move, gain = trial_move(t), improved(t)
     if move is None or gain is None:
       continue
@@ -670,7 +690,7 @@ def evidence_rules(
   summary reads "raise dropout (playbook start 0.4)": a move relative to what
   the statistics suggested, which is what transfers to other data."""
   groups: dict[RuleKey, dict] = {}
-  for t in trials:
+  for t in credited(trials):
     move, gain = trial_move(t), improved(t)
     if move is None or gain is None:
       continue
