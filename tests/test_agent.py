@@ -13,11 +13,11 @@ from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data import make_synthetic
 from vmle_jax.engine import Engine
 from vmle_jax.memory import summaries
-from vmle_jax.memory.records import Trial
+from vmle_jax.memory.records import Trial, structure_credit
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
-from vmle_jax.search.planners.heuristic import trial_move
+from vmle_jax.search.planners.heuristic import evidence_rules, trial_move
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
 
@@ -424,6 +424,50 @@ def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once()
       )
       is None
   )
+
+
+def test_a_structural_move_is_judged_at_its_structures_best_rate_in_the_batch():
+  """Width 256 at the old lr loses to its parent, one lane over at a rescaled lr it wins:
+  the move is credited with the better (same structure, same batch), nothing else is."""
+
+  def t(number, batch, hidden, lr, value, dim=None, direction=None, parent=None, blocks=1):
+    proposal = {"dimension": dim, "direction": direction, "parent_value": parent}
+    config = {"hidden": hidden, "blocks": blocks, "lr": lr, "dropout": 0.2}
+    return {
+        "number": number,
+        "batch": batch,
+        "config": config,
+        "value": value,
+        "proposal": proposal if dim else {},
+    }
+
+  trials = [
+      t(0, 1, 128, 2e-3, 0.0567),
+      t(8, 2, 256, 2e-3, 0.0559, "hidden", "up", 0.0567),
+      t(9, 2, 256, 1.4e-3, 0.0582, "lr", "down", 0.0559),
+      t(10, 2, 256, 2e-3, 0.0700, "blocks", "up", 0.0567, blocks=2),  # another structure
+      t(11, 3, 256, 1e-3, 0.0900, "lr", "down", 0.0582),  # a later batch
+  ]
+  assert structure_credit(trials) == {8: (0.0582, 9)}
+  rules = {(r["dimension"], r["direction"]): r for r in evidence_rules(trials, "x", "sasrec")}
+  assert rules[("hidden", "up")]["supporting_trials"] == [8]
+  assert rules[("lr", "down")]["supporting_trials"] == [9, 11]
+  assert rules[("blocks", "up")]["supporting_trials"] == [10]
+  # Without the better lane the width move is contradicted, as the trial itself says.
+  alone = [x for x in trials if x["number"] != 9]
+  rules = {(r["dimension"], r["direction"]): r for r in evidence_rules(alone, "x", "sasrec")}
+  assert rules[("hidden", "up")]["contradicting_trials"] == [8]
+  record = Trial(
+      id=8,
+      study_id=1,
+      number=8,
+      config={},
+      signature="",
+      status="finished",
+      valid={"NDCG@10": 0.0559},
+      proposal={"parent_value": 0.0567},
+  )
+  assert summaries.relative_gain(record) < 0 < summaries.relative_gain(record, 0.0582)
 
 
 def test_old_memory_files_are_migrated(tmp_path):
