@@ -26,6 +26,15 @@ records where it came from.
 
   python bench/transfer.py --scale=cpu --reuse_from=runs/experiment-cpu/experiment.sqlite
 
+The summary is distilled from the source studies' trials as they stand, each
+study's insights recounted by the current evidence rules first, and written
+once per workdir. `--arms` runs a subset of the arms: once the summary is
+written, a second process can take the other arms (two share two cores), and
+a last run with every arm reports them all.
+
+  python bench/transfer.py --scale=cpu --arms=agent+summary,tpe-warm   # sources, then two arms
+  python bench/transfer.py --scale=cpu --arms=agent,tpe   # beside it, once sasrec-summary.json exists
+
 Prints one line.
 """
 
