@@ -285,9 +285,9 @@ def main(argv):
       f"transfer {FLAGS.target_dataset} ({FLAGS.scale}: {trials} trials/study in batches of "
       f"{lanes}, {epochs} epochs max): trials to {FLAGS.target:.0%} of best val NDCG@10 "
       f"({target:.4f}): "
-      + ", ".join(f"{arm} {text(arm)}" for arm in ARMS)
+      + ", ".join(f"{arm} {text(arm)}" for arm in results)
       + "; best "
-      + ", ".join(f"{arm} {out['arms'][arm]['best']:.4f}" for arm in ARMS)
+      + ", ".join(f"{arm} {out['arms'][arm]['best']:.4f}" for arm in results)
       + f"; {out['seconds']:.0f} s; {_common.machine()}; {_common.today()}"
   )
 

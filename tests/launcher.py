@@ -4,6 +4,18 @@ import os
 import subprocess
 import sys
 
+# A tiny model on the synthetic data: a launcher's whole study in seconds.
+TINY_ARGS = [
+    "--hidden=16",
+    "--blocks=1",
+    "--max_len=10",
+    "--num_negatives=16",
+    "--epochs=3",
+    "--lanes=2",
+    "--budget_trials=8",
+    "--verbose_epochs=false",
+]
+
 
 def run_launcher(tmp_path, module: str, args: list, study: str, *extra, wait: bool = True):
   """The launcher on a memory and workdir in tmp_path; a Popen when not `wait`."""

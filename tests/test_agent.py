@@ -22,7 +22,7 @@ from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
 
 from fake_gemini import FakeGemini, error_reply, slow_reply, text_reply
-from launcher import run_launcher
+from launcher import TINY_ARGS, run_launcher
 
 TINY = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, num_negatives=32)
 SCHEDULE = Schedule(max_epochs=4, patience=2)
@@ -47,9 +47,9 @@ def _space(**fixed):
   )
 
 
-def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, transcript=None):
+def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, **agent_options):
   space = space or _space()
-  strategy = AgentStrategy(planner, space, log=lambda s: None, transcript=transcript)
+  strategy = AgentStrategy(planner, space, log=lambda s: None, **agent_options)
   spec = StudySpec(name=name, strategy=f"agent:{planner.name}", budget_trials=trials, lanes=lanes)
   summary = run_study(
       spec,
@@ -486,17 +486,7 @@ def test_old_memory_files_are_migrated(tmp_path):
   assert store.insights() == [] and store.summary("sasrec") is None
 
 
-TUNE_ARGS = [
-    "--dims=lr,dropout,weight_decay",
-    "--hidden=16",
-    "--blocks=1",
-    "--max_len=10",
-    "--num_negatives=16",
-    "--epochs=3",
-    "--lanes=2",
-    "--budget_trials=8",
-    "--verbose_epochs=false",
-]
+TUNE_ARGS = ["--dims=lr,dropout,weight_decay", *TINY_ARGS]
 
 
 def _tune(tmp_path, *extra, wait=True):
@@ -605,20 +595,7 @@ def test_past_the_planner_time_cap_the_heuristic_takes_over(data, engine, tmp_pa
   try:
     planner = gemini.GeminiPlanner(model="m", base_url=fake.url, timeout_s=5.0, max_attempts=1)
     store = Store(str(tmp_path / "m.sqlite"))
-    space = _space()
-    strategy = AgentStrategy(planner, space, log=lambda s: None, planner_budget_s=0.1)
-    spec = StudySpec(name="cap", strategy="agent:gemini", budget_trials=4, lanes=2)
-    run_study(
-        spec,
-        data,
-        store,
-        strategy,
-        space,
-        SCHEDULE,
-        engine=engine,
-        log=lambda s: None,
-        engine_log=False,
-    )
+    _run(data, engine, store, planner, "cap", trials=4, lanes=2, planner_budget_s=0.1)
   finally:
     fake.close()
   trials = store.finished_trials(store.study("cap")["id"])

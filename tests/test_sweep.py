@@ -13,7 +13,7 @@ from vmle_jax.config import TrialConfig
 from vmle_jax.search.space import GRID_DIMS, SearchSpace, SpaceError
 from vmle_jax.search.strategies import make_strategy
 
-from launcher import run_launcher
+from launcher import TINY_ARGS, run_launcher
 
 
 def test_space_validation_lists_every_problem():
@@ -98,18 +98,7 @@ def test_random_and_grid_replay_the_same_stream():
     assert a == b
 
 
-SWEEP_ARGS = [
-    "--strategy=random",
-    "--dims=lr,dropout",
-    "--hidden=16",
-    "--blocks=1",
-    "--max_len=10",
-    "--num_negatives=16",
-    "--epochs=3",
-    "--lanes=2",
-    "--budget_trials=8",
-    "--verbose_epochs=false",
-]
+SWEEP_ARGS = ["--strategy=random", "--dims=lr,dropout", *TINY_ARGS]
 
 
 def _sweep(tmp_path, *extra, wait=True):
