@@ -15,7 +15,7 @@ from vmle_jax.engine import Engine
 from vmle_jax.memory import summaries
 from vmle_jax.memory.records import Trial, structure_credit
 from vmle_jax.memory.store import Store
-from vmle_jax.search.agent import AgentStrategy, validate_proposals
+from vmle_jax.search.agent import AgentStrategy, _with_distances, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
 from vmle_jax.search.planners.heuristic import evidence_rules, trial_move
 from vmle_jax.search.space import SearchSpace
@@ -352,6 +352,13 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   assert first["kind"] == "transfer" and "memory" in first["hypothesis"]
   dropout = lambda p: p["changes"].get("dropout", TINY.dropout)  # noqa: E731
   assert dropout(first) > dropout(start)
+  # The summary carries its sources' statistics through export and import, so the target
+  # can tell how far each rule travels: the same data is at distance 0.
+  name = data.fingerprint()["name"]
+  assert name in imported["provenance"]["stats"]
+  stats = {k: v for k, v in data.fingerprint().items() if k not in ("name", "sha256")}
+  near, _ = _with_distances(target, stats, imported, [])
+  assert all(r["distance"] == 0.0 for r in near["rules"])
   with pytest.raises(ValueError, match="not a vmle-jax cognition summary"):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
@@ -604,3 +611,45 @@ def test_past_the_planner_time_cap_the_heuristic_takes_over(data, engine, tmp_pa
   assert len(fake.requests) == 1  # the cap held: one LLM call in the whole study
   sources = {i["source"] for i in store.insights(study_id=store.study("cap")["id"])}
   assert "gemini" not in sources and "heuristic (fallback)" in sources
+
+
+AMAZON = {"users": 22363, "items": 12101, "density": 0.00073, "avg_len": 8.9}
+TOYS = {"users": 19412, "items": 11924, "density": 0.00072, "avg_len": 8.6}
+MOVIELENS = {"users": 943, "items": 1682, "density": 0.063, "avg_len": 106.0}
+
+
+def test_a_lesson_from_data_far_in_statistics_is_set_aside_not_applied():
+  # Distances in statistics: a sibling catalogue is near, dense long sequences are far.
+  assert summaries.dataset_distance(AMAZON, TOYS) < 0.5 < summaries.NEAR
+  assert summaries.dataset_distance(AMAZON, MOVIELENS) > 3 * summaries.NEAR
+  rule = {
+      "rule": "raise dropout",
+      "key": {"dimension": "dropout", "direction": "up", "value": None},
+      "support": 5,
+      "contradict": 0,
+      "datasets": ["beauty"],
+      "confidence": 0.86,
+  }
+  sources = {"beauty": AMAZON}
+
+  def first(target):
+    r = {**rule, "distance": summaries.rule_distance(rule, target, sources)}
+    ctx = {
+        "search_space": _space(),
+        "best": None,
+        "trials": [],
+        "done": set(),
+        "coverage": {},
+        "insights": [],
+        "summary": {"rules": [r]},
+        "dataset": {"name": "y", "stats": target},
+        "backbone": "sasrec",
+    }
+    return HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
+
+  near, far = first(TOYS), first(MOVIELENS)
+  assert near["kind"] == "transfer" and "dropout=" in near["hypothesis"]
+  assert far["kind"] == "playbook" and "set aside" in far["hypothesis"]
+  assert "raise dropout (distance" in far["hypothesis"]
+  # Unknown statistics (an old summary) cannot be judged far: the rule still applies.
+  assert summaries.rule_distance(rule, MOVIELENS, {}) is None and summaries.is_near(None)

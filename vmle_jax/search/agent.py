@@ -190,6 +190,7 @@ class AgentStrategy(Strategy):
           insights.append(ins)
       summary = store.summary(self.study["backbone"])
     stats = {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}
+    summary, insights = _with_distances(store, stats, summary, insights)
     budget = (self.study.get("budget") or {}).get("trials")
     return {
         "dataset": {"name": fingerprint["name"], "stats": stats},
@@ -606,3 +607,22 @@ def _change_text(note: dict) -> str:
     return f"{len(note['changed'])} changes"
   extra = "" if note.get("one_change") else f" (+{len(note['changed']) - 1} more changes)"
   return f"{note['dimension']} {note['old_value']!r} -> {note['new_value']!r}{extra}"
+
+
+def _with_distances(
+    store: Store, stats: dict, summary: dict | None, insights: list[dict]
+) -> tuple[dict | None, list[dict]]:
+  """The summary's rules and the insights, each with the distance from this data set's
+  statistics to the nearest data set it was learned on (planners weigh lessons by it)."""
+  sources = dict(((summary or {}).get("provenance") or {}).get("stats") or {})
+  sources.update({d["name"]: d["stats"] for d in store.datasets()})
+  if summary:
+    summary = {
+        **summary,
+        "rules": [
+            {**r, "distance": summaries.rule_distance(r, stats, sources)}
+            for r in summary.get("rules", [])
+        ],
+    }
+  insights = [{**i, "distance": summaries.rule_distance(i, stats, sources)} for i in insights]
+  return summary, insights

@@ -16,6 +16,7 @@ import os
 import string
 import time
 
+from vmle_jax.memory.summaries import NEAR, is_near
 from vmle_jax.search.planners.base import REFLECTION_SCHEMA, Answer
 from vmle_jax.search.playbook import DataProfile
 from vmle_jax.search.playbook import table as playbook_table
@@ -99,6 +100,16 @@ def _curve_text(t: dict) -> str:
   return f"{' '.join(f'{v:.3f}' for v in pts)}" + (f" ({shape})" if shape else "")
 
 
+def _distance_note(rule: dict) -> str:
+  """How far the data a lesson was learned on lies from this data set's statistics."""
+  d = rule.get("distance")
+  if d is None:
+    return ""
+  if is_near(d):
+    return f", learned on similar data: distance {d:.1f}"
+  return f", learned on data unlike this one: distance {d:.1f} > {NEAR}, treat as a guess"
+
+
 def _trial_table(trials: list[dict], detail: bool = False) -> str:
   if not trials:
     return "(none yet)"
@@ -160,12 +171,13 @@ def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> st
       "trials": _trial_table(context.get("trials", [])),
       "insights": "\n".join(
           f"- {i['rule']} (data set {i['dataset']}, support {len(i['support'])}, "
-          f"contradict {len(i['contradict'])}, confidence {i['confidence']:.2f})"
+          f"contradict {len(i['contradict'])}, confidence {i['confidence']:.2f}"
+          f"{_distance_note(i)})"
           for i in context.get("insights", [])
       )
       or "(none)",
       "summary": "\n".join(
-          f"{j}. {r['rule']} (confidence {r['confidence']:.2f})"
+          f"{j}. {r['rule']} (confidence {r['confidence']:.2f}{_distance_note(r)})"
           for j, r in enumerate((context.get("summary") or {}).get("rules", []), 1)
       )
       or "(none)",

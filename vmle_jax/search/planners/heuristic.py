@@ -36,7 +36,7 @@ import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.records import RuleKey, structure_credit
-from vmle_jax.memory.summaries import expected_gain
+from vmle_jax.memory.summaries import NEAR, expected_gain, is_near
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
 from vmle_jax.search.playbook import Prior, inert, playbook
@@ -243,7 +243,7 @@ class _Plan:
     self.space, self.priors, self.base, self.taken = space, priors, base, taken
     self.context = context
     self.trials = context.get("trials", [])
-    self.rules = _rules_to_apply(context)
+    self.rules, self.far_rules = _rules_to_apply(context)
     self.max_epochs = int(context.get("max_epochs", 200))
 
   # -- bookkeeping
@@ -325,6 +325,10 @@ class _Plan:
     if applied:
       hypothesis += "; with the memory's rules applied on top: " + "; ".join(
           f"{d}={v!r} ({why})" for d, v, why in applied
+      )
+    if self.far_rules:
+      hypothesis += "; set aside, learned on data far from this one: " + "; ".join(
+          f"{r['rule']} (distance {r['distance']:.1f} > {NEAR})" for r in self.far_rules
       )
     kind = "transfer" if applied else "playbook"
     changed = [d for d in values if values[d] != self.base.get(d)]
@@ -719,8 +723,11 @@ def evidence_rules(
   return rules
 
 
-def _rules_to_apply(context: dict) -> list[dict]:
-  """Summary rules, then other studies' insights: only those with more support than contradiction."""
+def _rules_to_apply(context: dict) -> tuple[list[dict], list[dict]]:
+  """(rules to apply, rules set aside): summary rules, then other studies' insights, with
+  more support than contradiction; those learned only on data far from this one (distance
+  in statistics above NEAR) are set aside, as an engineer would not carry a lesson from
+  short sparse sequences to long dense ones."""
   rules = []
   summary = context.get("summary") or {}
   for r in summary.get("rules", []):
@@ -732,7 +739,9 @@ def _rules_to_apply(context: dict) -> list[dict]:
     if len(ins.get("support", [])) > len(ins.get("contradict", [])) and not ins.get("this_study"):
       rules.append(ins)
   # The move that paid most goes first.
-  return sorted(rules, key=lambda r: (-expected_gain(r), -float(r.get("confidence", 0.0))))
+  rules.sort(key=lambda r: (-expected_gain(r), -float(r.get("confidence", 0.0))))
+  near = [r for r in rules if is_near(r.get("distance"))]
+  return near, [r for r in rules if not is_near(r.get("distance"))]
 
 
 def _coerce_choice(dim, value):
