@@ -47,6 +47,31 @@ def _space(**fixed):
   )
 
 
+# A summary rule well supported by five trials.
+RAISE_DROPOUT = {
+    "rule": "raise dropout",
+    "key": {"dimension": "dropout", "direction": "up", "value": None},
+    "support": 5,
+    "contradict": 0,
+    "confidence": 0.86,
+}
+
+
+def _first_context(rules: list[dict] | None, stats: dict | None = None) -> dict:
+  """A planner context before any trial, with a summary of `rules` (None: no summary)."""
+  return {
+      "search_space": _space(),
+      "best": None,
+      "trials": [],
+      "done": set(),
+      "coverage": {},
+      "insights": [],
+      "summary": None if rules is None else {"rules": rules},
+      "dataset": {"name": "y", "stats": stats or {"density": 0.5}},
+      "backbone": "sasrec",
+  }
+
+
 def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, **agent_options):
   space = space or _space()
   strategy = AgentStrategy(planner, space, log=lambda s: None, **agent_options)
@@ -327,26 +352,8 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   imported = target.summary("sasrec", version)
   assert [r["key"] for r in imported["rules"]] == [r["key"] for r in summary["rules"]]
   # The heuristic applies a supported summary rule on top of its playbook in the first batch.
-  rule = {
-      "rule": "raise dropout",
-      "key": {"dimension": "dropout", "direction": "up", "value": None},
-      "support": 5,
-      "contradict": 0,
-      "datasets": ["x"],
-      "confidence": 0.86,
-  }
-  ctx = {
-      "search_space": _space(),
-      "best": None,
-      "trials": [],
-      "done": set(),
-      "coverage": {},
-      "insights": [],
-      "summary": {"rules": [rule]},
-      "dataset": {"name": "y", "stats": {"density": 0.5}},
-      "backbone": "sasrec",
-  }
-  plain = dict(ctx, summary=None)
+  rule = RAISE_DROPOUT | {"datasets": ["x"]}
+  ctx, plain = _first_context([rule]), _first_context(None)
   first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
   start = HeuristicPlanner().propose(plain, 1, []).content["proposals"][0]
   assert first["kind"] == "transfer" and "memory" in first["hypothesis"]
@@ -398,19 +405,8 @@ def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once()
   # Equal evidence, so the larger effect goes first; the effect is in the rule's text.
   assert [r["key"]["dimension"] for r in rules] == ["num_negatives", "dropout"]
   assert rules[0]["gain"] == pytest.approx(0.5) and "+50%" in rules[0]["rule"]
-  ctx = {
-      "search_space": _space(),
-      "best": None,
-      "trials": [],
-      "done": set(),
-      "coverage": {},
-      "insights": [],
-      "summary": {"rules": rules},
-      "dataset": {"name": "y", "stats": {"density": 0.5}},
-      "backbone": "sasrec",
-  }
-  first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
-  plain = HeuristicPlanner().propose(dict(ctx, summary=None), 1, []).content["proposals"][0]
+  first = HeuristicPlanner().propose(_first_context(rules), 1, []).content["proposals"][0]
+  plain = HeuristicPlanner().propose(_first_context(None), 1, []).content["proposals"][0]
   # Every transferred rule at once, on top of the playbook's configuration.
   assert first["kind"] == "transfer"
   assert first["changes"]["num_negatives"] > plain["changes"].get(
@@ -622,29 +618,12 @@ def test_a_lesson_from_data_far_in_statistics_is_set_aside_not_applied():
   # Distances in statistics: a sibling catalogue is near, dense long sequences are far.
   assert summaries.dataset_distance(AMAZON, TOYS) < 0.5 < summaries.NEAR
   assert summaries.dataset_distance(AMAZON, MOVIELENS) > 3 * summaries.NEAR
-  rule = {
-      "rule": "raise dropout",
-      "key": {"dimension": "dropout", "direction": "up", "value": None},
-      "support": 5,
-      "contradict": 0,
-      "datasets": ["beauty"],
-      "confidence": 0.86,
-  }
+  rule = RAISE_DROPOUT | {"datasets": ["beauty"]}
   sources = {"beauty": AMAZON}
 
   def first(target):
     r = {**rule, "distance": summaries.rule_distance(rule, target, sources)}
-    ctx = {
-        "search_space": _space(),
-        "best": None,
-        "trials": [],
-        "done": set(),
-        "coverage": {},
-        "insights": [],
-        "summary": {"rules": [r]},
-        "dataset": {"name": "y", "stats": target},
-        "backbone": "sasrec",
-    }
+    ctx = _first_context([r], target)
     return HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
 
   near, far = first(TOYS), first(MOVIELENS)
