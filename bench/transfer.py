@@ -35,7 +35,8 @@ a last run with every arm reports them all.
   python bench/transfer.py --scale=cpu --arms=agent+summary,tpe-warm   # sources, then two arms
   python bench/transfer.py --scale=cpu --arms=agent,tpe   # beside it, once sasrec-summary.json exists
 
-Prints one line.
+Prints one line: trials to target and best per arm, then each arm's study time (training
+and planner, from the store, whichever invocation trained it) and lane-epochs.
 """
 
 from __future__ import annotations
@@ -245,11 +246,15 @@ def main(argv):
               "epochs": r.epochs,
               "trials_to_target": reached[arm],
               "best": max(v for v in r.values if v is not None),
+              # What the study cost, from the store (whichever invocation trained it):
+              # training plus planner wall-clock, and lane-epochs.
+              "seconds": round(max(r.ends, default=0.0), 1),
+              "lane_epochs": sum(r.epochs),
           }
           for arm, r in results.items()
       },
       "warm_start": [c.to_dict() for c in warm],
-      "seconds": round(time.perf_counter() - t0, 1),
+      "run_seconds": round(time.perf_counter() - t0, 1),
   }
   with open(os.path.join(FLAGS.workdir, "transfer.json"), "w") as f:
     json.dump(out, f, indent=2)
@@ -288,7 +293,12 @@ def main(argv):
       + ", ".join(f"{arm} {text(arm)}" for arm in results)
       + "; best "
       + ", ".join(f"{arm} {out['arms'][arm]['best']:.4f}" for arm in results)
-      + f"; {out['seconds']:.0f} s; {_common.machine()}; {_common.today()}"
+      + "; minutes (lane-epochs) "
+      + ", ".join(
+          f"{arm} {out['arms'][arm]['seconds'] / 60:.0f} ({out['arms'][arm]['lane_epochs']})"
+          for arm in results
+      )
+      + f"; this run {out['run_seconds']:.0f} s; {_common.machine()}; {_common.today()}"
   )
 
 
