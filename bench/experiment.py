@@ -9,7 +9,7 @@ batches of 4 lanes, so every strategy gets 4 rounds of feedback; TPE's random
 startup is one batch; the median early-stopping rule for every strategy):
 
   ml-100k/sasrec  agent, grid, random, tpe   8 epochs max, patience 3, seeds 0-4
-  ml-100k/hstu    agent, grid, random, tpe   8 epochs max, patience 3
+  ml-100k/hstu    agent, grid, random, tpe   8 epochs max, patience 3, seeds 0-2
   toys/sasrec     agent, random, tpe         5 epochs max, patience 2
   beauty/sasrec   agent, random, tpe         5 epochs max, patience 2
 
@@ -59,7 +59,7 @@ class Group:
 SCALES = {
     "cpu": (
         Group("ml-100k", "sasrec", ALL4, (0, 1, 2, 3, 4), 8, 3),
-        Group("ml-100k", "hstu", ALL4, (0, 1), 8, 3),
+        Group("ml-100k", "hstu", ALL4, (0, 1, 2), 8, 3),
         Group("toys", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
         Group("beauty", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
     ),
