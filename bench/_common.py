@@ -37,11 +37,14 @@ def fail(message: str) -> None:
 PUBLISHED = (".md", ".html", ".json", ".png", ".csv", ".txt")
 
 
+LARGE_DATABASE = 1 << 20
+
+
 def publish(workdir: str, dest: str, databases=()) -> None:
   """Copies a run's state and reports to `dest` (e.g. docs/results/...), for committing.
 
   SQLite files are copied with the backup API (a consistent snapshot even while a
-  run writes to them); reports, per-trial CSVs and logs are copied as they are;
+  run writes to them), and gzipped above 1 MiB (resume: `gunzip -c F.gz > workdir/F`); reports, per-trial CSVs and logs are copied as they are;
   model parameters and checkpoints are not.
   """
   import shutil
@@ -56,6 +59,13 @@ def publish(workdir: str, dest: str, databases=()) -> None:
     out.execute("PRAGMA journal_mode = DELETE")
     src.close()
     out.close()
+    path = os.path.join(dest, name)
+    if os.path.getsize(path) > LARGE_DATABASE:  # kept small in git: about 8x smaller
+      import gzip
+
+      with open(path, "rb") as f, gzip.open(path + ".gz", "wb") as g:
+        shutil.copyfileobj(f, g)
+      os.remove(path)
   for root, dirs, files in os.walk(workdir):
     dirs[:] = [d for d in dirs if d not in ("best_params", "buckets")]
     for f in files:

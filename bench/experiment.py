@@ -90,7 +90,7 @@ flags.DEFINE_string(
     None,
     "Copy the SQLite state, reports and per-trial CSVs here "
     "(e.g. docs/results/experiment-cpu) for committing; a later run resumes "
-    "from a copy placed back in --workdir.",
+    "from it gunzipped into --workdir (files over 1 MiB are gzipped).",
 )
 FLAGS = flags.FLAGS
 
