@@ -507,7 +507,24 @@ def run_main(main) -> None:
         fail(f"{e.filename or 'a file'}: {e.strerror}")
       raise
 
+  _describe_as_main(main)
   app.run(guarded)
+
+
+def _describe_as_main(main) -> None:
+  """An installed command runs a wrapper script as `__main__`, which has no docstring and
+  defines no flags, so `--help` would print a bare usage line: give the wrapper the
+  launcher's docstring and make the launcher's and the shared flags its key flags."""
+  launcher = sys.modules.get(main.__module__)
+  wrapper = sys.modules["__main__"]
+  if launcher is None or launcher is wrapper:
+    return  # run as a module or script: absl already describes it
+  if not wrapper.__doc__:
+    wrapper.__doc__ = launcher.__doc__
+  flag_values = flags.FLAGS
+  for module in (launcher.__name__, __name__):
+    for flag in flag_values.get_flags_for_module(module):
+      flag_values.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def fail(message: str) -> None:

@@ -1,4 +1,4 @@
-"""vmle-compare: the agent vs grid vs random vs TPE on one data set, same engine and budget.
+r"""vmle-compare: the agent vs grid vs random vs TPE on one data set, same engine and budget.
 
   vmle-compare                                     # synthetic data, small budget
   vmle-compare --dataset=beauty --data_dir=../shared/data --budget_trials=16 \

@@ -1,4 +1,4 @@
-"""vmle-sweep: grid, random or TPE search; every batch of trials trains as vmapped lanes.
+r"""vmle-sweep: grid, random or TPE search; every batch of trials trains as vmapped lanes.
 
   vmle-sweep                                         # random, synthetic data, 16 trials
   vmle-sweep --dataset=beauty --data_dir=../shared/data --strategy=tpe \

@@ -1,4 +1,4 @@
-"""vmle-train: train one SASRec configuration and report full-ranking metrics.
+r"""vmle-train: train one SASRec configuration and report full-ranking metrics.
 
   vmle-train                                   # synthetic data, default config
   vmle-train --dataset=beauty --data_dir=../shared/data --loss=sampled_softmax \

@@ -1,4 +1,4 @@
-"""vmle-tune: the agent tunes a backbone on a data set, learning as it goes.
+r"""vmle-tune: the agent tunes a backbone on a data set, learning as it goes.
 
   vmle-tune                                   # synthetic data, heuristic planner (offline)
   vmle-tune --dataset=beauty --data_dir=../shared/data --budget_trials=24 \

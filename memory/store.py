@@ -317,6 +317,32 @@ class Store:
         _insert(c, "llm_calls", {**call, "study_id": sid})
       return sid
 
+  def cut_study(self, study_id: int, from_batch: int) -> int:
+    """Deletes a study's trials of batch `from_batch` and later (and the interrupted ones),
+    its insights (its planner rewrites them from the trials left at its next batch) and
+    its planner records since the first deleted trial; marks it interrupted, so the next
+    run resumes it from the batches kept. Returns how many trials were deleted. Used when
+    a changed planner would have proposed those batches differently (bench/replan.py)."""
+    with self.transaction() as c:
+      first = c.execute(
+          "SELECT min(created_at) FROM trials WHERE study_id = ? AND (batch >= ? OR status = "
+          "'interrupted')",
+          (study_id, from_batch),
+      ).fetchone()[0]
+      if first is None:
+        return 0
+      deleted = c.execute(
+          "DELETE FROM trials WHERE study_id = ? AND (batch >= ? OR status = 'interrupted')",
+          (study_id, from_batch),
+      ).rowcount
+      c.execute("DELETE FROM insights WHERE study_id = ?", (study_id,))
+      c.execute("DELETE FROM llm_calls WHERE study_id = ? AND created_at >= ?", (study_id, first))
+      c.execute(
+          "UPDATE studies SET status = 'interrupted', updated_at = ? WHERE id = ?",
+          (time.time(), study_id),
+      )
+      return deleted
+
   def set_study_status(self, study_id: int, status: str) -> None:
     with self.transaction() as c:
       c.execute(

@@ -150,14 +150,15 @@ def test_agent_buckets_fill_the_lanes(data, engine, tmp_path):
   space = SearchSpace.for_backbone(
       "sasrec", base=TINY, only=["lr", "dropout", "num_negatives", "norm", "weight_decay", "loss"]
   )
-  _run(data, engine, store, HeuristicPlanner(), "lanes", trials=12, lanes=4, space=space)
+  _run(data, engine, store, HeuristicPlanner(), "lanes", trials=16, lanes=4, space=space)
   trials = store.finished_trials(store.study("lanes")["id"])
   sizes = {}
   for t in trials:
     sizes[t.bucket] = sizes.get(t.bucket, 0) + 1
-  assert sorted(sizes.values()) == [4, 4, 4]
+  assert sorted(sizes.values()) == [4, 4, 4, 4]
   structures = {t.signature for t in trials}
-  assert len(structures) >= 2  # and the structure moves between batches
+  # The structure moves while two batches would follow to build on the move.
+  assert len(structures) >= 2
 
 
 def test_bad_answers_are_rejected_reasked_then_the_heuristic_fills(data, engine, tmp_path):

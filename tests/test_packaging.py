@@ -62,3 +62,30 @@ def test_from_the_repository_root_a_bare_import_is_refused():
   )
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == os.path.join(REPO, "models", "__init__.py")
+
+
+# Each installed command and one flag it defines itself.
+COMMANDS = {
+    "train": "--workdir",
+    "sweep": "--strategy",
+    "tune": "--planner",
+    "memory": "--db",
+    "compare": "--target",
+    "data": "--kcore",
+}
+
+
+def test_help_of_each_installed_command_describes_it_and_its_flags():
+  """An installed command's `__main__` is a wrapper with no docstring and no flags (as here,
+  `python -c`): `--help` still prints the launcher's description and its own flags."""
+  for name, own_flag in COMMANDS.items():
+    code = (
+        "import sys\n"
+        f"from vmle_jax.launch.{name} import run\n"
+        f"sys.argv = ['vmle-{name}', '--help']\n"
+        "run()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    shown = out.stdout + out.stderr
+    assert shown.startswith(f"vmle-{name}:"), (name, shown[:300])
+    assert "\nflags:\n" in shown and f"{own_flag}:" in shown, (name, shown[-500:])

@@ -8,6 +8,7 @@ from vmle_jax.data import make_synthetic
 from vmle_jax.engine import Engine
 from vmle_jax.memory.store import Store
 from vmle_jax.search.curves import diagnose
+from vmle_jax.search.planners import HeuristicPlanner
 from vmle_jax.search.playbook import playbook, starting_config
 from vmle_jax.search.pruning import MedianRule, make_pruner
 from vmle_jax.search.space import SearchSpace
@@ -77,6 +78,15 @@ def test_playbook_regularisation_rate_and_table_from_statistics():
   assert hstu["l2_norm"].value is True and hstu["temperature"].value == 0.05
 
 
+def test_playbook_adds_depth_last_when_the_cap_allows_few_steps():
+  long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
+  few = playbook(long, SPACE, max_epochs=8)["blocks"]  # 8 x 15 steps
+  many = playbook(long, SPACE, max_epochs=400)["blocks"]
+  assert few.value == many.value == 2
+  assert few.alternatives[0] == 1 and many.alternatives[0] == 3
+  assert few.confidence > many.confidence and "steps in the epoch cap" in few.rationale
+
+
 def _trial(values, status="finished", losses=None, epochs=None):
   epochs = epochs or list(range(1, len(values) + 1))
   losses = losses or [5.0 - 0.3 * i for i in range(len(values))]
@@ -84,6 +94,98 @@ def _trial(values, status="finished", losses=None, epochs=None):
       "status": status,
       "curve": [{"epoch": e, "loss": l, "NDCG@10": v} for e, l, v in zip(epochs, losses, values)],
   }
+
+
+def _planned(
+    best_curve: list[float],
+    trials_left: int,
+    extra: tuple = (),
+    stats: dict | None = None,
+    lanes: int = 4,
+) -> list[dict]:
+  """The heuristic planner's next batch of `lanes` after a first batch whose best trial has
+  `best_curve` (a 5-epoch cap), with `trials_left` in the budget and `extra` trials."""
+  stats = stats or _stats()
+  start = SPACE.values_of(starting_config(playbook(stats, SPACE, 5), SPACE))
+  first = [
+      {**_trial(best_curve), "number": 0, "batch": 1, "config": start, "proposal": {}},
+      {**_trial([0.01, 0.02]), "number": 1, "batch": 1, "config": {**start, "lr": 1e-4}},
+  ]
+  trials = [dict(t, value=max(p["NDCG@10"] for p in t["curve"])) for t in first]
+  trials += [dict(t, batch=2) for t in extra]
+  context = {
+      "search_space": SPACE,
+      "best": max(trials, key=lambda t: t["value"]),
+      "trials": trials,
+      "done": set(),
+      "insights": [],
+      "summary": None,
+      "dataset": {"name": "y", "stats": stats},
+      "backbone": "sasrec",
+      "max_epochs": 5,
+      "trials_left": trials_left,
+  }
+  return HeuristicPlanner().propose(context, lanes, []).content["proposals"]
+
+
+def _widths(stats: dict, *widths: int) -> tuple:
+  """Trials of the playbook's start at other widths, each worse than the first batch's best."""
+  start = SPACE.values_of(starting_config(playbook(stats, SPACE, 5), SPACE))
+  return tuple(
+      {
+          **_trial([0.01, 0.02, 0.03, 0.04, 0.045]),
+          "number": 2 + i,
+          "config": {**start, "hidden": w},
+          "value": 0.045,
+          "proposal": {
+              "dimension": "hidden",
+              "direction": "up" if w > start["hidden"] else "down",
+              "parent_value": 0.05,
+          },
+      }
+      for i, w in enumerate(widths)
+  )
+
+
+def test_a_curve_still_rising_at_the_cap_rules_out_deeper_stacks_and_late_sure_moves():
+  rising = [0.01, 0.02, 0.03, 0.04, 0.05]  # under-trained at the 5-epoch cap
+  start = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))
+  # Budget to spare: a structural move, but never a deeper stack or a larger batch.
+  early = _planned(rising, trials_left=40)
+  assert early[0]["kind"] == "explore" and early[0]["dimension"] == "hidden"
+  for p in early:
+    assert p["changes"].get("blocks", start["blocks"]) <= start["blocks"]
+    assert p["changes"].get("batch_size", start["batch_size"]) <= start["batch_size"]
+  # One batch left after this one and both other widths tried: the playbook is sure of
+  # every other dimension, so the bucket refines the best and says why.
+  late = _planned(rising, trials_left=8, extra=_widths(_stats(), 256, 64))
+  assert all(p["kind"] == "variant" and "hidden" not in p["changes"] for p in late)
+  assert not any("blocks" in p["changes"] for p in late)
+  assert late[0]["hypothesis"].startswith("refine the best: no structural move is worth")
+  assert "blocks up: the best trial is under-trained" in late[0]["hypothesis"]
+  # With many steps in the cap depth is the next doubt: a plateau explores it, a curve still
+  # rising at the cap does not.
+  big = _stats(users=200_000)
+  plateau = _planned([0.02, 0.04, 0.05, 0.05, 0.05], 40, _widths(big, 256, 64), big)
+  assert plateau[0]["kind"] == "explore" and plateau[0]["changes"].get("blocks") == 2
+  still_rising = _planned(rising, 40, _widths(big, 256, 64), big)
+  assert still_rising[0]["kind"] == "explore"
+  assert not any("blocks" in p["changes"] for p in still_rising)
+
+
+def test_a_move_whose_opposite_paid_is_not_walked_back():
+  start = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))
+  wider = {
+      **_trial([0.02, 0.04, 0.06, 0.07, 0.07]),
+      "number": 2,
+      "config": {**start, "hidden": 256},
+      "value": 0.07,
+      "proposal": {"dimension": "hidden", "direction": "up", "parent_value": 0.05},
+  }
+  # 64 lanes: four structures, the four most promising moves (a narrower model would be one).
+  proposals = _planned([0.02, 0.04, 0.05, 0.05, 0.05], 400, (wider,), lanes=64)
+  assert len({p["dimension"] for p in proposals if p["kind"] == "explore"}) == 4
+  assert all(p["changes"].get("hidden", 256) >= 256 for p in proposals)
 
 
 def test_curve_reading():

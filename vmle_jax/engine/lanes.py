@@ -350,6 +350,11 @@ class Engine:
           f"lane_execution=serial trains one lane at a time on one device; this mesh has "
           f"{self.num_devices} devices on its lanes axis (use vmap or auto)"
       )
+    if self.in_series and schedule.lane_execution == "auto":
+      self.log(
+          "lanes: a bucket's lanes train one after another on this single CPU device, "
+          "where vmapped lanes ran slower (same results; --lane_execution=vmap to vmap them)"
+      )
 
   @property
   def num_devices(self) -> int:

@@ -304,7 +304,7 @@ def plot_study(values: list[float | None], path: str, title: str) -> None:
   ax.scatter(xs, ys, s=12, color="C0", label="trial")
   best = np.fmax.accumulate(np.where(np.isnan(ys), -np.inf, ys))
   ax.plot(xs, np.where(np.isinf(best), np.nan, best), color="C1", label="best so far")
-  ax.set_xlabel("trial")
+  ax.set_xlabel("trials run (trial number + 1: numbers start at 0)")
   ax.set_ylabel("validation NDCG@10")
   ax.set_title(textwrap.fill(title, 80), fontsize=10)
   ax.legend(fontsize=8)

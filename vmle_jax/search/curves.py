@@ -11,6 +11,10 @@ training loss and names what happened, with the move it suggests:
 - diverged: a non-finite loss -> a lower rate;
 - pruned: stopped behind the study's finished trials (nothing to learn from the shape);
 - converged: a plateau reached within the cap.
+
+Each diagnosis also names the moves it argues against (`Diagnosis.against`):
+an under-trained curve argues against a deeper stack or a larger batch,
+which climb slower within the same cap.
 """
 
 from __future__ import annotations
@@ -28,6 +32,16 @@ SUGGESTS = {
     "pruned": (),
     "converged": (),
 }
+# Moves each diagnosis argues against: they would make the same problem worse
+# (a deeper stack or a larger batch climbs slower per epoch; more capacity over-fits).
+AGAINST = {
+    "under-trained": (("lr", "down"), ("dropout", "up"), ("blocks", "up"), ("batch_size", "up")),
+    "over-fitting": (("dropout", "down"), ("lr", "up"), ("hidden", "up"), ("blocks", "up")),
+    "flat": (("lr", "down"),),
+    "diverged": (("lr", "up"),),
+    "pruned": (),
+    "converged": (),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +49,11 @@ class Diagnosis:
   label: str
   text: str
   suggests: tuple  # ((dimension, direction), ...)
+
+  @property
+  def against(self) -> tuple:
+    """The (dimension, direction) moves this curve argues against."""
+    return AGAINST[self.label]
 
 
 def diagnose(trial: dict, max_epochs: int) -> Diagnosis | None:

@@ -218,21 +218,32 @@ def playbook(
     )
   hidden = out["hidden"].value if "hidden" in out else space.base.hidden
 
+  # Optimizer steps the epoch cap allows: few steps favour what climbs fast.
+  total_steps = max_epochs * steps_per_epoch(p, batch)
+  short = total_steps < REFERENCE_STEPS / 2
+
   # Depth: long sequences compose longer-range patterns; short ones rarely need depth.
+  # A deeper stack climbs slower, so with few steps in the cap depth is added last.
   if isinstance(space.dims.get("blocks"), Int):
     d = space.dims["blocks"]
     blocks = min(max(2 if p.p50 >= 12 or backbone == "hstu" else 1, d.low), d.high)
-    alts = [b for b in (blocks + 1, blocks - 1, blocks + 2) if d.low <= b <= d.high]
+    order = (blocks - 1, blocks + 1, blocks + 2) if short else (blocks + 1, blocks - 1, blocks + 2)
+    alts = [b for b in order if d.low <= b <= d.high]
     put(
         "blocks",
         blocks,
         alts,
-        0.55,
+        0.7 if short else 0.55,
         f"median length {p.p50:g}: "
         + (
             "long enough for two attention layers to compose " "patterns"
             if blocks >= 2
             else "short sequences: one block fits as well and overfits " "less"
+        )
+        + (
+            f"; only {total_steps:,} steps in the epoch cap: a deeper stack climbs slower"
+            if short
+            else ""
         ),
     )
   heads = _choices(space, "heads")
@@ -267,8 +278,7 @@ def playbook(
 
   # Regularisation from density: sparse data overfits within a few epochs.
   sparsity = math.log10(max(0.05 / max(p.density, 1e-9), 1.0))
-  total_steps = max_epochs * steps_per_epoch(p, batch)
-  short = total_steps < REFERENCE_STEPS / 2  # few updates: regularisation slows the climb
+  # Few updates (`short`): regularisation slows the climb.
   dropout = 0.2 + 0.15 * sparsity + (0.05 if hidden >= 256 else 0.0) - (0.1 if short else 0.0)
   dropout = _clip(space, "dropout", round(min(max(dropout, 0.1), 0.5) * 20) / 20)
   put(

@@ -35,6 +35,7 @@ from vmle_jax.memory.store import Store, StoreError
 from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
+from vmle_jax.training import protocol_note
 
 
 @dataclasses.dataclass(frozen=True)
@@ -563,6 +564,7 @@ def finish_study(
       "dataset": data.name,
       "trials": len(trials),
       "seconds": round(study_elapsed(trials), 1),
+      "protocol": protocol_note(engine.schedule, data.num_items),
   }
   if best is not None:
     cfg = TrialConfig.from_dict(best.config)

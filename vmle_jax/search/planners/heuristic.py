@@ -16,10 +16,16 @@ structure's compiled program:
      expected gain: the playbook's uncertainty about the dimension, its rank
      among the alternatives, what this study and the memory say about the
      move, and what the best trial's learning curve suggests;
-   - *refine*: in the last batch, or when no structural move is left, the
-     best structure again with its rates refined in a shrinking region.
+   - *refine*: in the last batch, or when no structural move is worth a
+     batch, the best structure again with its rates refined in a shrinking
+     region. A move is not worth a batch when the best trial's curve argues
+     against it (still rising at the cap: no deeper stack, no larger batch),
+     or, with fewer than two batches left to build on it, when the playbook
+     is fairly sure of the dimension (confidence >= 0.6) and neither the
+     curve nor the memory suggests the move.
    Rate variants are ordered by the best trial's curve: still rising at the
-   epoch cap -> a higher rate first; over-fitting -> more dropout first.
+   epoch cap -> a higher rate first; over-fitting -> more dropout first; the
+   moves the curve argues against last.
 
 Its reflections read every trial's curve and its outcome against the
 hypothesis; its rules are counted from the evidence, never invented. It is
@@ -43,6 +49,8 @@ from vmle_jax.search.playbook import Prior, inert, playbook
 from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, SpaceError
 
 MIN_GAIN = 0.005  # relative validation gain that counts as an improvement
+SURE = 0.6  # playbook confidence above which a dimension is explored only with time to spare
+FOLLOW_UP_BATCHES = 2  # batches after a structural move to build on it (else: refine)
 MAX_LANES_PER_STRUCTURE = 16  # above this, a batch holds several structures
 # Dynamic dimensions a bucket's variants move, and how far (per refinement level).
 RATE_STEPS = {
@@ -52,6 +60,7 @@ RATE_STEPS = {
     "weight_decay": (0.1, 0.05, 0.02),
     "temperature": (2.0, 1.5, 1.25),
 }
+_OPPOSITE = {"up": "down", "down": "up"}
 WHY = {
     ("lr", "up"): "a larger step climbs further within the epoch cap",
     ("lr", "down"): "a smaller step settles into a better optimum and overfits later",
@@ -134,8 +143,8 @@ class HeuristicPlanner:
     taken = set(context.get("done", ()))
     best = context.get("best")
     base = dict(best["config"]) if best else space.default_config().to_dict()
-    plan = _Plan(space, priors, base, taken, context)
     left = int(context.get("trials_left", n))
+    plan = _Plan(space, priors, base, taken, context, batches_after=math.ceil(left / n) - 1)
     structures = max(1, math.ceil(n / MAX_LANES_PER_STRUCTURE))
     sizes = [n // structures + (1 if i < n % structures else 0) for i in range(structures)]
     tried_structures = {_key(_static(space, t["config"])) for t in trials}
@@ -167,6 +176,12 @@ class HeuristicPlanner:
         level = min(2, level + 1)
       for item in plan.variants(values, size - len(got), level, best, anchored=center is not None):
         got.append(item)
+      if center is None and got and (plan.against or plan.sure) and not refine:
+        got[0] = {
+            **got[0],
+            "hypothesis": f"refine the best: no structural move is worth a batch now "
+            f"({plan.set_aside_text()}). {got[0]['hypothesis']}",
+        }
       out += got
     if len(out) < n:
       out += plan.exploration(n - len(out), len(trials))
@@ -238,13 +253,36 @@ class _Plan:
   """The planner's working state for one batch (priors, taken configs, evidence)."""
 
   def __init__(
-      self, space: SearchSpace, priors: dict[str, Prior], base: dict, taken: set, context: dict
+      self,
+      space: SearchSpace,
+      priors: dict[str, Prior],
+      base: dict,
+      taken: set,
+      context: dict,
+      batches_after: int = FOLLOW_UP_BATCHES,
   ):
     self.space, self.priors, self.base, self.taken = space, priors, base, taken
     self.context = context
     self.trials = context.get("trials", [])
     self.rules, self.far_rules = _rules_to_apply(context)
     self.max_epochs = int(context.get("max_epochs", 200))
+    self.batches_after = batches_after  # batches left after this one
+    # Structural moves judged not worth a batch: argued against by the best trial's curve
+    # (move text -> diagnosis), or dimensions the playbook is sure of, too late to build on.
+    self.against: dict[str, str] = {}
+    self.sure: list[str] = []
+
+  def set_aside_text(self) -> str:
+    """Why no structural move was proposed, in one clause per reason."""
+    parts = [f"{move}: the best trial is {label}" for move, label in self.against.items()]
+    if self.sure:
+      parts.append(
+          f"{', '.join(self.sure[:4])}"
+          + (f" and {len(self.sure) - 4} more" if len(self.sure) > 4 else "")
+          + f": the playbook is at least {SURE:.0%} sure of each and "
+          f"only {self.batches_after} batch{'es' if self.batches_after != 1 else ''} would follow"
+      )
+    return "; ".join(parts)
 
   # -- bookkeeping
   def config_of(self, values: dict) -> dict | None:
@@ -396,6 +434,8 @@ class _Plan:
     static_dims = [d for d in space.dims if d not in DYNAMIC_FIELDS]
     diag = diagnose(best, self.max_epochs)
     curve_moves = set(diag.suggests) if diag else set()
+    against = set(diag.against) if diag else set()
+    late = self.batches_after < FOLLOW_UP_BATCHES
     out = []
     for dim in static_dims:
       prior = self.priors.get(dim)
@@ -410,6 +450,9 @@ class _Plan:
         if values is None or _key(_static(space, values)) in tried:
           continue
         direction = _direction(current, alt)
+        if (dim, direction) in against:
+          self.against[f"{dim} {direction}"] = diag.label
+          continue  # the best trial's curve argues against it: the next value, if any
         score = (1.0 - prior.confidence) * 0.6**rank
         failed = evidence.get(RuleKey(dim, direction, alt))
         same_way = [
@@ -417,11 +460,20 @@ class _Plan:
         ]
         if failed and failed["support"] <= failed["contradict"]:
           continue  # this exact move was tried from some parent and did not pay
+        if any(
+            i["support"] > i["contradict"]
+            for m, i in evidence.items()
+            if (m.dimension, m.direction) == (dim, _OPPOSITE.get(direction))
+        ):
+          continue  # the opposite move paid in this study: do not walk back past it
+        boost, rule_text = self._rule_support(dim, direction, alt)
+        if late and prior.confidence >= SURE and not boost and (dim, direction) not in curve_moves:
+          self.sure.append(dim)
+          break  # too late to build on a change the playbook is fairly sure is not needed
         if any(i["support"] < i["contradict"] for i in same_way) and direction != "set":
           score *= 0.3
         if (dim, direction) in curve_moves:
           score *= 2.0
-        boost, rule_text = self._rule_support(dim, direction, alt)
         score *= 1.0 + boost
         why = rule_text or prior.rationale
         out.append(
@@ -469,7 +521,7 @@ class _Plan:
       return []
     diag = diagnose(best, self.max_epochs) if best else None
     first = [m for m in (diag.suggests if diag else ())]
-    moves, discouraged = self._rate_moves(values, first)
+    moves, discouraged = self._rate_moves(values, first, set(diag.against) if diag else set())
     out = self._width_scaled_rate(values, best, anchored)
     where = "this structure" if anchored else "the best configuration"
     out += self._rate_items(
@@ -500,10 +552,10 @@ class _Plan:
     )
     return out[:k]
 
-  def _rate_moves(self, values: dict, first: list) -> tuple[list, list]:
+  def _rate_moves(self, values: dict, first: list, against: set = frozenset()) -> tuple[list, list]:
     """(moves, discouraged): single rate moves, the curve's suggestions first, then moves
-    that paid in this study (momentum); moves that failed at least twice without paying
-    are set apart."""
+    that paid in this study (momentum), the moves the curve argues against last; moves
+    that failed at least twice without paying are set apart."""
     space = self.space
     moves = []
     for dim in ("lr", "dropout", "weight_decay", "temperature", "attn_dropout"):
@@ -523,7 +575,7 @@ class _Plan:
 
     moves.sort(
         key=lambda m: (
-            0 if m in first else 1,
+            0 if m in first else 2 if m in against else 1,
             first.index(m) if m in first else 0,
             -net(m),
             ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
