@@ -633,3 +633,36 @@ def test_a_lesson_from_data_far_in_statistics_is_set_aside_not_applied():
   assert "raise dropout (distance" in far["hypothesis"]
   # Unknown statistics (an old summary) cannot be judged far: the rule still applies.
   assert summaries.rule_distance(rule, MOVIELENS, {}) is None and summaries.is_near(None)
+
+
+def test_a_study_cut_at_a_batch_resumes_from_the_batches_kept(data, engine, tmp_path):
+  """`Store.cut_study` (bench/replan.py) deletes the batches from the cut on and the
+  study's insights; the resumed study re-proposes from the kept batches and rewrites
+  its insights, so it ends as if those batches had never run."""
+  store = Store(str(tmp_path / "m.sqlite"))
+  _, study = _run(data, engine, store, HeuristicPlanner(), "cut", trials=6, lanes=2)
+  full = store.finished_trials(study["id"])
+  assert sorted({t.batch for t in full}) == [1, 2, 3] and store.insights(study_id=study["id"])
+  assert store.cut_study(study["id"], 2) == 4
+  assert [t.number for t in store.finished_trials(study["id"])] == [0, 1]
+  assert store.study("cut")["status"] == "interrupted"
+  assert not store.insights(study_id=study["id"])
+  space = _space()
+  spec = StudySpec(name="cut", strategy="agent:heuristic", budget_trials=6, lanes=2)
+  run_study(
+      spec,
+      data,
+      store,
+      AgentStrategy(HeuristicPlanner(), space, log=lambda s: None),
+      space,
+      SCHEDULE,
+      engine=engine,
+      resume=True,
+      log=lambda s: None,
+      engine_log=False,
+  )
+  again = store.finished_trials(study["id"])
+  assert [t.batch for t in again] == [t.batch for t in full]
+  # The planner is deterministic: the same batches again, now trained a second time.
+  assert [t.config for t in again] == [t.config for t in full]
+  assert store.insights(study_id=study["id"])
