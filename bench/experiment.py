@@ -10,10 +10,10 @@ startup is one batch; the median early-stopping rule for every strategy):
 
   ml-100k/sasrec  agent, grid, random, tpe   8 epochs max, patience 3, seeds 0-4
   ml-100k/hstu    agent, grid, random, tpe   8 epochs max, patience 3, seeds 0-2
-  toys/sasrec     agent, random, tpe         5 epochs max, patience 2
-  beauty/sasrec   agent, random, tpe         5 epochs max, patience 2
+  toys/sasrec     agent, random, tpe         5 epochs max, patience 2, seeds 0-2
+  beauty/sasrec   agent, random, tpe         5 epochs max, patience 2, seeds 0-1
 
-Seeds 0-1 elsewhere (the floor; --seeds adds more where the ETA allows).
+(--seeds adds more where the ETA allows; 2 is the floor.)
 
 Resumable: the SQLite file in --workdir is the state. Finished studies are
 skipped and an interrupted one resumes, so the run can go on over several
@@ -60,7 +60,7 @@ SCALES = {
     "cpu": (
         Group("ml-100k", "sasrec", ALL4, (0, 1, 2, 3, 4), 8, 3),
         Group("ml-100k", "hstu", ALL4, (0, 1, 2), 8, 3),
-        Group("toys", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
+        Group("toys", "sasrec", AGENT_RANDOM_TPE, (0, 1, 2), 5, 2),
         Group("beauty", "sasrec", AGENT_RANDOM_TPE, (0, 1), 5, 2),
     ),
     "gpu": tuple(

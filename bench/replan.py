@@ -8,7 +8,8 @@ For each agent study of the groups, the current planner is asked for every
 stored batch in turn, given the batches before it (on a scratch copy of the
 state). The batches it proposes identically are kept, since training them
 again would repeat the same configurations with the same seeds; the study is
-cut at the first batch it would propose differently (`Store.cut_study`:
+cut at the first batch it would propose differently
+(`search/comparison.py: first_divergent_batch`, then `Store.cut_study`:
 those trials, the study's insights and its later planner records are
 deleted and it is marked interrupted), so the next `bench/experiment.py`
 run resumes it with the current planner. Baseline studies are never
@@ -18,9 +19,7 @@ touched. Prints one line per study and one summary line.
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
-import tempfile
 
 from absl import app, flags
 
@@ -35,53 +34,11 @@ flags.DEFINE_boolean("dry_run", False, "Say what would be cut; change nothing.")
 FLAGS = flags.FLAGS
 
 
-def snapshot(path: str, dest: str) -> None:
-  """A consistent copy of a SQLite file another process may be writing (backup API)."""
-  src, out = sqlite3.connect(path), sqlite3.connect(dest)
-  with out:
-    src.backup(out)
-  src.close()
-  out.close()
-
-
-def first_divergent_batch(path: str, name: str, data) -> tuple[int | None, int]:
-  """(the first stored batch the current planner would propose differently, or None when
-  it agrees with all of them; the number of batches it agrees with)."""
-  from vmle_jax.config import TrialConfig, backbone_config
-  from vmle_jax.memory.store import Store
-  from vmle_jax.search.agent import AgentStrategy
-  from vmle_jax.search.planners import HeuristicPlanner
-  from vmle_jax.search.space import SearchSpace
-
-  store = Store(path, readonly=True)
-  study = store.study(name)
-  trials = store.finished_trials(study["id"])
-  store.close()
-  batches: dict[int, set[str]] = {}
-  for t in trials:
-    batches.setdefault(t.batch, set()).add(TrialConfig.from_dict(t.config).canonical_json())
-  seed = int(study["settings"].get("seed", 0))
-  base = backbone_config(study["backbone"]).replace(seed=seed)
-  with tempfile.TemporaryDirectory() as tmp:
-    for agreed, (number, stored) in enumerate(sorted(batches.items())):
-      scratch = os.path.join(tmp, f"b{number}.sqlite")
-      snapshot(path, scratch)
-      store = Store(scratch)
-      store.cut_study(store.study(name)["id"], number)
-      space = SearchSpace.for_backbone(study["backbone"], base=base)
-      agent = AgentStrategy(HeuristicPlanner(), space, recall="study", log=lambda s: None)
-      agent.bind(store, store.study(name), data)
-      asked = {p.config.canonical_json() for p in agent.ask(len(stored), set())}
-      store.close()
-      if asked != stored:
-        return number, agreed
-  return None, len(batches)
-
-
 def main(argv):
   _common.start(argv)
   from vmle_jax.data import load_dataset
   from vmle_jax.memory.store import Store
+  from vmle_jax.search.comparison import first_divergent_batch
 
   path = os.path.join(FLAGS.workdir, "experiment.sqlite")
   if not os.path.exists(path):

@@ -17,6 +17,7 @@ from vmle_jax.memory.records import Trial, structure_credit
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy, _with_distances, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
+from vmle_jax.search.comparison import first_divergent_batch
 from vmle_jax.search.planners.heuristic import evidence_rules, trial_move
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
@@ -643,6 +644,13 @@ def test_a_study_cut_at_a_batch_resumes_from_the_batches_kept(data, engine, tmp_
   _, study = _run(data, engine, store, HeuristicPlanner(), "cut", trials=6, lanes=2)
   full = store.finished_trials(study["id"])
   assert sorted({t.batch for t in full}) == [1, 2, 3] and store.insights(study_id=study["id"])
+  # The planner that made it proposes every batch alike; a batch made by another does not.
+  path = str(tmp_path / "m.sqlite")
+  assert first_divergent_batch(path, "cut", data) == (None, 3)
+  other = dict(full[2].config, lr=full[2].config["lr"] * 1.01)
+  store.update_trial(full[2].id, config=other)
+  assert first_divergent_batch(path, "cut", data) == (2, 1)
+  store.update_trial(full[2].id, config=full[2].config)
   assert store.cut_study(study["id"], 2) == 4
   assert [t.number for t in store.finished_trials(study["id"])] == [0, 1]
   assert store.study("cut")["status"] == "interrupted"

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import tempfile
 import time
 from typing import Callable
 
@@ -124,3 +126,43 @@ def run_comparison(
     )
     log(f"== {study} done in {time.perf_counter() - t0:.0f} s")
   return group
+
+
+def snapshot(path: str, dest: str) -> None:
+  """A consistent copy of a SQLite file another process may be writing (backup API)."""
+  src, out = sqlite3.connect(path), sqlite3.connect(dest)
+  with out:
+    src.backup(out)
+  src.close()
+  out.close()
+
+
+def first_divergent_batch(path: str, name: str, data) -> tuple[int | None, int]:
+  """(the first stored batch of agent study `name` in the memory at `path` that the
+  current heuristic planner would propose differently, given the batches before it, or
+  None when it agrees with all of them; how many batches it agrees with). Each batch is
+  asked on a scratch copy of the memory cut before it (bench/replan.py)."""
+  store = Store(path, readonly=True)
+  study = store.study(name)
+  trials = store.finished_trials(study["id"])
+  store.close()
+  batches: dict[int, set[str]] = {}
+  for t in trials:
+    batches.setdefault(t.batch, set()).add(TrialConfig.from_dict(t.config).canonical_json())
+  settings = study["settings"]
+  space = SearchSpace.for_backbone(
+      study["backbone"], base=TrialConfig.from_dict(settings["base"]), only=list(settings["space"])
+  )
+  with tempfile.TemporaryDirectory() as tmp:
+    for agreed, (number, stored) in enumerate(sorted(batches.items())):
+      scratch = os.path.join(tmp, f"b{number}.sqlite")
+      snapshot(path, scratch)
+      store = Store(scratch)
+      store.cut_study(store.study(name)["id"], number)
+      agent = AgentStrategy(make_planner("heuristic"), space, recall="study", log=lambda s: None)
+      agent.bind(store, store.study(name), data)
+      asked = {p.config.canonical_json() for p in agent.ask(len(stored), set())}
+      store.close()
+      if asked != stored:
+        return number, agreed
+  return None, len(batches)
