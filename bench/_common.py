@@ -43,23 +43,19 @@ LARGE_DATABASE = 1 << 20
 def publish(workdir: str, dest: str, databases=()) -> None:
   """Copies a run's state and reports to `dest` (e.g. docs/results/...), for committing.
 
-  SQLite files are copied with the backup API (a consistent snapshot even while a
-  run writes to them), and gzipped above 1 MiB (resume: `gunzip -c F.gz > workdir/F`); reports, per-trial CSVs and logs are copied as they are;
-  model parameters and checkpoints are not.
+  SQLite files are copied as consistent snapshots (even while a run writes to
+  them) and gzipped above 1 MiB (resume: `gunzip -c F.gz > workdir/F`);
+  reports, per-trial CSVs and logs are copied as they are; model parameters and
+  checkpoints are not.
   """
   import shutil
-  import sqlite3
+
+  from vmle_jax.memory.store import snapshot
 
   os.makedirs(dest, exist_ok=True)
   for name in databases:
-    src = sqlite3.connect(os.path.join(workdir, name))
-    out = sqlite3.connect(os.path.join(dest, name))
-    with out:
-      src.backup(out)
-    out.execute("PRAGMA journal_mode = DELETE")
-    src.close()
-    out.close()
     path = os.path.join(dest, name)
+    snapshot(os.path.join(workdir, name), path)
     if os.path.getsize(path) > LARGE_DATABASE:  # kept small in git: about 8x smaller
       import gzip
 

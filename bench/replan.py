@@ -43,9 +43,22 @@ def main(argv):
   path = os.path.join(FLAGS.workdir, "experiment.sqlite")
   if not os.path.exists(path):
     _common.fail(f"--workdir={FLAGS.workdir}: no experiment.sqlite there")
-  wanted = {g.replace("/", "-") for g in FLAGS.groups or ()}
-  seeds = {int(s) for s in FLAGS.seeds or ()}
+  try:
+    seeds = {int(s) for s in FLAGS.seeds or ()}
+  except ValueError:
+    _common.fail(f"--seeds={','.join(FLAGS.seeds)}: seeds are integers")
   store = Store(path, readonly=True)
+  names = {d["id"]: d["name"] for d in store.datasets()}
+  known = {  # dataset/backbone -> the comparison group its studies carry
+      f"{names[s['dataset_id']]}/{s['backbone']}": s["settings"]["group"]
+      for s in store.studies()
+      if s["settings"].get("group")
+  }
+  bad = [g for g in FLAGS.groups or () if g not in known]
+  if bad:
+    store.close()
+    _common.fail(f"--groups: {', '.join(bad)} not among {', '.join(sorted(known))}")
+  wanted = {known[g] for g in FLAGS.groups or ()}
   studies = [
       s
       for s in store.studies()
@@ -54,7 +67,6 @@ def main(argv):
       and (not wanted or s["settings"]["group"] in wanted)
       and (not seeds or int(s["settings"].get("seed", 0)) in seeds)
   ]
-  names = {d["id"]: d["name"] for d in store.datasets()}
   store.close()
   data_cache, cut_total = {}, 0
   for s in studies:

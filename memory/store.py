@@ -659,6 +659,19 @@ class Store:
     return int(row[0])
 
 
+def snapshot(path: str, dest: str) -> None:
+  """A consistent, self-contained copy of the SQLite file at `path` in `dest`, even while
+  another process writes to it (the backup API; no WAL file beside the copy)."""
+  src, out = sqlite3.connect(path), sqlite3.connect(dest)
+  try:
+    with out:
+      src.backup(out)
+    out.execute("PRAGMA journal_mode = DELETE")
+  finally:
+    src.close()
+    out.close()
+
+
 def _explain(e: Exception, path: str) -> str:
   """SQLite's error in words a user can act on."""
   text = str(e)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import tempfile
 import time
 from typing import Callable
@@ -24,7 +23,7 @@ from typing import Callable
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.engine import distributed
 from vmle_jax.engine.lanes import Engine
-from vmle_jax.memory.store import Store
+from vmle_jax.memory.store import Store, snapshot
 from vmle_jax.search.agent import AgentStrategy
 from vmle_jax.search.planners import make_planner
 from vmle_jax.search.space import GRID_DIMS, SearchSpace
@@ -128,15 +127,6 @@ def run_comparison(
   return group
 
 
-def snapshot(path: str, dest: str) -> None:
-  """A consistent copy of a SQLite file another process may be writing (backup API)."""
-  src, out = sqlite3.connect(path), sqlite3.connect(dest)
-  with out:
-    src.backup(out)
-  src.close()
-  out.close()
-
-
 def first_divergent_batch(path: str, name: str, data) -> tuple[int | None, int]:
   """(the first stored batch of agent study `name` in the memory at `path` that the
   current heuristic planner would propose differently, given the batches before it, or
@@ -146,6 +136,8 @@ def first_divergent_batch(path: str, name: str, data) -> tuple[int | None, int]:
   study = store.study(name)
   trials = store.finished_trials(study["id"])
   store.close()
+  if any(t.batch is None for t in trials):
+    raise ValueError(f"study {name!r} predates batch numbers: it cannot be cut by batch")
   batches: dict[int, set[str]] = {}
   for t in trials:
     batches.setdefault(t.batch, set()).add(TrialConfig.from_dict(t.config).canonical_json())
