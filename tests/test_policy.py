@@ -173,6 +173,27 @@ def test_a_curve_still_rising_at_the_cap_rules_out_deeper_stacks_and_late_sure_m
   assert not any("blocks" in p["changes"] for p in still_rising)
 
 
+def test_a_wider_bucket_brackets_the_rate_by_the_width_laws_and_never_raises_it():
+  rising = [0.01, 0.02, 0.03, 0.04, 0.05]  # the curve alone would raise the rate first
+  wider = _planned(rising, trials_left=40)
+  lr = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))["lr"]
+  assert wider[0]["changes"] == {"hidden": 256}
+  rates = sorted(p["changes"].get("lr", lr) for p in wider)
+  assert rates[:3] == pytest.approx([lr / 2, lr / 2**0.5, lr], rel=0.01)
+  assert all(p["changes"].get("lr", lr) <= lr for p in wider)
+
+
+def test_each_failed_alternative_makes_the_playbook_surer_of_its_value():
+  rising = [0.01, 0.02, 0.03, 0.04, 0.05]
+  # A wider model lost; one batch would follow: a narrower one is no longer worth a batch.
+  late = _planned(rising, trials_left=8, extra=_widths(_stats(), 256))
+  assert all(p["kind"] == "variant" and "hidden" not in p["changes"] for p in late)
+  assert "hidden" in late[0]["hypothesis"].split("the playbook is at least")[0]
+  # With budget to spare another dimension's doubt now ranks above width 64.
+  early = _planned(rising, trials_left=40, extra=_widths(_stats(), 256))
+  assert early[0]["kind"] == "explore" and early[0]["dimension"] != "hidden"
+
+
 def test_a_move_whose_opposite_paid_is_not_walked_back():
   start = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))
   wider = {

@@ -442,6 +442,7 @@ class _Plan:
       if prior is None or inert(dim, best_values):
         continue
       current = best_values[dim]
+      confidence = _confidence_after_failures(prior.confidence, dim, evidence)
       alternatives = [prior.value] + list(prior.alternatives)
       alternatives = [a for a in alternatives if a != current]
       # Alternatives nearest the current value first, in the prior's order otherwise.
@@ -453,7 +454,7 @@ class _Plan:
         if (dim, direction) in against:
           self.against[f"{dim} {direction}"] = diag.label
           continue  # the best trial's curve argues against it: the next value, if any
-        score = (1.0 - prior.confidence) * 0.6**rank
+        score = (1.0 - confidence) * 0.6**rank
         failed = evidence.get(RuleKey(dim, direction, alt))
         same_way = [
             i for m, i in evidence.items() if (m.dimension, m.direction) == (dim, direction)
@@ -467,7 +468,7 @@ class _Plan:
         ):
           continue  # the opposite move paid in this study: do not walk back past it
         boost, rule_text = self._rule_support(dim, direction, alt)
-        if late and prior.confidence >= SURE and not boost and (dim, direction) not in curve_moves:
+        if late and confidence >= SURE and not boost and (dim, direction) not in curve_moves:
           self.sure.append(dim)
           break  # too late to build on a change the playbook is fairly sure is not needed
         if any(i["support"] < i["contradict"] for i in same_way) and direction != "set":
@@ -486,7 +487,13 @@ class _Plan:
                     "explore",
                     dim,
                     f"{_verb(direction, dim, current, alt)} from the best (trial {best['number']}): "
-                    f"the playbook is least sure about {dim} (confidence {prior.confidence:.2f}; {why})"
+                    f"the playbook is least sure about {dim} (confidence {confidence:.2f}"
+                    + (
+                        f", {prior.confidence:.2f} before the failed alternatives"
+                        if confidence != prior.confidence
+                        else ""
+                    )
+                    + f"; {why})"
                     + (
                         f"; the best trial's curve suggests it ({diag.label})"
                         if (dim, direction) in curve_moves
@@ -520,8 +527,10 @@ class _Plan:
     if k <= 0:
       return []
     diag = diagnose(best, self.max_epochs) if best else None
-    first = [m for m in (diag.suggests if diag else ())]
-    moves, discouraged = self._rate_moves(values, first, set(diag.against) if diag else set())
+    against = set(diag.against) if diag else set()
+    against |= _against_width_law(values, best)
+    first = [m for m in (diag.suggests if diag else ()) if m not in against]
+    moves, discouraged = self._rate_moves(values, first, against)
     out = self._width_scaled_rate(values, best, anchored)
     where = "this structure" if anchored else "the best configuration"
     out += self._rate_items(
@@ -585,7 +594,9 @@ class _Plan:
     return [m for m in moves if not failed(m)], [m for m in moves if failed(m)]
 
   def _width_scaled_rate(self, values: dict, best: dict | None, anchored: bool) -> list[dict]:
-    """When the width changed from the best: its rate scaled by sqrt(old/new width)."""
+    """When the width changed from the best: its rate under the two usual width laws,
+    x sqrt(old/new) and x old/new, so that with the unchanged rate (the bucket's center)
+    three lanes bracket the step the new width needs."""
     if not (
         best is not None
         and "lr" in self.space.dims
@@ -594,22 +605,25 @@ class _Plan:
         and values["hidden"] != best["config"]["hidden"]
     ):
       return []
-    scaled = values["lr"] * math.sqrt(best["config"]["hidden"] / values["hidden"])
-    cand = dict(values, lr=float(f"{scaled:.3g}"))
-    if not self.take(cand):
-      return []
-    return [
-        self.item(
-            cand,
-            values if anchored else None,
-            "variant",
-            "lr",
-            f"lr scaled to the new width ({values['lr']:g} x sqrt("
-            f"{best['config']['hidden']}/{values['hidden']}))",
-            "keeps the per-weight step of the parent",
-            "the old rate was right",
-        )
-    ]
+    old, new = best["config"]["hidden"], values["hidden"]
+    out = []
+    for power, law in ((0.5, f"sqrt({old}/{new})"), (1.0, f"{old}/{new}")):
+      scaled = _clip(self.space.dims["lr"], float(f"{values['lr'] * (old / new) ** power:.3g}"))
+      cand = dict(values, lr=scaled)
+      if scaled == values["lr"] or not self.take(cand):
+        continue
+      out.append(
+          self.item(
+              cand,
+              values if anchored else None,
+              "variant",
+              "lr",
+              f"lr scaled to the new width ({values['lr']:g} x {law})",
+              "the step the parent's rate gives per weight, at the new width",
+              "the old rate was right",
+          )
+      )
+    return out
 
   def _trust_region_draws(self, values: dict, k: int, level: int, max_tries: int) -> list[dict]:
     """Up to k seeded draws of the rates around `values` (attention dropout follows
@@ -714,6 +728,28 @@ class _Plan:
           )
       )
     return out
+
+
+def _confidence_after_failures(confidence: float, dim: str, evidence: dict) -> float:
+  """The playbook's confidence in a dimension after this study's evidence: each alternative
+  tried without paying halves the doubt (1 - confidence), as an engineer grows surer of a
+  value each time a neighbour of it loses."""
+  failed = sum(
+      1 for m, i in evidence.items() if m.dimension == dim and i["support"] <= i["contradict"]
+  )
+  return 1.0 - (1.0 - confidence) * 0.5**failed if failed else confidence
+
+
+def _against_width_law(values: dict, best: dict | None) -> set[tuple[str, str]]:
+  """A rate move against the width change it rides on: a wider model wants a smaller step
+  (never a larger one in the same bucket), a narrower one a larger step."""
+  if best is None or not values.get("hidden") or not best["config"].get("hidden"):
+    return set()
+  if values["hidden"] > best["config"]["hidden"]:
+    return {("lr", "up")}
+  if values["hidden"] < best["config"]["hidden"]:
+    return {("lr", "down")}
+  return set()
 
 
 def _study_evidence(trials: list[dict]) -> dict[RuleKey, dict]:
