@@ -146,9 +146,10 @@ def main(argv):
       return False
     store.copy_study(reuse, twin_name, spec.name)
     log(f"{spec.name}: copied from {twin_name} in {reuse.path} (identical settings)")
-    if kind == "agent":  # what the end of the study would have written: the summary
+    if kind == "agent":  # what the end of the study would have written: insights, summary
       strategy = strategy_for(store)
       strategy.bind(store, store.study(spec.name), data)
+      log(f"{spec.name}: {strategy.rederive_insights()} insights re-derived from its trials")
       strategy.finish()
     return True
 
@@ -195,12 +196,16 @@ def main(argv):
     best_configs.append(TrialConfig.from_dict(best.config))
   summary_path = os.path.join(FLAGS.workdir, "sasrec-summary.json")
   if not os.path.exists(summary_path):
-    # The summary as the sources' trials stand: each study's insights recounted by the
-    # current evidence rules (a memory from before a change of them reads anew), then
-    # distilled. Written once: the target arms, run now or resumed later, share it.
+    # The summary as the sources' trials stand: each study's insights re-derived by the
+    # current evidence rules (a memory from before a change of them reads anew, and a study
+    # copied from a shared memory gets back rows another study of its data set took
+    # over), then distilled. Written once: the target arms, run now or resumed later,
+    # share it.
     for dataset in FLAGS.sources:
       strategy = agent(source)
       strategy.bind(source, source.study(f"source-{dataset}"), datasets[dataset])
+      n = strategy.rederive_insights()
+      log(f"source-{dataset}: {n} insights re-derived from its trials")
       strategy.finish()
   summaries.export_summary(source, "sasrec", summary_path)
 

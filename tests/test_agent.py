@@ -674,3 +674,32 @@ def test_a_study_cut_at_a_batch_resumes_from_the_batches_kept(data, engine, tmp_
   # The planner is deterministic: the same batches again, now trained a second time.
   assert [t.config for t in again] == [t.config for t in full]
   assert store.insights(study_id=study["id"])
+
+
+def test_a_study_copied_from_a_shared_memory_gets_its_insights_back(data, engine, tmp_path):
+  """Insights are kept per data set, so a second study of the same data takes the first's rows
+  over; a copy of the first then re-derives what its own memory would have held."""
+  shared = Store(str(tmp_path / "shared.sqlite"))
+  _run(data, engine, shared, HeuristicPlanner(), "s0", recall="study")
+  alone = {
+      json.dumps(i["key"], sort_keys=True)
+      for i in shared.insights(study_id=shared.study("s0")["id"])
+  }
+  assert alone
+  space = SearchSpace.for_backbone(
+      "sasrec",
+      base=TrialConfig(**{**TINY.to_dict(), "seed": 1}),
+      only=["lr", "dropout", "num_negatives", "weight_decay", "norm"],
+  )
+  _run(data, engine, shared, HeuristicPlanner(), "s1", space=space, recall="study")
+  left = shared.insights(study_id=shared.study("s0")["id"])
+  assert len(left) < len(alone)  # the second study took rows over
+  fresh = Store(str(tmp_path / "fresh.sqlite"))
+  fresh.copy_study(shared, "s0", "s0")
+  agent = AgentStrategy(HeuristicPlanner(), _space(), log=lambda s: None)
+  agent.bind(fresh, fresh.study("s0"), data)
+  assert agent.rederive_insights() >= len(alone)
+  rederived = {
+      json.dumps(i["key"], sort_keys=True) for i in fresh.insights(study_id=fresh.study("s0")["id"])
+  }
+  assert alone <= rederived

@@ -437,6 +437,20 @@ class AgentStrategy(Strategy):
           source,
       )
 
+  def rederive_insights(self) -> int:
+    """Writes the insights the heuristic's reflections leave on this study's trials (curve
+    shapes and every move's evidence) and returns how many this study now owns.
+
+    For a study copied out of a shared memory: insights are kept per data set, so another
+    study of the same data set there may have taken its rows over, and the copy would reach
+    the summary with none (bench/transfer.py)."""
+    ctx = self.context()
+    by_number = {t["number"]: t for t in ctx["trials"]}
+    self._write_curve_insights(ctx)
+    rules = self.fallback.reflect(ctx, ctx["trials"]).content["rules"]
+    self._write_insights(ctx, rules, by_number, self.fallback.name)
+    return len(self.store.insights(study_id=self.study["id"]))
+
   # ---------------------------------------------------------------- finish
   def finish(self) -> dict | None:
     """Recounts this study's tested insights from all its trials, then distills the insights
