@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
+import shutil
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,3 +105,23 @@ def preset_and_mesh(name: str | None):
     return preset, preset_mesh(preset)
   except ValueError as e:
     fail(f"--preset: {e}")
+
+
+@contextlib.contextmanager
+def published_state(path: str):
+  """A Store on an experiment's state for reading: a `.gz` is unpacked to a temporary copy
+  (removed on exit), a plain file is opened read-only."""
+  from vmle_jax.memory.store import Store
+
+  with tempfile.TemporaryDirectory() as tmp:
+    if path.endswith(".gz"):
+      plain = os.path.join(tmp, "state.sqlite")
+      with gzip.open(path) as src, open(plain, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+      store = Store(plain)
+    else:
+      store = Store(path, readonly=True)
+    try:
+      yield store
+    finally:
+      store.close()

@@ -15,6 +15,17 @@ startup is one batch; the median early-stopping rule for every strategy):
 
 (--seeds adds more where the ETA allows; 2 is the floor.)
 
+Equal compute (--budget=minutes; state in runs/experiment-<scale>-minutes):
+every strategy gets the same minutes, about what TPE needs for 32 trials
+here, with a trial cap that never binds; a study stops before a batch its own
+measured seconds per lane-epoch say cannot fit; the median-guarded
+early-stopping rule for every strategy; the agent ranks structures by gain
+per unit of cost. Run it pinned to one core (taskset -c 1) so the minutes are
+not shared with other work:
+
+  ml-100k/sasrec  agent, random, tpe   8 epochs max, patience 3, 20 min, seeds 0-4
+  toys/sasrec     agent, random, tpe   5 epochs max, patience 2, 45 min, seeds 0-2
+
 Resumable: the SQLite file in --workdir is the state. Finished studies are
 skipped and an interrupted one resumes, so the run can go on over several
 sessions (--time_limit_minutes stops before starting a study past the
@@ -50,6 +61,9 @@ class Group:
   patience: int
   trials: int = 16
   lanes: int = 4
+  minutes: float | None = None  # equal-compute groups: every strategy's minutes
+  lane_epochs: int | None = None
+  early_stop: str = "median"
 
   @property
   def key(self) -> str:
@@ -69,9 +83,32 @@ SCALES = {
         for b in ("sasrec", "hstu")
     ),
 }
+CAP = 256  # the trial cap of an equal-compute study: the minutes bind first
+EQUAL_MINUTES = {
+    "cpu": (
+        Group("ml-100k", "sasrec", AGENT_RANDOM_TPE, (0, 1, 2, 3, 4), 8, 3, CAP, 4, 20.0),
+        Group("toys", "sasrec", AGENT_RANDOM_TPE, (0, 1, 2), 5, 2, CAP, 4, 45.0),
+    ),
+    "gpu": tuple(
+        Group(d, b, AGENT_RANDOM_TPE, (0, 1, 2), 100, 10, CAP, 16, 120.0)
+        for d in ("beauty", "sports", "toys")
+        for b in ("sasrec", "hstu")
+    ),
+}
 
 flags.DEFINE_string("data_dir", _common.DEFAULT_DATA_DIR, "Where data set names are looked up.")
 flags.DEFINE_enum("scale", "cpu", ["cpu", "gpu"], "Experiment size (see the module docstring).")
+flags.DEFINE_enum(
+    "budget",
+    "trials",
+    ["trials", "minutes"],
+    "trials: every strategy gets the same trials (16); minutes: the same wall-clock "
+    "(see the module docstring).",
+)
+flags.DEFINE_float("budget_minutes", None, "Minutes per study instead of each group's own.")
+flags.DEFINE_integer(
+    "budget_lane_epochs", None, "Lane-epochs per study (an equal-compute budget) for every group."
+)
 flags.DEFINE_list("groups", None, "Only these groups (dataset/backbone), e.g. ml-100k/sasrec.")
 flags.DEFINE_list("seeds", None, "Seeds instead of each group's own (e.g. 0,1,2,3,4).")
 flags.DEFINE_string("workdir", None, "State and reports (default runs/experiment-<scale>).")
@@ -79,9 +116,10 @@ flags.DEFINE_float("time_limit_minutes", None, "Start no new study after this ma
 flags.DEFINE_integer("lanes", None, "Lanes per bucket instead of each group's own.")
 flags.DEFINE_enum(
     "early_stop",
-    "median",
-    ["none", "median"],
-    "Early-stopping rule for every strategy (search/pruning.py).",
+    None,
+    ["none", "median", "median-guarded"],
+    "Early-stopping rule for every strategy instead of each group's own (search/pruning.py; "
+    "median for --budget=trials, median-guarded for minutes).",
 )
 flags.DEFINE_string("preset", None, "Host preset (tpu_configs/), e.g. gpu_1x.")
 flags.DEFINE_boolean("report_only", False, "Redraw the reports from --workdir without training.")
@@ -101,19 +139,28 @@ def fmt(value, spec: str, spread=None) -> str:
   return spec.format(value) + ("" if spread is None else " ± " + spec.format(spread))
 
 
-def group_table(name: str, table: dict, done: int, planned: int, report: str) -> list[str]:
-  lines = [
-      f"## {name} ({done} of {planned} trials)",
-      "",
-      f"[report]({report})",
-      "",
-      f"Target: 98% of the best validation NDCG@10 any strategy found "
-      f"({fmt(table['target'], '{:.4f}')}).",
-      "",
-      "| strategy | best val NDCG@10 | test NDCG@10 | trials to target | reached | "
-      "batches to target | lane-epochs to target | lane-epochs/study | trials/hour |",
-      "|---|---|---|---|---|---|---|---|---|",
-  ]
+def group_table(
+    name: str, table: dict, done: int, planned: int, report: str, unit: str = "trials"
+) -> list[str]:
+  from vmle_jax.report.render import equal_budget_lines
+
+  lines = (
+      [
+          f"## {name} ({done} of {planned} {unit})",
+          "",
+          f"[report]({report})",
+          "",
+      ]
+      + [l.replace("## ", "### ", 1) for l in equal_budget_lines(table)]
+      + [
+          f"Target: 98% of the best validation NDCG@10 any strategy found "
+          f"({fmt(table['target'], '{:.4f}')}).",
+          "",
+          "| strategy | best val NDCG@10 | test NDCG@10 | trials to target | reached | "
+          "batches to target | lane-epochs to target | lane-epochs/study | trials/hour |",
+          "|---|---|---|---|---|---|---|---|---|",
+      ]
+  )
   for s, row in table["strategies"].items():
     lines.append(
         f"| {s} | {fmt(row['best_valid_ndcg10'], '{:.4f}', row['best_valid_ndcg10_std'])} | "
@@ -137,7 +184,7 @@ def main(argv):
   from vmle_jax.search.study import export_trials_csv
   from vmle_jax.training import device_description
 
-  groups = SCALES[FLAGS.scale]
+  groups = SCALES[FLAGS.scale] if FLAGS.budget == "trials" else EQUAL_MINUTES[FLAGS.scale]
   if FLAGS.groups:
     known = {g.key: g for g in groups}
     bad = [k for k in FLAGS.groups if k not in known]
@@ -152,7 +199,26 @@ def main(argv):
     groups = tuple(dataclasses.replace(g, seeds=seeds) for g in groups)
   if FLAGS.lanes:
     groups = tuple(dataclasses.replace(g, lanes=FLAGS.lanes) for g in groups)
-  workdir = FLAGS.workdir or os.path.join("runs", f"experiment-{FLAGS.scale}")
+  for flag in ("budget_minutes", "budget_lane_epochs"):
+    value = getattr(FLAGS, flag)
+    if value is not None and value <= 0:
+      _common.fail(f"--{flag}={value}: must be positive")
+  if FLAGS.budget_minutes or FLAGS.budget_lane_epochs:
+    groups = tuple(
+        dataclasses.replace(
+            g,
+            trials=CAP,
+            minutes=FLAGS.budget_minutes or (g.minutes if not FLAGS.budget_lane_epochs else None),
+            lane_epochs=FLAGS.budget_lane_epochs,
+        )
+        for g in groups
+    )
+  if FLAGS.budget == "minutes":
+    groups = tuple(dataclasses.replace(g, early_stop="median-guarded") for g in groups)
+  if FLAGS.early_stop:
+    groups = tuple(dataclasses.replace(g, early_stop=FLAGS.early_stop) for g in groups)
+  suffix = "" if FLAGS.budget == "trials" else f"-{FLAGS.budget}"
+  workdir = FLAGS.workdir or os.path.join("runs", f"experiment-{FLAGS.scale}{suffix}")
   os.makedirs(workdir, exist_ok=True)
   store = Store(os.path.join(workdir, "experiment.sqlite"))
   preset, mesh = _common.preset_and_mesh(FLAGS.preset)
@@ -191,7 +257,9 @@ def main(argv):
           strategies=g.strategies,
           log=log,
           deadline=deadline,
-          early_stop=FLAGS.early_stop,
+          early_stop=g.early_stop,
+          budget_minutes=g.minutes,
+          budget_lane_epochs=g.lane_epochs,
       )
     # Studies still under way are left out: a part-run seed would count as one that
     # never reached the target.
@@ -208,27 +276,46 @@ def main(argv):
     for study in store.studies():
       if study["settings"].get("group") == name:
         export_trials_csv(store, study["id"], os.path.join(workdir, study["name"], "trials.csv"))
+    compute = g.minutes is not None or g.lane_epochs is not None
     done = sum(len(r.values) for r in runs)
-    expected = len(g.seeds) * len(g.strategies) * g.trials
+    expected = len(g.seeds) * len(g.strategies) * (1 if compute else g.trials)
+    if compute:  # counted in studies: the trials are what each budget allowed
+      done = len(runs)
     seeds_run = sorted({r.seed for r in runs})
+    budget = (
+        " / ".join(
+            x
+            for x in (
+                f"{g.minutes:g} min" if g.minutes else "",
+                f"{g.lane_epochs} lane-epochs" if g.lane_epochs else "",
+            )
+            if x
+        )
+        + " per study"
+        if compute
+        else f"{g.trials} trials"
+    )
     table = write_report(
         runs,
         os.path.join(workdir, name),
-        f"{g.key}, {FLAGS.scale} scale: {g.trials} trials in batches of "
+        f"{g.key}, {FLAGS.scale} scale: {budget} in batches of "
         f"{g.lanes}, {g.max_epochs} epochs max, seeds {seeds_run} of "
         f"{list(g.seeds)}",
         device=device_description(),
     )
     total += done
     planned += expected
-    sections += group_table(g.key, table, done, expected, f"{name}/report.md")
+    sections += group_table(
+        g.key, table, done, expected, f"{name}/report.md", "studies" if compute else "trials"
+    )
     if running:
       sections += [f"Under way, not in the table: {', '.join(sorted(running))}.", ""]
   lines = [
       f"# Experiment ({FLAGS.scale} scale)",
       "",
       f"Device: {device_description()}.",
-      f"Early stopping: {FLAGS.early_stop}. Means ± standard deviation over seeds; a seed "
+      f"Early stopping: {', '.join(sorted({g.early_stop for g in groups}))}. Means ± "
+      "standard deviation over seeds; a seed "
       "that never reaches the target counts as the budget plus one.",
       "",
   ] + sections
@@ -237,7 +324,8 @@ def main(argv):
   if FLAGS.publish_to:
     _common.publish(workdir, FLAGS.publish_to, databases=("experiment.sqlite",))
   print(
-      f"experiment {FLAGS.scale}: {total}/{planned} trials done, "
+      f"experiment {FLAGS.scale} ({FLAGS.budget}): {total}/{planned} "
+      f"{'trials' if FLAGS.budget == 'trials' else 'studies'} done, "
       f"{(time.time() - t0) / 60:.1f} min this run; results "
       f"{os.path.join(workdir, 'results.md')}; {_common.machine()}; {_common.today()}"
   )

@@ -26,6 +26,7 @@ from vmle_jax.config import (
     resolve,
 )
 from vmle_jax.data import FORMATS, DataError, default_data_dir, load_dataset
+from vmle_jax.search.pruning import RULES as EARLY_STOP_RULES
 
 
 def define_data_flags() -> None:
@@ -255,6 +256,9 @@ def check_budgets(FLAGS) -> None:
   minutes = FLAGS.budget_minutes
   if minutes is not None and (not math.isfinite(minutes) or minutes <= 0):
     fail(f"--budget_minutes={minutes}: must be a positive number of minutes")
+  epochs = FLAGS.budget_lane_epochs
+  if epochs is not None and epochs < 1:
+    fail(f"--budget_lane_epochs={epochs}: must be at least 1")
   tokens = getattr(FLAGS, "budget_tokens", None) if "budget_tokens" in FLAGS else None
   if tokens is not None and tokens < 1:
     fail(f"--budget_tokens={tokens}: must be at least 1")
@@ -348,12 +352,22 @@ def define_study_flags(default_trials: int = 16) -> None:
       "With --resume: stored settings this run may change (budget, schedule, "
       "lanes, early_stop); the change is recorded in the study.",
   )
-  flags.DEFINE_integer("budget_trials", default_trials, "Trials to run in the study.")
+  flags.DEFINE_integer(
+      "budget_trials",
+      default_trials,
+      "Trials to run in the study (with --budget_minutes or --budget_lane_epochs: the cap).",
+  )
   flags.DEFINE_float(
       "budget_minutes",
       None,
-      "Stop starting new buckets after this many minutes (training time, "
-      "summed over resumed runs).",
+      "Stop after this many minutes of training and planning (summed over resumed runs), "
+      "or before a batch that the study's measured seconds per lane-epoch say cannot fit.",
+  )
+  flags.DEFINE_integer(
+      "budget_lane_epochs",
+      None,
+      "Stop after this many lane-epochs (epochs trained, summed over trials), or before a "
+      "batch that the study's epochs per trial so far say cannot fit.",
   )
   flags.DEFINE_integer(
       "lanes",
@@ -366,12 +380,13 @@ def define_study_flags(default_trials: int = 16) -> None:
   flags.DEFINE_enum(
       "early_stop",
       "none",
-      ["none", "median"],
+      list(EARLY_STOP_RULES),
       "Stop losing lanes early, whatever the strategy: median stops a trial whose "
       "best validation NDCG@10 is below the median of the study's finished trials "
       "at the same epoch (after a quarter of --epochs, at least 2, once 4 trials have "
-      "finished); its lane "
-      "stops costing compute.",
+      "finished); median-guarded also stops a lane below half the median from the "
+      "first epoch and never stops one on the study best's track (search/pruning.py). "
+      "A stopped lane stops costing compute.",
   )
 
 

@@ -101,6 +101,7 @@ def main(argv) -> None:
           FLAGS.dims,
           fixed,
           FLAGS.budget_minutes,
+          budget_lane_epochs=FLAGS.budget_lane_epochs,
           early_stop=FLAGS.early_stop,
           planner_options={"timeout_s": FLAGS.llm_timeout_s, "attempts": FLAGS.llm_retries},
           planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,

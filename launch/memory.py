@@ -96,7 +96,8 @@ def main(argv) -> None:
     for i in store.insights(backbone=FLAGS.backbone):
       print(
           f"[{i['dataset']}] {i['rule']} (confidence {i['confidence']:.2f}, "
-          f"support {len(i['support'])}, contradict {len(i['contradict'])}, {i['source']})"
+          f"support {len(i['support'])}, contradict {len(i['contradict'])}, "
+          f"{len(i.get('studies') or [])} studies, {i['source']})"
       )
   elif command == "summary":
     s = store.summary(FLAGS.backbone)

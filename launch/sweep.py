@@ -60,6 +60,7 @@ def main(argv) -> None:
       strategy=FLAGS.strategy,
       budget_trials=FLAGS.budget_trials,
       budget_minutes=FLAGS.budget_minutes,
+      budget_lane_epochs=FLAGS.budget_lane_epochs,
       lanes=lanes,
       seed=FLAGS.seed,
       dims=tuple(space.names),
@@ -71,6 +72,7 @@ def main(argv) -> None:
       f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
       f"budget {FLAGS.budget_trials} trials"
       + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
+      + (f" / {FLAGS.budget_lane_epochs} lane-epochs" if FLAGS.budget_lane_epochs else "")
       + f"; {lanes} lanes per bucket on {common.device_summary()}"
   )
   t0 = time.perf_counter()

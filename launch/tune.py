@@ -72,6 +72,7 @@ def main(argv) -> None:
       strategy=f"agent:{FLAGS.planner}",
       budget_trials=FLAGS.budget_trials,
       budget_minutes=FLAGS.budget_minutes,
+      budget_lane_epochs=FLAGS.budget_lane_epochs,
       budget_tokens=FLAGS.budget_tokens,
       lanes=lanes,
       seed=FLAGS.seed,

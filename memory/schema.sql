@@ -154,3 +154,24 @@ DROP TABLE trials;
 ALTER TABLE trials_v5 RENAME TO trials;
 CREATE INDEX trials_by_status ON trials(study_id, status);
 CREATE UNIQUE INDEX trials_config ON trials(study_id, config) WHERE status != 'interrupted';
+
+-- version 6: insights merged across the studies that share a memory. Each
+-- study's evidence for a rule is its own row here (a study rewrites only its
+-- own row as it learns); the insight carries the union of every study's
+-- support and contradiction and the confidence recounted from it, so a second
+-- study of a data set adds to the first one's evidence instead of replacing it.
+-- Existing insights keep their evidence as the row of the study that wrote them.
+CREATE TABLE insight_evidence (
+  insight_id   INTEGER NOT NULL REFERENCES insights(id) ON DELETE CASCADE,
+  study_id     INTEGER REFERENCES studies(id) ON DELETE CASCADE,  -- NULL: not from a study
+  rule         TEXT NOT NULL,
+  support      TEXT NOT NULL,          -- JSON list of this study's supporting trial ids
+  contradict   TEXT NOT NULL,          -- JSON list of this study's contradicting trial ids
+  confidence   REAL NOT NULL,          -- from this study's evidence alone
+  source       TEXT NOT NULL,
+  updated_at   REAL NOT NULL,
+  UNIQUE (insight_id, study_id)
+);
+CREATE INDEX insight_evidence_by_study ON insight_evidence(study_id);
+INSERT INTO insight_evidence (insight_id, study_id, rule, support, contradict, confidence, source, updated_at)
+  SELECT id, study_id, rule, support, contradict, confidence, source, updated_at FROM insights;

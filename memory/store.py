@@ -17,7 +17,7 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
-from vmle_jax.memory.records import FINAL_STATUSES, RuleKey, Trial
+from vmle_jax.memory.records import FINAL_STATUSES, RuleKey, Trial, confidence
 
 TRIAL_JSON = ("config", "valid", "test", "curve", "proposal")
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
@@ -239,9 +239,9 @@ class Store:
     insights and planner calls; returns the new study id.
 
     Trial ids are kept, because insights, summaries and proposals name trials by id: a
-    copy that would reuse an id already taken here is refused. So is an insight whose
-    (data set, backbone, rule key) is already here. The study's settings record where it
-    came from. Used so an identical study is not trained twice (bench/transfer.py)."""
+    copy that would reuse an id already taken here is refused. The study's evidence for
+    each insight is merged with what this memory holds. The study's settings record where
+    it came from. Used so an identical study is not trained twice (bench/transfer.py)."""
     study = source.study(name)
     if study is None:
       raise StoreError(f"{source.path}: no study {name!r} to copy")
@@ -256,12 +256,7 @@ class Store:
             "SELECT * FROM trials WHERE study_id = ? ORDER BY id", (study["id"],)
         )
     ]
-    insights = [
-        dict(r)
-        for r in source.conn.execute(
-            "SELECT * FROM insights WHERE study_id = ? ORDER BY id", (study["id"],)
-        )
-    ]
+    insights = source.insights(study_id=study["id"])
     calls = source.llm_calls(study["id"])
     settings = {**study["settings"], "copied_from": {"memory": source.path, "study": name}}
     with self.transaction() as c:
@@ -300,26 +295,27 @@ class Store:
       ).lastrowid
       for t in trials:
         _insert(c, "trials", {**t, "study_id": sid})
-      for ins in insights:
-        ins.pop("id")
-        ins.update(study_id=sid, dataset_id=dataset_id)
-        if c.execute(
-            "SELECT 1 FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
-            (dataset_id, ins["backbone"], ins["key"]),
-        ).fetchone():
-          raise StoreError(
-              f"{self.path}: an insight on {ins['key']} for this data set is already here; "
-              f"{name!r} not copied"
-          )
-        _insert(c, "insights", ins)
       for call in calls:
         call.pop("id")
         _insert(c, "llm_calls", {**call, "study_id": sid})
-      return sid
+    for ins in insights:  # merged with what this memory already knows of the data set
+      self.upsert_insight(
+          dataset_id,
+          sid,
+          ins["backbone"],
+          ins["rule"],
+          RuleKey.of(ins["key"]),
+          ins["support"],
+          ins["contradict"],
+          ins["confidence"],
+          ins["source"],
+      )
+    return sid
 
   def cut_study(self, study_id: int, from_batch: int) -> int:
     """Deletes a study's trials of batch `from_batch` and later (and the interrupted ones),
-    its insights (its planner rewrites them from the trials left at its next batch) and
+    its evidence for insights (its planner rewrites it from the trials left at its next
+    batch; insights no other study supports go with it) and
     its planner records since the first deleted trial; marks it interrupted, so the next
     run resumes it from the batches kept. Returns how many trials were deleted. Used when
     a changed planner would have proposed those batches differently (bench/replan.py)."""
@@ -335,7 +331,7 @@ class Store:
           "DELETE FROM trials WHERE study_id = ? AND (batch >= ? OR status = 'interrupted')",
           (study_id, from_batch),
       ).rowcount
-      c.execute("DELETE FROM insights WHERE study_id = ?", (study_id,))
+      _drop_evidence(c, study_id)
       c.execute("DELETE FROM llm_calls WHERE study_id = ? AND created_at >= ?", (study_id, first))
       c.execute(
           "UPDATE studies SET status = 'interrupted', updated_at = ? WHERE id = ?",
@@ -517,7 +513,9 @@ class Store:
       confidence: float,
       source: str,
   ) -> int:
-    """Writes a rule for (data set, backbone, key); an existing one is replaced by the new evidence."""
+    """Writes a study's evidence for a rule on (data set, backbone, key) and merges it with
+    every other study's: the study's own row is replaced (it recounts its trials each
+    batch), the insight holds the union of all rows and the confidence recounted from it."""
     now = time.time()
     key_json = key.to_json()
     with self.transaction() as c:
@@ -525,46 +523,68 @@ class Store:
           "SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
           (dataset_id, backbone, key_json),
       ).fetchone()
-      values = (
-          rule,
-          json.dumps(sorted(set(support))),
-          json.dumps(sorted(set(contradict))),
-          float(confidence),
-          source,
-          study_id,
-          now,
-      )
       if row:
-        c.execute(
-            "UPDATE insights SET rule = ?, support = ?, contradict = ?, confidence = ?, "
-            "source = ?, study_id = ?, updated_at = ? WHERE id = ?",
-            (*values, row["id"]),
-        )
-        return row["id"]
-      cur = c.execute(
-          "INSERT INTO insights (rule, support, contradict, confidence, source, study_id, "
-          "updated_at, dataset_id, backbone, key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          (*values, dataset_id, backbone, key_json, now),
+        insight_id = row["id"]
+      else:
+        insight_id = c.execute(
+            "INSERT INTO insights (rule, support, contradict, confidence, source, study_id, "
+            "updated_at, dataset_id, backbone, key, created_at) VALUES (?, '[]', '[]', 0.5, ?, ?,"
+            " ?, ?, ?, ?, ?)",
+            (rule, source, study_id, now, dataset_id, backbone, key_json, now),
+        ).lastrowid
+      c.execute(
+          "DELETE FROM insight_evidence WHERE insight_id = ? AND study_id IS ?",
+          (insight_id, study_id),
       )
-      return cur.lastrowid
+      c.execute(
+          "INSERT INTO insight_evidence (insight_id, study_id, rule, support, contradict, "
+          "confidence, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          (
+              insight_id,
+              study_id,
+              rule,
+              json.dumps(sorted(set(support))),
+              json.dumps(sorted(set(contradict))),
+              float(confidence),
+              source,
+              now,
+          ),
+      )
+      _merge_evidence(c, insight_id)
+      return insight_id
 
   def insights(
       self, backbone: str | None = None, dataset_id: int | None = None, study_id: int | None = None
   ) -> list[dict]:
-    q, args = (
-        "SELECT i.*, d.name AS dataset FROM insights i JOIN datasets d ON d.id = i.dataset_id WHERE 1",
-        [],
-    )
-    for col, val in (
-        ("i.backbone", backbone),
-        ("i.dataset_id", dataset_id),
-        ("i.study_id", study_id),
-    ):
+    """Insights with the evidence of every study merged; with `study_id`, the rules that
+    study has evidence for, as that study alone sees them (its own support, contradiction
+    and confidence: what a fair comparison's agent may read)."""
+    if study_id is None:
+      q = (
+          "SELECT i.*, d.name AS dataset, (SELECT json_group_array(e.study_id) FROM "
+          "insight_evidence e WHERE e.insight_id = i.id AND e.study_id IS NOT NULL) AS studies "
+          "FROM insights i JOIN datasets d ON d.id = i.dataset_id WHERE 1"
+      )
+      args: list = []
+    else:
+      q = (
+          "SELECT i.id, i.dataset_id, e.study_id, i.backbone, e.rule, i.key, e.support, "
+          "e.contradict, e.confidence, e.source, i.created_at, e.updated_at, d.name AS dataset, "
+          "json_array(e.study_id) AS studies FROM insights i JOIN insight_evidence e ON "
+          "e.insight_id = i.id JOIN datasets d ON d.id = i.dataset_id WHERE e.study_id = ?"
+      )
+      args = [study_id]
+    for col, val in (("i.backbone", backbone), ("i.dataset_id", dataset_id)):
       if val is not None:
         q += f" AND {col} = ?"
         args.append(val)
-    rows = self.conn.execute(q + " ORDER BY i.confidence DESC, i.id", args)
-    return [_row(r, json_fields=("key", "support", "contradict")) for r in rows]
+    order = (
+        " ORDER BY i.confidence DESC, i.id"
+        if study_id is None
+        else " ORDER BY e.confidence DESC, i.id"
+    )
+    rows = self.conn.execute(q + order, args)
+    return [_row(r, json_fields=("key", "support", "contradict", "studies")) for r in rows]
 
   # ---------------------------------------------------------------- summaries (L2)
   def add_summary(self, backbone: str, rules: list[dict], provenance: dict) -> int:
@@ -729,3 +749,45 @@ def _row(r: sqlite3.Row, json_fields=()) -> dict:
     if k in d and d[k] is not None:
       d[k] = json.loads(d[k])
   return d
+
+
+def _merge_evidence(c, insight_id: int) -> None:
+  """Sets an insight's support, contradiction and confidence to the union of every study's
+  evidence (its text and source: the latest writer's); drops it when no evidence is left."""
+  rows = c.execute(
+      "SELECT * FROM insight_evidence WHERE insight_id = ? ORDER BY updated_at, rowid",
+      (insight_id,),
+  ).fetchall()
+  if not rows:
+    c.execute("DELETE FROM insights WHERE id = ?", (insight_id,))
+    return
+  support = sorted({i for r in rows for i in json.loads(r["support"])})
+  contradict = sorted({i for r in rows for i in json.loads(r["contradict"])})
+  last = rows[-1]
+  c.execute(
+      "UPDATE insights SET rule = ?, support = ?, contradict = ?, confidence = ?, source = ?, "
+      "study_id = ?, updated_at = ? WHERE id = ?",
+      (
+          last["rule"],
+          json.dumps(support),
+          json.dumps(contradict),
+          confidence(len(support), len(contradict)),
+          last["source"],
+          last["study_id"],
+          last["updated_at"],
+          insight_id,
+      ),
+  )
+
+
+def _drop_evidence(c, study_id: int) -> None:
+  """Removes a study's evidence from every insight and re-merges what the others hold."""
+  ids = [
+      r[0]
+      for r in c.execute(
+          "SELECT insight_id FROM insight_evidence WHERE study_id = ?", (study_id,)
+      ).fetchall()
+  ]
+  c.execute("DELETE FROM insight_evidence WHERE study_id = ?", (study_id,))
+  for insight_id in ids:
+    _merge_evidence(c, insight_id)

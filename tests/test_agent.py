@@ -676,9 +676,10 @@ def test_a_study_cut_at_a_batch_resumes_from_the_batches_kept(data, engine, tmp_
   assert store.insights(study_id=study["id"])
 
 
-def test_a_study_copied_from_a_shared_memory_gets_its_insights_back(data, engine, tmp_path):
-  """Insights are kept per data set, so a second study of the same data takes the first's rows
-  over; a copy of the first then re-derives what its own memory would have held."""
+def test_a_second_study_of_the_same_data_adds_to_the_first_ones_insights(data, engine, tmp_path):
+  """Insights are kept per data set and merged across the studies that share a memory: a
+  second study adds its evidence and leaves the first's as it was; a copy of the first
+  carries its own evidence, and re-deriving it from its trials gives the same rules."""
   shared = Store(str(tmp_path / "shared.sqlite"))
   _run(data, engine, shared, HeuristicPlanner(), "s0", recall="study")
   alone = {
@@ -692,10 +693,23 @@ def test_a_study_copied_from_a_shared_memory_gets_its_insights_back(data, engine
       only=["lr", "dropout", "num_negatives", "weight_decay", "norm"],
   )
   _run(data, engine, shared, HeuristicPlanner(), "s1", space=space, recall="study")
-  left = shared.insights(study_id=shared.study("s0")["id"])
-  assert len(left) < len(alone)  # the second study took rows over
+  s0, s1 = shared.study("s0")["id"], shared.study("s1")["id"]
+  left = {json.dumps(i["key"], sort_keys=True) for i in shared.insights(study_id=s0)}
+  assert left == alone  # nothing taken over
+  both = [i for i in shared.insights() if set(i["studies"]) == {s0, s1}]
+  assert both, "the two studies should share at least one rule"
+  for merged in both:
+    own = [i for i in shared.insights(study_id=s0) if i["key"] == merged["key"]][0]
+    assert set(own["support"]) <= set(merged["support"])
+    assert len(merged["support"]) + len(merged["contradict"]) > len(own["support"]) + len(
+        own["contradict"]
+    )
   fresh = Store(str(tmp_path / "fresh.sqlite"))
   fresh.copy_study(shared, "s0", "s0")
+  copied = {
+      json.dumps(i["key"], sort_keys=True) for i in fresh.insights(study_id=fresh.study("s0")["id"])
+  }
+  assert copied == alone
   agent = AgentStrategy(HeuristicPlanner(), _space(), log=lambda s: None)
   agent.bind(fresh, fresh.study("s0"), data)
   assert agent.rederive_insights() >= len(alone)

@@ -102,6 +102,8 @@ def _planned(
     extra: tuple = (),
     stats: dict | None = None,
     lanes: int = 4,
+    priced: bool = False,
+    summary: dict | None = None,
 ) -> list[dict]:
   """The heuristic planner's next batch of `lanes` after a first batch whose best trial has
   `best_curve` (a 5-epoch cap), with `trials_left` in the budget and `extra` trials."""
@@ -119,11 +121,12 @@ def _planned(
       "trials": trials,
       "done": set(),
       "insights": [],
-      "summary": None,
+      "summary": summary,
       "dataset": {"name": "y", "stats": stats},
       "backbone": "sasrec",
       "max_epochs": 5,
       "trials_left": trials_left,
+      "budget_in_compute": priced,
   }
   return HeuristicPlanner().propose(context, lanes, []).content["proposals"]
 
@@ -192,6 +195,34 @@ def test_each_failed_alternative_makes_the_playbook_surer_of_its_value():
   # With budget to spare another dimension's doubt now ranks above width 64.
   early = _planned(rising, trials_left=40, extra=_widths(_stats(), 256))
   assert early[0]["kind"] == "explore" and early[0]["dimension"] != "hidden"
+
+
+def test_under_a_compute_budget_a_dearer_model_needs_evidence_that_it_pays():
+  # Long histories and a small catalogue (ml-100k's statistics): width 256 over the window
+  # of 200 costs several times the best's lane-epoch, while fewer heads costs the same.
+  long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
+  plateau = [0.02, 0.04, 0.05, 0.05, 0.05]
+  by_trials = _planned(plateau, 40, stats=long)
+  assert by_trials[0]["changes"] == {"hidden": 256}  # a trial budget: the largest doubt
+  by_minutes = _planned(plateau, 40, stats=long, priced=True)
+  assert by_minutes[0]["kind"] == "explore" and "hidden" not in by_minutes[0]["changes"]
+  # With the memory's evidence that a wider model paid, it is worth its cost again.
+  wider_paid = {
+      "rules": [
+          {
+              "rule": "raise hidden",
+              "key": {"dimension": "hidden", "direction": "up", "value": None},
+              "support": 3,
+              "contradict": 0,
+              "confidence": 0.8,
+              "gain": 0.08,
+              "distance": 0.5,
+          }
+      ]
+  }
+  evidence = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid)
+  assert evidence[0]["changes"].get("hidden") == 256
+  assert "ranked by gain per cost" in evidence[0]["hypothesis"]
 
 
 def test_a_move_whose_opposite_paid_is_not_walked_back():

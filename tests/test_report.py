@@ -173,12 +173,14 @@ def test_report_files_and_verdict(report):
       "report.json",
       "best_vs_trials.png",
       "best_vs_seconds.png",
+      "best_vs_lane_epochs.png",
   ):
     assert (out / name).exists(), name
   md = open(out / "report.md").read()
   assert "## Verdict" in md and "agent:heuristic vs random" in md
+  assert "At equal compute" not in md  # a trial budget: no equal-compute verdict
   html = open(out / "report.html").read()
-  assert html.count("data:image/png;base64,") == 2 and 'src="best_vs' not in html
+  assert html.count("data:image/png;base64,") == 3 and 'src="best_vs' not in html
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -232,3 +234,47 @@ def test_the_trials_curve_steps_at_batch_ends_as_the_tables_count():
   assert run.best_at_batch_ends() == [inf, inf, 0.5, 0.5, 0.5, 0.6]
   assert run.trials_to(0.5) == 3 and run.trials_to(0.55) == 6
   assert run.best_so_far() == [0.1, 0.5, 0.5, 0.5, 0.5, 0.6]
+
+
+def test_the_equal_compute_verdict_counts_only_what_ended_within_the_budget(tmp_path):
+  from vmle_jax.report.data import StudyRun, comparison_table
+
+  def run(strategy, seed, values, ends, epochs, batches):
+    return StudyRun(
+        name=f"{strategy}-{seed}",
+        strategy=strategy,
+        seed=seed,
+        values=values,
+        ends=ends,
+        steps=0,
+        best_valid={"NDCG@10": max(values)},
+        best_test=None,
+        batches=batches,
+        epochs=epochs,
+        budget=256,
+        budget_minutes=10.0,
+    )
+
+  runs = [
+      # The agent's second batch ended at 660 s, past the 600 s budget: its 0.9 does not count.
+      run("agent", 0, [0.5, 0.6, 0.9], [300, 300, 660], [8, 8, 8], [1, 1, 2]),
+      run("tpe", 0, [0.2, 0.55, 0.58, 0.3], [100, 100, 500, 500], [8, 2, 8, 1], [1, 1, 2, 2]),
+      run("agent", 1, [0.4, 0.7], [400, 400], [8, 8], [1, 1]),
+      run("tpe", 1, [0.3, 0.71], [200, 590], [8, 8], [1, 2]),
+  ]
+  run_lane_epochs = runs[1].lane_epoch_ends()
+  assert run_lane_epochs == [10, 10, 19, 19]
+  assert runs[0].best_within(600) == 0.6 and runs[0].best_within(None, 16) == 0.6
+  table = comparison_table(runs)
+  eq = table["equal_budget"]
+  assert eq["target"] == pytest.approx(0.98 * 0.71)  # 0.9 ended past the budget
+  agent, tpe = eq["strategies"]["agent"], eq["strategies"]["tpe"]
+  assert agent["per_seed"] == {0: 0.6, 1: 0.7} and tpe["per_seed"] == {0: 0.58, 1: 0.71}
+  assert agent["reached"] == 1 and tpe["reached"] == 1  # 0.7 >= 0.6958; 0.71
+  assert agent["minutes_to_target"] == pytest.approx((10 + 1 + 400 / 60) / 2)
+  write_report(runs, str(tmp_path), "equal minutes")
+  md = (tmp_path / "report.md").read_text()
+  first = md.index("## At equal compute: 10 minutes per study")
+  assert first < md.index("| strategy | seeds |")  # the equal-budget verdict comes first
+  assert "agent vs tpe: best at the budget at least tpe's on 1/2 seeds" in md
+  assert (tmp_path / "best_vs_lane_epochs.png").exists()

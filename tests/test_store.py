@@ -161,3 +161,61 @@ def test_copy_study_keeps_trial_ids_insights_and_refuses_collisions(tmp_path):
     dst.copy_study(src, "s", "copy2")
   with pytest.raises(StoreError, match="no study"):
     dst.copy_study(src, "missing", "copy3")
+
+
+def test_insights_of_studies_sharing_a_memory_keep_both_studies_evidence(tmp_path):
+  from vmle_jax.memory.records import RuleKey, confidence
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset(_fingerprint())
+  a = store.create_study("a", did, "sasrec", "agent:heuristic", {"trials": 4}, {"seed": 0})
+  b = store.create_study("b", did, "sasrec", "agent:heuristic", {"trials": 4}, {"seed": 1})
+  key = RuleKey("hidden", "up")
+  store.upsert_insight(did, a, "sasrec", "wider helped (a)", key, [1, 2], [3], 0.6, "h")
+  store.upsert_insight(did, b, "sasrec", "wider helped (b)", key, [11], [12, 13], 0.4, "h")
+  (merged,) = store.insights(backbone="sasrec")
+  assert merged["support"] == [1, 2, 11] and merged["contradict"] == [3, 12, 13]
+  assert merged["confidence"] == pytest.approx(confidence(3, 3))
+  assert sorted(merged["studies"]) == [a, b] and merged["rule"] == "wider helped (b)"
+  # Each study still sees its own evidence, and rewriting it replaces only its own row.
+  (own,) = store.insights(study_id=a)
+  assert own["support"] == [1, 2] and own["contradict"] == [3] and own["study_id"] == a
+  store.upsert_insight(did, a, "sasrec", "wider helped (a)", key, [1, 2, 4], [3], 0.67, "h")
+  (merged,) = store.insights()
+  assert merged["support"] == [1, 2, 4, 11]
+  # Cutting a study takes its evidence out; an insight nobody supports any more goes.
+  store.upsert_insight(did, a, "sasrec", "deeper hurt", RuleKey("blocks", "up"), [], [5], 0.3, "h")
+  store.start_bucket(a, [TrialConfig()], [{"proposal": {}, "batch": 1, "planner_seconds": 0}])
+  assert store.cut_study(a, 1) == 1
+  assert [i["rule"] for i in store.insights()] == ["wider helped (b)"]
+  assert store.insights()[0]["support"] == [11] and store.insights(study_id=a) == []
+
+
+def test_a_memory_from_before_merged_insights_is_migrated_with_its_evidence(tmp_path):
+  from vmle_jax.memory.store import schema_sections
+
+  path = str(tmp_path / "old.sqlite")
+  conn = sqlite3.connect(path)
+  for version, sql in schema_sections():
+    if version <= 5:
+      conn.executescript(sql)
+  conn.execute("PRAGMA user_version = 5")
+  conn.execute("INSERT INTO datasets (name, sha256, stats, created_at) VALUES ('d', 'x', '{}', 0)")
+  conn.execute(
+      "INSERT INTO studies (name, dataset_id, backbone, strategy, budget, settings, created_at,"
+      " updated_at) VALUES ('s', 1, 'sasrec', 'agent', '{}', '{}', 0, 0)"
+  )
+  conn.execute(
+      "INSERT INTO insights (dataset_id, study_id, backbone, rule, key, support, contradict, "
+      "confidence, source, created_at, updated_at) VALUES (1, 1, 'sasrec', 'wider helped', "
+      """'{"dimension": "hidden", "direction": "up", "value": null}', '[7, 8]', '[]', 0.75, """
+      "'heuristic', 0, 0)"
+  )
+  conn.commit()
+  conn.close()
+  store = Store(path)
+  assert store.version == SCHEMA_VERSION
+  (own,) = store.insights(study_id=1)
+  assert own["support"] == [7, 8] and own["confidence"] == 0.75
+  (merged,) = store.insights()
+  assert merged["support"] == [7, 8] and merged["studies"] == [1]

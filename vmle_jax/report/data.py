@@ -37,8 +37,10 @@ class StudyRun:
   best_test: dict | None
   batches: list[int] = dataclasses.field(default_factory=list)  # batch of each trial (1-based)
   epochs: list[int] = dataclasses.field(default_factory=list)  # epochs each trial trained
-  budget: int | None = None  # the study's trial budget
+  budget: int | None = None  # the study's trial budget (with a compute budget: its cap)
   planner_seconds: float = 0.0
+  budget_minutes: float | None = None
+  budget_lane_epochs: int | None = None
 
   @property
   def seconds(self) -> float:
@@ -66,7 +68,7 @@ class StudyRun:
       out.append(known)
     return out
 
-  def _reach_index(self, target: float) -> int | None:
+  def reach_index(self, target: float) -> int | None:
     """Index of the last trial of the batch in which the best-so-far first reaches target."""
     for i, b in enumerate(self.best_so_far()):
       if b >= target:
@@ -82,22 +84,48 @@ class StudyRun:
 
   def trials_to(self, target: float) -> int | None:
     """Trials run when the target was first reached (counted at the end of its batch)."""
-    i = self._reach_index(target)
+    i = self.reach_index(target)
     return None if i is None else i + 1
 
   def batches_to(self, target: float) -> int | None:
-    i = self._reach_index(target)
+    i = self.reach_index(target)
     if i is None:
       return None
     return len(dict.fromkeys(self.batches[: i + 1])) if self.batches else i + 1
 
   def lane_epochs_to(self, target: float) -> int | None:
-    i = self._reach_index(target)
+    i = self.reach_index(target)
     return None if i is None else int(sum(self.epochs[: i + 1]))
 
   def seconds_to(self, target: float) -> float | None:
-    i = self._reach_index(target)
+    i = self.reach_index(target)
     return None if i is None else self.ends[i]
+
+  def lane_epoch_ends(self) -> list[int]:
+    """Lane-epochs spent when each trial's batch ended."""
+    out, spent, batch_total = [], 0, {}
+    for b, e in zip(self.batches or range(len(self.epochs)), self.epochs):
+      batch_total[b] = batch_total.get(b, 0) + e
+    seen = {}
+    for b in self.batches or range(len(self.epochs)):
+      if b not in seen:
+        spent += batch_total[b]
+        seen[b] = spent
+      out.append(seen[b])
+    return out
+
+  def best_within(self, seconds: float | None = None, lane_epochs: float | None = None):
+    """Best value among the trials whose batch ended within the given minutes' seconds and
+    lane-epochs (None when none did): what the study had found at that budget."""
+    ends_e = self.lane_epoch_ends()
+    got = [
+        v
+        for v, s, e in zip(self.values, self.ends, ends_e)
+        if v is not None
+        and (seconds is None or s <= seconds + 1e-6)
+        and (lane_epochs is None or e <= lane_epochs)
+    ]
+    return max(got) if got else None
 
   def num_batches(self) -> int:
     return len(set(self.batches)) if self.batches else len(self.values)
@@ -152,6 +180,8 @@ def study_run(study: dict, trials: list[Trial]) -> StudyRun:
       epochs=[int(t.epochs or 0) for t in trials],
       budget=(study.get("budget") or {}).get("trials"),
       planner_seconds=float(sum(planner.values())),
+      budget_minutes=(study.get("budget") or {}).get("minutes"),
+      budget_lane_epochs=(study.get("budget") or {}).get("lane_epochs"),
   )
 
 
@@ -221,9 +251,58 @@ def comparison_table(runs: list[StudyRun], target_fraction: float = 0.98) -> dic
         "config_steps_per_s": (sum(r.steps for r in rs) / seconds) if seconds else None,
         "minutes": seconds / 60,
     }
-  return {
+  out = {
       "target_fraction": target_fraction,
       "best_any": best_any,
       "target": target,
       "strategies": rows,
   }
+  minutes = max((r.budget_minutes or 0 for r in runs), default=0) or None
+  epochs = max((r.budget_lane_epochs or 0 for r in runs), default=0) or None
+  if minutes or epochs:
+    out["equal_budget"] = equal_budget_table(runs, minutes, epochs)
+  return out
+
+
+def equal_budget_table(
+    runs: list[StudyRun], minutes: float | None, lane_epochs: int | None
+) -> dict:
+  """Per strategy, what it had found when the shared compute budget ran out (a batch that
+  ended past it does not count) and its minutes and lane-epochs to the target, 98% of the
+  best any study found within the budget (a seed that never reached it counts as the
+  budget plus one)."""
+  seconds = None if minutes is None else 60 * minutes
+  at = {r.name: r.best_within(seconds, lane_epochs) for r in runs}
+  found = [v for v in at.values() if v is not None]
+  target = 0.98 * max(found) if found else None  # of what was found within the budget
+
+  def within(r, i):
+    return (seconds is None or r.ends[i] <= seconds + 1e-6) and (
+        lane_epochs is None or r.lane_epoch_ends()[i] <= lane_epochs
+    )
+
+  rows = {}
+  for strategy in sorted({r.strategy for r in runs}):
+    rs = sorted((r for r in runs if r.strategy == strategy), key=lambda r: r.seed)
+    best = [at[r.name] for r in rs]
+    hits = [r.reach_index(target) if target is not None else None for r in rs]
+    hits = [i if i is not None and within(r, i) else None for r, i in zip(rs, hits)]
+    to_min = [None if i is None else r.ends[i] for r, i in zip(rs, hits)]
+    to_epochs = [None if i is None else r.lane_epoch_ends()[i] for r, i in zip(rs, hits)]
+    rows[strategy] = {
+        "seeds": len(rs),
+        "best_at_budget": _mean(best),
+        "best_at_budget_std": _std(best),
+        "per_seed": {r.seed: at[r.name] for r in rs},
+        "trials": _mean([len(r.values) for r in rs]),
+        "minutes_used": _mean([r.seconds / 60 for r in rs]),
+        "lane_epochs_used": _mean([r.lane_epochs for r in rs]),
+        "minutes_to_target": _mean(
+            censored([None if s is None else s / 60 for s in to_min], [minutes] * len(rs))
+        ),
+        "lane_epochs_to_target": _mean(
+            censored(to_epochs, [lane_epochs or r.lane_epochs for r in rs])
+        ),
+        "reached": sum(1 for x in to_min if x is not None),
+    }
+  return {"minutes": minutes, "lane_epochs": lane_epochs, "target": target, "strategies": rows}

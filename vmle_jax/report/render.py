@@ -58,13 +58,14 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
       grid = np.arange(1, n + 1)
       ys = [np.array([r.best_at_batch_ends()[min(i, len(r.values)) - 1] for i in grid]) for r in rs]
     else:
-      grid = np.linspace(0, max(r.seconds for r in rs), 200)
+      ends = {r.name: r.ends if axis == "seconds" else r.lane_epoch_ends() for r in rs}
+      grid = np.linspace(0, max(max(ends[r.name]) for r in rs), 200)
       ys = []
       for r in rs:
         bsf = r.best_so_far()
         y = np.full(len(grid), np.nan)
         for i, g in enumerate(grid):
-          done = [b for b, e in zip(bsf, r.ends) if e <= g]
+          done = [b for b, e in zip(bsf, ends[r.name]) if e <= g]
           y[i] = done[-1] if done else np.nan
         ys.append(y)
     ys = np.array(ys, dtype=float)
@@ -87,10 +88,18 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
       )
   if target is not None:
     ax.axhline(target, color="grey", ls="--", lw=1, label="target")
+  budget = {
+      "seconds": max((60 * (r.budget_minutes or 0) for r in runs), default=0),
+      "lane_epochs": max((r.budget_lane_epochs or 0 for r in runs), default=0),
+  }.get(axis)
+  if budget:
+    ax.axvline(budget, color="black", ls=":", lw=1, label="budget")
   ax.set_xlabel(
-      "trials (results counted at the end of each batch)"
-      if axis == "trials"
-      else "wall-clock seconds"
+      {
+          "trials": "trials (results counted at the end of each batch)",
+          "seconds": "wall-clock seconds",
+          "lane_epochs": "lane-epochs (epochs trained, summed over trials)",
+      }[axis]
   )
   ax.set_ylabel("best validation NDCG@10")
   ax.set_title(textwrap.fill(title, 80), fontsize=10)  # long titles were cut at the edge
@@ -133,6 +142,72 @@ def verdict(table: dict, agent_prefix: str = "agent") -> list[str]:
   return out
 
 
+def equal_budget_lines(table: dict) -> list[str]:
+  """The equal-compute verdict and table: what each strategy had found when the shared
+  budget ran out, seed by seed, and its minutes and lane-epochs to the target."""
+  eq = table.get("equal_budget")
+  if not eq:
+    return []
+  rows = eq["strategies"]
+  what = " / ".join(
+      x
+      for x in (
+          f"{eq['minutes']:g} minutes" if eq["minutes"] else "",
+          f"{eq['lane_epochs']} lane-epochs" if eq["lane_epochs"] else "",
+      )
+      if x
+  )
+  out = [
+      f"## At equal compute: {what} per study",
+      "",
+      "Target: 98% of the best validation NDCG@10 any study had found within the budget"
+      + ("" if eq["target"] is None else f" ({eq['target']:.4f})")
+      + ".",
+      "",
+  ]
+  agents = [s for s in rows if s.startswith("agent")]
+  for a in agents:
+    for o in [s for s in rows if not s.startswith("agent")]:
+      seeds = sorted(set(rows[a]["per_seed"]) & set(rows[o]["per_seed"]))
+      wins = sum(
+          1 for k in seeds if (rows[a]["per_seed"][k] or 0.0) >= (rows[o]["per_seed"][k] or 0.0)
+      )
+      ba, bo = rows[a]["best_at_budget"], rows[o]["best_at_budget"]
+      ma, mo = rows[a]["minutes_to_target"], rows[o]["minutes_to_target"]
+      out.append(
+          f"- {a} vs {o}: best at the budget at least {o}'s on {wins}/{len(seeds)} seeds"
+          + ("" if ba is None or bo is None else f" ({ba:.4f} vs {bo:.4f} on average)")
+          + (
+              ""
+              if ma is None or mo is None
+              else f"; minutes to the target {ma:.1f} vs {mo:.1f}"
+              + (" (fewer)" if ma < mo else " (no gain)")
+          )
+          + "."
+      )
+  out += [
+      "",
+      "| strategy | best val NDCG@10 at the budget | per seed | seeds reaching target | "
+      "minutes to target | lane-epochs to target | trials | minutes used | lane-epochs used |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for s, r in rows.items():
+    per_seed = ", ".join("-" if v is None else f"{v:.4f}" for v in r["per_seed"].values())
+    out.append(
+        f"| {s} | {_fmt(r['best_at_budget'], '{:.4f}', r['best_at_budget_std'])} | "
+        f"{per_seed} | {r['reached']}/{r['seeds']} | {_fmt(r['minutes_to_target'], '{:.1f}')} | "
+        f"{_fmt(r['lane_epochs_to_target'], '{:.0f}')} | {_fmt(r['trials'], '{:.1f}')} | "
+        f"{_fmt(r['minutes_used'], '{:.1f}')} | {_fmt(r['lane_epochs_used'], '{:.0f}')} |"
+    )
+  out += [
+      "",
+      "A batch that ended past the budget does not count; a seed that never reached the "
+      "target counts as the budget plus one (minute, lane-epoch).",
+      "",
+  ]
+  return out
+
+
 def write_report(
     runs: list[StudyRun],
     outdir: str,
@@ -159,6 +234,13 @@ def write_report(
       f"{title}: best-so-far vs wall-clock",
       target,
   )
+  _curves(
+      runs,
+      "lane_epochs",
+      os.path.join(outdir, "best_vs_lane_epochs.png"),
+      f"{title}: best-so-far vs lane-epochs",
+      target,
+  )
   header = "| " + " | ".join(c[1] for c in COLUMNS) + " |"
   runs_json = [
       {
@@ -180,6 +262,7 @@ def write_report(
         f"{sum(r.seconds for r in runs) / 60:.1f} min over {len(runs)} studies.",
         "",
     ]
+  lines += equal_budget_lines(table)
   lines += [
       f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
       + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
@@ -206,6 +289,8 @@ def write_report(
       "![best-so-far vs trials](best_vs_trials.png)",
       "",
       "![best-so-far vs wall-clock](best_vs_seconds.png)",
+      "",
+      "![best-so-far vs lane-epochs](best_vs_lane_epochs.png)",
       "",
   ]
   md = "\n".join(lines)

@@ -27,6 +27,7 @@ from vmle_jax.memory.store import Store
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
 from vmle_jax.search.curves import SUGGESTS, diagnose
 from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
+from vmle_jax.search.budget import Budget, estimate_batch, trials_left
 from vmle_jax.search.playbook import playbook
 from vmle_jax.search.space import SearchSpace, SpaceError
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -191,15 +192,23 @@ class AgentStrategy(Strategy):
       summary = store.summary(self.study["backbone"])
     stats = {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}
     summary, insights = _with_distances(store, stats, summary, insights)
-    budget = (self.study.get("budget") or {}).get("trials")
+    budget = Budget.from_dict(self.study.get("budget"))
+    finished = store.finished_trials(sid)
+    lanes = int(settings.get("lanes", 8))
+    estimate = estimate_batch(finished, lanes)
     return {
         "dataset": {"name": fingerprint["name"], "stats": stats},
         "playbook": playbook(stats, self.space, max_epochs),
         "max_epochs": max_epochs,
         "patience": int((settings.get("schedule") or {}).get("patience", 10)),
-        "lanes": int(settings.get("lanes", 8)),
-        "trials_left": (int(budget) - len(trials)) if budget else None,
-        "budget_trials": budget,
+        "lanes": lanes,
+        # Under a budget in minutes or lane-epochs: the trials the study's measured cost
+        # says still fit, in whole batches; proposals are ranked by gain per cost.
+        "trials_left": trials_left(budget, finished, lanes),
+        "budget_trials": budget.trials,
+        "budget": budget.describe(),
+        "budget_in_compute": budget.in_compute,
+        "seconds_per_lane_epoch": estimate.seconds_per_lane_epoch if estimate else None,
         "backbone": self.study["backbone"],
         "search_space": self.space,
         "space": self.space.describe(),

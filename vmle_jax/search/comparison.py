@@ -56,6 +56,7 @@ def run_comparison(
     dims=None,
     fixed: dict | None = None,
     budget_minutes: float | None = None,
+    budget_lane_epochs: int | None = None,
     deadline: float | None = None,
     early_stop: str = "none",
     tpe_warm_start=(),
@@ -103,13 +104,14 @@ def run_comparison(
         strategy=label,
         budget_trials=budget_trials,
         budget_minutes=budget_minutes,
+        budget_lane_epochs=budget_lane_epochs,
         lanes=lanes,
         seed=seed,
         dims=tuple(space.names),
         group=group,
         early_stop=early_stop,
     )
-    log(f"== {study}: {label}, seed {seed}, {budget_trials} trials, {lanes} lanes")
+    log(f"== {study}: {label}, seed {seed}, budget {spec.budget.describe()}, {lanes} lanes")
     t0 = time.perf_counter()
     run_study(
         spec,

@@ -4,7 +4,8 @@
 agent: ask the strategy for up to `lanes` proposals, group them by static
 signature into buckets, register each bucket's trials in one transaction,
 train it, write every lane's outcome in one transaction, tell the strategy.
-It stops at the trial or minute budget. A killed study resumes: trials a
+It stops at the trial cap, or at the minutes or lane-epochs spent, or before a
+batch its own measurements say would overrun them (search/budget.py). A killed study resumes: trials a
 dead process left `running` are marked `interrupted` (kept, ids never reused)
 and proposed again, finished ones are kept, and the strategy replays its
 finished batches. Test metrics are computed once, for the study's best config.
@@ -32,6 +33,7 @@ from vmle_jax.engine.checkpoint import load_params, params_meta, save_params
 from vmle_jax.engine.lanes import Engine, format_eta
 from vmle_jax.memory.records import Trial, best_trial
 from vmle_jax.memory.store import Store, StoreError
+from vmle_jax.search.budget import Budget, elapsed_seconds, next_batch_size, trials_left
 from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -48,11 +50,21 @@ class StudySpec:
   budget_trials: int = 16
   budget_minutes: float | None = None
   budget_tokens: int | None = None  # LLM planners: stop when the study has used this many
+  budget_lane_epochs: int | None = None
   lanes: int = 8
   seed: int = 0
   dims: tuple[str, ...] | None = None  # searched dimensions (None: the backbone's default space)
   group: str | None = None  # comparison group (vmle-compare): studies reported together
-  early_stop: str = "none"  # none | median: stop lanes that cannot catch up (search/pruning.py)
+  early_stop: str = "none"  # none | median | median-guarded (search/pruning.py)
+
+  @property
+  def budget(self) -> Budget:
+    return Budget(
+        trials=self.budget_trials,
+        minutes=self.budget_minutes,
+        lane_epochs=self.budget_lane_epochs,
+        tokens=self.budget_tokens,
+    )
 
 
 def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
@@ -67,7 +79,7 @@ def group_buckets(proposals: list[Proposal]) -> list[list[Proposal]]:
 OVERRIDABLE = ("budget", "schedule", "lanes", "early_stop")
 SETTING_FLAGS = {
     "strategy": "--strategy",
-    "budget": "--budget_trials/--budget_minutes/" "--budget_tokens",
+    "budget": "--budget_trials/--budget_minutes/--budget_lane_epochs/--budget_tokens",
     "schedule": "--epochs/--patience/... (schedule flags)",
     "lanes": "--lanes",
     "early_stop": "--early_stop",
@@ -89,12 +101,7 @@ def study_settings(spec: StudySpec, space: SearchSpace, schedule: Schedule) -> t
       "group": spec.group,
       "early_stop": spec.early_stop,
   }
-  budget = {
-      "trials": spec.budget_trials,
-      "minutes": spec.budget_minutes,
-      "tokens": spec.budget_tokens,
-  }
-  return budget, settings
+  return spec.budget.to_dict(), settings
 
 
 def setting_changes(
@@ -106,7 +113,7 @@ def setting_changes(
     changes["dataset"] = (f"data set #{study['dataset_id']}", "another data set")
   if study["strategy"] != spec.strategy:
     changes["strategy"] = (study["strategy"], spec.strategy)
-  if {k: v for k, v in study["budget"].items()} != budget:
+  if Budget.from_dict(study["budget"]).to_dict() != budget:  # keys added since: defaults
     changes["budget"] = (study["budget"], budget)
   stored = dict(study["settings"])
   if "schedule" in stored:  # fields added since the study was made keep their defaults
@@ -201,13 +208,6 @@ def open_study(
 def _short(value) -> str:
   text = repr(value)
   return text if len(text) <= 120 else text[:117] + "..."
-
-
-def study_elapsed(trials: list[Trial]) -> float:
-  """Seconds already spent: one bucket_seconds per bucket plus the planner time per batch."""
-  per_bucket = {t.bucket: t.bucket_seconds or 0.0 for t in trials}
-  per_batch = {t.batch: t.planner_seconds or 0.0 for t in trials}
-  return float(sum(per_bucket.values()) + sum(per_batch.values()))
 
 
 def bucket_checkpoint_dir(workdir: str | None, schedule: Schedule, configs) -> str | None:
@@ -390,19 +390,23 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
   failures = 0
   done = {t.config_key for t in finished}
   t_start = time.perf_counter()
-  spent_before = study_elapsed(finished)
+  spent_before = elapsed_seconds(finished)
   best = best_trial(finished)
   while True:
-    n_done = len(store.finished_trials(sid))
+    so_far = store.finished_trials(sid)
+    n_done = len(so_far)
     elapsed = spent_before + time.perf_counter() - t_start
-    if n_done >= spec.budget_trials:
-      break
-    reason = _budget_spent(spec, elapsed, strategy.tokens_used())
+    batch_number, full = _next_batch(spec, store, sid, n_done)
+    want, reason = next_batch_size(spec.budget, so_far, elapsed, strategy.tokens_used(), full)
     if reason:
-      log(reason)
+      if n_done < spec.budget_trials:
+        log(f"[{spec.name}] {reason}; the study stops here")
       break
+    if want < full:
+      log(
+          f"[{spec.name}] {want} of {full} trials fit what is left of the budget: a last batch of {want}"
+      )
     tp = time.perf_counter()
-    batch_number, want = _next_batch(spec, store, sid, n_done)
     proposals = strategy.propose(want, done)
     planner_seconds = time.perf_counter() - tp
     if not proposals:
@@ -459,7 +463,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
       best = best_trial(store.finished_trials(sid))
       n_done = len(store.finished_trials(sid))
       per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
-      eta = format_eta(per_trial * (spec.budget_trials - n_done))
+      eta = format_eta(per_trial * trials_left(spec.budget, store.finished_trials(sid), spec.lanes))
       pruned = sum(1 for l in result.lanes if l.status == "pruned")
       log(
           f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
@@ -479,15 +483,6 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
   if cognition:
     summary["cognition_summary_version"] = cognition["version"]
   return summary
-
-
-def _budget_spent(spec, elapsed: float, tokens: int) -> str | None:
-  """Why the study stops before its trial budget (time or tokens spent), or None."""
-  if spec.budget_minutes is not None and elapsed >= 60 * spec.budget_minutes:
-    return f"time budget of {spec.budget_minutes} min reached"
-  if spec.budget_tokens is not None and tokens >= spec.budget_tokens:
-    return f"token budget of {spec.budget_tokens} reached"
-  return None
 
 
 def _next_batch(spec, store, sid: int, n_done: int) -> tuple[int, int]:
@@ -563,7 +558,7 @@ def finish_study(
       "strategy": spec.strategy,
       "dataset": data.name,
       "trials": len(trials),
-      "seconds": round(study_elapsed(trials), 1),
+      "seconds": round(elapsed_seconds(trials), 1),
       "protocol": protocol_note(engine.schedule, data.num_items),
   }
   if best is not None:
@@ -585,7 +580,7 @@ def finish_study(
         f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}"
     )
   n_done = len(trials)
-  status = "finished" if n_done >= spec.budget_trials or spec.budget_minutes else "interrupted"
+  status = "finished" if n_done >= spec.budget_trials or spec.budget.in_compute else "interrupted"
   store.set_study_status(study["id"], status)
   if workdir:
     os.makedirs(workdir, exist_ok=True)

@@ -142,6 +142,27 @@ def _trial_table(trials: list[dict], detail: bool = False) -> str:
   return "\n".join(lines)
 
 
+def _budget_text(context: dict, left, n: int) -> str:
+  """The budget as the model should weigh it: trials left, and under a compute budget the
+  measured cost (a dearer model spends minutes the search could use elsewhere)."""
+  if left is None:
+    return ""
+  text = (
+      f"{left} of {context.get('budget_trials')} trials are left in the budget; "
+      f"each batch trains up to {context.get('lanes', n)} lanes at once."
+  )
+  if context.get("budget_in_compute"):
+    per = context.get("seconds_per_lane_epoch")
+    text += (
+        f" The budget is compute ({context.get('budget')}): the trials left are what the "
+        "study's measured cost says still fits"
+        + (f" ({per:.1f} s per lane-epoch so far)" if per else "")
+        + ". Cost grows with hidden width, window (max_len), blocks and the full softmax over "
+        "the catalogue; propose a dearer structure only where the evidence says it pays."
+    )
+  return text
+
+
 def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> str:
   """Fills a prompt template from the agent's context (plain data only)."""
   space = context["search_space"]
@@ -155,12 +176,7 @@ def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> st
       "playbook": playbook_table(context["playbook"]) if context.get("playbook") else "(none)",
       "max_epochs": str(context.get("max_epochs", "?")),
       "patience": str(context.get("patience", "?")),
-      "budget": (
-          ""
-          if left is None
-          else f"{left} of {context.get('budget_trials')} trials are left in the budget; "
-          f"each batch trains up to {context.get('lanes', n)} lanes at once."
-      ),
+      "budget": _budget_text(context, left, n),
       "space": "\n".join(f"- {k}: {v}" for k, v in context["space"].items()),
       "best": (
           "(no trial yet)"

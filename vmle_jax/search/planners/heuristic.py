@@ -43,6 +43,7 @@ import numpy as np
 from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.records import RuleKey, structure_credit
 from vmle_jax.memory.summaries import NEAR, expected_gain, is_near
+from vmle_jax.search.cost import relative_cost
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
 from vmle_jax.search.playbook import Prior, inert, playbook
@@ -271,6 +272,9 @@ class _Plan:
     # (move text -> diagnosis), or dimensions the playbook is sure of, too late to build on.
     self.against: dict[str, str] = {}
     self.sure: list[str] = []
+    # Budgets in minutes or lane-epochs: structural moves are ranked by gain per unit of cost.
+    self.priced = bool(context.get("budget_in_compute"))
+    self.stats = (context.get("dataset") or {}).get("stats") or {}
 
   def set_aside_text(self) -> str:
     """Why no structural move was proposed, in one clause per reason."""
@@ -390,8 +394,20 @@ class _Plan:
     evidence = _study_evidence(self.trials)
     found = self._combine(best_values, tried, evidence)
     found += self._explore(best, best_values, tried, evidence)
+    if self.priced:
+      found = [self._per_cost(gain, values, item, best["config"]) for gain, values, item in found]
     ranked = sorted(enumerate(found), key=lambda x: (-x[1][0], x[0]))  # ties: found first
     return [(values, item) for _, (_, values, item) in ranked]
+
+  def _per_cost(self, gain: float, values: dict, item: dict, best_config: dict) -> tuple:
+    """(gain per unit of cost, values, item): under a budget in minutes or lane-epochs a
+    move is worth its expected gain over what it costs, relative to the best's structure
+    (search/cost.py), so a dearer model needs the evidence to say it pays."""
+    ratio = relative_cost({**best_config, **values}, best_config, self.stats)
+    if abs(ratio - 1.0) < 0.05:
+      return gain, values, item
+    note = f"; it costs {ratio:.1f}x the best's work per lane-epoch, ranked by gain per cost"
+    return gain / ratio, values, {**item, "hypothesis": item["hypothesis"] + note}
 
   def _combine(self, best_values: dict, tried: set, evidence: dict) -> list[tuple]:
     """(gain, values, item): a structural move that helped its parent, set in the best."""

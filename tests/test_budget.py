@@ -1,0 +1,160 @@
+"""Budgets in compute (minutes, lane-epochs), the cost model, and the guarded stopping rule."""
+
+import numpy as np
+import pytest
+
+from vmle_jax.config import TrialConfig
+from vmle_jax.memory.records import Trial
+from vmle_jax.search.budget import (
+    Budget,
+    estimate_batch,
+    next_batch_size,
+    stop_reason,
+    trials_left,
+)
+from vmle_jax.search.cost import lane_epoch_flops, relative_cost
+from vmle_jax.search.pruning import MedianRule, make_pruner
+
+from launcher import TINY_ARGS, run_launcher
+
+
+def _batch(batch: int, bucket_seconds: float, epochs=(4, 4, 4, 4), planner: float = 0.0):
+  return [
+      Trial(
+          id=10 * batch + i,
+          study_id=1,
+          number=10 * batch + i,
+          config={},
+          signature="s",
+          status="finished",
+          bucket=batch,
+          batch=batch,
+          valid={"NDCG@10": 0.1},
+          epochs=e,
+          bucket_seconds=bucket_seconds,
+          planner_seconds=planner,
+      )
+      for i, e in enumerate(epochs)
+  ]
+
+
+def test_a_minutes_budget_stops_before_a_batch_that_cannot_fit():
+  trials = _batch(1, bucket_seconds=120.0)  # 16 lane-epochs in 120 s: 7.5 s per lane-epoch
+  est = estimate_batch(trials, 4)
+  assert est.seconds_per_lane_epoch == pytest.approx(7.5) and est.seconds == pytest.approx(120)
+  # 120 s spent, the next batch takes about 120 s: it fits 5 minutes, not 3.
+  assert stop_reason(Budget(trials=64, minutes=5), trials, 120.0, 0, 4) is None
+  reason = stop_reason(Budget(trials=64, minutes=3), trials, 120.0, 0, 4)
+  assert reason.startswith("the next batch of 4 would not fit the time budget")
+  assert "7.5 s per lane-epoch" in reason
+  assert "time budget of 3 min reached" == stop_reason(Budget(64, minutes=3), trials, 181.0, 0, 4)
+  # 30 s per trial: 180 s left of 5 minutes hold 6 trials, 600 s of 12 minutes 20.
+  assert trials_left(Budget(trials=64, minutes=5), trials, 4) == 6
+  assert trials_left(Budget(trials=64, minutes=12), trials, 4) == 20
+  # A batch that would overrun is cut to the trials that fit; none fit: the study stops.
+  assert next_batch_size(Budget(trials=64, minutes=3.5), trials, 120.0, 0, 4) == (3, None)
+  assert next_batch_size(Budget(trials=64, minutes=5), trials, 120.0, 0, 4) == (4, None)
+  size, why = next_batch_size(Budget(trials=64, minutes=2.4), trials, 120.0, 0, 4)
+  assert size == 0 and why.startswith("the next batch of 4 would not fit")
+  assert trials_left(Budget(trials=6), trials, 4) == 2  # a trial budget: the count alone
+  # Before anything is measured there is no estimate: the first batch always runs.
+  assert stop_reason(Budget(trials=64, minutes=0.1), [], 0.0, 0, 4) is None
+
+
+def test_a_lane_epoch_budget_counts_what_pruned_lanes_actually_trained():
+  trials = _batch(1, 60.0, epochs=(4, 1, 2, 1))  # 8 lane-epochs, 2 per trial
+  assert stop_reason(Budget(trials=64, lane_epochs=16), trials, 60.0, 0, 4) is None
+  reason = stop_reason(Budget(trials=64, lane_epochs=15), trials, 60.0, 0, 4)
+  assert reason.startswith("the next batch of 4 would not fit the lane-epoch budget")
+  assert stop_reason(Budget(trials=4, lane_epochs=99), trials, 60.0, 0, 4).startswith("trial")
+
+
+def test_a_study_stored_before_lane_epoch_budgets_resumes_without_a_setting_change():
+  assert Budget.from_dict({"trials": 16, "minutes": None, "tokens": None}) == Budget(16)
+  assert Budget(16, lane_epochs=40).describe() == "16 trials / 40 lane-epochs"
+
+
+def test_the_sweep_cuts_its_last_batch_to_the_lane_epochs_left_then_stops(tmp_path):
+  # Two lanes per batch, 3 epochs each without stopping: 6 lane-epochs a batch; of 10, the 4
+  # left after the first batch hold one more trial, and then nothing fits.
+  out = run_launcher(
+      tmp_path,
+      "sweep",
+      ["--strategy=random", "--dims=lr,dropout", *TINY_ARGS, "--budget_lane_epochs=10"],
+      "s",
+  )
+  assert out.returncode == 0, out.stdout + out.stderr
+  assert "1 of 2 trials fit what is left of the budget" in out.stdout
+  assert "3/8 trials" in out.stdout and "4/8 trials" not in out.stdout
+  assert "would not fit the lane-epoch budget" in out.stdout
+
+
+def test_a_wide_long_window_proposal_costs_more_than_a_narrow_one():
+  stats = {"users": 943, "items": 1682}
+  narrow = TrialConfig(hidden=64, max_len=50, loss="sampled_softmax").to_dict()
+  wide = TrialConfig(hidden=256, max_len=200, loss="softmax").to_dict()
+  assert lane_epoch_flops(wide, stats) > 10 * lane_epoch_flops(narrow, stats)
+  assert relative_cost(wide, narrow, stats) > 2.0 > 1.0 > relative_cost(narrow, wide, stats)
+  for field, small, large in (("hidden", 64, 128), ("max_len", 50, 200), ("blocks", 1, 3)):
+    a = TrialConfig(**{field: small}).to_dict()
+    b = TrialConfig(**{field: large}).to_dict()
+    assert relative_cost(b, a, stats) > 1.0, field
+  # The full softmax costs more than sampled negatives when the catalogue is the larger.
+  full = TrialConfig(loss="softmax").to_dict()
+  assert relative_cost(full, narrow, {"users": 1000, "items": 20000}) > 1.0
+
+
+def _curve(values):
+  return [{"epoch": i + 1, "NDCG@10": v} for i, v in enumerate(values)]
+
+
+def test_the_guarded_rule_keeps_lanes_on_the_leaders_track_and_cuts_the_far_behind():
+  # The study's best finished trial (0.30) was a slow starter: 0.02 at epoch 2.
+  fast = [_curve([0.10, 0.20, 0.22]), _curve([0.10, 0.18, 0.20]), _curve([0.09, 0.16, 0.18])]
+  slow_leader = _curve([0.01, 0.02, 0.30])
+  curves = fast + [slow_leader]
+  plain = MedianRule(grace_epochs=2, min_trials=4)
+  guarded = MedianRule(grace_epochs=2, min_trials=4, far=0.5, leader_curve=tuple(slow_leader))
+  alive = np.ones(3, bool)
+  # At epoch 2 the references are 0.20, 0.18, 0.16, 0.02 (median 0.17). Lane 0 (0.05) is
+  # behind the median but ahead of where the study's best was: the plain rule stops it.
+  best = np.array([0.05, 0.19, 0.01])
+  assert plain.stop(2, best, alive, curves).tolist() == [True, False, True]
+  assert guarded.stop(2, best, alive, curves).tolist() == [False, False, True]
+  # At epoch 1 (inside the grace period) only a lane below half the median is cut, unless
+  # it is on the best's track. References at epoch 1: 0.10, 0.10, 0.09, 0.01 (median 0.095).
+  early = np.array([0.04, 0.06, 0.2])
+  assert not plain.stop(1, early, alive, curves).any()
+  assert guarded.stop(1, early, alive, curves).tolist() == [False, False, False]  # >= 0.01
+  fast_leader = MedianRule(grace_epochs=2, min_trials=4, far=0.5, leader_curve=tuple(fast[0]))
+  assert fast_leader.stop(1, early, alive, curves).tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("rule", ["median", "median-guarded"])
+def test_no_rule_ever_stops_the_lane_that_leads(rule):
+  rng = np.random.default_rng(0)
+  finished = []
+  for i in range(6):
+    values = np.cumsum(rng.uniform(0.0, 0.05, 6))
+    finished.append(
+        Trial(
+            id=i,
+            study_id=1,
+            number=i,
+            config={},
+            signature="s",
+            status="finished",
+            valid={"NDCG@10": float(values.max())},
+            curve=_curve(values.tolist()),
+        )
+    )
+  prune = make_pruner(rule, finished, grace_epochs=1)
+  for epoch in range(1, 6):
+    refs = [max(v["NDCG@10"] for v in t.curve if v["epoch"] <= epoch) for t in finished]
+    lanes = rng.uniform(0.0, max(refs) * 1.2, 8)
+    lanes[0] = max(refs)  # level with the best reference: it leads
+    lanes[1] = max(refs) * 1.1
+    alive = np.ones(8, bool)
+    cut = prune(epoch, lanes, alive)
+    assert not cut[0] and not cut[1], (rule, epoch)
+    assert not cut[lanes >= max(refs)].any()

@@ -1,0 +1,169 @@
+"""A study's budget in trials, minutes, lane-epochs or planner tokens, and what is left of it.
+
+Every strategy is held to the same budget by the study loop: it stops at the
+trial cap, at the minutes or lane-epochs spent, or (with a compute budget)
+before a batch that its own measurements say cannot fit; a last batch that
+would overrun is cut to the trials that fit. The estimate of a
+batch is the study's measured seconds per lane-epoch times the lane-epochs a
+trial has taken so far (pruned and early-stopped lanes included), plus the
+planner's seconds per batch; a study with no finished trial yet has no
+estimate, and its first batch always runs. The agent reads the same estimate
+to know how many batches it has left (search/agent.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vmle_jax.memory.records import Trial
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """The limits of one study: a trial cap, and optionally minutes, lane-epochs, tokens."""
+
+  trials: int = 16
+  minutes: float | None = None
+  lane_epochs: int | None = None
+  tokens: int | None = None  # LLM planners: stop when the study has used this many
+
+  @classmethod
+  def from_dict(cls, d: dict | None) -> "Budget":
+    """The budget a study stored (keys added since it was made take their defaults)."""
+    d = d or {}
+    return cls(
+        trials=int(d.get("trials") or cls.trials),
+        minutes=d.get("minutes"),
+        lane_epochs=d.get("lane_epochs"),
+        tokens=d.get("tokens"),
+    )
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @property
+  def in_compute(self) -> bool:
+    """Whether minutes or lane-epochs bind (the trial count is then only a cap)."""
+    return self.minutes is not None or self.lane_epochs is not None
+
+  def describe(self) -> str:
+    parts = [f"{self.trials} trials"]
+    if self.minutes is not None:
+      parts.append(f"{self.minutes:g} min")
+    if self.lane_epochs is not None:
+      parts.append(f"{self.lane_epochs} lane-epochs")
+    if self.tokens is not None:
+      parts.append(f"{self.tokens} tokens")
+    return " / ".join(parts)
+
+
+def elapsed_seconds(trials: list[Trial]) -> float:
+  """Seconds already spent: one bucket_seconds per bucket plus the planner time per batch."""
+  per_bucket = {t.bucket: t.bucket_seconds or 0.0 for t in trials}
+  per_batch = {t.batch: t.planner_seconds or 0.0 for t in trials}
+  return float(sum(per_bucket.values()) + sum(per_batch.values()))
+
+
+def lane_epochs(trials: list[Trial]) -> int:
+  """Epochs every trial actually trained (pruned and stopped lanes count what they ran)."""
+  return int(sum(t.epochs or 0 for t in trials))
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchEstimate:
+  """What the study's own measurements say the next batch of `n` trials will cost."""
+
+  seconds: float
+  lane_epochs: float
+  seconds_per_lane_epoch: float
+  epochs_per_trial: float
+
+
+def estimate_batch(trials: list[Trial], n: int) -> BatchEstimate | None:
+  """The next batch's cost from the study's finished trials; None before the first bucket."""
+  trained = [t for t in trials if (t.epochs or 0) > 0]
+  if not trained:
+    return None
+  epochs = lane_epochs(trained)
+  buckets = {t.bucket: t.bucket_seconds or 0.0 for t in trained}
+  per_epoch = sum(buckets.values()) / epochs
+  per_trial = epochs / len(trials)
+  batches = {t.batch for t in trials}
+  planner = sum({t.batch: t.planner_seconds or 0.0 for t in trials}.values()) / max(1, len(batches))
+  return BatchEstimate(
+      seconds=n * per_trial * per_epoch + planner,
+      lane_epochs=n * per_trial,
+      seconds_per_lane_epoch=per_epoch,
+      epochs_per_trial=per_trial,
+  )
+
+
+def stop_reason(
+    budget: Budget, trials: list[Trial], elapsed: float, tokens: int, want: int
+) -> str | None:
+  """Why the study proposes no batch of `want` trials now, or None to go on.
+
+  `elapsed` is the study's wall-clock so far (training and planning, summed over
+  resumed runs). A compute budget also stops before a batch the estimate says
+  would overrun it, so no strategy is credited with minutes it was not given.
+  """
+  if len(trials) >= budget.trials:
+    return f"trial budget of {budget.trials} reached"
+  if budget.minutes is not None and elapsed >= 60 * budget.minutes:
+    return f"time budget of {budget.minutes:g} min reached"
+  spent_epochs = lane_epochs(trials)
+  if budget.lane_epochs is not None and spent_epochs >= budget.lane_epochs:
+    return f"lane-epoch budget of {budget.lane_epochs} reached"
+  if budget.tokens is not None and tokens >= budget.tokens:
+    return f"token budget of {budget.tokens} reached"
+  est = estimate_batch(trials, want)
+  if est is None:
+    return None
+  if budget.minutes is not None and elapsed + est.seconds > 60 * budget.minutes:
+    return (
+        f"the next batch of {want} would not fit the time budget: about {est.seconds / 60:.1f} "
+        f"min ({est.seconds_per_lane_epoch:.1f} s per lane-epoch, measured) with "
+        f"{budget.minutes - elapsed / 60:.1f} of {budget.minutes:g} min left"
+    )
+  if budget.lane_epochs is not None and spent_epochs + est.lane_epochs > budget.lane_epochs:
+    return (
+        f"the next batch of {want} would not fit the lane-epoch budget: about "
+        f"{est.lane_epochs:.0f} lane-epochs with {budget.lane_epochs - spent_epochs} of "
+        f"{budget.lane_epochs} left"
+    )
+  return None
+
+
+def next_batch_size(
+    budget: Budget, trials: list[Trial], elapsed: float, tokens: int, want: int
+) -> tuple[int, str | None]:
+  """(trials to propose now, why none): all `want`, or under a compute budget the most that
+  still fit (the last batch is cut to what is left rather than leaving it unspent; every
+  strategy alike), or 0 with the reason the study stops."""
+  reason = stop_reason(budget, trials, elapsed, tokens, want)
+  if reason is None:
+    return want, None
+  for k in range(want - 1, 0, -1):
+    if stop_reason(budget, trials, elapsed, tokens, k) is None:
+      return k, None
+  return 0, reason
+
+
+def trials_left(budget: Budget, trials: list[Trial], lanes: int) -> int:
+  """How many more trials the budget is expected to allow: the trial cap, and once compute
+  binds what the study's measured cost per trial says still fits."""
+  left = max(0, budget.trials - len(trials))
+  if not budget.in_compute:
+    return left
+  est = estimate_batch(trials, lanes)
+  if est is None:
+    return left
+  fit = [left]
+  if budget.minutes is not None:
+    per_trial = est.seconds_per_lane_epoch * est.epochs_per_trial
+    remaining = 60 * budget.minutes - elapsed_seconds(trials) - (est.seconds - lanes * per_trial)
+    fit.append(int(max(0.0, remaining) // max(per_trial, 1e-9)))
+  if budget.lane_epochs is not None:
+    remaining = budget.lane_epochs - lane_epochs(trials)
+    fit.append(int(max(0.0, remaining) // max(est.epochs_per_trial, 1e-9)))
+  return min(fit)
