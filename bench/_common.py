@@ -52,8 +52,6 @@ def publish(workdir: str, dest: str, databases=()) -> None:
   reports, per-trial CSVs and logs are copied as they are; model parameters and
   checkpoints are not.
   """
-  import shutil
-
   from vmle_jax.memory.store import snapshot
 
   os.makedirs(dest, exist_ok=True)
@@ -61,8 +59,6 @@ def publish(workdir: str, dest: str, databases=()) -> None:
     path = os.path.join(dest, name)
     snapshot(os.path.join(workdir, name), path)
     if os.path.getsize(path) > LARGE_DATABASE:  # kept small in git: about 8x smaller
-      import gzip
-
       with open(path, "rb") as f, gzip.open(path + ".gz", "wb") as g:
         shutil.copyfileobj(f, g)
       os.remove(path)

@@ -17,8 +17,9 @@ startup is one batch; the median early-stopping rule for every strategy):
 
 Equal compute (--budget=minutes; state in runs/experiment-<scale>-minutes):
 every strategy gets the same minutes, about what TPE needs for 32 trials
-here, with a trial cap that never binds; a study stops before a batch its own
-measured seconds per lane-epoch say cannot fit; the median-guarded
+here, with a trial cap that never binds; a study cuts a batch its own
+measured seconds per lane-epoch say cannot fit to the trials that do, and
+stops when none fits; the median-guarded
 early-stopping rule for every strategy; the agent ranks structures by gain
 per unit of cost. Run it pinned to one core (taskset -c 1) so the minutes are
 not shared with other work:

@@ -1,5 +1,8 @@
 """Budgets in compute (minutes, lane-epochs), the cost model, and the guarded stopping rule."""
 
+import json
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -84,9 +87,15 @@ def test_the_sweep_cuts_its_last_batch_to_the_lane_epochs_left_then_stops(tmp_pa
       "s",
   )
   assert out.returncode == 0, out.stdout + out.stderr
-  assert "1 of 2 trials fit what is left of the budget" in out.stdout
+  assert "1 of 2 trials fit what is left of the budget: a last batch" in out.stdout
   assert "3/8 trials" in out.stdout and "4/8 trials" not in out.stdout
   assert "would not fit the lane-epoch budget" in out.stdout
+  conn = sqlite3.connect(str(tmp_path / "m.sqlite"))
+  rows = conn.execute("SELECT batch, proposal FROM trials ORDER BY id").fetchall()
+  # The cut batch is a batch of its own (recorded as asked for one trial), not the rest of
+  # the first one: a resume would not try to fill it up.
+  assert [b for b, _ in rows] == [1, 1, 2]
+  assert [json.loads(p)["batch_trials"] for _, p in rows] == [2, 2, 1]
 
 
 def test_a_wide_long_window_proposal_costs_more_than_a_narrow_one():

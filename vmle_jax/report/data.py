@@ -219,7 +219,11 @@ def comparison_table(runs: list[StudyRun], target_fraction: float = 0.98) -> dic
     rs = [r for r in runs if r.strategy == strategy]
     t = target if target is not None else math.inf
     trials = [r.trials_to(t) for r in rs]
-    budgets = [r.budget or len(r.values) for r in rs]
+    # Under a compute budget the trial count is a cap that never binds: censor at what ran.
+    budgets = [
+        len(r.values) if r.budget_minutes or r.budget_lane_epochs else r.budget or len(r.values)
+        for r in rs
+    ]
     batches = [r.batches_to(t) for r in rs]
     epochs = [r.lane_epochs_to(t) for r in rs]
     seconds = sum(r.seconds for r in rs)

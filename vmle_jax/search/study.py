@@ -4,9 +4,10 @@
 agent: ask the strategy for up to `lanes` proposals, group them by static
 signature into buckets, register each bucket's trials in one transaction,
 train it, write every lane's outcome in one transaction, tell the strategy.
-It stops at the trial cap, or at the minutes or lane-epochs spent, or before a
-batch its own measurements say would overrun them (search/budget.py). A killed study resumes: trials a
-dead process left `running` are marked `interrupted` (kept, ids never reused)
+It stops at the trial cap, at the minutes or lane-epochs spent, or when not
+even one more trial fits them by its own measurements; a last batch that would
+overrun is cut to what fits (search/budget.py). A killed study resumes: trials
+a dead process left `running` are marked `interrupted` (kept, ids never reused)
 and proposed again, finished ones are kept, and the strategy replays its
 finished batches. Test metrics are computed once, for the study's best config.
 """
@@ -299,8 +300,9 @@ def _lead(
       store.set_study_status(sid, "running")
     strategy.bind(store, study, data)
     if resume:
-      batches = finished_batches(store.finished_trials(sid))
-      mismatched = strategy.resume(batches, intended_sizes(batches, spec))
+      kept = store.finished_trials(sid)
+      batches = finished_batches(kept)
+      mismatched = strategy.resume(batches, intended_sizes(batches, spec, recorded_sizes(kept)))
       if mismatched:
         log(
             f"resume: {mismatched} replayed proposals did not match the stored trials; the "
@@ -309,13 +311,27 @@ def _lead(
     return _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease)
 
 
-def intended_sizes(batches: list[list], spec: StudySpec) -> list[int]:
-  """How many trials each batch was asked for: the lanes, or what was left of the budget."""
+def intended_sizes(batches: list[list], spec: StudySpec, recorded=None) -> list[int]:
+  """How many trials each batch was asked for: the size recorded with it (a last batch cut
+  to what fits a compute budget), else the lanes or what was left of the trial budget."""
   sizes, before = [], 0
-  for batch in batches:
-    sizes.append(max(len(batch), min(spec.lanes, spec.budget_trials - before)))
+  for i, batch in enumerate(batches):
+    asked = (recorded or [None] * len(batches))[i]
+    if asked is None:
+      asked = min(spec.lanes, spec.budget_trials - before)
+    sizes.append(max(len(batch), asked))
     before += len(batch)
   return sizes
+
+
+def recorded_sizes(trials: list[Trial]) -> list[int | None]:
+  """Per batch (in the order of `finished_batches`), the number of trials it was asked for,
+  as the loop recorded it in each proposal (None for studies from before the record)."""
+  sizes: dict = {}
+  for t in trials:
+    key = t.batch if t.batch is not None else ("bucket", t.bucket)
+    sizes.setdefault(key, (t.proposal or {}).get("batch_trials"))
+  return list(sizes.values())
 
 
 def finished_batches(trials: list[Trial]) -> list[list[tuple[TrialConfig, float | None]]]:
@@ -403,9 +419,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
         log(f"[{spec.name}] {reason}; the study stops here")
       break
     if want < full:
-      log(
-          f"[{spec.name}] {want} of {full} trials fit what is left of the budget: a last batch of {want}"
-      )
+      log(f"[{spec.name}] {want} of {full} trials fit what is left of the budget: a last batch")
     tp = time.perf_counter()
     proposals = strategy.propose(want, done)
     planner_seconds = time.perf_counter() - tp
@@ -421,7 +435,11 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
           sid,
           configs,
           [
-              {"proposal": p.note, "batch": batch_number, "planner_seconds": planner_seconds}
+              {
+                  "proposal": {**(p.note or {}), "batch_trials": want},
+                  "batch": batch_number,
+                  "planner_seconds": planner_seconds,
+              }
               for p in bucket
           ],
       )
@@ -494,7 +512,9 @@ def _next_batch(spec, store, sid: int, n_done: int) -> tuple[int, int]:
   if finished and finished[-1].batch is not None:
     last = finished[-1].batch
     in_last = sum(1 for t in finished if t.batch == last)
-    intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
+    intended = (recorded_sizes([t for t in finished if t.batch == last]) or [None])[0]
+    if intended is None:  # a study from before batch sizes were recorded
+      intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
     if in_last < intended:
       batch_number, want = last, intended - in_last
   return batch_number, want
