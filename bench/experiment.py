@@ -37,6 +37,7 @@ study's trials.csv, and results.md with all tables. Prints one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -106,9 +107,13 @@ flags.DEFINE_enum(
     "trials: every strategy gets the same trials (16); minutes: the same wall-clock "
     "(see the module docstring).",
 )
-flags.DEFINE_float("budget_minutes", None, "Minutes per study instead of each group's own.")
+flags.DEFINE_float(
+    "budget_minutes", None, "With --budget=minutes: minutes per study instead of each group's own."
+)
 flags.DEFINE_integer(
-    "budget_lane_epochs", None, "Lane-epochs per study (an equal-compute budget) for every group."
+    "budget_lane_epochs",
+    None,
+    "With --budget=minutes: a lane-epoch limit per study as well, for every group.",
 )
 flags.DEFINE_list("groups", None, "Only these groups (dataset/backbone), e.g. ml-100k/sasrec.")
 flags.DEFINE_list("seeds", None, "Seeds instead of each group's own (e.g. 0,1,2,3,4).")
@@ -202,14 +207,17 @@ def main(argv):
     groups = tuple(dataclasses.replace(g, lanes=FLAGS.lanes) for g in groups)
   for flag in ("budget_minutes", "budget_lane_epochs"):
     value = getattr(FLAGS, flag)
-    if value is not None and value <= 0:
-      _common.fail(f"--{flag}={value}: must be positive")
+    if value is None:
+      continue
+    if FLAGS.budget != "minutes":
+      _common.fail(f"--{flag} sets the equal-compute experiment's budget: add --budget=minutes")
+    if not math.isfinite(value) or value <= 0:
+      _common.fail(f"--{flag}={value}: must be a positive number")
   if FLAGS.budget_minutes or FLAGS.budget_lane_epochs:
     groups = tuple(
         dataclasses.replace(
             g,
-            trials=CAP,
-            minutes=FLAGS.budget_minutes or (g.minutes if not FLAGS.budget_lane_epochs else None),
+            minutes=FLAGS.budget_minutes or g.minutes,
             lane_epochs=FLAGS.budget_lane_epochs,
         )
         for g in groups

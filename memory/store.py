@@ -41,6 +41,7 @@ def schema_sections() -> list[tuple[int, str]]:
 
 
 SCHEMA_VERSION = schema_sections()[-1][0]
+MERGED_INSIGHTS = 6  # the schema version from which insights merge every study's evidence
 
 
 class StoreError(RuntimeError):
@@ -298,19 +299,20 @@ class Store:
       for call in calls:
         call.pop("id")
         _insert(c, "llm_calls", {**call, "study_id": sid})
-    for ins in insights:  # merged with what this memory already knows of the data set
-      self.upsert_insight(
-          dataset_id,
-          sid,
-          ins["backbone"],
-          ins["rule"],
-          RuleKey.of(ins["key"]),
-          ins["support"],
-          ins["contradict"],
-          ins["confidence"],
-          ins["source"],
-      )
-    return sid
+      for ins in insights:  # merged with what this memory already knows of the data set
+        _write_evidence(
+            c,
+            dataset_id,
+            sid,
+            ins["backbone"],
+            ins["rule"],
+            RuleKey.of(ins["key"]),
+            ins["support"],
+            ins["contradict"],
+            ins["confidence"],
+            ins["source"],
+        )
+      return sid
 
   def cut_study(self, study_id: int, from_batch: int) -> int:
     """Deletes a study's trials of batch `from_batch` and later (and the interrupted ones),
@@ -516,42 +518,10 @@ class Store:
     """Writes a study's evidence for a rule on (data set, backbone, key) and merges it with
     every other study's: the study's own row is replaced (it recounts its trials each
     batch), the insight holds the union of all rows and the confidence recounted from it."""
-    now = time.time()
-    key_json = key.to_json()
     with self.transaction() as c:
-      row = c.execute(
-          "SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
-          (dataset_id, backbone, key_json),
-      ).fetchone()
-      if row:
-        insight_id = row["id"]
-      else:
-        insight_id = c.execute(
-            "INSERT INTO insights (rule, support, contradict, confidence, source, study_id, "
-            "updated_at, dataset_id, backbone, key, created_at) VALUES (?, '[]', '[]', 0.5, ?, ?,"
-            " ?, ?, ?, ?, ?)",
-            (rule, source, study_id, now, dataset_id, backbone, key_json, now),
-        ).lastrowid
-      c.execute(
-          "DELETE FROM insight_evidence WHERE insight_id = ? AND study_id IS ?",
-          (insight_id, study_id),
+      return _write_evidence(
+          c, dataset_id, study_id, backbone, rule, key, support, contradict, confidence, source
       )
-      c.execute(
-          "INSERT INTO insight_evidence (insight_id, study_id, rule, support, contradict, "
-          "confidence, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-          (
-              insight_id,
-              study_id,
-              rule,
-              json.dumps(sorted(set(support))),
-              json.dumps(sorted(set(contradict))),
-              float(confidence),
-              source,
-              now,
-          ),
-      )
-      _merge_evidence(c, insight_id)
-      return insight_id
 
   def insights(
       self, backbone: str | None = None, dataset_id: int | None = None, study_id: int | None = None
@@ -559,6 +529,8 @@ class Store:
     """Insights with the evidence of every study merged; with `study_id`, the rules that
     study has evidence for, as that study alone sees them (its own support, contradiction
     and confidence: what a fair comparison's agent may read)."""
+    if self.version < MERGED_INSIGHTS:  # a file opened read-only, never migrated
+      return self._insights_before_merging(backbone, dataset_id, study_id)
     if study_id is None:
       q = (
           "SELECT i.*, d.name AS dataset, (SELECT json_group_array(e.study_id) FROM "
@@ -584,6 +556,24 @@ class Store:
         else " ORDER BY e.confidence DESC, i.id"
     )
     rows = self.conn.execute(q + order, args)
+    return [_row(r, json_fields=("key", "support", "contradict", "studies")) for r in rows]
+
+  def _insights_before_merging(self, backbone, dataset_id, study_id) -> list[dict]:
+    """insights() on a schema older than merged insights: one writer per row."""
+    q, args = (
+        "SELECT i.*, d.name AS dataset, json_array(i.study_id) AS studies FROM insights i JOIN "
+        "datasets d ON d.id = i.dataset_id WHERE 1",
+        [],
+    )
+    for col, val in (
+        ("i.backbone", backbone),
+        ("i.dataset_id", dataset_id),
+        ("i.study_id", study_id),
+    ):
+      if val is not None:
+        q += f" AND {col} = ?"
+        args.append(val)
+    rows = self.conn.execute(q + " ORDER BY i.confidence DESC, i.id", args)
     return [_row(r, json_fields=("key", "support", "contradict", "studies")) for r in rows]
 
   # ---------------------------------------------------------------- summaries (L2)
@@ -749,6 +739,56 @@ def _row(r: sqlite3.Row, json_fields=()) -> dict:
     if k in d and d[k] is not None:
       d[k] = json.loads(d[k])
   return d
+
+
+def _write_evidence(
+    c,
+    dataset_id: int,
+    study_id: int | None,
+    backbone: str,
+    rule: str,
+    key: RuleKey,
+    support: list[int],
+    contradict: list[int],
+    confidence: float,
+    source: str,
+) -> int:
+  """Store.upsert_insight inside an open transaction `c`."""
+  now = time.time()
+  key_json = key.to_json()
+  row = c.execute(
+      "SELECT id FROM insights WHERE dataset_id = ? AND backbone = ? AND key = ?",
+      (dataset_id, backbone, key_json),
+  ).fetchone()
+  if row:
+    insight_id = row["id"]
+  else:
+    insight_id = c.execute(
+        "INSERT INTO insights (rule, support, contradict, confidence, source, study_id, "
+        "updated_at, dataset_id, backbone, key, created_at) VALUES (?, '[]', '[]', 0.5, ?, ?,"
+        " ?, ?, ?, ?, ?)",
+        (rule, source, study_id, now, dataset_id, backbone, key_json, now),
+    ).lastrowid
+  c.execute(
+      "DELETE FROM insight_evidence WHERE insight_id = ? AND study_id IS ?",
+      (insight_id, study_id),
+  )
+  c.execute(
+      "INSERT INTO insight_evidence (insight_id, study_id, rule, support, contradict, "
+      "confidence, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      (
+          insight_id,
+          study_id,
+          rule,
+          json.dumps(sorted(set(support))),
+          json.dumps(sorted(set(contradict))),
+          float(confidence),
+          source,
+          now,
+      ),
+  )
+  _merge_evidence(c, insight_id)
+  return insight_id
 
 
 def _merge_evidence(c, insight_id: int) -> None:

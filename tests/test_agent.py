@@ -717,3 +717,30 @@ def test_a_second_study_of_the_same_data_adds_to_the_first_ones_insights(data, e
       json.dumps(i["key"], sort_keys=True) for i in fresh.insights(study_id=fresh.study("s0")["id"])
   }
   assert alone <= rederived
+
+
+def test_an_agent_reads_its_own_evidence_apart_from_the_other_studies_evidence(data, tmp_path):
+  """With a shared memory, a merged insight is read twice: this study's own evidence (which
+  its planner does not treat as transferred knowledge) and what the others found."""
+  from vmle_jax.memory.records import RuleKey, confidence
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset(data.fingerprint())
+  a = store.create_study("a", did, "sasrec", "agent:heuristic", {"trials": 4}, {"seed": 0})
+  b = store.create_study("b", did, "sasrec", "agent:heuristic", {"trials": 4}, {"seed": 1})
+  wider, deeper = RuleKey("lr", "up"), RuleKey("dropout", "up")
+  store.upsert_insight(did, a, "sasrec", "raise lr (a)", wider, [1, 2], [], 0.75, "h")
+  store.upsert_insight(did, b, "sasrec", "raise lr (b)", wider, [11], [12], 0.5, "h")
+  store.upsert_insight(did, a, "sasrec", "raise dropout (a)", deeper, [3], [], 0.67, "h")
+  agent = AgentStrategy(HeuristicPlanner(), _space(), log=lambda s: None)
+  agent.bind(store, store.study("a"), data)
+  seen = [
+      (i["rule"], i["support"], i["contradict"], i["this_study"])
+      for i in agent.context()["insights"]
+  ]
+  assert ("raise lr (a)", [1, 2], [], True) in seen
+  assert ("raise lr (b)", [11], [12], False) in seen  # the other study's evidence alone
+  assert ("raise dropout (a)", [3], [], True) in seen
+  assert len(seen) == 3  # the dropout rule has no other study's evidence to add
+  other = [i for i in agent.context()["insights"] if not i["this_study"]][0]
+  assert other["confidence"] == confidence(1, 1) and other["studies"] == [b]

@@ -73,8 +73,48 @@ def test_a_lane_epoch_budget_counts_what_pruned_lanes_actually_trained():
 
 
 def test_a_study_stored_before_lane_epoch_budgets_resumes_without_a_setting_change():
-  assert Budget.from_dict({"trials": 16, "minutes": None, "tokens": None}) == Budget(16)
+  from vmle_jax.config import Schedule
+  from vmle_jax.search.space import SearchSpace
+  from vmle_jax.search.study import StudySpec, setting_changes, study_settings
+
+  space = SearchSpace.for_backbone("sasrec", only=["lr"])
+  spec = StudySpec(name="s", budget_trials=16)
+  budget, settings = study_settings(spec, space, Schedule())
+  stored = {  # as a study created before lane-epoch budgets stored itself
+      "dataset_id": 1,
+      "strategy": spec.strategy,
+      "budget": {"trials": 16, "minutes": None, "tokens": None},
+      "settings": dict(settings),
+  }
+  assert setting_changes(stored, spec, budget, settings, 1) == {}
+  wider = StudySpec(name="s", budget_trials=16, budget_lane_epochs=40)
+  budget, settings = study_settings(wider, space, Schedule())
+  assert "budget" in setting_changes(stored, wider, budget, settings, 1)
   assert Budget(16, lane_epochs=40).describe() == "16 trials / 40 lane-epochs"
+
+
+def test_a_resumed_batch_is_completed_to_its_recorded_size_within_the_lowered_lanes(tmp_path):
+  from vmle_jax.memory.store import Store
+  from vmle_jax.search.study import StudySpec, _next_batch
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset({"name": "d", "sha256": "x", "users": 3})
+  sid = store.create_study("s", did, "sasrec", "random", {"trials": 64}, {"seed": 0})
+
+  def batch(number, asked, finished):
+    notes = [{"proposal": {"batch_trials": asked}, "batch": number, "planner_seconds": 0.0}]
+    for i in range(finished):
+      (tid,), _ = store.start_bucket(sid, [TrialConfig(lr=1e-3 * (number + i / 10))], notes)
+      store.finish_bucket([(tid, {"status": "finished", "valid": {"NDCG@10": 0.1}})])
+
+  batch(1, 8, 8)
+  batch(2, 2, 2)  # a last batch cut to 2: complete, the next batch gets its own number
+  spec = StudySpec(name="s", budget_trials=64, lanes=8)
+  assert _next_batch(spec, store, sid, 10) == (3, 8)
+  batch(3, 8, 3)  # a kill cut batch 3 after 3 of its 8 trials: 5 are still owed ...
+  assert _next_batch(spec, store, sid, 13) == (3, 5)
+  lowered = StudySpec(name="s", budget_trials=64, lanes=4)  # ... but lanes were lowered
+  assert _next_batch(lowered, store, sid, 13) == (3, 4)
 
 
 def test_the_sweep_cuts_its_last_batch_to_the_lane_epochs_left_then_stops(tmp_path):
@@ -92,8 +132,8 @@ def test_the_sweep_cuts_its_last_batch_to_the_lane_epochs_left_then_stops(tmp_pa
   assert "would not fit the lane-epoch budget" in out.stdout
   conn = sqlite3.connect(str(tmp_path / "m.sqlite"))
   rows = conn.execute("SELECT batch, proposal FROM trials ORDER BY id").fetchall()
-  # The cut batch is a batch of its own (recorded as asked for one trial), not the rest of
-  # the first one: a resume would not try to fill it up.
+  # The cut batch is a batch of its own, recorded as asked for one trial, so the loop does
+  # not take it for a batch a kill cut short and fill it up.
   assert [b for b, _ in rows] == [1, 1, 2]
   assert [json.loads(p)["batch_trials"] for _, p in rows] == [2, 2, 1]
 

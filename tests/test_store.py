@@ -191,7 +191,7 @@ def test_insights_of_studies_sharing_a_memory_keep_both_studies_evidence(tmp_pat
   assert store.insights()[0]["support"] == [11] and store.insights(study_id=a) == []
 
 
-def test_a_memory_from_before_merged_insights_is_migrated_with_its_evidence(tmp_path):
+def test_a_memory_from_before_merged_insights_is_migrated_with_its_evidence(tmp_path, monkeypatch):
   from vmle_jax.memory.store import schema_sections
 
   path = str(tmp_path / "old.sqlite")
@@ -213,6 +213,15 @@ def test_a_memory_from_before_merged_insights_is_migrated_with_its_evidence(tmp_
   )
   conn.commit()
   conn.close()
+  import os
+
+  # Where the file cannot be written it is read as it is, unmigrated, insights included.
+  monkeypatch.setattr(os, "access", lambda *a, **k: False)
+  old = Store(path, readonly=True)
+  assert old.version == 5 and old.insights()[0]["support"] == [7, 8]
+  assert old.insights(study_id=1)[0]["studies"] == [1]
+  old.close()
+  monkeypatch.undo()
   store = Store(path)
   assert store.version == SCHEMA_VERSION
   (own,) = store.insights(study_id=1)

@@ -273,8 +273,8 @@ def equal_budget_table(
 ) -> dict:
   """Per strategy, what it had found when the shared compute budget ran out (a batch that
   ended past it does not count) and its minutes and lane-epochs to the target, 98% of the
-  best any study found within the budget (a seed that never reached it counts as the
-  budget plus one)."""
+  best any study found within the budget. A seed that never reached it counts as what it
+  spent within the budget plus one (minute, lane-epoch): the budget itself where it binds."""
   seconds = None if minutes is None else 60 * minutes
   at = {r.name: r.best_within(seconds, lane_epochs) for r in runs}
   found = [v for v in at.values() if v is not None]
@@ -285,10 +285,18 @@ def equal_budget_table(
         lane_epochs is None or r.lane_epoch_ends()[i] <= lane_epochs
     )
 
+  def spent(r) -> tuple[float, int]:
+    """(minutes, lane-epochs) of the batches that ended within the budget."""
+    kept = [i for i in range(len(r.values)) if within(r, i)]
+    if not kept:
+      return 0.0, 0
+    return r.ends[kept[-1]] / 60, r.lane_epoch_ends()[kept[-1]]
+
   rows = {}
   for strategy in sorted({r.strategy for r in runs}):
     rs = sorted((r for r in runs if r.strategy == strategy), key=lambda r: r.seed)
     best = [at[r.name] for r in rs]
+    used = [spent(r) for r in rs]
     hits = [r.reach_index(target) if target is not None else None for r in rs]
     hits = [i if i is not None and within(r, i) else None for r, i in zip(rs, hits)]
     to_min = [None if i is None else r.ends[i] for r, i in zip(rs, hits)]
@@ -299,14 +307,12 @@ def equal_budget_table(
         "best_at_budget_std": _std(best),
         "per_seed": {r.seed: at[r.name] for r in rs},
         "trials": _mean([len(r.values) for r in rs]),
-        "minutes_used": _mean([r.seconds / 60 for r in rs]),
-        "lane_epochs_used": _mean([r.lane_epochs for r in rs]),
+        "minutes_used": _mean([m for m, _ in used]),
+        "lane_epochs_used": _mean([e for _, e in used]),
         "minutes_to_target": _mean(
-            censored([None if s is None else s / 60 for s in to_min], [minutes] * len(rs))
+            censored([None if s is None else s / 60 for s in to_min], [m for m, _ in used])
         ),
-        "lane_epochs_to_target": _mean(
-            censored(to_epochs, [lane_epochs or r.lane_epochs for r in rs])
-        ),
+        "lane_epochs_to_target": _mean(censored(to_epochs, [e for _, e in used])),
         "reached": sum(1 for x in to_min if x is not None),
     }
   return {"minutes": minutes, "lane_epochs": lane_epochs, "target": target, "strategies": rows}

@@ -169,8 +169,11 @@ def equal_budget_lines(table: dict) -> list[str]:
   for a in agents:
     for o in [s for s in rows if not s.startswith("agent")]:
       seeds = sorted(set(rows[a]["per_seed"]) & set(rows[o]["per_seed"]))
-      wins = sum(
-          1 for k in seeds if (rows[a]["per_seed"][k] or 0.0) >= (rows[o]["per_seed"][k] or 0.0)
+      wins = sum(  # a seed where the agent found nothing within the budget is no win
+          1
+          for k in seeds
+          if rows[a]["per_seed"][k] is not None
+          and rows[a]["per_seed"][k] >= (rows[o]["per_seed"][k] or 0.0)
       )
       ba, bo = rows[a]["best_at_budget"], rows[o]["best_at_budget"]
       ma, mo = rows[a]["minutes_to_target"], rows[o]["minutes_to_target"]
@@ -192,7 +195,9 @@ def equal_budget_lines(table: dict) -> list[str]:
       "|---|---|---|---|---|---|---|---|---|",
   ]
   for s, r in rows.items():
-    per_seed = ", ".join("-" if v is None else f"{v:.4f}" for v in r["per_seed"].values())
+    per_seed = ", ".join(
+        f"s{k} " + ("-" if v is None else f"{v:.4f}") for k, v in r["per_seed"].items()
+    )
     out.append(
         f"| {s} | {_fmt(r['best_at_budget'], '{:.4f}', r['best_at_budget_std'])} | "
         f"{per_seed} | {r['reached']}/{r['seeds']} | {_fmt(r['minutes_to_target'], '{:.1f}')} | "
@@ -201,8 +206,9 @@ def equal_budget_lines(table: dict) -> list[str]:
     )
   out += [
       "",
-      "A batch that ended past the budget does not count; a seed that never reached the "
-      "target counts as the budget plus one (minute, lane-epoch).",
+      "Minutes and lane-epochs are counted to the end of the last batch within the budget; "
+      "a batch that ended past it does not count. A seed that never reached the target "
+      "counts as what it spent within the budget plus one (minute, lane-epoch).",
       "",
   ]
   return out

@@ -185,10 +185,16 @@ class AgentStrategy(Strategy):
         insights.append(ins)
       summary = self.fixed_summary
     else:
+      own = {_key_text(i["key"]): i for i in store.insights(study_id=sid)}
       for other_id in [ds_id] + summaries.similar_datasets(store, ds_id, k=2):
         for ins in store.insights(backbone=self.study["backbone"], dataset_id=other_id):
-          ins["this_study"] = ins["study_id"] == sid
-          insights.append(ins)
+          mine = own.get(_key_text(ins["key"])) if other_id == ds_id else None
+          if mine is not None:  # this study's evidence, and the others' apart from it
+            insights.append({**mine, "this_study": True})
+            ins = _others_evidence(ins, mine, sid)
+            if ins is None:
+              continue
+          insights.append({**ins, "this_study": False})
       summary = store.summary(self.study["backbone"])
     stats = {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}
     summary, insights = _with_distances(store, stats, summary, insights)
@@ -203,7 +209,7 @@ class AgentStrategy(Strategy):
         "patience": int((settings.get("schedule") or {}).get("patience", 10)),
         "lanes": lanes,
         # Under a budget in minutes or lane-epochs: the trials the study's measured cost
-        # says still fit, in whole batches; proposals are ranked by gain per cost.
+        # says still fit; structural proposals are ranked by gain per cost.
         "trials_left": trials_left(budget, finished, lanes),
         "budget_trials": budget.trials,
         "budget": budget.describe(),
@@ -450,9 +456,9 @@ class AgentStrategy(Strategy):
     """Writes the insights the heuristic's reflections leave on this study's trials (curve
     shapes and every move's evidence) and returns how many this study now owns.
 
-    For a study copied out of a shared memory: insights are kept per data set, so another
-    study of the same data set there may have taken its rows over, and the copy would reach
-    the summary with none (bench/transfer.py)."""
+    For a study copied out of a memory written before insights were merged across studies
+    (schema version 6): there another study of the same data set may have taken its rows
+    over, and the copy would reach the summary with none (bench/transfer.py)."""
     ctx = self.context()
     by_number = {t["number"]: t for t in ctx["trials"]}
     self._write_curve_insights(ctx)
@@ -501,6 +507,26 @@ class AgentStrategy(Strategy):
         latency_s=answer.latency_s,
         detail=detail,
     )
+
+
+def _key_text(key: dict) -> str:
+  return json.dumps(key, sort_keys=True)
+
+
+def _others_evidence(merged: dict, mine: dict, study_id: int) -> dict | None:
+  """A merged insight without this study's own evidence (None when only this study has
+  any): what the other studies that share the memory learned about the same move."""
+  support = [i for i in merged["support"] if i not in set(mine["support"])]
+  contradict = [i for i in merged["contradict"] if i not in set(mine["contradict"])]
+  if not support and not contradict:
+    return None
+  return {
+      **merged,
+      "support": support,
+      "contradict": contradict,
+      "confidence": confidence(len(support), len(contradict)),
+      "studies": [s for s in merged.get("studies") or [] if s != study_id],
+  }
 
 
 def _trial_view(t: Trial) -> dict:

@@ -515,8 +515,8 @@ def _next_batch(spec, store, sid: int, n_done: int) -> tuple[int, int]:
     intended = (recorded_sizes([t for t in finished if t.batch == last]) or [None])[0]
     if intended is None:  # a study from before batch sizes were recorded
       intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
-    if in_last < intended:
-      batch_number, want = last, intended - in_last
+    if in_last < intended:  # lanes or the trial cap lowered on resume still hold
+      batch_number, want = last, min(intended - in_last, spec.lanes, spec.budget_trials - n_done)
   return batch_number, want
 
 
