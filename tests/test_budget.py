@@ -58,7 +58,7 @@ def test_a_minutes_budget_stops_before_a_batch_that_cannot_fit():
   assert next_batch_size(Budget(trials=64, minutes=3.5), trials, 120.0, 0, 4) == (3, None)
   assert next_batch_size(Budget(trials=64, minutes=5), trials, 120.0, 0, 4) == (4, None)
   size, why = next_batch_size(Budget(trials=64, minutes=2.4), trials, 120.0, 0, 4)
-  assert size == 0 and why.startswith("the next batch of 4 would not fit")
+  assert size == 0 and why.startswith("the next batch of 1 would not fit")
   assert trials_left(Budget(trials=6), trials, 4) == 2  # a trial budget: the count alone
   # Before anything is measured there is no estimate: the first batch always runs.
   assert stop_reason(Budget(trials=64, minutes=0.1), [], 0.0, 0, 4) is None

@@ -146,7 +146,7 @@ def next_batch_size(
   for k in range(want - 1, 0, -1):
     if stop_reason(budget, trials, elapsed, tokens, k) is None:
       return k, None
-  return 0, reason
+  return 0, stop_reason(budget, trials, elapsed, tokens, 1)  # why not even one fits
 
 
 def trials_left(budget: Budget, trials: list[Trial], lanes: int) -> int:
