@@ -36,8 +36,11 @@ NEAR_BEST = 0.98
 
 
 def best_upto(curve: list[dict], epoch: int) -> float | None:
-  seen = [p["NDCG@10"] for p in curve or [] if "NDCG@10" in p and p["epoch"] <= epoch]
-  return max(seen) if seen else None
+  """A trial's best NDCG@10 up to `epoch`, as the rules read their references."""
+  from vmle_jax.search.pruning import MedianRule
+
+  seen = MedianRule().references([curve or []], epoch)
+  return float(seen[0]) if len(seen) else None
 
 
 def replay(rule: str, trials: list, cap: int, grace: int) -> dict:

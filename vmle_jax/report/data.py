@@ -280,9 +280,11 @@ def equal_budget_table(
   found = [v for v in at.values() if v is not None]
   target = 0.98 * max(found) if found else None  # of what was found within the budget
 
+  epoch_ends = {r.name: r.lane_epoch_ends() for r in runs}
+
   def within(r, i):
     return (seconds is None or r.ends[i] <= seconds + 1e-6) and (
-        lane_epochs is None or r.lane_epoch_ends()[i] <= lane_epochs
+        lane_epochs is None or epoch_ends[r.name][i] <= lane_epochs
     )
 
   def spent(r) -> tuple[float, int]:
@@ -290,7 +292,7 @@ def equal_budget_table(
     kept = [i for i in range(len(r.values)) if within(r, i)]
     if not kept:
       return 0.0, 0
-    return r.ends[kept[-1]] / 60, r.lane_epoch_ends()[kept[-1]]
+    return r.ends[kept[-1]] / 60, epoch_ends[r.name][kept[-1]]
 
   rows = {}
   for strategy in sorted({r.strategy for r in runs}):
@@ -300,7 +302,7 @@ def equal_budget_table(
     hits = [r.reach_index(target) if target is not None else None for r in rs]
     hits = [i if i is not None and within(r, i) else None for r, i in zip(rs, hits)]
     to_min = [None if i is None else r.ends[i] for r, i in zip(rs, hits)]
-    to_epochs = [None if i is None else r.lane_epoch_ends()[i] for r, i in zip(rs, hits)]
+    to_epochs = [None if i is None else epoch_ends[r.name][i] for r, i in zip(rs, hits)]
     rows[strategy] = {
         "seeds": len(rs),
         "best_at_budget": _mean(best),
