@@ -118,6 +118,12 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_list("groups", None, "Only these groups (dataset/backbone), e.g. ml-100k/sasrec.")
 flags.DEFINE_list("seeds", None, "Seeds instead of each group's own (e.g. 0,1,2,3,4).")
+flags.DEFINE_list(
+    "strategies",
+    None,
+    "Run only these of each group's strategies (e.g. random,tpe); the tables still show "
+    "every finished study of the group's strategies.",
+)
 flags.DEFINE_string("workdir", None, "State and reports (default runs/experiment-<scale>).")
 flags.DEFINE_float("time_limit_minutes", None, "Start no new study after this many minutes.")
 flags.DEFINE_integer("lanes", None, "Lanes per bucket instead of each group's own.")
@@ -206,6 +212,15 @@ def main(argv):
     groups = tuple(dataclasses.replace(g, seeds=seeds) for g in groups)
   if FLAGS.lanes:
     groups = tuple(dataclasses.replace(g, lanes=FLAGS.lanes) for g in groups)
+  run_strategies = {g.key: g.strategies for g in groups}
+  if FLAGS.strategies:
+    known = sorted({s for g in groups for s in g.strategies})
+    bad = [s for s in FLAGS.strategies if s not in known]
+    if bad:
+      _common.fail(f"--strategies: {bad} not among {', '.join(known)}")
+    run_strategies = {
+        g.key: tuple(s for s in g.strategies if s in FLAGS.strategies) for g in groups
+    }
   for flag in ("budget_minutes", "budget_lane_epochs"):
     value = getattr(FLAGS, flag)
     if value is None:
@@ -264,7 +279,7 @@ def main(argv):
           workdir,
           g.trials,
           g.seeds,
-          strategies=g.strategies,
+          strategies=run_strategies[g.key],
           log=log,
           deadline=deadline,
           early_stop=g.early_stop,

@@ -15,7 +15,12 @@ from vmle_jax.search.budget import (
     stop_reason,
     trials_left,
 )
-from vmle_jax.search.cost import lane_epoch_flops, relative_cost
+from vmle_jax.search.cost import (
+    batch_seconds,
+    lane_epoch_flops,
+    relative_cost,
+    seconds_per_reference_epoch,
+)
 from vmle_jax.search.pruning import MedianRule, make_pruner
 
 from launcher import TINY_ARGS, run_launcher
@@ -151,6 +156,24 @@ def test_a_wide_long_window_proposal_costs_more_than_a_narrow_one():
   # The full softmax costs more than sampled negatives when the catalogue is the larger.
   full = TrialConfig(loss="softmax").to_dict()
   assert relative_cost(full, narrow, {"users": 1000, "items": 20000}) > 1.0
+
+
+def test_one_measured_structure_prices_another_through_the_cost_model():
+  stats = {"users": 943, "items": 1682}
+  narrow = TrialConfig(hidden=64, max_len=50).to_dict()
+  wide = TrialConfig(hidden=256, max_len=200, loss="softmax").to_dict()
+  ratio = relative_cost(wide, narrow, stats)
+  # Two buckets measured at 2 s per lane-epoch of `narrow`: the wide one took ratio x longer.
+  trials = [
+      {"config": narrow, "epochs": 8, "bucket": 0, "bucket_seconds": 2.0 * 8 * 2},
+      {"config": narrow, "epochs": 8, "bucket": 0, "bucket_seconds": 2.0 * 8 * 2},
+      {"config": wide, "epochs": 4, "bucket": 1, "bucket_seconds": 2.0 * ratio * 4},
+      {"config": wide, "epochs": 0, "bucket": 2, "bucket_seconds": 99.0},  # never trained
+  ]
+  per = seconds_per_reference_epoch(trials, narrow, stats)
+  assert per == pytest.approx(2.0)
+  assert batch_seconds([wide] * 4, narrow, stats, per, 8) == pytest.approx(4 * 8 * 2.0 * ratio)
+  assert seconds_per_reference_epoch(trials[3:], narrow, stats) is None
 
 
 def _curve(values):

@@ -7,6 +7,7 @@ from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data import make_synthetic
 from vmle_jax.engine import Engine
 from vmle_jax.memory.store import Store
+from vmle_jax.search.cost import batch_seconds
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners import HeuristicPlanner
 from vmle_jax.search.playbook import playbook, starting_config
@@ -104,6 +105,7 @@ def _planned(
     lanes: int = 4,
     priced: bool = False,
     summary: dict | None = None,
+    budget: dict | None = None,
 ) -> list[dict]:
   """The heuristic planner's next batch of `lanes` after a first batch whose best trial has
   `best_curve` (a 5-epoch cap), with `trials_left` in the budget and `extra` trials."""
@@ -126,7 +128,8 @@ def _planned(
       "backbone": "sasrec",
       "max_epochs": 5,
       "trials_left": trials_left,
-      "budget_in_compute": priced,
+      "budget_in_minutes": priced,
+      **(budget or {}),
   }
   return HeuristicPlanner().propose(context, lanes, []).content["proposals"]
 
@@ -223,6 +226,71 @@ def test_under_a_compute_budget_a_dearer_model_needs_evidence_that_it_pays():
   evidence = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid)
   assert evidence[0]["changes"].get("hidden") == 256
   assert "ranked by gain per cost" in evidence[0]["hypothesis"]
+
+
+def _first_batch(stats: dict, priced: bool) -> list[dict]:
+  context = {
+      "search_space": SPACE,
+      "best": None,
+      "trials": [],
+      "done": set(),
+      "insights": [],
+      "summary": None,
+      "dataset": {"name": "y", "stats": stats},
+      "backbone": "sasrec",
+      "max_epochs": 8,
+      "trials_left": 64,
+      "budget_in_minutes": priced,
+  }
+  return HeuristicPlanner().propose(context, 4, []).content["proposals"]
+
+
+def test_under_a_minutes_budget_a_cheaper_scout_shares_the_first_batch():
+  long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
+  structure = lambda p: (p["changes"].get("max_len"), p["changes"].get("hidden", 64))
+  by_trials = _first_batch(long, priced=False)
+  assert len({structure(p) for p in by_trials}) == 1
+  assert structure(by_trials[0]) == (200, 128)
+  by_minutes = _first_batch(long, priced=True)
+  assert [p["kind"] for p in by_minutes][::2] == ["playbook", "scout"]
+  assert [structure(p) for p in by_minutes] == [(200, 128)] * 2 + [(100, 64)] * 2
+  assert "covers the median user's history" in by_minutes[2]["hypothesis"]
+  # Short histories: the playbook's structure is cheap already, so no scout.
+  assert all(p["kind"] != "scout" for p in _first_batch(_stats(), priced=True))
+
+
+def test_under_a_minutes_budget_no_structure_is_proposed_whose_batch_cannot_finish():
+  long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
+  plateau = [0.02, 0.04, 0.05, 0.05, 0.05]
+  start = SPACE.values_of(starting_config(playbook(long, SPACE, 5), SPACE))
+  reference = SPACE.default_config().to_dict()
+  full = lambda values: {**reference, **values}
+  price = {"seconds_per_reference_epoch": 1.0, "epochs_per_trial": 5.0}
+  seconds = lambda p: batch_seconds([full({**start, **p["changes"]})], reference, long, 1.0, 5.0)
+  best_batch = 4 * batch_seconds([full(start)], reference, long, 1.0, 5.0)
+  # The memory says a wider model paid: with minutes to spare, it is proposed.
+  wider_paid = {
+      "rules": [
+          {
+              "rule": "raise hidden",
+              "key": {"dimension": "hidden", "direction": "up", "value": None},
+              "support": 3,
+              "contradict": 0,
+              "confidence": 0.8,
+              "gain": 0.08,
+              "distance": 0.5,
+          }
+      ]
+  }
+  ample = {**price, "seconds_left": 1e9}
+  wide = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid, budget=ample)
+  assert wide[0]["changes"].get("hidden") == 256
+  assert 4 * seconds(wide[0]) > 1.5 * best_batch
+  # Just the best's batch left: nothing dearer is proposed, and the hypothesis says why.
+  tight = {**price, "seconds_left": 1.01 * best_batch}
+  late = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid, budget=tight)
+  assert all(4 * seconds(p) <= tight["seconds_left"] for p in late)
+  assert "would not finish in the minutes left" in " ".join(p["hypothesis"] for p in late)
 
 
 def test_a_move_whose_opposite_paid_is_not_walked_back():

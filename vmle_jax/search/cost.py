@@ -14,7 +14,7 @@ checks it against the committed trials' measured seconds).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 BACKWARD = 2.0  # a backward pass costs about twice the forward
 # The fixed time of a lane-epoch (step dispatch, ranking the catalogue, compilation spread
@@ -61,3 +61,31 @@ def relative_cost(cfg: Mapping, reference: Mapping, stats: Mapping) -> float:
   (work plus the fixed time of an epoch)."""
   fixed = OVERHEAD_PER_USER * int(stats.get("users") or 1)
   return (lane_epoch_flops(cfg, stats) + fixed) / (lane_epoch_flops(reference, stats) + fixed)
+
+
+def seconds_per_reference_epoch(
+    trials: Sequence[Mapping], reference: Mapping, stats: Mapping
+) -> float | None:
+  """The study's measured seconds per lane-epoch of `reference`: every trained bucket's
+  seconds over its lane-epochs weighted by their relative cost, so one measured structure
+  prices the others (None before a trial has trained). `trials` are dicts with config,
+  epochs, bucket and bucket_seconds."""
+  trained = [t for t in trials if (t.get("epochs") or 0) > 0 and t.get("config")]
+  if not trained:
+    return None
+  seconds = sum({t["bucket"]: t.get("bucket_seconds") or 0.0 for t in trained}.values())
+  work = sum(t["epochs"] * relative_cost(t["config"], reference, stats) for t in trained)
+  return seconds / work if work > 0 and seconds > 0 else None
+
+
+def batch_seconds(
+    configs: Sequence[Mapping],
+    reference: Mapping,
+    stats: Mapping,
+    per_reference_epoch: float,
+    epochs_per_trial: float,
+) -> float:
+  """Expected training seconds of a batch of `configs` at the study's measured price."""
+  return sum(
+      epochs_per_trial * per_reference_epoch * relative_cost(c, reference, stats) for c in configs
+  )

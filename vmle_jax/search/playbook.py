@@ -92,7 +92,8 @@ class DataProfile:
     )
 
 
-def _choices(space: SearchSpace, dim: str) -> list:
+def dimension_choices(space: SearchSpace, dim: str) -> list:
+  """The values a categorical dimension of `space` allows ([] for other dimensions)."""
   d = space.dims.get(dim)
   return list(d.values) if isinstance(d, Choice) else []
 
@@ -140,7 +141,7 @@ def playbook(
       out[dim] = Prior(dim, value, tuple(alts), round(confidence, 2), rationale)
 
   # Window: the most recent items a user's query sees.
-  lens = _choices(space, "max_len") or [space.base.max_len]
+  lens = dimension_choices(space, "max_len") or [space.base.max_len]
   fits = [v for v in sorted(lens) if v >= p.p90]
   window = fits[0] if fits else max(lens)
   put(
@@ -153,7 +154,7 @@ def playbook(
   )
 
   # Batch: enough optimizer steps per epoch.
-  batches = sorted(_choices(space, "batch_size") or [space.base.batch_size])
+  batches = sorted(dimension_choices(space, "batch_size") or [space.base.batch_size])
   enough = [b for b in batches if p.users / b >= 100]
   batch = max(enough) if enough else min(batches)
   batch = min(batch, 256)
@@ -169,7 +170,7 @@ def playbook(
   # Loss: full softmax where its logits fit, else a sampled softmax with many negatives.
   tokens = batch * window
   logits = tokens * (p.items + 1) * 3 * 4
-  losses = _choices(space, "loss")
+  losses = dimension_choices(space, "loss")
   if losses:
     if logits <= logits_budget and "softmax" in losses:
       loss = "softmax"
@@ -185,7 +186,7 @@ def playbook(
       )
     order = [x for x in ("softmax", "sampled_softmax", "bce") if x in losses and x != loss]
     put("loss", loss, order, 0.8, why)
-  negatives = _choices(space, "num_negatives")
+  negatives = dimension_choices(space, "num_negatives")
   if negatives:
     want = min(max(negatives), max(64, p.items / 16))
     neg = _nearest([n for n in negatives if n >= 16] or negatives, want)
@@ -200,7 +201,7 @@ def playbook(
 
   # Width: capacity grows with the evidence per item.
   per_item = p.interactions / max(1, p.items)
-  widths = _choices(space, "hidden")
+  widths = dimension_choices(space, "hidden")
   if widths:
     hidden = 128 if p.interactions >= 50_000 else 64
     hidden = _nearest(widths, hidden)
@@ -246,7 +247,7 @@ def playbook(
             else ""
         ),
     )
-  heads = _choices(space, "heads")
+  heads = dimension_choices(space, "heads")
   if heads:
     h = max([x for x in heads if hidden % x == 0 and hidden // x >= 32] or [min(heads)])
     if backbone == "hstu":
@@ -333,7 +334,7 @@ def playbook(
   )
 
   if "beta2" in space.dims:
-    b2 = _choices(space, "beta2")
+    b2 = dimension_choices(space, "beta2")
     put(
         "beta2",
         0.98 if 0.98 in b2 else b2[0],
@@ -346,7 +347,7 @@ def playbook(
   if "ffn" in space.dims:
     put("ffn", "gelu", ["swiglu"], 0.7, "the standard activation; SwiGLU adds parameters")
   if "ffn_mult" in space.dims:
-    mults = _choices(space, "ffn_mult")
+    mults = dimension_choices(space, "ffn_mult")
     put(
         "ffn_mult",
         1,
@@ -359,7 +360,7 @@ def playbook(
     put(
         "positions",
         pos,
-        [x for x in _choices(space, "positions") if x != pos],
+        [x for x in dimension_choices(space, "positions") if x != pos],
         0.7,
         "the backbone's reference positional scheme",
     )
@@ -387,7 +388,7 @@ def playbook(
     )
   for dim in ("linear_dim", "attention_dim"):
     if dim in space.dims:
-      vals = _choices(space, dim)
+      vals = dimension_choices(space, dim)
       v = _nearest(vals, max(16, hidden // 2 if dim == "linear_dim" else hidden // 4))
       put(dim, v, _by_distance(vals, v), 0.6, f"scaled to width {hidden}")
   # Anything else: the space's default, with low confidence.

@@ -157,8 +157,20 @@ def _budget_text(context: dict, left, n: int) -> str:
         f" The budget is compute ({context.get('budget')}): the trials left are what the "
         "study's measured cost says still fits"
         + (f" ({per:.1f} s per lane-epoch so far)" if per else "")
-        + ". Cost grows with hidden width, window (max_len), blocks and the full softmax over "
-        "the catalogue; propose a dearer structure only where the evidence says it pays."
+        + "."
+    )
+  if context.get("budget_in_minutes"):
+    left_s, per = context.get("seconds_left"), context.get("seconds_per_reference_epoch")
+    text += (
+        (f" {left_s / 60:.1f} min are left." if left_s is not None else "")
+        + (
+            f" The default structure measures {per:.2f} s per lane-epoch here."
+            if per
+            else " No trial has trained yet: the first batch also measures the price."
+        )
+        + " Cost grows with hidden width, window (max_len), blocks and the full softmax over "
+        "the catalogue; propose a dearer structure only where the evidence says it pays, and "
+        "no batch that cannot finish in the minutes left."
     )
   return text
 

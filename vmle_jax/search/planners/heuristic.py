@@ -9,6 +9,10 @@ structure's compiled program:
    dimension's prior from the data's statistics), with the rules of a
    cognition summary or earlier insights applied on top (transfer), and
    variants of its rates.
+   Under a budget in minutes, a structure clearly cheaper (the
+   window that covers the median user's history, one width down) shares the
+   first batch with it: the search learns early whether the cheap model ranks
+   near the dear one, and what a lane-epoch costs on this machine.
 2. **Later batches**, from the best trial so far:
    - *combine*: a structural change that helped elsewhere but is not in the
      best configuration is added to it (several changes in one trial);
@@ -16,6 +20,9 @@ structure's compiled program:
      expected gain: the playbook's uncertainty about the dimension, its rank
      among the alternatives, what this study and the memory say about the
      move, and what the best trial's learning curve suggests;
+   - under a budget in minutes, structural moves are ranked by expected
+     gain over relative cost, and a structure whose batch the study's
+     measured price says cannot finish in the minutes left is not proposed;
    - *refine*: in the last batch, or when no structural move is worth a
      batch, the best structure again with its rates refined in a shrinking
      region. A move is not worth a batch when the best trial's curve argues
@@ -43,16 +50,20 @@ import numpy as np
 from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.records import RuleKey, structure_credit
 from vmle_jax.memory.summaries import NEAR, expected_gain, is_near
-from vmle_jax.search.cost import relative_cost
+from vmle_jax.search.cost import batch_seconds, relative_cost
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
-from vmle_jax.search.playbook import Prior, inert, playbook
+from vmle_jax.search.playbook import DataProfile, Prior, dimension_choices, inert, playbook
 from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, SpaceError
 
 MIN_GAIN = 0.005  # relative validation gain that counts as an improvement
 SURE = 0.6  # playbook confidence above which a dimension is explored only with time to spare
 FOLLOW_UP_BATCHES = 2  # batches after a structural move to build on it (else: refine)
 MAX_LANES_PER_STRUCTURE = 16  # above this, a batch holds several structures
+# A first-batch scout must be at least this many times cheaper by the cost model, whose
+# fixed per-epoch term keeps ratios conservative: 1.5 by the model (window 100 / width 64
+# against 200 / 128 on ml-100k) is about 3x in measured seconds on this CPU.
+SCOUT_RATIO = 1.5
 # Dynamic dimensions a bucket's variants move, and how far (per refinement level).
 RATE_STEPS = {
     "lr": (2.0, 1.5, 1.25),
@@ -154,6 +165,11 @@ class HeuristicPlanner:
     if not scored:
       start, item = plan.first_structure()
       anchors.append((start, item))
+      scout = plan.scout_structure(start) if n >= 2 else None
+      if scout is not None:
+        anchors.append(scout)
+        structures = max(structures, 2)
+        sizes = [n // structures + (1 if i < n % structures else 0) for i in range(structures)]
     refine = bool(scored) and (left <= n and len(tried_structures) >= 2)
     if scored:
       best_values = {k: best["config"][k] for k in space.dims}
@@ -161,6 +177,14 @@ class HeuristicPlanner:
       for values, item in candidates:
         if len(anchors) >= structures:
           break
+        if not plan.fits(values, sizes[len(anchors)]):
+          continue
+        if plan.unfit:  # say what was dearer than the minutes left
+          item = {
+              **item,
+              "hypothesis": f"{item['hypothesis']}; set aside: {'; '.join(plan.unfit[:3])}: "
+              "its batch would not finish in the minutes left",
+          }
         anchors.append((values, item))
       if not anchors:  # refinement of the best structure (no new center to train)
         anchors.append((best_values, None))
@@ -177,7 +201,7 @@ class HeuristicPlanner:
         level = min(2, level + 1)
       for item in plan.variants(values, size - len(got), level, best, anchored=center is not None):
         got.append(item)
-      if center is None and got and (plan.against or plan.sure) and not refine:
+      if center is None and got and (plan.against or plan.sure or plan.unfit) and not refine:
         got[0] = {
             **got[0],
             "hypothesis": f"refine the best: no structural move is worth a batch now "
@@ -273,12 +297,17 @@ class _Plan:
     self.against: dict[str, str] = {}
     self.sure: list[str] = []
     # Budgets in minutes or lane-epochs: structural moves are ranked by gain per unit of cost.
-    self.priced = bool(context.get("budget_in_compute"))
+    # (Under lane-epochs alone every lane-epoch costs the same, whatever the structure.)
+    self.priced = bool(context.get("budget_in_minutes"))
     self.stats = (context.get("dataset") or {}).get("stats") or {}
+    self.reference = space.default_config().to_dict()  # what the measured price is quoted in
+    self.unfit: list[str] = []  # structural moves whose batch would not finish in time
 
   def set_aside_text(self) -> str:
     """Why no structural move was proposed, in one clause per reason."""
     parts = [f"{move}: the best trial is {label}" for move, label in self.against.items()]
+    if self.unfit:
+      parts.append(f"{', '.join(self.unfit[:3])}: its batch would not finish in the minutes left")
     if self.sure:
       parts.append(
           f"{', '.join(self.sure[:4])}"
@@ -383,6 +412,65 @@ class _Plan:
         "a strong first configuration: priors from the data's statistics",
         "a prior may not suit this data; the next batches test them",
     )
+
+  def scout_structure(self, start: dict) -> tuple[dict, dict] | None:
+    """Under a budget in minutes, (values, item) of a structure at least SCOUT_RATIO times
+    cheaper than the playbook's `start` for the first batch: the smallest window that covers the median
+    user's history and the next width down. None when the budget is not in minutes or
+    `start` is already cheap."""
+    if not self.priced:
+      return None
+    profile = DataProfile.from_stats(self.stats)
+    values = dict(start)
+    lens = [
+        v for v in sorted(dimension_choices(self.space, "max_len")) if v < start.get("max_len", 0)
+    ]
+    cover = [v for v in lens if v >= profile.p50]
+    if cover:
+      values["max_len"] = cover[0]
+    narrower = [w for w in dimension_choices(self.space, "hidden") if w < start.get("hidden", 0)]
+    if narrower:
+      values["hidden"] = max(narrower)
+      heads = dimension_choices(self.space, "heads")
+      fit = [h for h in heads if values["hidden"] % h == 0 and values["hidden"] // h >= 32]
+      if "heads" in start and start["heads"] not in fit and (fit or heads):
+        values["heads"] = max(fit or [min(heads)])
+    scout = self.config_of(values)
+    if scout is None:
+      return None
+    ratio = relative_cost({**self.base, **start}, {**self.base, **scout}, self.stats)
+    if ratio < SCOUT_RATIO:
+      return None
+    changed = [d for d in ("max_len", "hidden", "heads") if scout.get(d) != start.get(d)]
+    return scout, self.item(
+        scout,
+        None,
+        "scout",
+        changed[0],
+        "a cheaper structure beside the playbook's under a budget in minutes ("
+        + ", ".join(f"{d} {start[d]!r} -> {scout[d]!r}" for d in changed)
+        + f": the window covers the median user's history, p50 length {profile.p50:g}); "
+        f"the playbook's costs {ratio:.1f}x its work per lane-epoch, so if it ranks near, the "
+        f"minutes left buy {ratio:.1f}x the trials",
+        "within a few percent of the playbook's structure at a fraction of the cost",
+        "too small a model for this data; the playbook's structure beside it says so",
+    )
+
+  def fits(self, values: dict, lanes: int) -> bool:
+    """Whether a batch of `lanes` of `values`' structure should finish in the minutes left,
+    at the study's measured price (always, before a price or without a budget in minutes)."""
+    ctx = self.context
+    per, left = ctx.get("seconds_per_reference_epoch"), ctx.get("seconds_left")
+    epochs = ctx.get("epochs_per_trial")
+    if not self.priced or not per or left is None or not epochs:
+      return True
+    cfg = {**self.base, **values}
+    seconds = batch_seconds([cfg] * max(1, lanes), self.reference, self.stats, per, epochs)
+    if seconds <= left:
+      return True
+    changed = [d for d in values if values[d] != self.base.get(d) and d not in DYNAMIC_FIELDS]
+    self.unfit.append(", ".join(f"{d} -> {values[d]!r}" for d in changed[:2]) or "the structure")
+    return False
 
   # -- structural moves from the best
   def structural_candidates(self, best: dict, scored: list[dict]) -> list[tuple[dict, dict]]:
