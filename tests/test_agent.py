@@ -744,3 +744,26 @@ def test_an_agent_reads_its_own_evidence_apart_from_the_other_studies_evidence(d
   assert len(seen) == 3  # the dropout rule has no other study's evidence to add
   other = [i for i in agent.context()["insights"] if not i["this_study"]][0]
   assert other["confidence"] == confidence(1, 1) and other["studies"] == [b]
+
+
+def test_the_llm_prompt_prices_structures_only_under_a_minutes_budget():
+  from vmle_jax.search.planners.gemini import _budget_text
+
+  base = {"budget_trials": 256, "lanes": 4, "budget_in_compute": True}
+  minutes = {**base, "budget": "256 trials / 20 min", "budget_in_minutes": True}
+  first = _budget_text({**minutes, "seconds_left": 1200.0}, 80, 4)
+  assert "20.0 min are left" in first and "the first batch also measures the price" in first
+  later = _budget_text(
+      {
+          **minutes,
+          "seconds_left": 600.0,
+          "price": {"seconds_per_tflop": 19.2, "seconds_per_lane_epoch": 2.25},
+      },
+      20,
+      4,
+  )
+  assert "10.0 min are left" in later and "2.25 s plus 19.20 s per TFLOP" in later
+  assert "no batch that cannot finish in the minutes left" in later
+  # Lane-epochs alone: every structure costs the same lane-epochs, so no price talk.
+  epochs = _budget_text({**base, "budget": "256 trials / 400 lane-epochs"}, 40, 4)
+  assert "min are left" not in epochs and "dearer structure" not in epochs

@@ -16,10 +16,9 @@ from vmle_jax.search.budget import (
     trials_left,
 )
 from vmle_jax.search.cost import (
-    batch_seconds,
     lane_epoch_flops,
     relative_cost,
-    seconds_per_reference_epoch,
+    measured_price,
 )
 from vmle_jax.search.pruning import MedianRule, make_pruner
 
@@ -158,22 +157,36 @@ def test_a_wide_long_window_proposal_costs_more_than_a_narrow_one():
   assert relative_cost(full, narrow, {"users": 1000, "items": 20000}) > 1.0
 
 
-def test_one_measured_structure_prices_another_through_the_cost_model():
+def test_a_study_fits_its_own_price_and_prices_an_untried_structure():
   stats = {"users": 943, "items": 1682}
   narrow = TrialConfig(hidden=64, max_len=50).to_dict()
   wide = TrialConfig(hidden=256, max_len=200, loss="softmax").to_dict()
-  ratio = relative_cost(wide, narrow, stats)
-  # Two buckets measured at 2 s per lane-epoch of `narrow`: the wide one took ratio x longer.
-  trials = [
-      {"config": narrow, "epochs": 8, "bucket": 0, "bucket_seconds": 2.0 * 8 * 2},
-      {"config": narrow, "epochs": 8, "bucket": 0, "bucket_seconds": 2.0 * 8 * 2},
-      {"config": wide, "epochs": 4, "bucket": 1, "bucket_seconds": 2.0 * ratio * 4},
-      {"config": wide, "epochs": 0, "bucket": 2, "bucket_seconds": 99.0},  # never trained
-  ]
-  per = seconds_per_reference_epoch(trials, narrow, stats)
-  assert per == pytest.approx(2.0)
-  assert batch_seconds([wide] * 4, narrow, stats, per, 8) == pytest.approx(4 * 8 * 2.0 * ratio)
-  assert seconds_per_reference_epoch(trials[3:], narrow, stats) is None
+  middle = TrialConfig(hidden=128, max_len=100, loss="softmax").to_dict()
+  work = lambda cfg: lane_epoch_flops(cfg, stats) / 1e12
+  truth = lambda cfg: 3.0 + 20.0 * work(cfg)  # this machine: 3 s fixed + 20 s per TFLOP
+  bucket = (
+      lambda b, cfg, epochs, lanes: [
+          {
+              "config": cfg,
+              "epochs": epochs,
+              "bucket": b,
+              "bucket_seconds": truth(cfg) * epochs * lanes,
+          }
+      ]
+      * lanes
+  )
+  trials = bucket(0, narrow, 8, 2) + bucket(1, wide, 4, 2)
+  trials.append({"config": wide, "epochs": 0, "bucket": 2, "bucket_seconds": 99.0})  # untrained
+  price = measured_price(trials, stats)
+  assert price.seconds_per_lane_epoch == pytest.approx(3.0)
+  assert price.seconds_per_tflop == pytest.approx(20.0)
+  assert price.batch_seconds([middle] * 4, stats, 8) == pytest.approx(4 * 8 * truth(middle))
+  # One structure measured: the split between work and fixed time is the prior's.
+  one = measured_price(bucket(0, narrow, 8, 2), stats)
+  assert one.seconds(narrow, stats) == pytest.approx(truth(narrow))
+  ratio = one.seconds(wide, stats) / one.seconds(narrow, stats)
+  assert ratio == pytest.approx(relative_cost(wide, narrow, stats))
+  assert measured_price(trials[-1:], stats) is None
 
 
 def _curve(values):

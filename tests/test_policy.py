@@ -7,7 +7,7 @@ from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data import make_synthetic
 from vmle_jax.engine import Engine
 from vmle_jax.memory.store import Store
-from vmle_jax.search.cost import batch_seconds
+from vmle_jax.search.cost import Price
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners import HeuristicPlanner
 from vmle_jax.search.playbook import playbook, starting_config
@@ -263,11 +263,11 @@ def test_under_a_minutes_budget_no_structure_is_proposed_whose_batch_cannot_fini
   long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
   plateau = [0.02, 0.04, 0.05, 0.05, 0.05]
   start = SPACE.values_of(starting_config(playbook(long, SPACE, 5), SPACE))
-  reference = SPACE.default_config().to_dict()
-  full = lambda values: {**reference, **values}
-  price = {"seconds_per_reference_epoch": 1.0, "epochs_per_trial": 5.0}
-  seconds = lambda p: batch_seconds([full({**start, **p["changes"]})], reference, long, 1.0, 5.0)
-  best_batch = 4 * batch_seconds([full(start)], reference, long, 1.0, 5.0)
+  full = lambda values: {**SPACE.default_config().to_dict(), **values}
+  measured = Price(seconds_per_tflop=2.0, seconds_per_lane_epoch=3.0)
+  price = {"price": measured.to_dict(), "epochs_per_trial": 5.0}
+  seconds = lambda p: measured.batch_seconds([full({**start, **p["changes"]})], long, 5.0)
+  best_batch = 4 * measured.batch_seconds([full(start)], long, 5.0)
   # The memory says a wider model paid: with minutes to spare, it is proposed.
   wider_paid = {
       "rules": [

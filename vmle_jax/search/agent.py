@@ -28,7 +28,7 @@ from vmle_jax.search.planners.base import DIRECTIONS, Answer
 from vmle_jax.search.curves import SUGGESTS, diagnose
 from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
 from vmle_jax.search.budget import Budget, elapsed_seconds, estimate_batch, trials_left
-from vmle_jax.search.cost import seconds_per_reference_epoch
+from vmle_jax.search.cost import measured_price
 from vmle_jax.search.playbook import playbook
 from vmle_jax.search.space import SearchSpace, SpaceError
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -203,18 +203,14 @@ class AgentStrategy(Strategy):
     finished = store.finished_trials(sid)
     lanes = int(settings.get("lanes", 8))
     estimate = estimate_batch(finished, lanes)
-    # Under a budget in minutes: what is left, and the study's measured price of the
-    # space's default structure per lane-epoch, which prices any proposal (search/cost.py).
+    # Under a budget in minutes: what is left, and the study's measured price of a
+    # lane-epoch, which prices any proposal in seconds (search/cost.py).
     seconds_left = (
         None
         if budget.minutes is None
         else max(0.0, 60 * budget.minutes - elapsed_seconds(finished))
     )
-    per_reference = (
-        None
-        if budget.minutes is None
-        else seconds_per_reference_epoch(trials, self.space.default_config().to_dict(), stats)
-    )
+    price = None if budget.minutes is None else measured_price(trials, stats)
     return {
         "dataset": {"name": fingerprint["name"], "stats": stats},
         "playbook": playbook(stats, self.space, max_epochs),
@@ -232,7 +228,7 @@ class AgentStrategy(Strategy):
         "budget_in_minutes": budget.minutes is not None,
         "seconds_left": seconds_left,
         "seconds_per_lane_epoch": estimate.seconds_per_lane_epoch if estimate else None,
-        "seconds_per_reference_epoch": per_reference,
+        "price": price.to_dict() if price else None,
         "epochs_per_trial": estimate.epochs_per_trial if estimate else None,
         "backbone": self.study["backbone"],
         "search_space": self.space,

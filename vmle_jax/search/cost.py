@@ -6,14 +6,17 @@ softmax costs several times a window of 50 at width 64 with sampled
 negatives. `lane_epoch_flops` counts the matmul work of one epoch of one lane
 (every user's padded sequence forward and backward, the loss over the
 catalogue or the negatives, and the validation pass that scores every item)
-from the data's statistics; `relative_cost` divides two of them. The study's
-own seconds per lane-epoch turn it into minutes (search/budget.py); the count
-is only asked to order configurations, which it does (bench/cost_model.py
-checks it against the committed trials' measured seconds).
+from the data's statistics; `relative_cost` divides two of them with a fixed
+time per epoch read off this project's CPU, which orders configurations
+(bench/cost_model.py checks it against the committed trials' measured
+seconds). Once a study has trained, `measured_price` fits its own buckets
+(seconds per TFLOP plus fixed seconds per lane-epoch), so on any machine a
+proposal is priced in seconds before it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Sequence
 
 BACKWARD = 2.0  # a backward pass costs about twice the forward
@@ -63,29 +66,59 @@ def relative_cost(cfg: Mapping, reference: Mapping, stats: Mapping) -> float:
   return (lane_epoch_flops(cfg, stats) + fixed) / (lane_epoch_flops(reference, stats) + fixed)
 
 
-def seconds_per_reference_epoch(
-    trials: Sequence[Mapping], reference: Mapping, stats: Mapping
-) -> float | None:
-  """The study's measured seconds per lane-epoch of `reference`: every trained bucket's
-  seconds over its lane-epochs weighted by their relative cost, so one measured structure
-  prices the others (None before a trial has trained). `trials` are dicts with config,
-  epochs, bucket and bucket_seconds."""
-  trained = [t for t in trials if (t.get("epochs") or 0) > 0 and t.get("config")]
-  if not trained:
+@dataclasses.dataclass(frozen=True)
+class Price:
+  """What a lane-epoch costs on this machine, fitted to a study's own buckets: seconds per
+  TFLOP of work (lane_epoch_flops) plus a fixed time per lane-epoch (dispatch, ranking,
+  compilation spread over the epochs)."""
+
+  seconds_per_tflop: float
+  seconds_per_lane_epoch: float
+
+  def seconds(self, cfg: Mapping, stats: Mapping) -> float:
+    """Expected seconds of one lane-epoch of `cfg`."""
+    return (
+        self.seconds_per_tflop * lane_epoch_flops(cfg, stats) / 1e12 + self.seconds_per_lane_epoch
+    )
+
+  def batch_seconds(self, configs: Sequence[Mapping], stats: Mapping, epochs: float) -> float:
+    """Expected training seconds of a batch of `configs` that train `epochs` each."""
+    return sum(epochs * self.seconds(c, stats) for c in configs)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def measured_price(trials: Sequence[Mapping], stats: Mapping) -> Price | None:
+  """The study's price (None before a trial has trained). `trials` are dicts with config,
+  epochs, bucket and bucket_seconds. Each bucket is a point (its work per lane-epoch, its
+  seconds per lane-epoch), weighted by its lane-epochs; with two structures or more a
+  line through them splits work from fixed time on this machine; with one, the split is
+  the prior's (OVERHEAD_PER_USER)."""
+  buckets: dict = {}
+  for t in trials:
+    if (t.get("epochs") or 0) > 0 and t.get("config") and t.get("bucket") is not None:
+      b = buckets.setdefault(t["bucket"], [t.get("bucket_seconds") or 0.0, 0, t["config"]])
+      b[1] += t["epochs"]
+  points = [
+      (lane_epoch_flops(cfg, stats) / 1e12, seconds / epochs, epochs)
+      for seconds, epochs, cfg in buckets.values()
+      if seconds > 0
+  ]
+  if not points:
     return None
-  seconds = sum({t["bucket"]: t.get("bucket_seconds") or 0.0 for t in trained}.values())
-  work = sum(t["epochs"] * relative_cost(t["config"], reference, stats) for t in trained)
-  return seconds / work if work > 0 and seconds > 0 else None
-
-
-def batch_seconds(
-    configs: Sequence[Mapping],
-    reference: Mapping,
-    stats: Mapping,
-    per_reference_epoch: float,
-    epochs_per_trial: float,
-) -> float:
-  """Expected training seconds of a batch of `configs` at the study's measured price."""
-  return sum(
-      epochs_per_trial * per_reference_epoch * relative_cost(c, reference, stats) for c in configs
-  )
+  w = sum(p[2] for p in points)
+  mx = sum(p[0] * p[2] for p in points) / w
+  my = sum(p[1] * p[2] for p in points) / w
+  sxx = sum(p[2] * (p[0] - mx) ** 2 for p in points)
+  sxy = sum(p[2] * (p[0] - mx) * (p[1] - my) for p in points)
+  if sxx > 1e-9 * max(mx * mx, 1e-30) and sxy > 0:
+    slope = sxy / sxx
+    fixed = my - slope * mx
+    if fixed >= 0:
+      return Price(slope, fixed)
+    slope = sum(p[2] * p[0] * p[1] for p in points) / sum(p[2] * p[0] ** 2 for p in points)
+    return Price(slope, 0.0)
+  fixed_tflop = OVERHEAD_PER_USER * int(stats.get("users") or 1) / 1e12
+  slope = my / (mx + fixed_tflop)
+  return Price(slope, slope * fixed_tflop)

@@ -160,12 +160,13 @@ def _budget_text(context: dict, left, n: int) -> str:
         + "."
     )
   if context.get("budget_in_minutes"):
-    left_s, per = context.get("seconds_left"), context.get("seconds_per_reference_epoch")
+    left_s, price = context.get("seconds_left"), context.get("price")
     text += (
         (f" {left_s / 60:.1f} min are left." if left_s is not None else "")
         + (
-            f" The default structure measures {per:.2f} s per lane-epoch here."
-            if per
+            f" Measured here: a lane-epoch costs {price['seconds_per_lane_epoch']:.2f} s plus "
+            f"{price['seconds_per_tflop']:.2f} s per TFLOP of its work."
+            if price
             else " No trial has trained yet: the first batch also measures the price."
         )
         + " Cost grows with hidden width, window (max_len), blocks and the full softmax over "

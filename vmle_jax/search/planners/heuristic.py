@@ -50,7 +50,7 @@ import numpy as np
 from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.records import RuleKey, structure_credit
 from vmle_jax.memory.summaries import NEAR, expected_gain, is_near
-from vmle_jax.search.cost import batch_seconds, relative_cost
+from vmle_jax.search.cost import Price, relative_cost
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners.base import Answer
 from vmle_jax.search.playbook import DataProfile, Prior, dimension_choices, inert, playbook
@@ -300,7 +300,8 @@ class _Plan:
     # (Under lane-epochs alone every lane-epoch costs the same, whatever the structure.)
     self.priced = bool(context.get("budget_in_minutes"))
     self.stats = (context.get("dataset") or {}).get("stats") or {}
-    self.reference = space.default_config().to_dict()  # what the measured price is quoted in
+    price = context.get("price")
+    self.price = Price(**price) if price else None  # the study's measured price, if any
     self.unfit: list[str] = []  # structural moves whose batch would not finish in time
 
   def set_aside_text(self) -> str:
@@ -459,14 +460,11 @@ class _Plan:
   def fits(self, values: dict, lanes: int) -> bool:
     """Whether a batch of `lanes` of `values`' structure should finish in the minutes left,
     at the study's measured price (always, before a price or without a budget in minutes)."""
-    ctx = self.context
-    per, left = ctx.get("seconds_per_reference_epoch"), ctx.get("seconds_left")
-    epochs = ctx.get("epochs_per_trial")
-    if not self.priced or not per or left is None or not epochs:
+    left, epochs = self.context.get("seconds_left"), self.context.get("epochs_per_trial")
+    if not self.priced or self.price is None or left is None or not epochs:
       return True
     cfg = {**self.base, **values}
-    seconds = batch_seconds([cfg] * max(1, lanes), self.reference, self.stats, per, epochs)
-    if seconds <= left:
+    if self.price.batch_seconds([cfg] * max(1, lanes), self.stats, epochs) <= left:
       return True
     changed = [d for d in values if values[d] != self.base.get(d) and d not in DYNAMIC_FIELDS]
     self.unfit.append(", ".join(f"{d} -> {values[d]!r}" for d in changed[:2]) or "the structure")
@@ -491,10 +489,14 @@ class _Plan:
     """(gain per unit of cost, values, item): under a budget in minutes or lane-epochs a
     move is worth its expected gain over what it costs, relative to the best's structure
     (search/cost.py), so a dearer model needs the evidence to say it pays."""
-    ratio = relative_cost({**best_config, **values}, best_config, self.stats)
+    new = {**best_config, **values}
+    if self.price is not None:  # this machine's measured price, once the study has one
+      ratio = self.price.seconds(new, self.stats) / self.price.seconds(best_config, self.stats)
+    else:
+      ratio = relative_cost(new, best_config, self.stats)
     if abs(ratio - 1.0) < 0.05:
       return gain, values, item
-    note = f"; it costs {ratio:.1f}x the best's work per lane-epoch, ranked by gain per cost"
+    note = f"; it costs {ratio:.1f}x the best's time per lane-epoch, ranked by gain per cost"
     return gain / ratio, values, {**item, "hypothesis": item["hypothesis"] + note}
 
   def _combine(self, best_values: dict, tried: set, evidence: dict) -> list[tuple]:
