@@ -21,9 +21,12 @@ TPE needs for about 32 trials; on one core TPE runs about 23 in ml-100k's
 20 minutes), with a trial cap that never binds; a study cuts a batch its own
 measured seconds per lane-epoch say cannot fit to the trials that do, and
 stops when none fits; the median-guarded
-early-stopping rule for every strategy; the agent ranks structures by gain
-per unit of cost. Run it pinned to one core (taskset -c 1) so the minutes are
-not shared with other work:
+early-stopping rule for every strategy; the agent puts a cheaper scout
+structure beside the playbook's in its first batch, ranks structures by gain
+per unit of the study's measured price, and proposes none whose batch would
+not finish in the minutes left. Run it pinned to one core (taskset -c 1) so
+the minutes are not shared with other work; --strategies splits a group over
+two cores (e.g. agent on one, random,tpe on the other):
 
   ml-100k/sasrec  agent, random, tpe   8 epochs max, patience 3, 20 min, seeds 0-4
   toys/sasrec     agent, random, tpe   5 epochs max, patience 2, 45 min, seeds 0-2

@@ -200,6 +200,22 @@ def test_each_failed_alternative_makes_the_playbook_surer_of_its_value():
   assert early[0]["kind"] == "explore" and early[0]["dimension"] != "hidden"
 
 
+# A cognition summary whose evidence says a wider model paid (gain 8%, near data).
+WIDER_PAID = {
+    "rules": [
+        {
+            "rule": "raise hidden",
+            "key": {"dimension": "hidden", "direction": "up", "value": None},
+            "support": 3,
+            "contradict": 0,
+            "confidence": 0.8,
+            "gain": 0.08,
+            "distance": 0.5,
+        }
+    ]
+}
+
+
 def test_under_a_compute_budget_a_dearer_model_needs_evidence_that_it_pays():
   # Long histories and a small catalogue (ml-100k's statistics): width 256 over the window
   # of 200 costs several times the best's lane-epoch, while fewer heads costs the same.
@@ -210,20 +226,7 @@ def test_under_a_compute_budget_a_dearer_model_needs_evidence_that_it_pays():
   by_minutes = _planned(plateau, 40, stats=long, priced=True)
   assert by_minutes[0]["kind"] == "explore" and "hidden" not in by_minutes[0]["changes"]
   # With the memory's evidence that a wider model paid, it is worth its cost again.
-  wider_paid = {
-      "rules": [
-          {
-              "rule": "raise hidden",
-              "key": {"dimension": "hidden", "direction": "up", "value": None},
-              "support": 3,
-              "contradict": 0,
-              "confidence": 0.8,
-              "gain": 0.08,
-              "distance": 0.5,
-          }
-      ]
-  }
-  evidence = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid)
+  evidence = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID)
   assert evidence[0]["changes"].get("hidden") == 256
   assert "ranked by gain per cost" in evidence[0]["hypothesis"]
 
@@ -269,26 +272,13 @@ def test_under_a_minutes_budget_no_structure_is_proposed_whose_batch_cannot_fini
   seconds = lambda p: measured.batch_seconds([full({**start, **p["changes"]})], long, 5.0)
   best_batch = 4 * measured.batch_seconds([full(start)], long, 5.0)
   # The memory says a wider model paid: with minutes to spare, it is proposed.
-  wider_paid = {
-      "rules": [
-          {
-              "rule": "raise hidden",
-              "key": {"dimension": "hidden", "direction": "up", "value": None},
-              "support": 3,
-              "contradict": 0,
-              "confidence": 0.8,
-              "gain": 0.08,
-              "distance": 0.5,
-          }
-      ]
-  }
   ample = {**price, "seconds_left": 1e9}
-  wide = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid, budget=ample)
+  wide = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID, budget=ample)
   assert wide[0]["changes"].get("hidden") == 256
   assert 4 * seconds(wide[0]) > 1.5 * best_batch
   # Just the best's batch left: nothing dearer is proposed, and the hypothesis says why.
   tight = {**price, "seconds_left": 1.01 * best_batch}
-  late = _planned(plateau, 40, stats=long, priced=True, summary=wider_paid, budget=tight)
+  late = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID, budget=tight)
   assert all(4 * seconds(p) <= tight["seconds_left"] for p in late)
   assert "would not finish in the minutes left" in " ".join(p["hypothesis"] for p in late)
 
