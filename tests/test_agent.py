@@ -18,6 +18,7 @@ from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy, _with_distances, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
 from vmle_jax.search.comparison import first_divergent_batch
+from vmle_jax.search.cost import Price
 from vmle_jax.search.planners.heuristic import evidence_rules, trial_move
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
@@ -767,3 +768,44 @@ def test_the_llm_prompt_prices_structures_only_under_a_minutes_budget():
   # Lane-epochs alone: every structure costs the same lane-epochs, so no price talk.
   epochs = _budget_text({**base, "budget": "256 trials / 400 lane-epochs"}, 40, 4)
   assert "min are left" not in epochs and "dearer structure" not in epochs
+
+
+def test_under_a_minutes_budget_the_planner_sees_the_minutes_left_and_the_measured_price(
+    data, engine, tmp_path
+):
+  """End to end: the first batch is planned before any price; the next one with the
+  seconds the study has left and a price fitted to the buckets it trained."""
+  seen = []
+
+  class Recording(HeuristicPlanner):
+
+    def propose(self, context, n, feedback):
+      seen.append(dict(context))
+      return super().propose(context, n, feedback)
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  space = _space()
+  spec = StudySpec(
+      name="m", strategy="agent:heuristic", budget_trials=6, budget_minutes=30, lanes=3
+  )
+  run_study(
+      spec,
+      data,
+      store,
+      AgentStrategy(Recording(), space, log=lambda s: None),
+      space,
+      SCHEDULE,
+      engine=engine,
+      log=lambda s: None,
+      engine_log=False,
+  )
+  assert len(seen) == 2 and all(c["budget_in_minutes"] for c in seen)
+  assert seen[0]["price"] is None and seen[0]["seconds_left"] == pytest.approx(1800.0)
+  spent = sum({t["bucket"]: t["bucket_seconds"] for t in seen[1]["trials"]}.values())
+  assert seen[1]["seconds_left"] == pytest.approx(1800.0 - spent, abs=1.0)
+  price = seen[1]["price"]
+  assert price["seconds_per_tflop"] > 0 and price["seconds_per_lane_epoch"] >= 0
+  cfg = {**TINY.to_dict(), **seen[1]["best"]["config"]}
+  measured = spent / sum(t["epochs"] for t in seen[1]["trials"])
+  # One structure trained: the price reproduces its measured seconds per lane-epoch.
+  assert Price(**price).seconds(cfg, seen[1]["dataset"]["stats"]) == pytest.approx(measured)

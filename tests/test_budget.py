@@ -187,6 +187,25 @@ def test_a_study_fits_its_own_price_and_prices_an_untried_structure():
   ratio = one.seconds(wide, stats) / one.seconds(narrow, stats)
   assert ratio == pytest.approx(relative_cost(wide, narrow, stats))
   assert measured_price(trials[-1:], stats) is None
+  # Two structures of nearly the same work: noise would set the slope, so the prior splits.
+  close = TrialConfig(hidden=64, max_len=56).to_dict()
+  assert 1.0 < work(close) / work(narrow) < 1.3
+  noisy = bucket(0, narrow, 8, 2) + [
+      {**t, "bucket_seconds": t["bucket_seconds"] * 1.25} for t in bucket(1, close, 8, 2)
+  ]
+  near = measured_price(noisy, stats)
+  assert near.seconds(wide, stats) / near.seconds(narrow, stats) == pytest.approx(
+      relative_cost(wide, narrow, stats), rel=0.2
+  )
+  # Seconds that fall below the work line's origin: no negative fixed time, the line is
+  # drawn through zero.
+  steep = lambda cfg: 20.0 * (work(cfg) - work(narrow) / 2)
+  low = [
+      {**t, "bucket_seconds": steep(t["config"]) * 8 * 2}
+      for t in bucket(0, narrow, 8, 2) + bucket(1, wide, 8, 2)
+  ]
+  origin = measured_price(low, stats)
+  assert origin.seconds_per_lane_epoch == 0.0 and origin.seconds_per_tflop > 0
 
 
 def _curve(values):

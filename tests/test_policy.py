@@ -281,6 +281,15 @@ def test_under_a_minutes_budget_no_structure_is_proposed_whose_batch_cannot_fini
   late = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID, budget=tight)
   assert all(4 * seconds(p) <= tight["seconds_left"] for p in late)
   assert "would not finish in the minutes left" in " ".join(p["hypothesis"] for p in late)
+  # 32 lanes, two structures: the dearer one is counted with the best's lanes beside it,
+  # so the whole batch fits.
+  for left in (1.2, 1.5, 3.0):
+    left *= 8 * best_batch
+    budget = {**price, "seconds_left": left}
+    batch = _planned(
+        plateau, 400, stats=long, priced=True, summary=WIDER_PAID, budget=budget, lanes=32
+    )
+    assert len(batch) == 32 and sum(seconds(p) for p in batch) <= left, left
 
 
 def test_a_move_whose_opposite_paid_is_not_walked_back():

@@ -218,7 +218,8 @@ class AgentStrategy(Strategy):
         "patience": int((settings.get("schedule") or {}).get("patience", 10)),
         "lanes": lanes,
         # Under a budget in minutes or lane-epochs: the trials the study's measured cost
-        # says still fit; structural proposals are ranked by gain per cost.
+        # says still fit (under minutes, structural proposals are also ranked by gain per
+        # cost).
         "trials_left": trials_left(budget, finished, lanes),
         "budget_trials": budget.trials,
         "budget": budget.describe(),

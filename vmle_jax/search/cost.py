@@ -24,6 +24,9 @@ BACKWARD = 2.0  # a backward pass costs about twice the forward
 # over the epochs) in FLOP-equivalents per user: what the committed trials' seconds show on
 # the 2-core CPU (about 0.5-1.2 GFLOP-equivalent per user on ml-100k, Toys and Beauty).
 OVERHEAD_PER_USER = 1e9
+# A line splits work from fixed time only when the study's structures differ in work by at
+# least this factor; closer, timing noise would decide the slope, so the prior splits it.
+WORK_SPAN = 1.3
 
 
 def _block_flops_per_token(cfg: Mapping, window: int) -> float:
@@ -92,9 +95,10 @@ class Price:
 def measured_price(trials: Sequence[Mapping], stats: Mapping) -> Price | None:
   """The study's price (None before a trial has trained). `trials` are dicts with config,
   epochs, bucket and bucket_seconds. Each bucket is a point (its work per lane-epoch, its
-  seconds per lane-epoch), weighted by its lane-epochs; with two structures or more a
-  line through them splits work from fixed time on this machine; with one, the split is
-  the prior's (OVERHEAD_PER_USER)."""
+  seconds per lane-epoch), weighted by its lane-epochs; with structures whose work spans
+  WORK_SPAN or more, a line through them splits work from fixed time on this machine (through
+  the origin if the line's fixed time would be negative); otherwise the split is the
+  prior's (OVERHEAD_PER_USER), scaled to the measured seconds."""
   buckets: dict = {}
   for t in trials:
     if (t.get("epochs") or 0) > 0 and t.get("config") and t.get("bucket") is not None:
@@ -112,7 +116,8 @@ def measured_price(trials: Sequence[Mapping], stats: Mapping) -> Price | None:
   my = sum(p[1] * p[2] for p in points) / w
   sxx = sum(p[2] * (p[0] - mx) ** 2 for p in points)
   sxy = sum(p[2] * (p[0] - mx) * (p[1] - my) for p in points)
-  if sxx > 1e-9 * max(mx * mx, 1e-30) and sxy > 0:
+  spread = max(p[0] for p in points) >= WORK_SPAN * min(p[0] for p in points)
+  if spread and sxx > 0 and sxy > 0:
     slope = sxy / sxx
     fixed = my - slope * mx
     if fixed >= 0:

@@ -167,7 +167,11 @@ def _budget_text(context: dict, left, n: int) -> str:
             f" Measured here: a lane-epoch costs {price['seconds_per_lane_epoch']:.2f} s plus "
             f"{price['seconds_per_tflop']:.2f} s per TFLOP of its work."
             if price
-            else " No trial has trained yet: the first batch also measures the price."
+            else (
+                " No trial has a measured price yet: this batch also measures it."
+                if context.get("trials")
+                else " No trial has trained yet: the first batch also measures the price."
+            )
         )
         + " Cost grows with hidden width, window (max_len), blocks and the full softmax over "
         "the catalogue; propose a dearer structure only where the evidence says it pays, and "

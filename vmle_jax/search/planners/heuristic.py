@@ -177,7 +177,7 @@ class HeuristicPlanner:
       for values, item in candidates:
         if len(anchors) >= structures:
           break
-        if not plan.fits(values, sizes[len(anchors)]):
+        if not plan.fits(values, sizes[len(anchors)], rest=sum(sizes[len(anchors) + 1 :])):
           continue
         if plan.unfit:  # say what was dearer than the minutes left
           item = {
@@ -296,13 +296,14 @@ class _Plan:
     # (move text -> diagnosis), or dimensions the playbook is sure of, too late to build on.
     self.against: dict[str, str] = {}
     self.sure: list[str] = []
-    # Budgets in minutes or lane-epochs: structural moves are ranked by gain per unit of cost.
-    # (Under lane-epochs alone every lane-epoch costs the same, whatever the structure.)
+    # A budget in minutes: structural moves are ranked by gain per unit of cost. (Under
+    # lane-epochs alone every lane-epoch costs the same, whatever the structure.)
     self.priced = bool(context.get("budget_in_minutes"))
     self.stats = (context.get("dataset") or {}).get("stats") or {}
     price = context.get("price")
     self.price = Price(**price) if price else None  # the study's measured price, if any
     self.unfit: list[str] = []  # structural moves whose batch would not finish in time
+    self.committed = 0.0  # expected seconds of the structures this batch already holds
 
   def set_aside_text(self) -> str:
     """Why no structural move was proposed, in one clause per reason."""
@@ -457,14 +458,19 @@ class _Plan:
         "too small a model for this data; the playbook's structure beside it says so",
     )
 
-  def fits(self, values: dict, lanes: int) -> bool:
-    """Whether a batch of `lanes` of `values`' structure should finish in the minutes left,
-    at the study's measured price (always, before a price or without a budget in minutes)."""
+  def fits(self, values: dict, lanes: int, rest: int = 0) -> bool:
+    """Whether `lanes` of `values`' structure, beside the structures this batch already
+    holds and `rest` lanes still to fill at the best's structure, should finish in the
+    minutes left at the study's measured price (always, before a price or without a budget
+    in minutes). A structure that fits is counted in."""
     left, epochs = self.context.get("seconds_left"), self.context.get("epochs_per_trial")
     if not self.priced or self.price is None or left is None or not epochs:
       return True
     cfg = {**self.base, **values}
-    if self.price.batch_seconds([cfg] * max(1, lanes), self.stats, epochs) <= left:
+    cost = self.price.batch_seconds([cfg] * max(1, lanes), self.stats, epochs)
+    filler = self.price.batch_seconds([self.base] * rest, self.stats, epochs)
+    if self.committed + cost + filler <= left:
+      self.committed += cost
       return True
     changed = [d for d in values if values[d] != self.base.get(d) and d not in DYNAMIC_FIELDS]
     self.unfit.append(", ".join(f"{d} -> {values[d]!r}" for d in changed[:2]) or "the structure")
@@ -486,7 +492,7 @@ class _Plan:
     return [(values, item) for _, (_, values, item) in ranked]
 
   def _per_cost(self, gain: float, values: dict, item: dict, best_config: dict) -> tuple:
-    """(gain per unit of cost, values, item): under a budget in minutes or lane-epochs a
+    """(gain per unit of cost, values, item): under a budget in minutes a
     move is worth its expected gain over what it costs, relative to the best's structure
     (search/cost.py), so a dearer model needs the evidence to say it pays."""
     new = {**best_config, **values}
