@@ -224,6 +224,14 @@ def main(argv):
     run_strategies = {
         g.key: tuple(s for s in g.strategies if s in FLAGS.strategies) for g in groups
     }
+    empty = [k for k, chosen in run_strategies.items() if not chosen]
+    if empty and not FLAGS.report_only:
+      _common.fail(
+          f"--strategies={','.join(FLAGS.strategies)}: no strategy left to run in "
+          f"{', '.join(empty)} (its strategies: "
+          + "; ".join(f"{g.key}: {', '.join(g.strategies)}" for g in groups if g.key in empty)
+          + "); drop it from --groups"
+      )
   for flag in ("budget_minutes", "budget_lane_epochs"):
     value = getattr(FLAGS, flag)
     if value is None:
