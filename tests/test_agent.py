@@ -74,10 +74,28 @@ def _first_context(rules: list[dict] | None, stats: dict | None = None) -> dict:
   }
 
 
-def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, **agent_options):
+def _run(
+    data,
+    engine,
+    store,
+    planner,
+    name,
+    trials=6,
+    lanes=3,
+    space=None,
+    minutes=None,
+    resume=False,
+    **agent_options,
+):
   space = space or _space()
   strategy = AgentStrategy(planner, space, log=lambda s: None, **agent_options)
-  spec = StudySpec(name=name, strategy=f"agent:{planner.name}", budget_trials=trials, lanes=lanes)
+  spec = StudySpec(
+      name=name,
+      strategy=f"agent:{planner.name}",
+      budget_trials=trials,
+      budget_minutes=minutes,
+      lanes=lanes,
+  )
   summary = run_study(
       spec,
       data,
@@ -86,6 +104,7 @@ def _run(data, engine, store, planner, name, trials=6, lanes=3, space=None, **ag
       space,
       SCHEDULE,
       engine=engine,
+      resume=resume,
       log=lambda s: None,
       engine_log=False,
   )
@@ -656,20 +675,7 @@ def test_a_study_cut_at_a_batch_resumes_from_the_batches_kept(data, engine, tmp_
   assert [t.number for t in store.finished_trials(study["id"])] == [0, 1]
   assert store.study("cut")["status"] == "interrupted"
   assert not store.insights(study_id=study["id"])
-  space = _space()
-  spec = StudySpec(name="cut", strategy="agent:heuristic", budget_trials=6, lanes=2)
-  run_study(
-      spec,
-      data,
-      store,
-      AgentStrategy(HeuristicPlanner(), space, log=lambda s: None),
-      space,
-      SCHEDULE,
-      engine=engine,
-      resume=True,
-      log=lambda s: None,
-      engine_log=False,
-  )
+  _run(data, engine, store, HeuristicPlanner(), "cut", trials=6, lanes=2, resume=True)
   again = store.finished_trials(study["id"])
   assert [t.batch for t in again] == [t.batch for t in full]
   # The planner is deterministic: the same batches again, now trained a second time.
@@ -784,21 +790,7 @@ def test_under_a_minutes_budget_the_planner_sees_the_minutes_left_and_the_measur
       return super().propose(context, n, feedback)
 
   store = Store(str(tmp_path / "m.sqlite"))
-  space = _space()
-  spec = StudySpec(
-      name="m", strategy="agent:heuristic", budget_trials=6, budget_minutes=30, lanes=3
-  )
-  run_study(
-      spec,
-      data,
-      store,
-      AgentStrategy(Recording(), space, log=lambda s: None),
-      space,
-      SCHEDULE,
-      engine=engine,
-      log=lambda s: None,
-      engine_log=False,
-  )
+  _run(data, engine, store, Recording(), "m", trials=6, lanes=3, minutes=30)
   assert len(seen) == 2 and all(c["budget_in_minutes"] for c in seen)
   assert seen[0]["price"] is None and seen[0]["seconds_left"] == pytest.approx(1800.0)
   spent = sum({t["bucket"]: t["bucket_seconds"] for t in seen[1]["trials"]}.values())
