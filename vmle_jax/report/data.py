@@ -273,8 +273,9 @@ def equal_budget_table(
 ) -> dict:
   """Per strategy, what it had found when the shared compute budget ran out (a batch that
   ended past it does not count) and its minutes and lane-epochs to the target, 98% of the
-  best any study found within the budget. A seed that never reached it counts as what it
-  spent within the budget plus one (minute, lane-epoch): the budget itself where it binds."""
+  best any study found within the budget. A seed that never reached it counts as the budget
+  plus one (minute, lane-epoch), or as what it spent plus one where that quantity has no
+  budget, so a strategy that stops early without reaching the target does not look fast."""
   seconds = None if minutes is None else 60 * minutes
   at = {r.name: r.best_within(seconds, lane_epochs) for r in runs}
   found = [v for v in at.values() if v is not None]
@@ -312,9 +313,14 @@ def equal_budget_table(
         "minutes_used": _mean([m for m, _ in used]),
         "lane_epochs_used": _mean([e for _, e in used]),
         "minutes_to_target": _mean(
-            censored([None if s is None else s / 60 for s in to_min], [m for m, _ in used])
+            censored(
+                [None if s is None else s / 60 for s in to_min],
+                [minutes if minutes is not None else m for m, _ in used],
+            )
         ),
-        "lane_epochs_to_target": _mean(censored(to_epochs, [e for _, e in used])),
+        "lane_epochs_to_target": _mean(
+            censored(to_epochs, [lane_epochs if lane_epochs is not None else e for _, e in used])
+        ),
         "reached": sum(1 for x in to_min if x is not None),
     }
   return {"minutes": minutes, "lane_epochs": lane_epochs, "target": target, "strategies": rows}

@@ -208,7 +208,8 @@ def equal_budget_lines(table: dict) -> list[str]:
       "",
       "Minutes and lane-epochs are counted to the end of the last batch within the budget; "
       "a batch that ended past it does not count. A seed that never reached the target "
-      "counts as what it spent within the budget plus one (minute, lane-epoch).",
+      "counts as the budget plus one (minute, lane-epoch), or as what it spent plus one "
+      "where that quantity had no budget, so stopping early does not look fast.",
       "",
   ]
   return out
