@@ -59,8 +59,11 @@ def publish(workdir: str, dest: str, databases=()) -> None:
     path = os.path.join(dest, name)
     snapshot(os.path.join(workdir, name), path)
     if os.path.getsize(path) > LARGE_DATABASE:  # kept small in git: about 8x smaller
-      with open(path, "rb") as f, gzip.open(path + ".gz", "wb") as g:
-        shutil.copyfileobj(f, g)
+      # No name or time in the gzip header: republishing unchanged state gives the same bytes,
+      # so a `--report_only` republish does not churn the committed file.
+      with open(path, "rb") as f, open(path + ".gz", "wb") as out:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as g:
+          shutil.copyfileobj(f, g)
       os.remove(path)
   for root, dirs, files in os.walk(workdir):
     dirs[:] = [d for d in dirs if d not in ("best_params", "buckets")]

@@ -276,9 +276,38 @@ def test_the_equal_compute_verdict_counts_only_what_ended_within_the_budget(tmp_
   assert agent["minutes_to_target"] == pytest.approx((10 + 1 + 400 / 60) / 2)
   assert agent["lane_epochs_to_target"] == pytest.approx((16 + 1 + 16) / 2)
   assert agent["lane_epochs_used"] == pytest.approx((16 + 16) / 2)  # the 660 s batch is out
+  # Seed by seed, minutes to TPE's own best at the budget: the agent matched seed 0's 0.58 with
+  # its first batch (300 s) and never seed 1's 0.71; TPE got there at 500 s and 590 s.
+  to_tpe = eq["minutes_to_best_of"]["tpe"]
+  assert to_tpe["agent"] == {0: pytest.approx(5.0), 1: None}
+  assert to_tpe["tpe"] == {0: pytest.approx(500 / 60), 1: pytest.approx(590 / 60)}
   write_report(runs, str(tmp_path), "equal minutes")
   md = (tmp_path / "report.md").read_text()
+  assert "Minutes to tpe's own best at the budget, seed by seed (- never): agent 5.0, -;" in md
   first = md.index("## At equal compute: 10 minutes per study")
   assert first < md.index("| strategy | seeds |")  # the equal-budget verdict comes first
   assert "agent vs tpe: best at the budget at least tpe's on 1/2 seeds" in md
   assert (tmp_path / "best_vs_lane_epochs.png").exists()
+
+
+def test_republishing_unchanged_state_gives_the_same_gzip_bytes(tmp_path, monkeypatch):
+  """A `--report_only` republish must not churn the committed state: no name or time in the
+  gzip header, and the unpacked copy is the same store."""
+  import gzip
+
+  from bench import _common
+
+  work, dest = tmp_path / "work", tmp_path / "dest"
+  work.mkdir()
+  Store(str(work / "experiment.sqlite")).upsert_dataset({"name": "d", "sha256": "x", "users": 3})
+  monkeypatch.setattr(_common, "LARGE_DATABASE", 0)  # gzip even this tiny file
+  _common.publish(str(work), str(dest), databases=("experiment.sqlite",))
+  first = (dest / "experiment.sqlite.gz").read_bytes()
+  assert first[3] & 0x08 == 0 and first[4:8] == bytes(4)  # no FNAME flag, MTIME zero
+  _common.publish(str(work), str(dest), databases=("experiment.sqlite",))
+  assert (dest / "experiment.sqlite.gz").read_bytes() == first
+  assert not (dest / "experiment.sqlite").exists()
+  (tmp_path / "back.sqlite").write_bytes(gzip.decompress(first))
+  assert sqlite3.connect(str(tmp_path / "back.sqlite")).execute(
+      "SELECT name FROM datasets"
+  ).fetchall() == [("d",)]

@@ -295,8 +295,30 @@ def equal_budget_table(
       return 0.0, 0
     return r.ends[kept[-1]] / 60, epoch_ends[r.name][kept[-1]]
 
+  def minutes_to(r, value):
+    i = r.reach_index(value)
+    return None if i is None or not within(r, i) else r.ends[i] / 60
+
+  strategies = sorted({r.strategy for r in runs})
+  # Per rival, per strategy, seed by seed: minutes until the study first matched the rival's
+  # best at the budget on the same seed (None: never within it). Read beside the shared target,
+  # which one lucky seed can set out of every other study's reach.
+  to_best_of = {
+      o: {
+          s: {
+              r.seed: minutes_to(r, at[rival.name])
+              for r in runs
+              if r.strategy == s
+              for rival in runs
+              if rival.strategy == o and rival.seed == r.seed and at[rival.name] is not None
+          }
+          for s in strategies
+      }
+      for o in strategies
+  }
+
   rows = {}
-  for strategy in sorted({r.strategy for r in runs}):
+  for strategy in strategies:
     rs = sorted((r for r in runs if r.strategy == strategy), key=lambda r: r.seed)
     best = [at[r.name] for r in rs]
     used = [spent(r) for r in rs]
@@ -323,4 +345,10 @@ def equal_budget_table(
         ),
         "reached": sum(1 for x in to_min if x is not None),
     }
-  return {"minutes": minutes, "lane_epochs": lane_epochs, "target": target, "strategies": rows}
+  return {
+      "minutes": minutes,
+      "lane_epochs": lane_epochs,
+      "target": target,
+      "strategies": rows,
+      "minutes_to_best_of": to_best_of,
+  }

@@ -188,6 +188,16 @@ def equal_budget_lines(table: dict) -> list[str]:
           )
           + "."
       )
+      to = eq.get("minutes_to_best_of", {}).get(o, {})
+      if to.get(a) and to.get(o):
+
+        def seeds_of(s: str) -> str:
+          return ", ".join("-" if m is None else f"{m:.1f}" for _, m in sorted(to[s].items()))
+
+        out.append(
+            f"  Minutes to {o}'s own best at the budget, seed by seed (- never): "
+            f"{a} {seeds_of(a)}; {o} {seeds_of(o)}."
+        )
   out += [
       "",
       "| strategy | best val NDCG@10 at the budget | per seed | seeds reaching target | "
