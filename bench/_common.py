@@ -31,6 +31,15 @@ def start(argv) -> None:
   reject_positional(argv)
 
 
+def run(main) -> None:
+  """absl's app.run with a bad flag as one line and exit 2, as the launchers do."""
+  from absl import app
+
+  from vmle_jax.launch.common import parse_flags
+
+  app.run(main, flags_parser=parse_flags)
+
+
 def fail(message: str) -> None:
   """One line on stderr and exit status 2, as the launchers do."""
   from vmle_jax.launch.common import fail as _fail

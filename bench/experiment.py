@@ -46,11 +46,15 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from vmle_jax.search.pruning import RULES
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
+# The experiment's design: which registered strategies (search/strategies.py STRATEGIES) each
+# group compares.
 ALL4 = ("agent", "grid", "random", "tpe")
 AGENT_RANDOM_TPE = ("agent", "random", "tpe")
 
@@ -133,7 +137,7 @@ flags.DEFINE_integer("lanes", None, "Lanes per bucket instead of each group's ow
 flags.DEFINE_enum(
     "early_stop",
     None,
-    ["none", "median", "median-guarded"],
+    list(RULES),
     "Early-stopping rule for every strategy instead of each group's own (search/pruning.py; "
     "median for --budget=trials, median-guarded for minutes).",
 )
@@ -189,41 +193,25 @@ def group_table(
   return lines + [""]
 
 
-def main(argv):
-  _common.start(argv)
-  from vmle_jax.config import backbone_config, resolve
-  from vmle_jax.data import load_dataset
-  from vmle_jax.engine import Engine
-  from vmle_jax.memory.store import Store
-  from vmle_jax.report import load_group, write_report
-  from vmle_jax.search.comparison import group_name, run_comparison
-  from vmle_jax.search.study import export_trials_csv
-  from vmle_jax.training import device_description
+def chosen_groups() -> tuple[tuple, dict]:
+  """(the groups to run and report, with the flags applied; per group key, the strategies to
+  run); a bad flag is one line, exit 2."""
+  from vmle_jax.launch.common import check_names, check_seeds
 
   groups = SCALES[FLAGS.scale] if FLAGS.budget == "trials" else EQUAL_MINUTES[FLAGS.scale]
-  if FLAGS.groups:
+  if FLAGS.groups is not None:
     known = {g.key: g for g in groups}
-    bad = [k for k in FLAGS.groups if k not in known]
-    if bad:
-      _common.fail(f"--groups: {bad} not among {', '.join(known)}")
-    groups = tuple(known[k] for k in FLAGS.groups)
-  if FLAGS.seeds:
-    try:
-      seeds = tuple(int(s) for s in FLAGS.seeds)
-    except ValueError:
-      _common.fail(f"--seeds={','.join(FLAGS.seeds)}: seeds are integers")
+    groups = tuple(known[k] for k in check_names("--groups", FLAGS.groups, known))
+  if FLAGS.seeds is not None:
+    seeds = tuple(check_seeds("--seeds", FLAGS.seeds))
     groups = tuple(dataclasses.replace(g, seeds=seeds) for g in groups)
   if FLAGS.lanes:
     groups = tuple(dataclasses.replace(g, lanes=FLAGS.lanes) for g in groups)
   run_strategies = {g.key: g.strategies for g in groups}
-  if FLAGS.strategies:
+  if FLAGS.strategies is not None:
     known = sorted({s for g in groups for s in g.strategies})
-    bad = [s for s in FLAGS.strategies if s not in known]
-    if bad:
-      _common.fail(f"--strategies: {bad} not among {', '.join(known)}")
-    run_strategies = {
-        g.key: tuple(s for s in g.strategies if s in FLAGS.strategies) for g in groups
-    }
+    chosen = check_names("--strategies", FLAGS.strategies, known)
+    run_strategies = {g.key: tuple(s for s in g.strategies if s in chosen) for g in groups}
     empty = [k for k, chosen in run_strategies.items() if not chosen]
     if empty and not FLAGS.report_only:
       _common.fail(
@@ -253,6 +241,31 @@ def main(argv):
     groups = tuple(dataclasses.replace(g, early_stop="median-guarded") for g in groups)
   if FLAGS.early_stop:
     groups = tuple(dataclasses.replace(g, early_stop=FLAGS.early_stop) for g in groups)
+  return groups, run_strategies
+
+
+def main(argv):
+  _common.start(argv)
+  from vmle_jax.config import backbone_config, resolve
+  from vmle_jax.data import DataError, load_dataset
+  from vmle_jax.engine import Engine
+  from vmle_jax.memory.store import Store
+  from vmle_jax.report import load_group, write_report
+  from vmle_jax.search.comparison import group_name, run_comparison
+  from vmle_jax.search.study import export_trials_csv
+  from vmle_jax.training import device_description
+
+  groups, run_strategies = chosen_groups()
+  # Everything a run needs is checked before anything is written: a bad flag or a missing data
+  # set is one line and leaves no state behind.
+  preset, mesh = _common.preset_and_mesh(FLAGS.preset)
+  data_cache = {}
+  for g in groups:
+    if g.dataset not in data_cache:
+      try:
+        data_cache[g.dataset] = load_dataset(g.dataset, FLAGS.data_dir)
+      except DataError as e:
+        _common.fail(str(e))
   suffix = "" if FLAGS.budget == "trials" else f"-{FLAGS.budget}"
   workdir = FLAGS.workdir or os.path.join("runs", f"experiment-{FLAGS.scale}{suffix}")
   os.makedirs(workdir, exist_ok=True)
@@ -268,13 +281,10 @@ def main(argv):
     print(s, flush=True)
 
   sections, total, planned = [], 0, 0
-  data_cache = {}
   for g in groups:
     schedule = resolve(
         preset=preset, launcher_schedule={"max_epochs": g.max_epochs, "patience": g.patience}
     ).schedule
-    if g.dataset not in data_cache:
-      data_cache[g.dataset] = load_dataset(g.dataset, FLAGS.data_dir)
     data = data_cache[g.dataset]
     base = backbone_config(g.backbone)
     name = group_name(data, base)
@@ -368,4 +378,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _common.run(main)

@@ -51,6 +51,9 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
+# The arms of the experiment (each built from a registered strategy, search/strategies.py).
+ARMS = ("agent+summary", "agent", "tpe-warm", "tpe")
+
 flags.DEFINE_string("data_dir", _common.DEFAULT_DATA_DIR, "Where data set names are looked up.")
 flags.DEFINE_enum("scale", "cpu", ["cpu", "gpu"], "Budget preset (see the module docstring).")
 flags.DEFINE_list("sources", ["beauty", "sports"], "Data sets the summary is learned on.")
@@ -69,7 +72,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list(
     "arms",
-    ["agent+summary", "agent", "tpe-warm", "tpe"],
+    list(ARMS),
     "Arms to run on the target (a subset lets two processes share the cores; the "
     "report compares the arms given).",
 )
@@ -82,7 +85,6 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 
 SCALES = {"cpu": (16, 5, 2, 4), "gpu": (48, 50, 5, 16)}  # trials, max epochs, patience, lanes
-ARMS = ("agent+summary", "agent", "tpe-warm", "tpe")
 
 
 def main(argv):

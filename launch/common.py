@@ -381,12 +381,9 @@ def define_study_flags(default_trials: int = 16) -> None:
       "early_stop",
       "none",
       list(EARLY_STOP_RULES),
-      "Stop losing lanes early, whatever the strategy: median stops a trial whose "
-      "best validation NDCG@10 is below the median of the study's finished trials "
-      "at the same epoch (after a quarter of --epochs, at least 2, once 4 trials have "
-      "finished); median-guarded also stops a lane below half the median from the "
-      "first epoch and never stops one on the study best's track (search/pruning.py). "
-      "A stopped lane stops costing compute.",
+      "Stop losing lanes early, whatever the strategy (search/pruning.py): "
+      + "; ".join(f"{name} {rule.help}" for name, rule in EARLY_STOP_RULES.items())
+      + ". A stopped lane stops costing compute.",
   )
 
 
@@ -414,6 +411,38 @@ def define_planner_flags() -> None:
       "Per-study cap on the LLM planner's time; past it, the heuristic planner "
       "proposes and reflects (recorded as a fallback).",
   )
+
+
+def check_names(flag: str, given: list[str], allowed) -> list[str]:
+  """A list flag's names: at least one, each among `allowed`, none twice (a repeated strategy
+  or group would run its studies twice); a bad list is one line before anything runs."""
+  allowed = list(allowed)
+  if not given:
+    fail(f"{flag} is empty: give one or more of {', '.join(allowed)}")
+  bad = [g for g in given if g not in allowed]
+  if bad:
+    fail(f"{flag}: {', '.join(bad)} not among {', '.join(allowed)}")
+  _no_repeats(flag, given)
+  return list(given)
+
+
+def check_seeds(flag: str, given: list[str]) -> list[int]:
+  """A list of seeds: at least one, integers, none twice (a repeated seed would train its
+  studies twice)."""
+  if not given:
+    fail(f"{flag} is empty: give one or more integer seeds, e.g. {flag}=0,1")
+  try:
+    seeds = [int(s) for s in given]
+  except ValueError:
+    fail(f"{flag}={','.join(given)}: seeds are integers")
+  _no_repeats(flag, seeds)
+  return seeds
+
+
+def _no_repeats(flag: str, values: list) -> None:
+  repeated = sorted({str(v) for v in values if values.count(v) > 1})
+  if repeated:
+    fail(f"{flag}={','.join(map(str, values))}: {', '.join(repeated)} given twice; give each once")
 
 
 def check_planner_flags(FLAGS) -> None:
@@ -512,18 +541,34 @@ def run_main(main) -> None:
     except (StoreError, StudyError, LaneMemoryError) as e:
       fail(str(e))
     except BrokenPipeError:
-      # The reader went away (e.g. `| head`): stop quietly, as command-line tools do.
-      try:
-        sys.stdout = open(os.devnull, "w")
-      finally:
-        os._exit(0)
+      _reader_went_away()
     except OSError as e:
       if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
         fail(f"{e.filename or 'a file'}: {e.strerror}")
       raise
 
   _describe_as_main(main)
-  app.run(guarded)
+  app.run(guarded, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag (an unknown name, a value outside an enum's) as one
+  line and status 2 like every other user error, where absl prints two lines and exits 1."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(" ".join(str(e).split()))
+  except BrokenPipeError:  # --help piped into `head`
+    _reader_went_away()
+
+
+def _reader_went_away() -> None:
+  """The reader of our output went away (e.g. `| head`): stop quietly, as command-line tools
+  do."""
+  try:
+    sys.stdout = open(os.devnull, "w")
+  finally:
+    os._exit(0)
 
 
 def _describe_as_main(main) -> None:

@@ -20,15 +20,13 @@ import os
 from absl import flags
 
 from vmle_jax.launch import common
+from vmle_jax.search.strategies import COMPARED, STRATEGIES, strategies_help
 
 common.define_data_flags()
 common.define_schedule_flags(default_epochs=20)
 common.define_study_flags()
 flags.DEFINE_list(
-    "strategies",
-    ["agent", "grid", "random", "tpe"],
-    "Strategies to compare: agent (with --planner), grid, random (independent "
-    "draws), random-packed (one structure per batch), tpe.",
+    "strategies", list(COMPARED), f"Strategies to compare: {strategies_help(STRATEGIES)}."
 )
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds; each strategy runs once per seed.")
 common.define_planner_flags()
@@ -52,16 +50,9 @@ def main(argv) -> None:
   from vmle_jax.search.comparison import group_name, run_comparison
   from vmle_jax.training import device_description
 
-  from vmle_jax.search.comparison import KNOWN_STRATEGIES
-
   common.check_planner_flags(FLAGS)
-  bad = [s for s in FLAGS.strategies if s not in KNOWN_STRATEGIES]
-  if bad:
-    common.fail(f"--strategies: {bad} not among {', '.join(KNOWN_STRATEGIES)}")
-  try:
-    seeds = [int(s) for s in FLAGS.seeds]
-  except ValueError:
-    common.fail(f"--seeds={','.join(FLAGS.seeds)}: seeds are integers")
+  strategies = common.check_names("--strategies", FLAGS.strategies, STRATEGIES)
+  seeds = common.check_seeds("--seeds", FLAGS.seeds)
   if FLAGS.report_only:
     preset = common.setup_runtime(FLAGS)
     data = common.dataset_from_flags(FLAGS)
@@ -94,7 +85,7 @@ def main(argv) -> None:
           workdir,
           FLAGS.budget_trials,
           seeds,
-          FLAGS.strategies,
+          strategies,
           FLAGS.planner,
           FLAGS.model,
           summary,

@@ -17,6 +17,7 @@ import time
 from absl import flags
 
 from vmle_jax.launch import common
+from vmle_jax.search.strategies import SEARCHES, STRATEGIES, strategies_help
 
 common.define_data_flags()
 common.define_schedule_flags(default_epochs=50)
@@ -24,11 +25,9 @@ common.define_study_flags()
 flags.DEFINE_enum(
     "strategy",
     "random",
-    ["grid", "random", "random-packed", "tpe"],
-    "Search strategy: grid (seeded order), random (every trial drawn "
-    "independently), random-packed (one structure per batch, rates per lane: "
-    "full lanes, fewer structures), tpe (optuna; its random startup is one "
-    "batch). All evaluate the space's default config first.",
+    list(SEARCHES),
+    f"Search strategy: {strategies_help(SEARCHES)}. All evaluate the space's default config "
+    "first.",
 )
 flags.DEFINE_list(
     "dims",
@@ -43,11 +42,10 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   common.reject_positional(argv)
-  from vmle_jax.search.space import GRID_DIMS
   from vmle_jax.search.strategies import make_strategy
   from vmle_jax.search.study import StudySpec
 
-  dims = FLAGS.dims or (list(GRID_DIMS[FLAGS.backbone]) if FLAGS.strategy == "grid" else None)
+  dims = FLAGS.dims or STRATEGIES[FLAGS.strategy].default_dims(FLAGS.backbone)
   setup = common.study_setup(FLAGS, dims)
   data, base, space, lanes = setup.data, setup.base, setup.space, setup.lanes
   name = FLAGS.study or common.safe_name(

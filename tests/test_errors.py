@@ -90,6 +90,19 @@ CASES = [
     ("tune", ["--summary_from={norules}"], "needs a 'backbone' name and a 'rules' list"),
     ("tune", ["--llm_retries=0"], "--llm_retries=0: must be at least 1"),
     ("compare", ["--summary_from={list_summary}"], "not a vmle-jax cognition summary"),
+    # Refused before any data is loaded or any study trains (a repeat trained the first study
+    # to its end, then failed on the second).
+    ("compare", ["--strategies=agent,agent"], "--strategies=agent,agent: agent given twice"),
+    ("compare", ["--seeds=0,0"], "--seeds=0,0: 0 given twice"),
+    ("compare", ["--seeds="], "--seeds is empty: give one or more integer seeds"),
+    ("compare", ["--strategies="], "--strategies is empty: give one or more of agent, grid"),
+    ("compare", ["--strategies=agent,bogus"], "--strategies: bogus not among agent, grid"),
+    (
+        "compare",
+        ["--early_stop=foo"],
+        "flag --early_stop=foo: value should be one of <none|median|median-guarded>",
+    ),
+    ("sweep", ["--strategy=agent"], "flag --strategy=agent: value should be one of <grid|"),
     ("memory", ["studies", "--db={notdb}"], "not a SQLite memory file"),
 ]
 
@@ -123,6 +136,42 @@ def test_bad_input_is_one_line_and_writes_nothing(files, tmp_path, launcher, arg
   assert not (tmp_path / "m.sqlite").exists() or launcher == "sweep" and "--resume" in args
   assert not (tmp_path / "runs").exists()
   assert before == {p: os.path.getmtime(p) for p in before}
+
+
+EXPERIMENT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "experiment.py")
+EXPERIMENT_CASES = [
+    (["--data_dir={dir}/none"], "data set 'ml-100k': not found under --data_dir="),
+    (["--seeds=0,0"], "--seeds=0,0: 0 given twice"),
+    (["--seeds="], "--seeds is empty"),
+    (["--strategies=agent,agent"], "--strategies=agent,agent: agent given twice"),
+    (["--strategies="], "--strategies is empty"),
+    (["--groups=toys/sasrec,toys/sasrec"], "--groups=toys/sasrec,toys/sasrec: toys/sasrec given"),
+    (["--early_stop=foo"], "flag --early_stop=foo: value should be one of <none|median|"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", EXPERIMENT_CASES, ids=[c[0][0] for c in EXPERIMENT_CASES])
+def test_the_experiment_refuses_bad_flags_in_one_line_and_writes_nothing(
+    files, tmp_path, args, fragment
+):
+  """bench/experiment.py: a missing data directory or a bad list is one line, exit 2, before
+  any state file or work directory exists."""
+  out = subprocess.run(
+      [
+          sys.executable,
+          EXPERIMENT,
+          f"--workdir={tmp_path / 'ex'}",
+          *[a.format(**files) for a in args],
+      ],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  lines = [l for l in out.stderr.splitlines() if l.strip()]
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+  assert not (tmp_path / "ex").exists() and not (tmp_path / "runs").exists()
 
 
 def test_bom_and_sparse_ids_are_read(tmp_path):

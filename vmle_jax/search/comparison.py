@@ -26,12 +26,12 @@ from vmle_jax.engine.lanes import Engine
 from vmle_jax.memory.store import Store, snapshot
 from vmle_jax.search.agent import AgentStrategy
 from vmle_jax.search.planners import make_planner
-from vmle_jax.search.space import GRID_DIMS, SearchSpace
-from vmle_jax.search.strategies import make_strategy
+from vmle_jax.search.space import SearchSpace
+from vmle_jax.search.strategies import COMPARED, STRATEGIES, StrategyOptions, build_strategy
 from vmle_jax.search.study import StudySpec, run_study
 
-STRATEGY_NAMES = ("agent", "grid", "random", "tpe")
-KNOWN_STRATEGIES = ("agent", "grid", "random", "random-packed", "tpe")
+STRATEGY_NAMES = COMPARED  # compared by default (strategies.py STRATEGIES marks them)
+KNOWN_STRATEGIES = tuple(STRATEGIES)
 
 
 def group_name(data, base: TrialConfig) -> str:
@@ -66,6 +66,12 @@ def run_comparison(
 ) -> str:
   """Runs (or resumes) every strategy x seed; returns the group name. Stops at `deadline`
   (a time.time() value) before starting a new study."""
+  for what, values in (("strategies", list(strategies)), ("seeds", list(seeds))):
+    if not values or len(set(values)) < len(values):  # a repeat would train a study twice
+      raise ValueError(f"{what}={values}: give one or more, each once")
+  unknown = [s for s in strategies if s not in STRATEGIES]
+  if unknown:
+    raise ValueError(f"strategies: {unknown} not among {', '.join(STRATEGIES)}")
   group = group_name(data, base)
   plan = []
   for seed in seeds:
@@ -80,24 +86,28 @@ def run_comparison(
     if deadline is not None and time.time() > deadline:
       log(f"time limit reached before {study}; rerun to continue")
       break
-    space_dims = dims or (list(GRID_DIMS[base.backbone]) if name == "grid" else None)
+    entry = STRATEGIES[name]
+    space_dims = dims or entry.default_dims(base.backbone)
     space = SearchSpace.for_backbone(
         base.backbone, base=base.replace(seed=seed), only=space_dims, fixed=fixed
     )
-    label = f"agent:{planner}" if name == "agent" else name
-    if name == "agent":
-      strategy = AgentStrategy(
-          make_planner(planner, model, **(planner_options or {})),
-          space,
-          recall="study",
-          summary=summary,
-          log=log,
-          planner_budget_s=planner_budget_s,
-      )
-    else:
-      strategy = make_strategy(
-          name, space, seed, lanes=lanes, warm_start=tpe_warm_start if name == "tpe" else ()
-      )
+    label = entry.label(name, planner)
+    strategy = build_strategy(
+        name,
+        space,
+        StrategyOptions(
+            seed=seed,
+            lanes=lanes,
+            warm_start=tuple(tpe_warm_start),
+            planner=planner,
+            model=model,
+            planner_options=planner_options,
+            planner_budget_s=planner_budget_s,
+            summary=summary,
+            recall="study",
+            log=log,
+        ),
+    )
     spec = StudySpec(
         name=study,
         backbone=base.backbone,

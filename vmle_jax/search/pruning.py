@@ -41,13 +41,16 @@ import numpy as np
 
 from vmle_jax.memory.records import SCORELESS, Trial, best_trial
 
-RULES = ("none", "median", "median-guarded")
 FAR = 0.5  # median-guarded: a lane below this fraction of the median is stopped at once
 
 
 @dataclasses.dataclass(frozen=True)
 class MedianRule:
-  """Stop a lane below the median of finished trials at the same epoch."""
+  """Stop a lane below the median of finished trials at the same epoch.
+
+  Its variants are parameterisations (optuna's `MedianPruner(PercentilePruner)`): with `far`
+  set, the rule is guarded, i.e. it also stops a lane below `far` times the median from the
+  first epoch and never stops one at or above the study best's curve (`leader_curve`)."""
 
   grace_epochs: int = 2  # never stop before this many epochs (unless far behind)
   min_trials: int = 4  # finished trials needed before the rule acts
@@ -91,21 +94,49 @@ class MedianRule:
         out[i] = True
     return out
 
+  def for_study(self, finished_trials: list[Trial]) -> Callable:
+    """The engine's `prune(epoch, best, alive)` against a study's finished trials (a guarded
+    rule keeps the lanes on the track of the best of them)."""
+    scored = [t for t in finished_trials if t.status not in SCORELESS]
+    curves = [t.curve or [] for t in scored]
+    rule = self
+    if self.far is not None:
+      leader = best_trial(scored)
+      rule = dataclasses.replace(self, leader_curve=tuple(leader.curve or []) if leader else ())
+    return lambda epoch, best, alive: rule.stop(epoch, best, alive, curves)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoppingRule:
+  """A registered early-stopping rule: how to build it, and its line in --early_stop's help."""
+
+  build: Callable[[int, int], MedianRule | None]  # (grace_epochs, min_trials); None: never stops
+  help: str
+
+
+# Every early-stopping rule, by the name --early_stop and the studies' settings use. A new rule
+# is one entry here (plus its class if it is not a MedianRule); launchers and bench/ read the keys.
+RULES: dict[str, StoppingRule] = {
+    "none": StoppingRule(lambda grace, min_trials: None, "never stops a lane early"),
+    "median": StoppingRule(
+        lambda grace, min_trials: MedianRule(grace, min_trials),
+        "stops a trial whose best validation NDCG@10 is below the median of the study's "
+        "finished trials at the same epoch (after a quarter of --epochs, at least 2, once 4 "
+        "trials have finished)",
+    ),
+    "median-guarded": StoppingRule(
+        lambda grace, min_trials: MedianRule(grace, min_trials, far=FAR),
+        "also stops a lane below half the median from the first epoch and never stops one on "
+        "the study best's track",
+    ),
+}
+
 
 def make_pruner(
     rule: str, finished_trials: list[Trial], grace_epochs: int = 2, min_trials: int = 4
 ) -> Callable | None:
   """The engine's `prune(epoch, best, alive)` for a bucket, from the study's finished trials."""
-  if rule == "none":
-    return None
   if rule not in RULES:
     raise ValueError(f"early_stop={rule!r}: not one of {', '.join(RULES)}")
-  scored = [t for t in finished_trials if t.status not in SCORELESS]
-  curves = [t.curve or [] for t in scored]
-  median = MedianRule(grace_epochs=grace_epochs, min_trials=min_trials)
-  if rule == "median-guarded":
-    leader = best_trial(scored)
-    median = dataclasses.replace(
-        median, far=FAR, leader_curve=tuple(leader.curve or []) if leader else ()
-    )
-  return lambda epoch, best, alive: median.stop(epoch, best, alive, curves)
+  median = RULES[rule].build(grace_epochs, min_trials)
+  return None if median is None else median.for_study(finished_trials)

@@ -12,12 +12,12 @@ proposes exactly what the uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
+
 import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS, TrialConfig
-from vmle_jax.search.space import Choice, Float, Int, LogFloat, SearchSpace, SpaceError
-
-STRATEGIES = ("grid", "random", "random-packed", "tpe")
+from vmle_jax.search.space import GRID_DIMS, Choice, Float, Int, LogFloat, SearchSpace, SpaceError
 
 
 @dataclasses.dataclass
@@ -309,17 +309,103 @@ class TPEStrategy(Strategy):
       self.study.tell(trial, value)
 
 
+@dataclasses.dataclass(frozen=True)
+class StrategyOptions:
+  """What a launcher knows when it builds a strategy; each factory reads what it needs."""
+
+  seed: int = 0
+  lanes: int = 8  # TPE's random startup phase is one batch of this many trials
+  warm_start: tuple = ()  # TPE: configs proposed first after the default
+  planner: str = "heuristic"  # the agent's planner (search/planners)
+  model: str | None = None  # the LLM planner's model
+  planner_options: dict | None = None
+  planner_budget_s: float | None = None
+  summary: dict | None = None  # a cognition summary the agent starts from
+  recall: str = "study"  # what the agent recalls (its own study in a comparison)
+  log: Callable[[str], None] = print
+
+
+def _agent(space: SearchSpace, o: StrategyOptions) -> Strategy:
+  """The agent with its planner (imported here: the agent module imports this one)."""
+  from vmle_jax.search.agent import AgentStrategy
+  from vmle_jax.search.planners import make_planner
+
+  return AgentStrategy(
+      make_planner(o.planner, o.model, **(o.planner_options or {})),
+      space,
+      recall=o.recall,
+      summary=o.summary,
+      log=o.log,
+      planner_budget_s=o.planner_budget_s,
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyEntry:
+  """A registered strategy: its factory, its line in the launchers' help, and how it is run."""
+
+  build: Callable[[SearchSpace, StrategyOptions], Strategy]
+  help: str
+  planner: bool = False  # built around a planner: vmle-tune and vmle-compare run it, not vmle-sweep
+  compared: bool = True  # one of vmle-compare's default strategies
+  dims: dict | None = None  # per backbone, the dimensions it searches when --dims is not given
+
+  def label(self, name: str, planner: str = "heuristic") -> str:
+    """The name its studies are stored under: `agent:<planner>` for a planner's strategy."""
+    return f"{name}:{planner}" if self.planner else name
+
+  def default_dims(self, backbone: str) -> list[str] | None:
+    return list(self.dims[backbone]) if self.dims else None
+
+
+# Every search strategy, by the name the launchers and bench/ use. A new strategy is one entry
+# here plus its class; vmle-sweep's --strategy, vmle-compare's --strategies and the comparison
+# read these keys.
+STRATEGIES: dict[str, StrategyEntry] = {
+    "agent": StrategyEntry(_agent, "the agent (with --planner)", planner=True),
+    "grid": StrategyEntry(
+        lambda space, o: GridStrategy(space, o.seed),
+        "seeded order over its default grid dimensions",
+        dims=GRID_DIMS,
+    ),
+    "random": StrategyEntry(
+        lambda space, o: RandomStrategy(space, o.seed), "every trial drawn independently"
+    ),
+    "random-packed": StrategyEntry(
+        lambda space, o: PackedRandomStrategy(space, o.seed),
+        "one structure per batch, rates per lane: full lanes, fewer structures",
+        compared=False,
+    ),
+    "tpe": StrategyEntry(
+        lambda space, o: TPEStrategy(
+            space, o.seed, startup_trials=o.lanes, warm_start=o.warm_start
+        ),
+        "optuna; its random startup is one batch",
+    ),
+}
+SEARCHES = tuple(k for k, e in STRATEGIES.items() if not e.planner)  # what vmle-sweep runs
+COMPARED = tuple(k for k, e in STRATEGIES.items() if e.compared)  # vmle-compare's default
+
+
+def strategies_help(names) -> str:
+  """'name (what it does), ...' for a launcher's flag help."""
+  return ", ".join(f"{name} ({STRATEGIES[name].help})" for name in names)
+
+
+def build_strategy(name: str, space: SearchSpace, options: StrategyOptions) -> Strategy:
+  """A registered strategy by name (a ValueError names the registered ones)."""
+  if name not in STRATEGIES:
+    raise ValueError(f"strategy={name!r}: not one of {', '.join(STRATEGIES)}")
+  return STRATEGIES[name].build(space, options)
+
+
 def make_strategy(
     name: str, space: SearchSpace, seed: int = 0, lanes: int = 8, warm_start=()
 ) -> Strategy:
-  """A strategy by name; TPE's random startup phase is one batch of `lanes` trials, and
-  `warm_start` configs are its first proposals after the default."""
-  if name == "grid":
-    return GridStrategy(space, seed)
-  if name == "random":
-    return RandomStrategy(space, seed)
-  if name == "random-packed":
-    return PackedRandomStrategy(space, seed)
-  if name == "tpe":
-    return TPEStrategy(space, seed, startup_trials=lanes, warm_start=warm_start)
-  raise ValueError(f"strategy={name!r}: not one of {', '.join(STRATEGIES)}")
+  """A search strategy by name; TPE's random startup phase is one batch of `lanes` trials,
+  and `warm_start` configs are its first proposals after the default."""
+  if name not in SEARCHES:
+    raise ValueError(f"strategy={name!r}: not one of {', '.join(SEARCHES)}")
+  return build_strategy(
+      name, space, StrategyOptions(seed=seed, lanes=lanes, warm_start=tuple(warm_start))
+  )

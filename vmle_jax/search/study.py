@@ -56,7 +56,7 @@ class StudySpec:
   seed: int = 0
   dims: tuple[str, ...] | None = None  # searched dimensions (None: the backbone's default space)
   group: str | None = None  # comparison group (vmle-compare): studies reported together
-  early_stop: str = "none"  # none | median | median-guarded (search/pruning.py)
+  early_stop: str = "none"  # a key of search/pruning.py RULES
 
   @property
   def budget(self) -> Budget:
