@@ -80,6 +80,7 @@ class BucketResult:
   seconds: float
   steps_per_epoch: int
   compile_seconds: float
+  lane_seconds: list[float] | None = None  # lanes in series: each lane's own (None: vmapped)
 
 
 @dataclasses.dataclass
@@ -586,6 +587,7 @@ class Engine:
         seconds=sum(part.seconds for part in parts),
         steps_per_epoch=parts[0].steps_per_epoch,
         compile_seconds=sum(part.compile_seconds for part in parts),
+        lane_seconds=[part.seconds for part in parts],
     )
 
   def _train_bucket(

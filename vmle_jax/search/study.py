@@ -436,7 +436,14 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
           configs,
           [
               {
-                  "proposal": {**(p.note or {}), "batch_trials": want},
+                  # The loop's own records beside the strategy's notes: the size the batch
+                  # was asked for (resume) and how its lanes ran (the report counts a lane
+                  # in series at its own finish, vmapped lanes at their batch's end).
+                  "proposal": {
+                      **(p.note or {}),
+                      "batch_trials": want,
+                      "lane_execution": "serial" if engine.in_series else "vmap",
+                  },
                   "batch": batch_number,
                   "planner_seconds": planner_seconds,
               }
@@ -529,7 +536,11 @@ def _fail_bucket(store, strategy, ids: list[int], configs, error: str, seconds: 
 
 
 def _finish_bucket(store, ids: list[int], result, seconds: float) -> list[float | None]:
-  """Writes a trained bucket's rows; returns each trial's value by the memory's own rule."""
+  """Writes a trained bucket's rows; returns each trial's value by the memory's own rule.
+
+  A trial's `seconds` are its lane's own when the lanes ran one after another, else an even
+  share of the bucket's (vmapped lanes end together)."""
+  own = result.lane_seconds or [seconds / len(ids)] * len(ids)
   updates = [
       (
           tid,
@@ -539,13 +550,13 @@ def _finish_bucket(store, ids: list[int], result, seconds: float) -> list[float 
               "epochs": lane.epochs,
               "best_epoch": lane.best_epoch,
               "steps": lane.epochs * result.steps_per_epoch,
-              "seconds": seconds / len(ids),
+              "seconds": lane_seconds,
               "bucket_seconds": seconds,
               "curve": lane.curve,
               "error": lane.error,
           },
       )
-      for tid, lane in zip(ids, result.lanes)
+      for tid, lane, lane_seconds in zip(ids, result.lanes, own)
   ]
   store.finish_bucket(updates)
   stored = {t.id: t for t in store.trials_by_id(ids)}
