@@ -172,6 +172,17 @@ def group_table(
           "",
       ]
       + [l.replace("## ", "### ", 1) for l in equal_budget_lines(table)]
+      + (
+          [
+              "### Secondary measures: counted in trials and over the whole study",
+              "",
+              "Whatever minutes they cost: figures beside the equal-compute comparison "
+              "above, which is the verdict.",
+              "",
+          ]
+          if table.get("equal_budget")
+          else []
+      )
       + [
           f"Target: 98% of the best validation NDCG@10 any strategy found "
           f"({fmt(table['target'], '{:.4f}')}).",
@@ -251,6 +262,7 @@ def main(argv):
   from vmle_jax.engine import Engine
   from vmle_jax.memory.store import Store
   from vmle_jax.report import load_group, write_report
+  from vmle_jax.search.budget import format_minutes
   from vmle_jax.search.comparison import group_name, run_comparison
   from vmle_jax.search.study import export_trials_csv
   from vmle_jax.training import device_description
@@ -332,7 +344,7 @@ def main(argv):
         " / ".join(
             x
             for x in (
-                f"{g.minutes:g} min" if g.minutes else "",
+                f"{format_minutes(g.minutes)} min" if g.minutes else "",
                 f"{g.lane_epochs} lane-epochs" if g.lane_epochs else "",
             )
             if x

@@ -47,6 +47,7 @@ def main(argv) -> None:
   common.reject_positional(argv)
   from vmle_jax.memory.store import StoreError
   from vmle_jax.report import load_group, write_report
+  from vmle_jax.report.render import console_lines
   from vmle_jax.search.comparison import group_name, run_comparison
   from vmle_jax.training import device_description
 
@@ -107,19 +108,12 @@ def main(argv) -> None:
   table = write_report(
       runs,
       workdir,
-      f"{data.name} / {base.backbone}: agent vs grid vs random vs TPE",
+      f"{data.name} / {base.backbone}: {' vs '.join(sorted({r.strategy for r in runs}))}",
       device=device_description(),
       target_fraction=FLAGS.target,
   )
-  for strategy, row in table["strategies"].items():
-    ttt = row["trials_to_target"]
-    print(
-        f"{strategy:18s} best val NDCG@10 {row['best_valid_ndcg10'] or float('nan'):.4f}  "
-        f"trials to target {'-' if ttt is None else f'{ttt:.1f}'} "
-        f"({row['reached']}/{row['seeds']} seeds; unreached count as budget+1)  "
-        f"lane-epochs {row['lane_epochs'] or 0:.0f}  test NDCG@10 "
-        f"{row['test_ndcg10'] or float('nan'):.4f}"
-    )
+  for line in console_lines(table):
+    print(line)
   print(f"report: {os.path.join(workdir, 'report.md')} (and report.html)")
 
 

@@ -42,6 +42,7 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   common.reject_positional(argv)
+  from vmle_jax.search.budget import format_minutes
   from vmle_jax.search.strategies import make_strategy
   from vmle_jax.search.study import StudySpec
 
@@ -69,7 +70,7 @@ def main(argv) -> None:
   print(
       f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
       f"budget {FLAGS.budget_trials} trials"
-      + (f" / {FLAGS.budget_minutes} min" if FLAGS.budget_minutes else "")
+      + (f" / {format_minutes(FLAGS.budget_minutes)} min" if FLAGS.budget_minutes else "")
       + (f" / {FLAGS.budget_lane_epochs} lane-epochs" if FLAGS.budget_lane_epochs else "")
       + f"; {lanes} lanes per bucket on {common.device_summary()}"
   )

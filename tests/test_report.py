@@ -172,7 +172,7 @@ def test_report_files_and_verdict(report):
       "report.html",
       "report.json",
       "best_vs_trials.png",
-      "best_vs_seconds.png",
+      "best_vs_minutes.png",
       "best_vs_lane_epochs.png",
   ):
     assert (out / name).exists(), name
@@ -311,3 +311,176 @@ def test_republishing_unchanged_state_gives_the_same_gzip_bytes(tmp_path, monkey
   assert sqlite3.connect(str(tmp_path / "back.sqlite")).execute(
       "SELECT name FROM datasets"
   ).fetchall() == [("d",)]
+
+
+def _run(strategy, seed, values, ends, batches, minutes=10.0, **kw):
+  from vmle_jax.report.data import StudyRun
+
+  return StudyRun(
+      name=f"{strategy}-{seed}",
+      strategy=strategy,
+      seed=seed,
+      values=values,
+      ends=ends,
+      steps=0,
+      best_valid={"NDCG@10": max(v for v in values if v is not None)},
+      best_test=None,
+      batches=batches,
+      epochs=kw.pop("epochs", [4] * len(values)),
+      budget=256,
+      budget_minutes=minutes,
+      **kw,
+  )
+
+
+def _section(md: str, heading: str) -> list[str]:
+  """The bullet lines under `heading` up to the next heading or unbulleted paragraph."""
+  lines = md[md.index(heading) + len(heading) :].strip("\n").splitlines()
+  out = []
+  for line in lines:
+    if not line.startswith("- "):
+      break
+    out.append(line[2:])
+  return out
+
+
+def test_a_minutes_budget_report_gives_the_budgets_verdict_and_trials_only_as_secondary(
+    tmp_path,
+):
+  """The agent is ahead at the 10 minutes on both seeds; random's best came past the budget,
+  so random reached the whole-study target in fewer trials. The verdict is the budget's and
+  says what the equal-budget lines say; the trial count is a secondary figure, not a verdict."""
+  from vmle_jax.report.data import comparison_table
+  from vmle_jax.report.render import console_lines
+
+  runs = []
+  for seed in (0, 1):
+    runs.append(_run("agent", seed, [0.5, 0.6, 0.55, 0.7], [300, 300, 500, 500], [1, 1, 2, 2]))
+    runs.append(_run("random", seed, [0.3, 0.9], [100, 700], [1, 2]))
+  write_report(runs, str(tmp_path), "minutes")
+  md = (tmp_path / "report.md").read_text()
+  equal = _section(md, "(0.6860).\n\n")  # the equal-budget bullets follow its target line
+  verdict = _section(md, "## Verdict\n\n")
+  secondary = _section(md, "Secondary measures (not a verdict):\n\n")
+  assert equal[0] == (
+      "agent vs random: best at the budget at least random's on 2/2 seeds (0.7000 vs 0.3000 on "
+      "average); minutes to the target 8.3 vs 11.0 (fewer)."
+  )
+  assert verdict == ["agent vs random at 10 minutes per study: gain: " + equal[0].split(": ", 1)[1]]
+  assert "no gain" not in " ".join(verdict) and "fewer trials" not in md
+  assert secondary == [
+      "agent vs random: trials to the whole-study target 5.0 vs 2.0 (0/2 vs 2/2 seeds reached "
+      "it); best over the whole study 0.7000 vs 0.9000."
+  ]
+  assert (
+      md.index("## At equal compute") < md.index("## Secondary measures") < md.index("## Verdict")
+  )
+  # The console prints the same verdict, and the trials only as secondary.
+  console = console_lines(comparison_table(runs))
+  assert console[0] == "verdict: " + verdict[0]
+  assert all("secondary: trials to target" in line for line in console[1:])
+
+
+def _series_study(store, did, name, strategy, schedule, lane_execution, own_seconds=True):
+  """Two batches of one bucket of 4 lanes, 100 s each, 400 s a bucket. The second batch
+  ends at 800 s, past the 10-minute budget, but its first lane (the study's best, 0.5)
+  finished at 500 s."""
+  sid = store.create_study(
+      name, did, "sasrec", strategy, {"trials": 256, "minutes": 10.0}, {"seed": 0, **schedule}
+  )
+  for batch, values in ((1, [0.1, 0.2, 0.1, 0.1]), (2, [0.5, 0.1, 0.1, 0.1])):
+    proposal = {} if lane_execution is None else {"lane_execution": lane_execution}
+    cfgs = [TrialConfig(lr=1e-4 * (batch * 10 + i)) for i in range(4)]
+    ids, _ = store.start_bucket(
+        sid, cfgs, [{"batch": batch, "planner_seconds": 0.0, "proposal": proposal}] * 4
+    )
+    store.finish_bucket(
+        [
+            (
+                tid,
+                {
+                    "status": "finished",
+                    "valid": {"NDCG@10": v},
+                    "epochs": 4,
+                    "seconds": 100.0 if own_seconds else 400.0 / 4,
+                    "bucket_seconds": 400.0,
+                },
+            )
+            for tid, v in zip(ids, values)
+        ]
+    )
+  store.set_study_status(sid, "finished")
+
+
+@pytest.mark.parametrize(
+    "schedule,lane_execution,counted",
+    [
+        ({}, "serial", True),  # recorded: lanes in series, each lane's own seconds
+        ({}, "vmap", False),  # recorded: vmapped lanes finish together at the batch's end
+        ({"schedule": {"lane_execution": "auto"}}, None, True),  # older: auto on one CPU
+        ({"schedule": {"lane_execution": "vmap"}}, None, False),
+        ({"schedule": {"max_epochs": 4}}, None, False),  # before lanes could run in series
+    ],
+)
+def test_a_trial_in_series_counts_at_its_own_finish_inside_a_batch_that_ends_past_the_budget(
+    tmp_path, schedule, lane_execution, counted
+):
+  from vmle_jax.report.data import comparison_table
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset({"name": "d", "sha256": "x", "users": 10})
+  _series_study(store, did, "tpe-0", "tpe", {"group": "g", **schedule}, lane_execution)
+  runs = load_group(store, "g")
+  assert runs[0].ends[4] == (500.0 if counted else 800.0)
+  assert runs[0].lane_epoch_ends()[4] == (20 if counted else 32)
+  eq = comparison_table(runs)["equal_budget"]
+  assert eq["strategies"]["tpe"]["per_seed"] == {0: 0.5 if counted else 0.2}
+  used = 600 if counted else 400  # the lane that ended at 600 s is within the budget too
+  assert eq["strategies"]["tpe"]["minutes_used"] == pytest.approx(used / 60)
+  write_report(runs, str(tmp_path / "out"), "series")
+  md = (tmp_path / "out" / "report.md").read_text()
+  rule = "at its own finish (its lanes ran one after another)" if counted else "at its batch's end"
+  assert f"Minutes and lane-epochs count each trial when its result existed: {rule}" in md
+
+
+def test_lanes_of_older_trials_share_their_bucket_by_the_epochs_each_trained():
+  """A bucket recorded before per-lane seconds: 400 s over lanes of 1, 1, 2 and 4 epochs."""
+  from vmle_jax.memory.records import Trial
+  from vmle_jax.report.data import trial_ends
+
+  study = {"settings": {"schedule": {"lane_execution": "auto"}}}
+  trials = [
+      Trial(
+          id=i, study_id=1, number=i, config={}, signature="s", status="finished", bucket=0,
+          batch=1, epochs=e, seconds=100.0, bucket_seconds=400.0, planner_seconds=8.0,
+      )
+      for i, e in enumerate((1, 1, 2, 4))
+  ]  # fmt: skip
+  ends, series = trial_ends(study, trials)
+  assert series == [True] * 4
+  assert ends == pytest.approx([8 + 50, 8 + 100, 8 + 200, 8 + 400])
+
+
+def test_a_minutes_budget_no_study_came_near_reads_as_no_cap_and_spares_the_axis(tmp_path):
+  """--budget_minutes=1e9 (let the trial cap decide): no '1e+09 minutes', no budget line at
+  1e9 flattening the curves, and a seed that never reached the target counts as what it spent
+  plus one, not as 1e9 + 1."""
+  from vmle_jax.report.data import comparison_table
+  from vmle_jax.report.render import _curves, equal_budget_lines
+  from vmle_jax.search.budget import Budget
+
+  runs = [
+      _run("agent", 0, [0.5, 0.7], [60, 120], [1, 2], minutes=1e9),
+      _run("tpe", 0, [0.4, 0.6], [90, 180], [1, 2], minutes=1e9),
+  ]
+  table = comparison_table(runs)
+  lines = equal_budget_lines(table)
+  assert lines[0] == (
+      "## At equal compute: no minutes cap (--budget_minutes=1,000,000,000 is over 10x the "
+      "longest study's 3.0 minutes) per study"
+  )
+  assert "1e+09" not in "\n".join(lines)
+  assert table["equal_budget"]["strategies"]["tpe"]["minutes_to_target"] == pytest.approx(4.0)
+  low, high = _curves(runs, "minutes", str(tmp_path / "m.png"), "t", None)
+  assert high < 4  # minutes, spanning what the studies used
+  assert Budget(trials=8, minutes=1e9).describe() == "8 trials / 1,000,000,000 min"

@@ -2,9 +2,23 @@
 
 A comparison group is the set of studies whose settings carry the same
 `group` (one data set x backbone, several strategies x seeds). For each study
-the trials are taken in execution order; a trial's time is the end of its
-batch (training and planner time summed), so best-so-far curves can be drawn
-against trials and against wall-clock seconds.
+the trials are taken in execution order; training and planner time are summed
+into a study clock, so best-so-far curves can be drawn against trials and
+against wall-clock minutes.
+
+When a trial's result exists depends on how its bucket's lanes ran:
+- **lanes in series** (one after another: `lane_execution=serial`, or `auto` on
+  one CPU device): at the trial's own finish. The loop records each lane's own
+  seconds; for trials recorded before that, the bucket's time is shared out in
+  proportion to the epochs each lane trained (lanes of a bucket share one
+  structure, so an epoch costs the same in each);
+- **vmapped lanes** (they finish together): at the end of the trial's batch.
+Each trial's bucket records which (`lane_execution` in its proposal); older
+trials go by their study's setting (`auto` read as in series, as it runs on one
+CPU device, where every committed study ran; no setting: vmapped, as lanes ran
+before they could run in series). Minutes and lane-epochs "at the budget" count
+trials by that rule; trial counts ("trials to target") always count at batch
+ends, where a strategy hears its results.
 """
 
 from __future__ import annotations
@@ -20,18 +34,19 @@ from vmle_jax.memory.store import Store
 
 @dataclasses.dataclass
 class StudyRun:
-  """One study's trajectory: values per trial, when each trial's batch ended, its best config.
+  """One study's trajectory: values per trial, when each trial's result existed, its best.
 
-  Trials of one batch are proposed together and finish together (the lanes of
-  its buckets), so progress is counted at batch ends: reaching the target in
-  the first trial of a 4-trial batch costs 4 trials, not 1.
+  Trials of one batch are proposed together, and the strategy hears their results when
+  the batch ends, so trial counts step at batch ends: reaching the target in the first
+  trial of a 4-trial batch costs 4 trials, not 1. Time and lane-epochs count each trial
+  when its result existed (`ends`, `in_series`; see the module docstring).
   """
 
   name: str
   strategy: str
   seed: int
   values: list[float | None]  # validation NDCG@10 per trial (None: diverged or failed)
-  ends: list[float]  # seconds since the study started when each trial's batch ended
+  ends: list[float]  # seconds since the study started when each trial's result existed
   steps: int
   best_valid: dict | None
   best_test: dict | None
@@ -41,10 +56,18 @@ class StudyRun:
   planner_seconds: float = 0.0
   budget_minutes: float | None = None
   budget_lane_epochs: int | None = None
+  # Per trial: its lanes ran in series, so it counts at its own finish (empty: none did).
+  in_series: list[bool] = dataclasses.field(default_factory=list)
 
   @property
   def seconds(self) -> float:
-    return self.ends[-1] if self.ends else 0.0
+    return max(self.ends) if self.ends else 0.0
+
+  @property
+  def counted_at(self) -> str:
+    """'own finish' (lanes in series), 'batch end' (vmapped) or 'mixed'."""
+    series = set(self.in_series or [False])
+    return "mixed" if len(series) > 1 else "own finish" if True in series else "batch end"
 
   @property
   def lane_epochs(self) -> int:
@@ -82,6 +105,10 @@ class StudyRun:
         return last
     return None
 
+  def first_reach(self, target: float) -> int | None:
+    """Index of the first trial whose value reaches target (time counts from its `ends`)."""
+    return next((i for i, b in enumerate(self.best_so_far()) if b >= target), None)
+
   def trials_to(self, target: float) -> int | None:
     """Trials run when the target was first reached (counted at the end of its batch)."""
     i = self.reach_index(target)
@@ -98,25 +125,30 @@ class StudyRun:
     return None if i is None else int(sum(self.epochs[: i + 1]))
 
   def seconds_to(self, target: float) -> float | None:
-    i = self.reach_index(target)
+    """Seconds until a trial reaching the target existed (its own finish or its batch's end)."""
+    i = self.first_reach(target)
     return None if i is None else self.ends[i]
 
   def lane_epoch_ends(self) -> list[int]:
-    """Lane-epochs spent when each trial's batch ended."""
-    out, spent, batch_total = [], 0, {}
-    for b, e in zip(self.batches or range(len(self.epochs)), self.epochs):
-      batch_total[b] = batch_total.get(b, 0) + e
-    seen = {}
-    for b in self.batches or range(len(self.epochs)):
-      if b not in seen:
-        spent += batch_total[b]
-        seen[b] = spent
-      out.append(seen[b])
+    """Lane-epochs spent when each trial's result existed: the trials before it and its own
+    for lanes in series, the whole batch for vmapped lanes."""
+    batches = self.batches or list(range(len(self.epochs)))
+    total: dict = {}
+    for b, e in zip(batches, self.epochs):
+      total[b] = total.get(b, 0) + e
+    out, spent, start, within = [], 0, {}, {}
+    for i, (b, e) in enumerate(zip(batches, self.epochs)):
+      if b not in start:
+        start[b], within[b] = spent, 0
+        spent += total[b]
+      within[b] += e
+      series = self.in_series[i] if self.in_series else False
+      out.append(start[b] + (within[b] if series else total[b]))
     return out
 
   def best_within(self, seconds: float | None = None, lane_epochs: float | None = None):
-    """Best value among the trials whose batch ended within the given minutes' seconds and
-    lane-epochs (None when none did): what the study had found at that budget."""
+    """Best value among the trials whose results existed within the given minutes' seconds
+    and lane-epochs (None when none did): what the study had found at that budget."""
     ends_e = self.lane_epoch_ends()
     got = [
         v
@@ -144,34 +176,68 @@ def load_group(store: Store, group: str) -> list[StudyRun]:
   return runs
 
 
-def study_run(study: dict, trials: list[Trial]) -> StudyRun:
-  """A study's trajectory from its finished trials (in execution order).
+def lanes_in_series(study: dict, trial: Trial) -> tuple[bool, bool]:
+  """(whether the trial's lanes ran one after another, whether its own seconds were recorded):
+  what its bucket recorded, else its study's setting (module docstring)."""
+  recorded = (trial.proposal or {}).get("lane_execution")
+  if recorded is not None:
+    return recorded == "serial", True
+  setting = (study["settings"].get("schedule") or {}).get("lane_execution")
+  return setting in ("serial", "auto"), False
 
-  Wall-clock adds each bucket's training time and each batch's planner time
-  (proposing and reflecting); a trial ends when its batch does."""
-  values, batch_of, bucket_end, elapsed = [], [], {}, 0.0
-  planner: dict = {}
+
+def trial_ends(study: dict, trials: list[Trial]) -> tuple[list[float], list[bool]]:
+  """(seconds since the study started when each trial's result existed, whether it counts at
+  its own finish). The clock adds each batch's planner time (proposing and reflecting) and
+  each bucket's training time."""
+  elapsed, batch_of, span, planner = 0.0, [], {}, {}
   for t in trials:
     batch = t.batch if t.batch is not None else t.bucket
     if batch not in planner:
       planner[batch] = t.planner_seconds or 0.0
       elapsed += planner[batch]
-    if t.bucket not in bucket_end:
+    if t.bucket not in span:
+      span[t.bucket] = (elapsed, t.bucket_seconds or 0.0)
       elapsed += t.bucket_seconds or 0.0
-      bucket_end[t.bucket] = elapsed
     batch_of.append(batch)
-    values.append(t.value)
-  batch_end = {}
+  batch_end: dict = {}
   for t, b in zip(trials, batch_of):
-    batch_end[b] = max(batch_end.get(b, 0.0), bucket_end[t.bucket])
-  ends = [batch_end[b] for b in batch_of]
+    batch_end[b] = max(batch_end.get(b, 0.0), sum(span[t.bucket]))
+  # Lanes in series: the bucket's time shared out in lane order by each lane's own seconds
+  # (recorded) or epochs (older trials), so the last lane ends with the bucket.
+  weights: dict = {}
+  series = []
+  for t in trials:
+    in_series, own = lanes_in_series(study, t)
+    series.append(in_series)
+    weights.setdefault(t.bucket, []).append(float((t.seconds if own else t.epochs) or 0.0))
+  ends, done = [], {}
+  for t, b, in_series in zip(trials, batch_of, series):
+    if not in_series:
+      ends.append(batch_end[b])
+      continue
+    start, length = span[t.bucket]
+    w = weights[t.bucket]
+    done[t.bucket] = done.get(t.bucket, 0) + 1
+    share = sum(w[: done[t.bucket]]) / sum(w) if sum(w) > 0 else 1.0
+    ends.append(start + length * share)
+  return ends, series
+
+
+def study_run(study: dict, trials: list[Trial]) -> StudyRun:
+  """A study's trajectory from its finished trials (in execution order)."""
+  ends, series = trial_ends(study, trials)
+  batch_of = [t.batch if t.batch is not None else t.bucket for t in trials]
+  planner: dict = {}
+  for t, b in zip(trials, batch_of):
+    planner.setdefault(b, t.planner_seconds or 0.0)
   best = best_trial(trials)
   numbering = {b: i + 1 for i, b in enumerate(dict.fromkeys(batch_of))}
   return StudyRun(
       name=study["name"],
       strategy=study["strategy"],
       seed=int(study["settings"].get("seed", 0)),
-      values=values,
+      values=[t.value for t in trials],
       ends=ends,
       steps=int(sum(t.steps or 0 for t in trials)),
       best_valid=best.valid if best else None,
@@ -182,6 +248,7 @@ def study_run(study: dict, trials: list[Trial]) -> StudyRun:
       planner_seconds=float(sum(planner.values())),
       budget_minutes=(study.get("budget") or {}).get("minutes"),
       budget_lane_epochs=(study.get("budget") or {}).get("lane_epochs"),
+      in_series=series,
   )
 
 
@@ -268,15 +335,29 @@ def comparison_table(runs: list[StudyRun], target_fraction: float = 0.98) -> dic
   return out
 
 
+# A minutes budget over this many times the longest study's minutes never bound (e.g.
+# --budget_minutes=1e9 to let the trial cap decide): it is reported as no minutes cap, and a
+# seed that never reached the target counts as what it spent plus one, not as the budget.
+NO_CAP = 10.0
+
+
+def minutes_cap(runs: list[StudyRun], minutes: float | None) -> float | None:
+  """The minutes budget if it was in effect; None without one or when no study came near."""
+  longest = max((r.seconds for r in runs), default=0.0) / 60
+  return None if minutes is None or minutes > NO_CAP * max(longest, 1.0) else minutes
+
+
 def equal_budget_table(
     runs: list[StudyRun], minutes: float | None, lane_epochs: int | None
 ) -> dict:
-  """Per strategy, what it had found when the shared compute budget ran out (a batch that
-  ended past it does not count) and its minutes and lane-epochs to the target, 98% of the
-  best any study found within the budget. A seed that never reached it counts as the budget
-  plus one (minute, lane-epoch), or as what it spent plus one where that quantity has no
-  budget, so a strategy that stops early without reaching the target does not look fast."""
+  """Per strategy, what it had found when the shared compute budget ran out (a trial whose
+  result came past it does not count) and its minutes and lane-epochs to the target, 98% of
+  the best any study found within the budget. A seed that never reached it counts as the
+  budget plus one (minute, lane-epoch), or as what it spent plus one where that quantity has
+  no budget (or a minutes budget no study came near), so a strategy that stops early without
+  reaching the target does not look fast."""
   seconds = None if minutes is None else 60 * minutes
+  cap = minutes_cap(runs, minutes)
   at = {r.name: r.best_within(seconds, lane_epochs) for r in runs}
   found = [v for v in at.values() if v is not None]
   target = 0.98 * max(found) if found else None  # of what was found within the budget
@@ -289,15 +370,20 @@ def equal_budget_table(
     )
 
   def spent(r) -> tuple[float, int]:
-    """(minutes, lane-epochs) of the batches that ended within the budget."""
+    """(minutes, lane-epochs) when the last result within the budget existed."""
     kept = [i for i in range(len(r.values)) if within(r, i)]
     if not kept:
       return 0.0, 0
     return r.ends[kept[-1]] / 60, epoch_ends[r.name][kept[-1]]
 
+  def hit(r, value) -> int | None:
+    """The first trial that reached `value` within the budget."""
+    i = None if value is None else r.first_reach(value)
+    return None if i is None or not within(r, i) else i
+
   def minutes_to(r, value):
-    i = r.reach_index(value)
-    return None if i is None or not within(r, i) else r.ends[i] / 60
+    i = hit(r, value)
+    return None if i is None else r.ends[i] / 60
 
   strategies = sorted({r.strategy for r in runs})
   # Per rival, per strategy, seed by seed: minutes until the study first matched the rival's
@@ -322,9 +408,8 @@ def equal_budget_table(
     rs = sorted((r for r in runs if r.strategy == strategy), key=lambda r: r.seed)
     best = [at[r.name] for r in rs]
     used = [spent(r) for r in rs]
-    hits = [r.reach_index(target) if target is not None else None for r in rs]
-    hits = [i if i is not None and within(r, i) else None for r, i in zip(rs, hits)]
-    to_min = [None if i is None else r.ends[i] for r, i in zip(rs, hits)]
+    hits = [hit(r, target) for r in rs]
+    to_min = [None if i is None else r.ends[i] / 60 for r, i in zip(rs, hits)]
     to_epochs = [None if i is None else epoch_ends[r.name][i] for r, i in zip(rs, hits)]
     rows[strategy] = {
         "seeds": len(rs),
@@ -335,20 +420,22 @@ def equal_budget_table(
         "minutes_used": _mean([m for m, _ in used]),
         "lane_epochs_used": _mean([e for _, e in used]),
         "minutes_to_target": _mean(
-            censored(
-                [None if s is None else s / 60 for s in to_min],
-                [minutes if minutes is not None else m for m, _ in used],
-            )
+            censored(to_min, [cap if cap is not None else m for m, _ in used])
         ),
+        "minutes_to_target_per_seed": {r.seed: m for r, m in zip(rs, to_min)},
         "lane_epochs_to_target": _mean(
             censored(to_epochs, [lane_epochs if lane_epochs is not None else e for _, e in used])
         ),
         "reached": sum(1 for x in to_min if x is not None),
     }
+  counted = [r.counted_at for r in runs]
   return {
       "minutes": minutes,
+      "minutes_cap": cap,
+      "longest_minutes": max((r.seconds for r in runs), default=0.0) / 60,
       "lane_epochs": lane_epochs,
       "target": target,
       "strategies": rows,
       "minutes_to_best_of": to_best_of,
+      "counted_at": {k: counted.count(k) for k in dict.fromkeys(counted)},
   }

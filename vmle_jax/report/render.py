@@ -12,7 +12,8 @@ import warnings
 
 import numpy as np
 
-from vmle_jax.report.data import StudyRun, comparison_table
+from vmle_jax.report.data import NO_CAP, StudyRun, comparison_table, minutes_cap
+from vmle_jax.search.budget import format_minutes
 
 # (key, header, format, key of the spread shown as "± std" or None)
 COLUMNS = [
@@ -42,7 +43,9 @@ def _fmt(value, spec, spread=None):
   return text
 
 
-def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> None:
+def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> tuple[float, float]:
+  """Best-so-far per strategy (mean and the seeds' range) against trials, wall-clock minutes
+  or lane-epochs, written to `path`; returns the x-axis limits."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -58,7 +61,9 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
       grid = np.arange(1, n + 1)
       ys = [np.array([r.best_at_batch_ends()[min(i, len(r.values)) - 1] for i in grid]) for r in rs]
     else:
-      ends = {r.name: r.ends if axis == "seconds" else r.lane_epoch_ends() for r in rs}
+      ends = {
+          r.name: [e / 60 for e in r.ends] if axis == "minutes" else r.lane_epoch_ends() for r in rs
+      }
       grid = np.linspace(0, max(max(ends[r.name]) for r in rs), 200)
       ys = []
       for r in rs:
@@ -66,7 +71,7 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
         y = np.full(len(grid), np.nan)
         for i, g in enumerate(grid):
           done = [b for b, e in zip(bsf, ends[r.name]) if e <= g]
-          y[i] = done[-1] if done else np.nan
+          y[i] = max(done) if done else np.nan
         ys.append(y)
     ys = np.array(ys, dtype=float)
     ys[np.isinf(ys)] = np.nan
@@ -88,8 +93,10 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
       )
   if target is not None:
     ax.axhline(target, color="grey", ls="--", lw=1, label="target")
+  # The budget line where the budget was in effect (a 1e9-minute "budget" would flatten the
+  # curves into the left edge); the x-axis spans what the studies used.
   budget = {
-      "seconds": max((60 * (r.budget_minutes or 0) for r in runs), default=0),
+      "minutes": minutes_cap(runs, max((r.budget_minutes or 0 for r in runs), default=0) or None),
       "lane_epochs": max((r.budget_lane_epochs or 0 for r in runs), default=0),
   }.get(axis)
   if budget:
@@ -97,7 +104,7 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
   ax.set_xlabel(
       {
           "trials": "trials (results counted at the end of each batch)",
-          "seconds": "wall-clock seconds",
+          "minutes": "wall-clock minutes (a trial counts when its result existed)",
           "lane_epochs": "lane-epochs (epochs trained, summed over trials)",
       }[axis]
   )
@@ -106,98 +113,191 @@ def _curves(runs: list[StudyRun], axis: str, path: str, title: str, target) -> N
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
+  limits = ax.get_xlim()
   plt.close(fig)
+  return limits
 
 
 def verdict(table: dict, agent_prefix: str = "agent") -> list[str]:
-  """Plain sentences on where the agent gains over the (seeded) baselines and where not."""
+  """Plain sentences on where the agent gains over the (seeded) baselines and where not, by
+  the budget the comparison ran under: what each had found when a compute budget ran out,
+  else trials to the target."""
+  if table.get("equal_budget"):
+    return _budget_verdict(table["equal_budget"], agent_prefix)
   rows = table["strategies"]
-  agents = [s for s in rows if s.startswith(agent_prefix)]
-  others = [s for s in rows if not s.startswith(agent_prefix)]
   out = []
-  for a in agents:
-    ra = rows[a]
-    for o in others:
-      ro = rows[o]
-      ta, to = ra["trials_to_target"], ro["trials_to_target"]
-      reach = f"{ra['reached']}/{ra['seeds']} vs {ro['reached']}/{ro['seeds']} seeds reached it"
-      if ta is None or to is None:
-        speed = "no target"
-      elif ta < to:
-        speed = (
-            f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f}, "
-            f"{ta / to:.0%} of {o}'s; {reach})"
-        )
-      elif ta > to:
-        speed = f"no gain: {o} reached the target in fewer trials ({to:.1f} vs {ta:.1f}; {reach})"
-      else:
-        speed = f"no gain: both took {ta:.1f} trials ({reach})"
-      va, vo = ra["best_valid_ndcg10"], ro["best_valid_ndcg10"]
-      quality = (
-          ""
-          if va is None or vo is None
-          else f"; best validation NDCG@10 {va:.4f} vs {vo:.4f}" + (" (no gain)" if va < vo else "")
+  for a, o in _pairs(rows, agent_prefix):
+    ra, ro = rows[a], rows[o]
+    ta, to = ra["trials_to_target"], ro["trials_to_target"]
+    reach = f"{ra['reached']}/{ra['seeds']} vs {ro['reached']}/{ro['seeds']} seeds reached it"
+    if ta is None or to is None:
+      speed = "no target"
+    elif ta < to:
+      speed = (
+          f"{a} reached the target in fewer trials ({ta:.1f} vs {to:.1f}, "
+          f"{ta / to:.0%} of {o}'s; {reach})"
       )
-      out.append(f"{a} vs {o}: {speed}{quality}.")
+    elif ta > to:
+      speed = f"no gain: {o} reached the target in fewer trials ({to:.1f} vs {ta:.1f}; {reach})"
+    else:
+      speed = f"no gain: both took {ta:.1f} trials ({reach})"
+    va, vo = ra["best_valid_ndcg10"], ro["best_valid_ndcg10"]
+    quality = (
+        ""
+        if va is None or vo is None
+        else f"; best validation NDCG@10 {va:.4f} vs {vo:.4f}" + (" (no gain)" if va < vo else "")
+    )
+    out.append(f"{a} vs {o}: {speed}{quality}.")
   return out
 
 
+def secondary(table: dict, agent_prefix: str = "agent") -> list[str]:
+  """Under a compute budget, the measures it does not decide (trials to the target, the best
+  over the whole study), as figures beside the verdict, never as a contrary one."""
+  if not table.get("equal_budget"):
+    return []
+  rows = table["strategies"]
+  out = []
+  for a, o in _pairs(rows, agent_prefix):
+    ra, ro = rows[a], rows[o]
+    ta, to = ra["trials_to_target"], ro["trials_to_target"]
+    va, vo = ra["best_valid_ndcg10"], ro["best_valid_ndcg10"]
+    out.append(
+        f"{a} vs {o}: trials to the whole-study target "
+        + ("-" if ta is None or to is None else f"{ta:.1f} vs {to:.1f}")
+        + f" ({ra['reached']}/{ra['seeds']} vs {ro['reached']}/{ro['seeds']} seeds reached it)"
+        + ("" if va is None or vo is None else f"; best over the whole study {va:.4f} vs {vo:.4f}")
+        + "."
+    )
+  return out
+
+
+def _pairs(rows: dict, agent_prefix: str = "agent") -> list[tuple[str, str]]:
+  """(agent, baseline) for every agent and every other strategy of a table."""
+  agents = [s for s in rows if s.startswith(agent_prefix)]
+  return [(a, o) for a in agents for o in rows if not o.startswith(agent_prefix)]
+
+
+def _at_budget(eq: dict, a: str, o: str) -> dict:
+  """Agent `a` against `o` at the budget: seeds where a's best at the budget is at least o's
+  (a seed where a found nothing within the budget is no win), means, minutes to the target.
+  The equal-budget lines and the verdict both read it, so they cannot disagree."""
+  rows = eq["strategies"]
+  seeds = sorted(set(rows[a]["per_seed"]) & set(rows[o]["per_seed"]))
+  wins = sum(
+      1
+      for k in seeds
+      if rows[a]["per_seed"][k] is not None
+      and rows[a]["per_seed"][k] >= (rows[o]["per_seed"][k] or 0.0)
+  )
+  ba, bo = rows[a]["best_at_budget"], rows[o]["best_at_budget"]
+  ma, mo = rows[a]["minutes_to_target"], rows[o]["minutes_to_target"]
+  text = (
+      f"best at the budget at least {o}'s on {wins}/{len(seeds)} seeds"
+      + ("" if ba is None or bo is None else f" ({ba:.4f} vs {bo:.4f} on average)")
+      + (
+          ""
+          if ma is None or mo is None
+          else f"; minutes to the target {ma:.1f} vs {mo:.1f}"
+          + (" (fewer)" if ma < mo else " (no gain)")
+      )
+  )
+  return {"wins": wins, "seeds": len(seeds), "ba": ba, "bo": bo, "text": text}
+
+
+def _budget_verdict(eq: dict, agent_prefix: str = "agent") -> list[str]:
+  """The verdict at the budget: the agent gains where its best at the budget is at least the
+  rival's on most seeds and on average."""
+  out = []
+  for a, o in _pairs(eq["strategies"], agent_prefix):
+    r = _at_budget(eq, a, o)
+    if r["ba"] is None or r["bo"] is None:
+      word = "no verdict (a strategy found nothing within the budget)"
+    elif 2 * r["wins"] > r["seeds"] and r["ba"] >= r["bo"]:
+      word = "gain"
+    elif 2 * r["wins"] < r["seeds"] and r["ba"] <= r["bo"]:
+      word = "no gain"
+    else:
+      word = "mixed"
+    out.append(f"{a} vs {o} at {budget_text(eq)} per study: {word}: {r['text']}.")
+  return out
+
+
+def budget_text(eq: dict) -> str:
+  """The shared budget in words; a minutes budget no study came near reads as no cap."""
+  parts = []
+  if eq["minutes"] and eq.get("minutes_cap", eq["minutes"]) is None:
+    parts.append(
+        f"no minutes cap (--budget_minutes={format_minutes(eq['minutes'])} is over "
+        f"{NO_CAP:g}x the longest study's {eq.get('longest_minutes', 0.0):.1f} minutes)"
+    )
+  elif eq["minutes"]:
+    parts.append(f"{format_minutes(eq['minutes'])} minutes")
+  if eq["lane_epochs"]:
+    parts.append(f"{eq['lane_epochs']} lane-epochs")
+  return " / ".join(parts)
+
+
+def counting_note(counted: dict[str, int]) -> str:
+  """Which rule placed the trials in time, with how many studies each applied to."""
+  total = sum(counted.values())
+  rules = {
+      "own finish": "at its own finish (its lanes ran one after another)",
+      "batch end": "at its batch's end (vmapped lanes finish together)",
+      "mixed": "batch by batch, by how its lanes ran",
+  }
+  return (
+      "Minutes and lane-epochs count each trial when its result existed: "
+      + "; ".join(
+          f"{text} in {counted[k]} of {total} studies"
+          for k, text in rules.items()
+          if counted.get(k)
+      )
+      + "."
+  )
+
+
 def equal_budget_lines(table: dict) -> list[str]:
-  """The equal-compute verdict and table: what each strategy had found when the shared
+  """The equal-compute comparison and table: what each strategy had found when the shared
   budget ran out, seed by seed, and its minutes and lane-epochs to the target."""
   eq = table.get("equal_budget")
   if not eq:
     return []
   rows = eq["strategies"]
-  what = " / ".join(
-      x
-      for x in (
-          f"{eq['minutes']:g} minutes" if eq["minutes"] else "",
-          f"{eq['lane_epochs']} lane-epochs" if eq["lane_epochs"] else "",
-      )
-      if x
-  )
   out = [
-      f"## At equal compute: {what} per study",
+      f"## At equal compute: {budget_text(eq)} per study",
       "",
       "Target: 98% of the best validation NDCG@10 any study had found within the budget"
       + ("" if eq["target"] is None else f" ({eq['target']:.4f})")
       + ".",
       "",
   ]
-  agents = [s for s in rows if s.startswith("agent")]
-  for a in agents:
-    for o in [s for s in rows if not s.startswith("agent")]:
-      seeds = sorted(set(rows[a]["per_seed"]) & set(rows[o]["per_seed"]))
-      wins = sum(  # a seed where the agent found nothing within the budget is no win
-          1
-          for k in seeds
-          if rows[a]["per_seed"][k] is not None
-          and rows[a]["per_seed"][k] >= (rows[o]["per_seed"][k] or 0.0)
-      )
-      ba, bo = rows[a]["best_at_budget"], rows[o]["best_at_budget"]
-      ma, mo = rows[a]["minutes_to_target"], rows[o]["minutes_to_target"]
+  for a, o in _pairs(rows):
+    out.append(f"- {a} vs {o}: {_at_budget(eq, a, o)['text']}.")
+    to = eq.get("minutes_to_best_of", {}).get(o, {})
+    if to.get(a) and to.get(o):
+
+      def seeds_of(s: str) -> str:
+        return ", ".join("-" if m is None else f"{m:.1f}" for _, m in sorted(to[s].items()))
+
       out.append(
-          f"- {a} vs {o}: best at the budget at least {o}'s on {wins}/{len(seeds)} seeds"
-          + ("" if ba is None or bo is None else f" ({ba:.4f} vs {bo:.4f} on average)")
-          + (
-              ""
-              if ma is None or mo is None
-              else f"; minutes to the target {ma:.1f} vs {mo:.1f}"
-              + (" (fewer)" if ma < mo else " (no gain)")
-          )
-          + "."
+          f"  Minutes to {o}'s own best at the budget, seed by seed (- never): "
+          f"{a} {seeds_of(a)}; {o} {seeds_of(o)}."
       )
-      to = eq.get("minutes_to_best_of", {}).get(o, {})
-      if to.get(a) and to.get(o):
-
-        def seeds_of(s: str) -> str:
-          return ", ".join("-" if m is None else f"{m:.1f}" for _, m in sorted(to[s].items()))
-
-        out.append(
-            f"  Minutes to {o}'s own best at the budget, seed by seed (- never): "
-            f"{a} {seeds_of(a)}; {o} {seeds_of(o)}."
+  if eq["target"] is not None:
+    out += [
+        "",
+        "Minutes to the target, seed by seed (- never within the budget): "
+        + "; ".join(
+            f"{s} "
+            + ", ".join(
+                "-" if m is None else f"{m:.1f}"
+                for _, m in sorted(r["minutes_to_target_per_seed"].items())
+            )
+            for s, r in rows.items()
         )
+        + ".",
+    ]
   out += [
       "",
       "| strategy | best val NDCG@10 at the budget | per seed | seeds reaching target | "
@@ -216,12 +316,41 @@ def equal_budget_lines(table: dict) -> list[str]:
     )
   out += [
       "",
-      "Minutes and lane-epochs are counted to the end of the last batch within the budget; "
-      "a batch that ended past it does not count. A seed that never reached the target "
-      "counts as the budget plus one (minute, lane-epoch), or as what it spent plus one "
-      "where that quantity had no budget, so stopping early does not look fast.",
+      *([counting_note(eq["counted_at"])] if eq.get("counted_at") else []),
+      "Minutes and lane-epochs used are counted to the last result within the budget; a "
+      "result that came past it does not count. A seed that never reached the target counts "
+      "as the budget plus one (minute, lane-epoch), or as what it spent plus one where that "
+      "quantity had no budget, so stopping early does not look fast.",
       "",
   ]
+  return out
+
+
+def console_lines(table: dict) -> list[str]:
+  """What the console shows: the verdict of the budget the comparison ran under (the report's
+  `## Verdict`), then each strategy's figures, the budget's first."""
+  eq = table.get("equal_budget")
+  out = ["verdict: " + v for v in verdict(table)]
+  for strategy, row in table["strategies"].items():
+    ttt = row["trials_to_target"]
+    trials = (
+        f"trials to target {'-' if ttt is None else f'{ttt:.1f}'} "
+        f"({row['reached']}/{row['seeds']} seeds; unreached count as budget+1)"
+    )
+    if eq:
+      e = eq["strategies"][strategy]
+      mtt = e["minutes_to_target"]
+      head = (
+          f"best val NDCG@10 at the budget {e['best_at_budget'] or float('nan'):.4f}  "
+          f"minutes to target {'-' if mtt is None else f'{mtt:.1f}'} "
+          f"({e['reached']}/{e['seeds']} seeds)  secondary: {trials}"
+      )
+    else:
+      head = f"best val NDCG@10 {row['best_valid_ndcg10'] or float('nan'):.4f}  {trials}"
+    out.append(
+        f"{strategy:18s} {head}  lane-epochs {row['lane_epochs'] or 0:.0f}  test NDCG@10 "
+        f"{row['test_ndcg10'] or float('nan'):.4f}"
+    )
   return out
 
 
@@ -246,8 +375,8 @@ def write_report(
   )
   _curves(
       runs,
-      "seconds",
-      os.path.join(outdir, "best_vs_seconds.png"),
+      "minutes",
+      os.path.join(outdir, "best_vs_minutes.png"),
       f"{title}: best-so-far vs wall-clock",
       target,
   )
@@ -280,16 +409,26 @@ def write_report(
         "",
     ]
   lines += equal_budget_lines(table)
+  if table.get("equal_budget"):
+    lines += [
+        "## Secondary measures: counted in trials and over the whole study",
+        "",
+        "Trials to the target and the best over the whole study, whatever minutes they cost: "
+        "figures beside the verdict, which is the budget's (above).",
+        "",
+    ]
+  counted = [r.counted_at for r in runs]
   lines += [
       f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
       + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
       "Grid, random and TPE evaluate the space's default configuration first; the agent "
-      "starts from its playbook (priors from the data's statistics). Progress is counted "
-      "at the end of each batch (its trials finish together); a seed that never reaches "
-      "the target counts as the budget plus one (trials, batches and lane-epochs), so "
-      "means cover every seed. Values are mean ± standard deviation over seeds; "
-      "lane-epochs are the epochs every trial actually trained (pruned and early-stopped "
-      "lanes stop costing compute); wall-clock includes planner time.",
+      "starts from its playbook (priors from the data's statistics). Trials are counted at "
+      "the end of each batch (where a strategy hears its results). "
+      + counting_note({k: counted.count(k) for k in dict.fromkeys(counted)})
+      + " A seed that never reaches the target counts as the budget plus one (trials, "
+      "batches and lane-epochs), so means cover every seed. Values are mean ± standard "
+      "deviation over seeds; lane-epochs are the epochs every trial actually trained (pruned "
+      "and early-stopped lanes stop costing compute); wall-clock includes planner time.",
       "",
       header,
       "|" + "---|" * len(COLUMNS),
@@ -300,12 +439,15 @@ def write_report(
     ]
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "## Verdict", ""] + [f"- {v}" for v in verdict(table)]
+  more = secondary(table)
+  if more:
+    lines += ["", "Secondary measures (not a verdict):", ""] + [f"- {v}" for v in more]
   lines += list(notes)
   lines += [
       "",
       "![best-so-far vs trials](best_vs_trials.png)",
       "",
-      "![best-so-far vs wall-clock](best_vs_seconds.png)",
+      "![best-so-far vs wall-clock minutes](best_vs_minutes.png)",
       "",
       "![best-so-far vs lane-epochs](best_vs_lane_epochs.png)",
       "",

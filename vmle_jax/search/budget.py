@@ -49,12 +49,17 @@ class Budget:
   def describe(self) -> str:
     parts = [f"{self.trials} trials"]
     if self.minutes is not None:
-      parts.append(f"{self.minutes:g} min")
+      parts.append(f"{format_minutes(self.minutes)} min")
     if self.lane_epochs is not None:
       parts.append(f"{self.lane_epochs} lane-epochs")
     if self.tokens is not None:
       parts.append(f"{self.tokens} tokens")
     return " / ".join(parts)
+
+
+def format_minutes(minutes: float) -> str:
+  """Minutes as a person writes them: 20, 2.5, 1,000,000,000 (not 1e+09)."""
+  return f"{minutes:g}" if minutes < 1e5 else f"{minutes:,.0f}"
 
 
 def elapsed_seconds(trials: list[Trial]) -> float:
@@ -110,7 +115,7 @@ def stop_reason(
   if len(trials) >= budget.trials:
     return f"trial budget of {budget.trials} reached"
   if budget.minutes is not None and elapsed >= 60 * budget.minutes:
-    return f"time budget of {budget.minutes:g} min reached"
+    return f"time budget of {format_minutes(budget.minutes)} min reached"
   spent_epochs = lane_epochs(trials)
   if budget.lane_epochs is not None and spent_epochs >= budget.lane_epochs:
     return f"lane-epoch budget of {budget.lane_epochs} reached"
@@ -123,7 +128,7 @@ def stop_reason(
     return (
         f"the next batch of {want} would not fit the time budget: about {est.seconds / 60:.1f} "
         f"min ({est.seconds_per_lane_epoch:.1f} s per lane-epoch, measured) with "
-        f"{budget.minutes - elapsed / 60:.1f} of {budget.minutes:g} min left"
+        f"{budget.minutes - elapsed / 60:.1f} of {format_minutes(budget.minutes)} min left"
     )
   if budget.lane_epochs is not None and spent_epochs + est.lane_epochs > budget.lane_epochs:
     return (
