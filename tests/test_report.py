@@ -284,6 +284,11 @@ def test_the_equal_compute_verdict_counts_only_what_ended_within_the_budget(tmp_
   write_report(runs, str(tmp_path), "equal minutes")
   md = (tmp_path / "report.md").read_text()
   assert "Minutes to tpe's own best at the budget, seed by seed (- never): agent 5.0, -;" in md
+  # Every per-seed figure a results README cites has a command: the minutes to the target too.
+  assert (
+      "Minutes to the target, seed by seed (- never within the budget): agent -, 6.7; tpe -, 9.8."
+      in md
+  )
   first = md.index("## At equal compute: 10 minutes per study")
   assert first < md.index("| strategy | seeds |")  # the equal-budget verdict comes first
   assert "agent vs tpe: best at the budget at least tpe's on 1/2 seeds" in md
