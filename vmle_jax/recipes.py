@@ -1,9 +1,9 @@
-"""Named, documented configurations ("recipes") that reproduce the README's numbers.
+"""Named, documented configurations ("recipes") that reproduce the quality results.
 
 A recipe is a TrialConfig plus the schedule it was run with. `vmle-train
 --recipe=NAME` starts from one (flags given explicitly still override), and
 `bench/quality.py` runs them. The numbers each produced, with the machine and
-wall-clock, are in the README.
+wall-clock, are in docs/results/quality/README.md.
 """
 
 from __future__ import annotations

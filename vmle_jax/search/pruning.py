@@ -12,8 +12,8 @@ The study loop sets the grace period to a quarter of the epoch cap (at least
 2 epochs), so slow starters get a fair look on long schedules.
 
 `median-guarded` is the same rule with two changes read off the committed
-experiment (docs/results/experiment-cpu, 752 lanes; README, *Early
-stopping*):
+experiment (docs/results/experiment-cpu, 748 lanes as `python
+bench/stopping.py` replays them; docs/results/early-stopping/README.md):
 
 - **a guard for lanes on the leader's track**: a lane at or above the study's
   best finished trial at the same epoch is never stopped. The plain rule
