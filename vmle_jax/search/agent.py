@@ -20,6 +20,8 @@ import re
 import time
 from typing import Callable
 
+import numpy as np
+
 from vmle_jax.config import TrialConfig
 from vmle_jax.memory import summaries
 from vmle_jax.memory.records import RuleKey, Trial, confidence
@@ -32,6 +34,8 @@ from vmle_jax.search.cost import measured_price
 from vmle_jax.search.playbook import playbook
 from vmle_jax.search.space import SearchSpace, SpaceError
 from vmle_jax.search.strategies import Proposal, Strategy
+
+RANDOM_FILL_TRIES = 20  # draws per lane a random fill may make (duplicates are rejected later)
 
 
 def parse_json(content) -> dict:
@@ -322,8 +326,17 @@ class AgentStrategy(Strategy):
   def _fill_from_fallback(
       self, planner, ctx: dict, n: int, have: int, base: dict, numbers: dict
   ) -> list[tuple]:
-    """(config, item, "heuristic") for the n - have proposals the planner did not give."""
-    answer = self.fallback.propose(ctx, n - have, [])
+    """(config, item, "heuristic") for the n - have proposals the planner did not give. Should
+    the heuristic itself fail, seeded random draws from the space fill the batch: a planner
+    error is recorded, never fatal."""
+    try:
+      answer = self.fallback.propose(ctx, n - have, [])
+    except Exception as e:  # a defect of the offline planner must not end the study
+      self._record(self.fallback, "propose", Answer(content=""), "error", repr(e))
+      self.log(f"heuristic planner error: {e!r}; random draws from the space fill the batch")
+      answer = Answer(
+          content={"proposals": random_fill(self.space, len(ctx["trials"]), n - have, ctx["done"])}
+      )
     got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
     if got and self.planner.name != "heuristic":
       self._record(
@@ -523,6 +536,32 @@ class AgentStrategy(Strategy):
         latency_s=answer.latency_s,
         detail=detail,
     )
+
+
+def random_fill(space: SearchSpace, seed: int, k: int, done: set[str]) -> list[dict]:
+  """Up to k proposals drawn uniformly from the space (seeded), none of them in `done`: the
+  last resort when every planner failed, so the batch still trains and the study goes on."""
+  rng = np.random.default_rng(seed)
+  out, seen = [], set(done)
+  for _ in range(RANDOM_FILL_TRIES * max(1, k)):
+    if len(out) >= k:
+      break
+    cfg = space.sample(rng)
+    if cfg.canonical_json() in seen:
+      continue
+    seen.add(cfg.canonical_json())
+    values = space.values_of(cfg)
+    out.append(
+        {
+            "changes": values,
+            "dimension": next(iter(values)),
+            "kind": "random",
+            "hypothesis": "a random draw from the space: the planners failed on this batch",
+            "expected_effect": "keeps the batch's lanes training",
+            "risk": "likely worse than the best",
+        }
+    )
+  return out
 
 
 def _key_text(key: dict) -> str:

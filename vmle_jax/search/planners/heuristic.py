@@ -72,6 +72,8 @@ RATE_STEPS = {
     "weight_decay": (0.1, 0.05, 0.02),
     "temperature": (2.0, 1.5, 1.25),
 }
+# The order in which rate moves of equal standing are tried (every rate of RATE_STEPS).
+RATE_ORDER = ("lr", "dropout", "weight_decay", "temperature", "attn_dropout")
 _OPPOSITE = {"up": "down", "down": "up"}
 WHY = {
     ("lr", "up"): "a larger step climbs further within the epoch cap",
@@ -699,7 +701,7 @@ class _Plan:
             0 if m in first else 2 if m in against else 1,
             first.index(m) if m in first else 0,
             -net(m),
-            ["lr", "dropout", "weight_decay", "temperature"].index(m[0]),
+            RATE_ORDER.index(m[0]),
             0 if m[1] == "up" else 1,
         )
     )
