@@ -14,12 +14,27 @@ import dataclasses
 import json
 from typing import Any
 
-from vmle_jax.config import DYNAMIC_FIELDS
+from vmle_jax.config import DYNAMIC_FIELDS, canonical_json
+
+
+def relative_gain(value: float | None, parent: float | None) -> float | None:
+  """The relative change of a value over its parent's (None without both)."""
+  if not parent or value is None:
+    return None
+  return float(value) / float(parent) - 1.0
+
 
 FINAL_STATUSES = ("finished", "stopped", "pruned", "diverged", "failed")
 SCORELESS = ("diverged", "failed")  # final statuses whose metrics do not count
 SELECT_METRIC = "NDCG@10"
 DIRECTIONS = ("up", "down", "set")
+
+
+def direction_of(old, new) -> str:
+  """The direction of a move from `old` to `new`: up, down, or set (categorical values)."""
+  if isinstance(old, (bool, str)) or isinstance(new, (bool, str)):
+    return "set"
+  return "up" if new > old else "down"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +76,7 @@ class Trial:
   @property
   def config_key(self) -> str:
     """The trial's identity: its config's canonical JSON (as TrialConfig.canonical_json)."""
-    return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
+    return canonical_json(self.config)
 
   @classmethod
   def from_row(cls, row: dict) -> "Trial":

@@ -20,6 +20,7 @@ import math
 import os
 
 from vmle_jax.memory.records import RuleKey, Trial, confidence, structure_credit
+from vmle_jax.memory.records import relative_gain as gain_over_parent
 from vmle_jax.memory.store import Store
 
 FORMAT = "vmle-jax cognition summary v1"
@@ -28,11 +29,8 @@ FORMAT = "vmle-jax cognition summary v1"
 def relative_gain(trial: Trial, credited: float | None = None) -> float | None:
   """A trial's relative change of validation NDCG@10 (or of the `credited` value) over the
   parent its proposal named."""
-  parent = (trial.proposal or {}).get("parent_value")
   value = trial.value if credited is None else credited
-  if not parent or value is None:
-    return None
-  return float(value) / float(parent) - 1.0
+  return gain_over_parent(value, (trial.proposal or {}).get("parent_value"))
 
 
 def expected_gain(rule: dict) -> float:

@@ -148,7 +148,7 @@ class TrialConfig:
     return dataclasses.asdict(self)
 
   def canonical_json(self) -> str:
-    return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+    return canonical_json(self.to_dict())
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
@@ -159,6 +159,12 @@ class TrialConfig:
 
   def replace(self, **changes) -> "TrialConfig":
     return dataclasses.replace(self, **changes)
+
+
+def canonical_json(value) -> str:
+  """The one canonical JSON of a config: sorted keys, no spaces. A trial's identity
+  (TrialConfig.canonical_json, memory's Trial.config_key) and every lookup by config use it."""
+  return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _check_choice(name, value, allowed):

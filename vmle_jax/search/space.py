@@ -304,6 +304,18 @@ class SearchSpace:
     return {k: f"{d.describe()}, default {d.default!r}" for k, d in self.dims.items()}
 
 
+def typed_value(dim, value):
+  """`value` in a categorical dimension's own type: LLM answers and exported rules give
+  'True' for True and '128' for 128 (other dimensions: `value` as it is)."""
+  values = getattr(dim, "values", None)
+  if values is None or value in values:
+    return value
+  for v in values:
+    if str(v).lower() == str(value).strip().lower():
+      return v
+  return value
+
+
 def _around(dim, value):
   """`dim` with `value` as its default, widened to hold it if it lies outside."""
   if isinstance(dim, Choice):
