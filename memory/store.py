@@ -15,7 +15,7 @@ import random
 import socket
 import sqlite3
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from vmle_jax.memory.records import FINAL_STATUSES, RuleKey, Trial, confidence
 
@@ -514,13 +514,26 @@ class Store:
       contradict: list[int],
       confidence: float,
       source: str,
+      phrase: Callable[[int, int], str] | None = None,
   ) -> int:
     """Writes a study's evidence for a rule on (data set, backbone, key) and merges it with
     every other study's: the study's own row is replaced (it recounts its trials each
-    batch), the insight holds the union of all rows and the confidence recounted from it."""
+    batch), the insight holds the union of all rows and the confidence recounted from it.
+    `phrase(support, contradict)` words the merged rule from the merged counts (without
+    it, or with one study's evidence, the insight reads as its latest writer's `rule`)."""
     with self.transaction() as c:
       return _write_evidence(
-          c, dataset_id, study_id, backbone, rule, key, support, contradict, confidence, source
+          c,
+          dataset_id,
+          study_id,
+          backbone,
+          rule,
+          key,
+          support,
+          contradict,
+          confidence,
+          source,
+          phrase,
       )
 
   def insights(
@@ -752,6 +765,7 @@ def _write_evidence(
     contradict: list[int],
     confidence: float,
     source: str,
+    phrase: Callable[[int, int], str] | None = None,
 ) -> int:
   """Store.upsert_insight inside an open transaction `c`."""
   now = time.time()
@@ -787,13 +801,14 @@ def _write_evidence(
           now,
       ),
   )
-  _merge_evidence(c, insight_id)
+  _merge_evidence(c, insight_id, phrase)
   return insight_id
 
 
-def _merge_evidence(c, insight_id: int) -> None:
+def _merge_evidence(c, insight_id: int, phrase: Callable[[int, int], str] | None = None) -> None:
   """Sets an insight's support, contradiction and confidence to the union of every study's
-  evidence (its text and source: the latest writer's); drops it when no evidence is left."""
+  evidence (its source: the latest writer's; its text: `phrase` of the merged counts when
+  several studies hold evidence, else the writer's); drops it when no evidence is left."""
   rows = c.execute(
       "SELECT * FROM insight_evidence WHERE insight_id = ? ORDER BY updated_at, rowid",
       (insight_id,),
@@ -804,11 +819,12 @@ def _merge_evidence(c, insight_id: int) -> None:
   support = sorted({i for r in rows for i in json.loads(r["support"])})
   contradict = sorted({i for r in rows for i in json.loads(r["contradict"])})
   last = rows[-1]
+  rule = phrase(len(support), len(contradict)) if phrase and len(rows) > 1 else last["rule"]
   c.execute(
       "UPDATE insights SET rule = ?, support = ?, contradict = ?, confidence = ?, source = ?, "
       "study_id = ?, updated_at = ? WHERE id = ?",
       (
-          last["rule"],
+          rule,
           json.dumps(support),
           json.dumps(contradict),
           confidence(len(support), len(contradict)),

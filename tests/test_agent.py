@@ -15,11 +15,13 @@ from vmle_jax.engine import Engine
 from vmle_jax.memory import summaries
 from vmle_jax.memory.records import Trial, structure_credit
 from vmle_jax.memory.store import Store
-from vmle_jax.search.agent import AgentStrategy, _with_distances, validate_proposals
+from vmle_jax.search.agent import AgentStrategy, validate_proposals
 from vmle_jax.search.planners import HeuristicPlanner, ReplayPlanner
 from vmle_jax.search.comparison import first_divergent_batch
 from vmle_jax.search.cost import Price
-from vmle_jax.search.planners.heuristic import evidence_rules, trial_move
+from vmle_jax.search.policy.evidence import evidence_rules, trial_move
+from vmle_jax.search.policy.state import PlannerContext
+from vmle_jax.search.recall import with_distances
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.study import StudySpec, run_study
 
@@ -59,19 +61,20 @@ RAISE_DROPOUT = {
 }
 
 
-def _first_context(rules: list[dict] | None, stats: dict | None = None) -> dict:
+def _first_context(rules: list[dict] | None, stats: dict | None = None) -> PlannerContext:
   """A planner context before any trial, with a summary of `rules` (None: no summary)."""
-  return {
-      "search_space": _space(),
-      "best": None,
-      "trials": [],
-      "done": set(),
-      "coverage": {},
-      "insights": [],
-      "summary": None if rules is None else {"rules": rules},
-      "dataset": {"name": "y", "stats": stats or {"density": 0.5}},
-      "backbone": "sasrec",
-  }
+  return PlannerContext(
+      space=_space(),
+      dataset="y",
+      stats=stats or {"density": 0.5},
+      summary=None if rules is None else {"rules": rules},
+  )
+
+
+def _first_candidate(rules: list[dict] | None, stats: dict | None = None):
+  """The heuristic planner's first candidate and its proposal (changes from the default)."""
+  c = HeuristicPlanner().candidates(_first_context(rules, stats), 1)[0]
+  return c, c.proposal(_space().default_config().to_dict())
 
 
 def _run(
@@ -142,7 +145,7 @@ def test_heuristic_loop_writes_proposals_reflections_insights_and_summary(data, 
   trials = store.finished_trials(study["id"])
   assert len(trials) == 7
   assert trials[0].proposal["kind"] == "playbook"  # the first structure: the playbook's
-  assert "playbook" in trials[0].proposal["hypothesis"]
+  assert trials[0].proposal["hypothesis"]
   for t in trials[1:]:
     p = t.proposal
     assert p["hypothesis"] and p["risk"] and p["expected_effect"]
@@ -346,12 +349,12 @@ def test_gemini_planner_against_a_local_fake_server(data, engine, tmp_path, monk
 
 def test_boolean_rule_values_keep_their_type(tmp_path):
   """LLM answers say 'True'; the insight must hold True so that the rule transfers."""
-  from vmle_jax.search.agent import _typed
+  from vmle_jax.search.space import typed_value
 
   space = SearchSpace.for_backbone("sasrec")
-  assert _typed(space, "tie_embeddings", "False") is False
-  assert _typed(space, "tie_embeddings", "true") is True
-  assert _typed(space, "hidden", "128") == 128 and _typed(space, "loss", "softmax") == "softmax"
+  typed = lambda dim, v: typed_value(space.dims[dim], v)  # noqa: E731
+  assert typed("tie_embeddings", "False") is False and typed("tie_embeddings", "true") is True
+  assert typed("hidden", "128") == 128 and typed("loss", "softmax") == "softmax"
   from vmle_jax.search.planners.gemini import proposal_schema, reflection_schema
 
   props = proposal_schema(space)["properties"]["proposals"]["items"]["properties"]["changes"]
@@ -375,10 +378,12 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   assert [r["key"] for r in imported["rules"]] == [r["key"] for r in summary["rules"]]
   # The heuristic applies a supported summary rule on top of its playbook in the first batch.
   rule = RAISE_DROPOUT | {"datasets": ["x"]}
-  ctx, plain = _first_context([rule]), _first_context(None)
-  first = HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
-  start = HeuristicPlanner().propose(plain, 1, []).content["proposals"][0]
-  assert first["kind"] == "transfer" and "memory" in first["hypothesis"]
+  candidate, first = _first_candidate([rule])
+  _, start = _first_candidate(None)
+  applied = candidate.reasons[0].facts["applied"]
+  assert first["kind"] == "transfer" and [(d, why) for d, _, why in applied] == [
+      ("dropout", "raise dropout")
+  ]
   dropout = lambda p: p["changes"].get("dropout", TINY.dropout)  # noqa: E731
   assert dropout(first) > dropout(start)
   # The summary carries its sources' statistics through export and import, so the target
@@ -386,7 +391,7 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   name = data.fingerprint()["name"]
   assert name in imported["provenance"]["stats"]
   stats = {k: v for k, v in data.fingerprint().items() if k not in ("name", "sha256")}
-  near, _ = _with_distances(target, stats, imported, [])
+  near, _ = with_distances(target, stats, imported, [])
   assert all(r["distance"] == 0.0 for r in near["rules"])
   with pytest.raises(ValueError, match="not a vmle-jax cognition summary"):
     bad = tmp_path / "bad.json"
@@ -427,14 +432,15 @@ def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once()
   # Equal evidence, so the larger effect goes first; the effect is in the rule's text.
   assert [r["key"]["dimension"] for r in rules] == ["num_negatives", "dropout"]
   assert rules[0]["gain"] == pytest.approx(0.5) and "+50%" in rules[0]["rule"]
-  first = HeuristicPlanner().propose(_first_context(rules), 1, []).content["proposals"][0]
-  plain = HeuristicPlanner().propose(_first_context(None), 1, []).content["proposals"][0]
+  candidate, first = _first_candidate(rules)
+  _, plain = _first_candidate(None)
   # Every transferred rule at once, on top of the playbook's configuration.
   assert first["kind"] == "transfer"
   assert first["changes"]["num_negatives"] > plain["changes"].get(
       "num_negatives", TINY.num_negatives
   )
-  assert first["hypothesis"].index("num_negatives") < first["hypothesis"].index("dropout=")
+  applied = [d for d, _, _ in candidate.reasons[0].facts["applied"]]
+  assert applied == ["num_negatives", "dropout"]
   # A trial of several changes credits no single move.
   assert (
       trial_move(
@@ -597,13 +603,7 @@ def test_a_hung_llm_server_costs_at_most_timeout_times_attempts(monkeypatch):
         model="m", base_url=fake.url, timeout_s=1.0, max_attempts=2, backoff_s=5.0
     )
     space = _space()
-    ctx = {
-        "search_space": space,
-        "space": space.describe(),
-        "backbone": "sasrec",
-        "dataset": {"name": "d", "stats": {}},
-        "trials": [],
-    }
+    ctx = PlannerContext(space=space, dataset="d")
     t0 = time.perf_counter()
     with pytest.raises(gemini.PlannerError, match="after 2 attempts"):
       planner.propose(ctx, 1, [])
@@ -645,13 +645,12 @@ def test_a_lesson_from_data_far_in_statistics_is_set_aside_not_applied():
 
   def first(target):
     r = {**rule, "distance": summaries.rule_distance(rule, target, sources)}
-    ctx = _first_context([r], target)
-    return HeuristicPlanner().propose(ctx, 1, []).content["proposals"][0]
+    return _first_candidate([r], target)[0]
 
   near, far = first(TOYS), first(MOVIELENS)
-  assert near["kind"] == "transfer" and "dropout=" in near["hypothesis"]
-  assert far["kind"] == "playbook" and "set aside" in far["hypothesis"]
-  assert "raise dropout (distance" in far["hypothesis"]
+  assert near.kind == "transfer" and near.reasons[0].facts["applied"][0][0] == "dropout"
+  assert far.kind == "playbook" and not far.reasons[0].facts["applied"]
+  assert [rule for rule, _ in far.reasons[0].facts["far"]] == ["raise dropout"]
   # Unknown statistics (an old summary) cannot be judged far: the rule still applies.
   assert summaries.rule_distance(rule, MOVIELENS, {}) is None and summaries.is_near(None)
 
@@ -742,38 +741,55 @@ def test_an_agent_reads_its_own_evidence_apart_from_the_other_studies_evidence(d
   agent = AgentStrategy(HeuristicPlanner(), _space(), log=lambda s: None)
   agent.bind(store, store.study("a"), data)
   seen = [
-      (i["rule"], i["support"], i["contradict"], i["this_study"])
-      for i in agent.context()["insights"]
+      (i["rule"], i["support"], i["contradict"], i["this_study"]) for i in agent.context().insights
   ]
   assert ("raise lr (a)", [1, 2], [], True) in seen
   assert ("raise lr (b)", [11], [12], False) in seen  # the other study's evidence alone
   assert ("raise dropout (a)", [3], [], True) in seen
   assert len(seen) == 3  # the dropout rule has no other study's evidence to add
-  other = [i for i in agent.context()["insights"] if not i["this_study"]][0]
+  other = [i for i in agent.context().insights if not i["this_study"]][0]
   assert other["confidence"] == confidence(1, 1) and other["studies"] == [b]
 
 
 def test_the_llm_prompt_prices_structures_only_under_a_minutes_budget():
   from vmle_jax.search.planners.gemini import _budget_text
+  from vmle_jax.search.policy.state import BudgetState
 
-  base = {"budget_trials": 256, "lanes": 4, "budget_in_compute": True}
-  minutes = {**base, "budget": "256 trials / 20 min", "budget_in_minutes": True}
-  first = _budget_text({**minutes, "seconds_left": 1200.0}, 80, 4)
+  def prompt(left: int, **budget) -> str:
+    state = BudgetState(trials=256, trials_left=left, in_compute=True, **budget)
+    return _budget_text(PlannerContext(space=_space(), lanes=4, budget=state), 4)
+
+  minutes = {"text": "256 trials / 20 min", "in_minutes": True}
+  first = prompt(80, **minutes, seconds_left=1200.0)
   assert "20.0 min are left" in first and "the first batch also measures the price" in first
-  later = _budget_text(
-      {
-          **minutes,
-          "seconds_left": 600.0,
-          "price": {"seconds_per_tflop": 19.2, "seconds_per_lane_epoch": 2.25},
-      },
-      20,
-      4,
-  )
+  later = prompt(20, **minutes, seconds_left=600.0, price=Price(19.2, 2.25))
   assert "10.0 min are left" in later and "2.25 s plus 19.20 s per TFLOP" in later
   assert "no batch that cannot finish in the minutes left" in later
   # Lane-epochs alone: every structure costs the same lane-epochs, so no price talk.
-  epochs = _budget_text({**base, "budget": "256 trials / 400 lane-epochs"}, 40, 4)
+  epochs = prompt(40, text="256 trials / 400 lane-epochs")
   assert "min are left" not in epochs and "dearer structure" not in epochs
+
+
+def test_the_llm_prompt_lists_the_rates_from_the_policy_table():
+  from vmle_jax.search.planners.gemini import render
+  from vmle_jax.search.policy.dims import RATE_DIMS
+
+  space = SearchSpace.for_backbone("sasrec")
+  prompt = render("propose", PlannerContext(space=space, dataset="d"), n=4)
+  for rate in RATE_DIMS:
+    assert f"- {rate.name}: " in prompt and rate.why_up in prompt
+  dynamic = prompt.split("structural parameter (all but ")[1].split(")")[0]
+  assert set(dynamic.split(", ")) == {
+      "lr",
+      "weight_decay",
+      "dropout",
+      "attn_dropout",
+      "beta2",
+      "temperature",
+  }
+  # A pinned rate is not offered.
+  pinned = SearchSpace.for_backbone("sasrec", fixed={"dropout": 0.3})
+  assert "- dropout: " not in render("propose", PlannerContext(space=pinned, dataset="d"), n=4)
 
 
 def test_under_a_minutes_budget_the_planner_sees_the_minutes_left_and_the_measured_price(
@@ -786,18 +802,37 @@ def test_under_a_minutes_budget_the_planner_sees_the_minutes_left_and_the_measur
   class Recording(HeuristicPlanner):
 
     def propose(self, context, n, feedback):
-      seen.append(dict(context))
+      seen.append(context)
       return super().propose(context, n, feedback)
 
   store = Store(str(tmp_path / "m.sqlite"))
   _run(data, engine, store, Recording(), "m", trials=6, lanes=3, minutes=30)
-  assert len(seen) == 2 and all(c["budget_in_minutes"] for c in seen)
-  assert seen[0]["price"] is None and seen[0]["seconds_left"] == pytest.approx(1800.0)
-  spent = sum({t["bucket"]: t["bucket_seconds"] for t in seen[1]["trials"]}.values())
-  assert seen[1]["seconds_left"] == pytest.approx(1800.0 - spent, abs=1.0)
-  price = seen[1]["price"]
-  assert price["seconds_per_tflop"] > 0 and price["seconds_per_lane_epoch"] >= 0
-  cfg = {**TINY.to_dict(), **seen[1]["best"]["config"]}
-  measured = spent / sum(t["epochs"] for t in seen[1]["trials"])
+  assert len(seen) == 2 and all(c.budget.in_minutes for c in seen)
+  first, second = seen[0].budget, seen[1].budget
+  assert first.price is None and first.seconds_left == pytest.approx(1800.0)
+  spent = sum({t["bucket"]: t["bucket_seconds"] for t in seen[1].trials}.values())
+  assert second.seconds_left == pytest.approx(1800.0 - spent, abs=1.0)
+  price = second.price
+  assert price.seconds_per_tflop > 0 and price.seconds_per_lane_epoch >= 0
+  cfg = {**TINY.to_dict(), **seen[1].best["config"]}
+  measured = spent / sum(t["epochs"] for t in seen[1].trials)
   # One structure trained: the price reproduces its measured seconds per lane-epoch.
-  assert Price(**price).seconds(cfg, seen[1]["dataset"]["stats"]) == pytest.approx(measured)
+  assert price.seconds(cfg, seen[1].stats) == pytest.approx(measured)
+
+
+def test_an_insight_several_studies_hold_is_worded_from_the_merged_counts(tmp_path):
+  from policy_runner import fake_study
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  space = _space()
+  for name in ("one", "two"):  # two studies of the same data set share the memory
+    agent = AgentStrategy(HeuristicPlanner(), space, recall="study", log=lambda s: None)
+    fake_study(agent, space, store, name=name, trials=8, lanes=4)
+  merged = [i for i in store.insights() if len(i["studies"]) == 2]
+  assert merged
+  for i in merged:
+    s, c = len(i["support"]), len(i["contradict"])
+    if i["key"].get("basis") == "curve":
+      assert i["rule"].startswith(f"curve: {s} trial(s) ")
+    else:
+      assert f" {s} of {s + c} trials on " in i["rule"], i

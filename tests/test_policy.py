@@ -10,7 +10,9 @@ from vmle_jax.memory.store import Store
 from vmle_jax.search.cost import Price
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.planners import HeuristicPlanner
-from vmle_jax.search.playbook import playbook, starting_config
+from vmle_jax.search.policy.config import PlaybookConfig
+from vmle_jax.search.policy.priors import playbook, starting_config
+from vmle_jax.search.policy.state import BudgetState, PlannerContext
 from vmle_jax.search.pruning import MedianRule, make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import make_strategy
@@ -54,7 +56,7 @@ def test_playbook_loss_from_the_catalogue_and_memory():
   assert small["loss"].value == "softmax"
   assert huge["loss"].value == "sampled_softmax" and huge["num_negatives"].value == 512
   assert "GiB" in huge["loss"].rationale
-  tight = playbook(_stats(items=2_000), SPACE, logits_budget=1)
+  tight = playbook(_stats(items=2_000), SPACE, config=PlaybookConfig(logits_budget=1))
   assert tight["loss"].value == "sampled_softmax"
 
 
@@ -106,9 +108,10 @@ def _planned(
     priced: bool = False,
     summary: dict | None = None,
     budget: dict | None = None,
-) -> list[dict]:
-  """The heuristic planner's next batch of `lanes` after a first batch whose best trial has
-  `best_curve` (a 5-epoch cap), with `trials_left` in the budget and `extra` trials."""
+) -> list:
+  """The heuristic planner's next batch of `lanes` candidates after a first batch whose best
+  trial has `best_curve` (a 5-epoch cap), with `trials_left` in the budget and `extra`
+  trials. Each candidate carries its proposal (`.proposal`: changes from the best)."""
   stats = stats or _stats()
   start = SPACE.values_of(starting_config(playbook(stats, SPACE, 5), SPACE))
   first = [
@@ -117,21 +120,32 @@ def _planned(
   ]
   trials = [dict(t, value=max(p["NDCG@10"] for p in t["curve"])) for t in first]
   trials += [dict(t, batch=2) for t in extra]
-  context = {
-      "search_space": SPACE,
-      "best": max(trials, key=lambda t: t["value"]),
-      "trials": trials,
-      "done": set(),
-      "insights": [],
-      "summary": summary,
-      "dataset": {"name": "y", "stats": stats},
-      "backbone": "sasrec",
-      "max_epochs": 5,
-      "trials_left": trials_left,
-      "budget_in_minutes": priced,
-      **(budget or {}),
-  }
-  return HeuristicPlanner().propose(context, lanes, []).content["proposals"]
+  best = max(trials, key=lambda t: t["value"])
+  context = PlannerContext(
+      space=SPACE,
+      dataset="y",
+      stats=stats,
+      trials=tuple(trials),
+      best=best,
+      summary=summary,
+      max_epochs=5,
+      budget=BudgetState(trials_left=trials_left, in_minutes=priced, **(budget or {})),
+  )
+  return [
+      _Planned(c, c.proposal(best["config"])) for c in HeuristicPlanner().candidates(context, lanes)
+  ]
+
+
+class _Planned:
+  """A candidate with its phrased proposal: `kind`, `dimension`, `changes` and `reasons`."""
+
+  def __init__(self, candidate, proposal):
+    self.candidate, self.kind, self.dimension = candidate, candidate.kind, candidate.dimension
+    self.changes, self.reasons = proposal["changes"], candidate.reasons
+
+  def reason(self, code: str):
+    """The facts of this candidate's reason `code` (None when it has none)."""
+    return next((r.facts for r in self.reasons if r.code == code), None)
 
 
 def _widths(stats: dict, *widths: int) -> tuple:
@@ -158,46 +172,48 @@ def test_a_curve_still_rising_at_the_cap_rules_out_deeper_stacks_and_late_sure_m
   start = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))
   # Budget to spare: a structural move, but never a deeper stack or a larger batch.
   early = _planned(rising, trials_left=40)
-  assert early[0]["kind"] == "explore" and early[0]["dimension"] == "hidden"
+  assert early[0].kind == "explore" and early[0].dimension == "hidden"
   for p in early:
-    assert p["changes"].get("blocks", start["blocks"]) <= start["blocks"]
-    assert p["changes"].get("batch_size", start["batch_size"]) <= start["batch_size"]
+    assert p.changes.get("blocks", start["blocks"]) <= start["blocks"]
+    assert p.changes.get("batch_size", start["batch_size"]) <= start["batch_size"]
   # One batch left after this one and both other widths tried: the playbook is sure of
   # every other dimension, so the bucket refines the best and says why.
   late = _planned(rising, trials_left=8, extra=_widths(_stats(), 256, 64))
-  assert all(p["kind"] == "variant" and "hidden" not in p["changes"] for p in late)
-  assert not any("blocks" in p["changes"] for p in late)
-  assert late[0]["hypothesis"].startswith("refine the best: no structural move is worth")
-  assert "blocks up: the best trial is under-trained" in late[0]["hypothesis"]
+  assert all(p.kind == "variant" and "hidden" not in p.changes for p in late)
+  assert not any("blocks" in p.changes for p in late)
+  refine = late[0].reason("refine_instead")
+  assert refine["against"]["blocks up"] == "under-trained" and refine["batches_after"] == 1
+  assert "tie_embeddings" in refine["sure"] and refine["threshold"] == 0.6
   # With many steps in the cap depth is the next doubt: a plateau explores it, a curve still
   # rising at the cap does not.
   big = _stats(users=200_000)
   plateau = _planned([0.02, 0.04, 0.05, 0.05, 0.05], 40, _widths(big, 256, 64), big)
-  assert plateau[0]["kind"] == "explore" and plateau[0]["changes"].get("blocks") == 2
+  assert plateau[0].kind == "explore" and plateau[0].changes.get("blocks") == 2
   still_rising = _planned(rising, 40, _widths(big, 256, 64), big)
-  assert still_rising[0]["kind"] == "explore"
-  assert not any("blocks" in p["changes"] for p in still_rising)
+  assert still_rising[0].kind == "explore"
+  assert not any("blocks" in p.changes for p in still_rising)
 
 
 def test_a_wider_bucket_brackets_the_rate_by_the_width_laws_and_never_raises_it():
   rising = [0.01, 0.02, 0.03, 0.04, 0.05]  # the curve alone would raise the rate first
   wider = _planned(rising, trials_left=40)
   lr = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))["lr"]
-  assert wider[0]["changes"] == {"hidden": 256}
-  rates = sorted(p["changes"].get("lr", lr) for p in wider)
+  assert wider[0].changes == {"hidden": 256}
+  assert [p.candidate.code for p in wider[1:3]] == ["width_rate", "width_rate"]
+  rates = sorted(p.changes.get("lr", lr) for p in wider)
   assert rates[:3] == pytest.approx([lr / 2, lr / 2**0.5, lr], rel=0.01)
-  assert all(p["changes"].get("lr", lr) <= lr for p in wider)
+  assert all(p.changes.get("lr", lr) <= lr for p in wider)
 
 
 def test_each_failed_alternative_makes_the_playbook_surer_of_its_value():
   rising = [0.01, 0.02, 0.03, 0.04, 0.05]
   # A wider model lost; one batch would follow: a narrower one is no longer worth a batch.
   late = _planned(rising, trials_left=8, extra=_widths(_stats(), 256))
-  assert all(p["kind"] == "variant" and "hidden" not in p["changes"] for p in late)
-  assert "hidden" in late[0]["hypothesis"].split("the playbook is at least")[0]
+  assert all(p.kind == "variant" and "hidden" not in p.changes for p in late)
+  assert "hidden" in late[0].reason("refine_instead")["sure"]
   # With budget to spare another dimension's doubt now ranks above width 64.
   early = _planned(rising, trials_left=40, extra=_widths(_stats(), 256))
-  assert early[0]["kind"] == "explore" and early[0]["dimension"] != "hidden"
+  assert early[0].kind == "explore" and early[0].dimension != "hidden"
 
 
 # A cognition summary whose evidence says a wider model paid (gain 8%, near data).
@@ -222,44 +238,37 @@ def test_under_a_compute_budget_a_dearer_model_needs_evidence_that_it_pays():
   long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
   plateau = [0.02, 0.04, 0.05, 0.05, 0.05]
   by_trials = _planned(plateau, 40, stats=long)
-  assert by_trials[0]["changes"] == {"hidden": 256}  # a trial budget: the largest doubt
+  assert by_trials[0].changes == {"hidden": 256}  # a trial budget: the largest doubt
+  assert by_trials[0].reason("per_cost") is None
   by_minutes = _planned(plateau, 40, stats=long, priced=True)
-  assert by_minutes[0]["kind"] == "explore" and "hidden" not in by_minutes[0]["changes"]
+  assert by_minutes[0].kind == "explore" and "hidden" not in by_minutes[0].changes
   # With the memory's evidence that a wider model paid, it is worth its cost again.
   evidence = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID)
-  assert evidence[0]["changes"].get("hidden") == 256
-  assert "ranked by gain per cost" in evidence[0]["hypothesis"]
+  assert evidence[0].changes.get("hidden") == 256
+  assert evidence[0].reason("per_cost")["ratio"] > 1.5
+  assert evidence[0].reason("explore")["why"] == "memory: raise hidden"
 
 
-def _first_batch(stats: dict, priced: bool) -> list[dict]:
-  context = {
-      "search_space": SPACE,
-      "best": None,
-      "trials": [],
-      "done": set(),
-      "insights": [],
-      "summary": None,
-      "dataset": {"name": "y", "stats": stats},
-      "backbone": "sasrec",
-      "max_epochs": 8,
-      "trials_left": 64,
-      "budget_in_minutes": priced,
-  }
-  return HeuristicPlanner().propose(context, 4, []).content["proposals"]
+def _first_batch(stats: dict, priced: bool) -> list:
+  budget = BudgetState(trials_left=64, in_minutes=priced)
+  context = PlannerContext(space=SPACE, dataset="y", stats=stats, max_epochs=8, budget=budget)
+  base = SPACE.default_config().to_dict()
+  return [_Planned(c, c.proposal(base)) for c in HeuristicPlanner().candidates(context, 4)]
 
 
 def test_under_a_minutes_budget_a_cheaper_scout_shares_the_first_batch():
   long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
-  structure = lambda p: (p["changes"].get("max_len"), p["changes"].get("hidden", 64))
+  structure = lambda p: (p.changes.get("max_len"), p.changes.get("hidden", 64))
   by_trials = _first_batch(long, priced=False)
   assert len({structure(p) for p in by_trials}) == 1
   assert structure(by_trials[0]) == (200, 128)
   by_minutes = _first_batch(long, priced=True)
-  assert [p["kind"] for p in by_minutes][::2] == ["playbook", "scout"]
+  assert [p.kind for p in by_minutes][::2] == ["playbook", "scout"]
   assert [structure(p) for p in by_minutes] == [(200, 128)] * 2 + [(100, 64)] * 2
-  assert "covers the median user's history" in by_minutes[2]["hypothesis"]
+  scout = by_minutes[2].reason("scout")
+  assert scout["p50"] == 65 and scout["ratio"] >= 1.5  # the window covers the median history
   # Short histories: the playbook's structure is cheap already, so no scout.
-  assert all(p["kind"] != "scout" for p in _first_batch(_stats(), priced=True))
+  assert all(p.kind != "scout" for p in _first_batch(_stats(), priced=True))
 
 
 def test_under_a_minutes_budget_no_structure_is_proposed_whose_batch_cannot_finish():
@@ -268,19 +277,20 @@ def test_under_a_minutes_budget_no_structure_is_proposed_whose_batch_cannot_fini
   start = SPACE.values_of(starting_config(playbook(long, SPACE, 5), SPACE))
   full = lambda values: {**SPACE.default_config().to_dict(), **values}
   measured = Price(seconds_per_tflop=2.0, seconds_per_lane_epoch=3.0)
-  price = {"price": measured.to_dict(), "epochs_per_trial": 5.0}
-  seconds = lambda p: measured.batch_seconds([full({**start, **p["changes"]})], long, 5.0)
+  price = {"price": measured, "epochs_per_trial": 5.0}
+  seconds = lambda p: measured.batch_seconds([full({**start, **p.changes})], long, 5.0)
   best_batch = 4 * measured.batch_seconds([full(start)], long, 5.0)
   # The memory says a wider model paid: with minutes to spare, it is proposed.
   ample = {**price, "seconds_left": 1e9}
   wide = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID, budget=ample)
-  assert wide[0]["changes"].get("hidden") == 256
+  assert wide[0].changes.get("hidden") == 256
   assert 4 * seconds(wide[0]) > 1.5 * best_batch
   # Just the best's batch left: nothing dearer is proposed, and the hypothesis says why.
   tight = {**price, "seconds_left": 1.01 * best_batch}
   late = _planned(plateau, 40, stats=long, priced=True, summary=WIDER_PAID, budget=tight)
   assert all(4 * seconds(p) <= tight["seconds_left"] for p in late)
-  assert "would not finish in the minutes left" in " ".join(p["hypothesis"] for p in late)
+  set_aside = [p.reason("unfit") or p.reason("refine_instead") for p in late]
+  assert any(facts and facts.get("moves", facts.get("unfit")) for facts in set_aside)
   # 32 lanes, two structures: the dearer one is counted with the best's lanes beside it,
   # so the whole batch fits.
   for left in (1.2, 1.5, 3.0):
@@ -303,8 +313,8 @@ def test_a_move_whose_opposite_paid_is_not_walked_back():
   }
   # 64 lanes: four structures, the four most promising moves (a narrower model would be one).
   proposals = _planned([0.02, 0.04, 0.05, 0.05, 0.05], 400, (wider,), lanes=64)
-  assert len({p["dimension"] for p in proposals if p["kind"] == "explore"}) == 4
-  assert all(p["changes"].get("hidden", 256) >= 256 for p in proposals)
+  assert len({p.dimension for p in proposals if p.kind == "explore"}) == 4
+  assert all(p.changes.get("hidden", 256) >= 256 for p in proposals)
 
 
 def test_curve_reading():
@@ -400,3 +410,21 @@ def test_every_strategy_can_use_the_early_stopping_rule(data, tmp_path, name):
   assert pruned  # these seeds give trials that fall behind
   for t in pruned:
     assert t.number >= 4 and t.epochs < 4 and "pruned" in t.error
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "hstu"])
+def test_the_planner_climbs_a_smooth_objective_on_the_fake_loop(tmp_path, backbone):
+  """Through the shared fake loop (no JAX): batch after batch the best improves on the
+  first batch's, and no configuration is proposed twice."""
+  from policy_runner import fake_study
+
+  from vmle_jax.search.agent import AgentStrategy
+
+  base = TrialConfig(backbone=backbone, hidden=16, blocks=1, max_len=10)
+  space = SearchSpace.for_backbone(backbone, base=base)
+  agent = AgentStrategy(HeuristicPlanner(), space, log=lambda s: None)
+  trials = fake_study(agent, space, Store(str(tmp_path / "m.sqlite")), trials=16, lanes=4)
+  first = max(t.value for t in trials if t.batch == 1)
+  assert max(t.value for t in trials) > first * 1.01
+  assert len({t.config_key for t in trials}) == len(trials) == 16
+  assert [t.proposal["kind"] for t in trials[:1]] == ["playbook"]

@@ -22,17 +22,19 @@ from typing import Callable
 
 import numpy as np
 
-from vmle_jax.config import TrialConfig
+from vmle_jax.config import TrialConfig, canonical_json
 from vmle_jax.memory import summaries
-from vmle_jax.memory.records import RuleKey, Trial, confidence
+from vmle_jax.memory.records import RuleKey, confidence, direction_of
 from vmle_jax.memory.store import Store
+from vmle_jax.search.recall import RECALLS, build_context
+from vmle_jax.search.curves import SUGGESTS
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
-from vmle_jax.search.curves import SUGGESTS, diagnose
-from vmle_jax.search.planners.heuristic import HeuristicPlanner, evidence_rules
-from vmle_jax.search.budget import Budget, elapsed_seconds, estimate_batch, trials_left
-from vmle_jax.search.cost import measured_price
-from vmle_jax.search.playbook import playbook
-from vmle_jax.search.space import SearchSpace, SpaceError
+from vmle_jax.search.policy import text
+from vmle_jax.search.policy.dims import rides_along
+from vmle_jax.search.policy.evidence import evidence_rules
+from vmle_jax.search.policy.planner import HeuristicPlanner
+from vmle_jax.search.policy.state import PlannerContext
+from vmle_jax.search.space import SearchSpace, SpaceError, typed_value
 from vmle_jax.search.strategies import Proposal, Strategy
 
 RANDOM_FILL_TRIES = 20  # draws per lane a random fill may make (duplicates are rejected later)
@@ -42,11 +44,11 @@ def parse_json(content) -> dict:
   """A planner answer as a dict; LLM text may wrap the JSON in a code fence."""
   if isinstance(content, dict):
     return content
-  text = str(content).strip()
-  fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.S)
+  raw = str(content).strip()
+  fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", raw, re.S)
   if fence:
-    text = fence.group(1)
-  value = json.loads(text)
+    raw = fence.group(1)
+  value = json.loads(raw)
   if not isinstance(value, dict):
     raise ValueError("the answer is JSON but not an object")
   return value
@@ -130,8 +132,8 @@ class AgentStrategy(Strategy):
     self.store: Store | None = None
     self.study: dict | None = None
     self.data = None
-    if recall not in ("memory", "study"):
-      raise ValueError(f"recall={recall!r}: not one of memory, study")
+    if recall not in RECALLS:
+      raise ValueError(f"recall={recall!r}: not one of {', '.join(RECALLS)}")
     self.recall = recall
     self.fixed_summary = summary
     self.planner_budget_s = planner_budget_s  # per-study cap on the planner's time
@@ -164,127 +166,45 @@ class AgentStrategy(Strategy):
     return self.store.tokens_used(self.study["id"]) if self.store else 0
 
   # ---------------------------------------------------------------- recall
-  def context(self) -> dict:
-    """Everything the planner may read, as plain data."""
-    store, sid = self.store, self.study["id"]
-    trials = [_trial_view(t) for t in store.finished_trials(sid)]
-    resolve_anchors(trials)
-    settings = self.study.get("settings") or {}
-    max_epochs = int((settings.get("schedule") or {}).get("max_epochs", 200))
-    for t in trials:
-      d = diagnose(t, max_epochs)
-      t["diagnosis"] = None if d is None else {"label": d.label, "text": d.text}
-    scored = [t for t in trials if t["value"] is not None]
-    best = max(scored, key=lambda t: t["value"]) if scored else None
-    coverage = {d: 0 for d in self.space.dims}
-    for t in trials:
-      for dim in (t.get("proposal") or {}).get("changed", []):
-        if dim in coverage:
-          coverage[dim] += 1
-    fingerprint = self.data.fingerprint()
-    ds_id = self.study["dataset_id"]
-    insights = []
-    if self.recall == "study":
-      for ins in store.insights(study_id=sid):
-        ins["this_study"] = True
-        insights.append(ins)
-      summary = self.fixed_summary
-    else:
-      own = {_key_text(i["key"]): i for i in store.insights(study_id=sid)}
-      for other_id in [ds_id] + summaries.similar_datasets(store, ds_id, k=2):
-        for ins in store.insights(backbone=self.study["backbone"], dataset_id=other_id):
-          mine = own.get(_key_text(ins["key"])) if other_id == ds_id else None
-          if mine is not None:  # this study's evidence, and the others' apart from it
-            insights.append({**mine, "this_study": True})
-            ins = _others_evidence(ins, mine, sid)
-            if ins is None:
-              continue
-          insights.append({**ins, "this_study": False})
-      summary = store.summary(self.study["backbone"])
-    stats = {k: v for k, v in fingerprint.items() if k not in ("name", "sha256")}
-    summary, insights = _with_distances(store, stats, summary, insights)
-    budget = Budget.from_dict(self.study.get("budget"))
-    finished = store.finished_trials(sid)
-    lanes = int(settings.get("lanes", 8))
-    estimate = estimate_batch(finished, lanes)
-    # Under a budget in minutes: what is left, and the study's measured price of a
-    # lane-epoch, which prices any proposal in seconds (search/cost.py).
-    seconds_left = (
-        None
-        if budget.minutes is None
-        else max(0.0, 60 * budget.minutes - elapsed_seconds(finished))
+  def context(self) -> PlannerContext:
+    """Everything the planner may read (search/recall.py)."""
+    return build_context(
+        self.store, self.study, self.space, self.data.fingerprint(), self.recall, self.fixed_summary
     )
-    price = None if budget.minutes is None else measured_price(trials, stats)
-    return {
-        "dataset": {"name": fingerprint["name"], "stats": stats},
-        "playbook": playbook(stats, self.space, max_epochs),
-        "max_epochs": max_epochs,
-        "patience": int((settings.get("schedule") or {}).get("patience", 10)),
-        "lanes": lanes,
-        # Under a budget in minutes or lane-epochs: the trials the study's measured cost
-        # says still fit (under minutes, structural proposals are also ranked by gain per
-        # cost).
-        "trials_left": trials_left(budget, finished, lanes),
-        "budget_trials": budget.trials,
-        "budget": budget.describe(),
-        "budget_in_compute": budget.in_compute,
-        # Only minutes make a dearer structure cost more: under lane-epochs alone every
-        # lane-epoch costs the same.
-        "budget_in_minutes": budget.minutes is not None,
-        "seconds_left": seconds_left,
-        "seconds_per_lane_epoch": estimate.seconds_per_lane_epoch if estimate else None,
-        "price": price.to_dict() if price else None,
-        "epochs_per_trial": estimate.epochs_per_trial if estimate else None,
-        "backbone": self.study["backbone"],
-        "search_space": self.space,
-        "space": self.space.describe(),
-        "best": best,
-        "trials": trials,
-        "coverage": coverage,
-        "insights": insights,
-        "summary": summary,
-        "done": {json.dumps(t["config"], sort_keys=True, separators=(",", ":")) for t in trials},
-    }
 
   # ---------------------------------------------------------------- propose
   def ask(self, n: int, done: set[str]) -> list[Proposal]:
     """n proposals: the planner's valid answers (re-asked with the reasons a proposal was
     rejected), topped up by the heuristic planner; each logged with its hypothesis."""
     ctx = self.context()
-    ctx["done"] |= done
-    best = ctx["best"]
+    taken = set(ctx.done) | done
+    best = ctx.best
     base = best["config"] if best else self.space.default_config().to_dict()
-    numbers = {
-        json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t["number"]
-        for t in ctx["trials"]
-    }
+    numbers = {canonical_json(t["config"]): t["number"] for t in ctx.trials}
     planner = self._planner()
-    accepted = self._ask_planner(planner, ctx, n, base, numbers)
+    accepted = self._ask_planner(planner, ctx, n, base, numbers, taken)
     if len(accepted) < n:
-      accepted += self._fill_from_fallback(planner, ctx, n, len(accepted), base, numbers)
+      accepted += self._fill_from_fallback(planner, ctx, n, len(accepted), base, numbers, taken)
     proposals = []
     for cfg, item, source in accepted:
       done.add(cfg.canonical_json())
-      proposals.append(
-          Proposal(
-              cfg,
-              _proposal_note(
-                  item,
-                  base,
-                  cfg,
-                  best,
-                  source,
-                  fallback=source != self.planner.name,
-                  space=self.space,
-                  trials=ctx["trials"],
-              ),
-          )
+      note = proposal_note(
+          item,
+          base,
+          cfg,
+          best,
+          source,
+          fallback=source != self.planner.name,
+          space=self.space,
+          trials=ctx.trials,
       )
-      note = proposals[-1].note
-      self.log(f"  propose [{source}] {_change_text(note)}: {note['hypothesis']}")
+      proposals.append(Proposal(cfg, note))
+      self.log(f"  propose [{source}] {text.change(note)}: {note['hypothesis']}")
     return proposals
 
-  def _ask_planner(self, planner, ctx: dict, n: int, base: dict, numbers: dict) -> list[tuple]:
+  def _ask_planner(
+      self, planner, ctx: PlannerContext, n: int, base: dict, numbers: dict, taken: set
+  ) -> list[tuple]:
     """(config, item, planner name) of the planner's valid proposals, up to n; a rejected
     answer is re-asked with its reasons, at most max_retries times (none for the fallback)."""
     accepted: list[tuple[TrialConfig, dict, str]] = []
@@ -295,7 +215,7 @@ class AgentStrategy(Strategy):
         break
       t0 = time.perf_counter()
       try:
-        answer = planner.propose(ctx, want, feedback)
+        answer = planner.propose(ctx.with_done(taken), want, feedback)
       except Exception as e:  # network errors, quota, timeouts after the client's retries
         self._record(
             planner,
@@ -308,9 +228,9 @@ class AgentStrategy(Strategy):
         break
       if self.transcript is not None:
         self.transcript.record("propose", answer.content)
-      got, reasons = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
+      got, reasons = validate_proposals(answer.content, self.space, base, taken, numbers)
       for cfg, item in got[:want]:
-        ctx["done"].add(cfg.canonical_json())
+        taken.add(cfg.canonical_json())
         accepted.append((cfg, item, planner.name))
       outcome = (
           "ok"
@@ -324,20 +244,20 @@ class AgentStrategy(Strategy):
     return accepted
 
   def _fill_from_fallback(
-      self, planner, ctx: dict, n: int, have: int, base: dict, numbers: dict
+      self, planner, ctx: PlannerContext, n: int, have: int, base: dict, numbers: dict, taken: set
   ) -> list[tuple]:
     """(config, item, "heuristic") for the n - have proposals the planner did not give. Should
     the heuristic itself fail, seeded random draws from the space fill the batch: a planner
     error is recorded, never fatal."""
     try:
-      answer = self.fallback.propose(ctx, n - have, [])
+      answer = self.fallback.propose(ctx.with_done(taken), n - have, [])
     except Exception as e:  # a defect of the offline planner must not end the study
       self._record(self.fallback, "propose", Answer(content=""), "error", repr(e))
       self.log(f"heuristic planner error: {e!r}; random draws from the space fill the batch")
       answer = Answer(
-          content={"proposals": random_fill(self.space, len(ctx["trials"]), n - have, ctx["done"])}
+          content={"proposals": random_fill(self.space, len(ctx.trials), n - have, taken)}
       )
-    got, _ = validate_proposals(answer.content, self.space, base, ctx["done"], numbers)
+    got, _ = validate_proposals(answer.content, self.space, base, taken, numbers)
     if got and self.planner.name != "heuristic":
       self._record(
           self.fallback,
@@ -359,7 +279,7 @@ class AgentStrategy(Strategy):
   def after_batch(self, trial_ids: list[int]) -> None:
     """Reflections on the batch (curves read), then the study's rules written as insights."""
     ctx = self.context()
-    batch = [t for t in ctx["trials"] if t["id"] in set(trial_ids)]
+    batch = [t for t in ctx.trials if t["id"] in set(trial_ids)]
     for t in batch:  # variants are compared with their bucket's center: now known
       stored = self.store.trials_by_id([t["id"]])[0].proposal or {}
       if t["proposal"].get("parent_value") != stored.get("parent_value"):
@@ -406,7 +326,7 @@ class AgentStrategy(Strategy):
       source = "heuristic" if self.planner.name == "heuristic" else "heuristic (fallback)"
       if source != "heuristic":
         self.log("reflection: the planner gave no usable answer; the heuristic reflected")
-    by_number = {t["number"]: t for t in ctx["trials"]}
+    by_number = {t["number"]: t for t in ctx.trials}
     self._write_curve_insights(ctx)
     batch_numbers = {t["number"] for t in batch}
     for r in content.get("reflections", []):
@@ -414,38 +334,35 @@ class AgentStrategy(Strategy):
         self.store.update_trial(by_number[r["trial"]]["id"], reflection=r["text"][:2000])
     self._write_insights(ctx, content.get("rules", []), by_number, source)
 
-  def _write_curve_insights(self, ctx: dict) -> None:
+  def _write_curve_insights(self, ctx: PlannerContext) -> None:
     """One insight per curve shape seen in the study, with the move it suggests."""
     groups: dict[str, list[dict]] = {}
-    for t in ctx["trials"]:
+    for t in ctx.trials:
       d = t.get("diagnosis")
       if d and d["label"] in ("under-trained", "over-fitting", "flat", "diverged"):
         groups.setdefault(d["label"], []).append(t)
     for label, ts in groups.items():
       dim, direction = SUGGESTS[label][0]
-      numbers = ", ".join(str(t["number"]) for t in ts[:8]) + (" ..." if len(ts) > 8 else "")
-      epochs = ctx["max_epochs"]
-      rule = (
-          f"curve: {len(ts)} trial(s) ({numbers}) {label} within {epochs} epochs on "
-          f"{ctx['dataset']['name']}: {'raise' if direction == 'up' else 'lower'} {dim}"
-      )
+      words = (label, ctx.max_epochs, ctx.dataset, dim, direction == "up")
       self.store.upsert_insight(
           self.study["dataset_id"],
           self.study["id"],
           self.study["backbone"],
-          rule,
+          text.curve_sentence(len(ts), [t["number"] for t in ts], *words),
           RuleKey(dim, direction, basis="curve", shape=label),
           [t["id"] for t in ts],
           [],
           confidence(len(ts), 0),
           "curves",
+          phrase=lambda support, contradict, w=words: text.curve_sentence(support, [], *w),
       )
 
-  def _write_insights(self, ctx: dict, rules: list, by_number: dict, source: str) -> None:
-    """Rules become insights; support and contradiction are recounted from the evidence."""
+  def _write_insights(self, ctx: PlannerContext, rules: list, by_number: dict, source: str) -> None:
+    """Rules become insights; support and contradiction are recounted from the evidence, and
+    an insight several studies hold is worded from the merged counts."""
     evidence = {
         RuleKey(r["dimension"], r["direction"], r["value"]): r
-        for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"])
+        for r in evidence_rules(list(ctx.trials), ctx.dataset, ctx.backbone)
     }
     for r in rules:
       if (
@@ -455,15 +372,15 @@ class AgentStrategy(Strategy):
           or not isinstance(r.get("rule"), str)
       ):
         continue
-      value = (
-          _typed(self.space, r["dimension"], r.get("value")) if r["direction"] == "set" else None
-      )
+      value = typed_value(self.space.dims[r["dimension"]], r.get("value"))
       key = RuleKey(r["dimension"], r["direction"], value)
+      phrase = None
       if key in evidence:  # the trials decide, whatever the planner claimed
-        support, contradict = (
-            evidence[key]["supporting_trials"],
-            evidence[key]["contradicting_trials"],
-        )
+        support = evidence[key]["supporting_trials"]
+        contradict = evidence[key]["contradicting_trials"]
+        start = (ctx.playbook or {}).get(key.dimension)
+        words = (ctx.dataset, ctx.backbone, None if start is None else start.value)
+        phrase = lambda s, c, k=key, w=words: text.rule_sentence(k, s, c, *w)  # noqa: E731
       else:
         support = [n for n in r.get("supporting_trials", []) if n in by_number]
         contradict = [n for n in r.get("contradicting_trials", []) if n in by_number]
@@ -479,6 +396,7 @@ class AgentStrategy(Strategy):
           [by_number[n]["id"] for n in contradict],
           confidence(len(support), len(contradict)),
           source,
+          phrase=phrase,
       )
 
   def rederive_insights(self) -> int:
@@ -489,9 +407,9 @@ class AgentStrategy(Strategy):
     (schema version 6): there another study of the same data set may have taken its rows
     over, and the copy would reach the summary with none (bench/transfer.py)."""
     ctx = self.context()
-    by_number = {t["number"]: t for t in ctx["trials"]}
+    by_number = {t["number"]: t for t in ctx.trials}
     self._write_curve_insights(ctx)
-    rules = self.fallback.reflect(ctx, ctx["trials"]).content["rules"]
+    rules = self.fallback.reflect(ctx, list(ctx.trials)).content["rules"]
     self._write_insights(ctx, rules, by_number, self.fallback.name)
     return len(self.store.insights(study_id=self.study["id"]))
 
@@ -507,16 +425,16 @@ class AgentStrategy(Strategy):
         for i in self.store.insights(study_id=self.study["id"])
         if (i.get("key") or {}).get("basis") != "curve"
     }
-    by_number = {t["number"]: t for t in ctx["trials"]}
-    for r in evidence_rules(ctx["trials"], ctx["dataset"]["name"], ctx["backbone"]):
+    by_number = {t["number"]: t for t in ctx.trials}
+    for r in evidence_rules(list(ctx.trials), ctx.dataset, ctx.backbone):
       key = RuleKey(r["dimension"], r["direction"], r["value"])
       if key in sources:
         self._write_insights(ctx, [r], by_number, sources[key])
-    start = {d: p.value for d, p in ctx["playbook"].items()}
+    start = {d: p.value for d, p in ctx.playbook.items()}
     version = summaries.distill(
         self.store,
         self.study["backbone"],
-        provenance={"study": self.study["name"], "playbook": {ctx["dataset"]["name"]: start}},
+        provenance={"study": self.study["name"], "playbook": {ctx.dataset: start}},
     )
     self.log(f"cognition summary for {self.study['backbone']}: version {version}")
     return self.store.summary(self.study["backbone"], version)
@@ -556,80 +474,15 @@ def random_fill(space: SearchSpace, seed: int, k: int, done: set[str]) -> list[d
             "changes": values,
             "dimension": next(iter(values)),
             "kind": "random",
-            "hypothesis": "a random draw from the space: the planners failed on this batch",
-            "expected_effect": "keeps the batch's lanes training",
-            "risk": "likely worse than the best",
+            "hypothesis": text.MAIN["random"]({}),
+            "expected_effect": text.EXPECTED["random"],
+            "risk": text.RISK["random"],
         }
     )
   return out
 
 
-def _key_text(key: dict) -> str:
-  return json.dumps(key, sort_keys=True)
-
-
-def _others_evidence(merged: dict, mine: dict, study_id: int) -> dict | None:
-  """A merged insight without this study's own evidence (None when only this study has
-  any): what the other studies that share the memory learned about the same move."""
-  support = [i for i in merged["support"] if i not in set(mine["support"])]
-  contradict = [i for i in merged["contradict"] if i not in set(mine["contradict"])]
-  if not support and not contradict:
-    return None
-  return {
-      **merged,
-      "support": support,
-      "contradict": contradict,
-      "confidence": confidence(len(support), len(contradict)),
-      "studies": [s for s in merged.get("studies") or [] if s != study_id],
-  }
-
-
-def _trial_view(t: Trial) -> dict:
-  """What a planner sees of a trial: plain data (planners never see the store's records)."""
-  return {
-      "id": t.id,
-      "number": t.number,
-      "config": t.config,
-      "status": t.status,
-      "value": t.value,
-      "hr10": (t.valid or {}).get("HR@10"),
-      "epochs": t.epochs,
-      "best_epoch": t.best_epoch,
-      "curve": t.curve or [],
-      "batch": t.batch,
-      "bucket": t.bucket,
-      "bucket_seconds": t.bucket_seconds,
-      "reflection": t.reflection,
-      "proposal": dict(t.proposal or {}),
-      "error": t.error,
-  }
-
-
-def resolve_anchors(trials: list[dict]) -> None:
-  """Variants name the center of their bucket as parent: fill in its number and value."""
-  by_config = {json.dumps(t["config"], sort_keys=True, separators=(",", ":")): t for t in trials}
-  for t in trials:
-    p = t["proposal"]
-    anchor = p.get("anchor_key")
-    if anchor and p.get("parent_value") is None and anchor in by_config:
-      parent = by_config[anchor]
-      if parent["value"] is not None and parent["id"] != t["id"]:
-        p["parent_number"], p["parent_value"] = parent["number"], parent["value"]
-
-
-def _typed(space: SearchSpace, dim: str, value):
-  """A rule's value in the dimension's own type: LLM answers give 'True' for True."""
-  d = space.dims.get(dim)
-  values = getattr(d, "values", None)
-  if values is None or value in values:
-    return value
-  for v in values:
-    if str(v).lower() == str(value).strip().lower():
-      return v
-  return value
-
-
-def _proposal_note(
+def proposal_note(
     item: dict,
     base: dict,
     cfg: TrialConfig,
@@ -637,7 +490,7 @@ def _proposal_note(
     source: str,
     fallback: bool,
     space: SearchSpace | None = None,
-    trials: list[dict] | None = None,
+    trials=(),
 ) -> dict:
   """What the memory keeps of a proposal: the change, its parent, hypothesis and risk.
 
@@ -645,38 +498,19 @@ def _proposal_note(
   center configuration, trained in the same bucket): the change and, once it
   is known, the gain are measured against it."""
   new = cfg.to_dict()
-  anchor_key = None
+  anchor_key, ref = None, base
   anchor = item.get("anchor")
   if isinstance(anchor, dict) and space is not None:
     try:
       ref_cfg = space.validate({**{k: base[k] for k in space.dims}, **anchor})
-      ref = ref_cfg.to_dict()
-      anchor_key = ref_cfg.canonical_json()
+      ref, anchor_key = ref_cfg.to_dict(), ref_cfg.canonical_json()
     except SpaceError:
       ref = base
-  else:
-    ref = base
   changed = [k for k in sorted(new) if new[k] != ref.get(k)]
-  # One move: dropout with the attention dropout that follows it.
-  moved = [
-      k
-      for k in changed
-      if not (
-          k == "attn_dropout" and "dropout" in changed and new["attn_dropout"] == new["dropout"]
-      )
-  ]
-  dim = (
-      item.get("dimension")
-      if item.get("dimension") in changed
-      else (changed[0] if changed else None)
-  )
+  # One move: a rate with the rates that follow it (dropout and attention dropout).
+  moved = [k for k in changed if not rides_along(k, new, changed)]
+  dim = item.get("dimension") if item.get("dimension") in changed else next(iter(changed), None)
   old_value, new_value = ref.get(dim), new.get(dim)
-  if dim is None:
-    direction = None
-  elif isinstance(old_value, (bool, str)) or isinstance(new_value, (bool, str)):
-    direction = "set"
-  else:
-    direction = "up" if new_value > old_value else "down"
   return {
       "planner": source,
       "fallback": fallback,
@@ -685,50 +519,22 @@ def _proposal_note(
       "expected_effect": str(item.get("expected_effect", ""))[:200],
       "risk": str(item.get("risk", ""))[:200],
       "dimension": dim,
-      "direction": direction,
+      "direction": None if dim is None else direction_of(old_value, new_value),
       "old_value": old_value,
       "new_value": new_value,
       "changed": changed,
       "one_change": len(moved) == 1,
-      **_parent(anchor_key, best, trials or []),
+      **_parent(anchor_key, best, trials),
   }
 
 
-def _parent(anchor_key: str | None, best: dict | None, trials: list[dict]) -> dict:
+def _parent(anchor_key: str | None, best: dict | None, trials) -> dict:
   if anchor_key is None:
     return {
         "parent_number": best["number"] if best else None,
         "parent_value": best["value"] if best else None,
     }
   for t in trials:
-    if json.dumps(t["config"], sort_keys=True, separators=(",", ":")) == anchor_key:
+    if canonical_json(t["config"]) == anchor_key:
       return {"anchor_key": anchor_key, "parent_number": t["number"], "parent_value": t["value"]}
   return {"anchor_key": anchor_key, "parent_number": None, "parent_value": None}
-
-
-def _change_text(note: dict) -> str:
-  if not note.get("changed"):
-    return "default config"
-  if not note.get("dimension"):
-    return f"{len(note['changed'])} changes"
-  extra = "" if note.get("one_change") else f" (+{len(note['changed']) - 1} more changes)"
-  return f"{note['dimension']} {note['old_value']!r} -> {note['new_value']!r}{extra}"
-
-
-def _with_distances(
-    store: Store, stats: dict, summary: dict | None, insights: list[dict]
-) -> tuple[dict | None, list[dict]]:
-  """The summary's rules and the insights, each with the distance from this data set's
-  statistics to the nearest data set it was learned on (planners weigh lessons by it)."""
-  sources = dict(((summary or {}).get("provenance") or {}).get("stats") or {})
-  sources.update({d["name"]: d["stats"] for d in store.datasets()})
-  if summary:
-    summary = {
-        **summary,
-        "rules": [
-            {**r, "distance": summaries.rule_distance(r, stats, sources)}
-            for r in summary.get("rules", [])
-        ],
-    }
-  insights = [{**i, "distance": summaries.rule_distance(i, stats, sources)} for i in insights]
-  return summary, insights

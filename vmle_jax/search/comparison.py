@@ -139,11 +139,14 @@ def run_comparison(
   return group
 
 
-def first_divergent_batch(path: str, name: str, data) -> tuple[int | None, int]:
+def first_divergent_batch(
+    path: str, name: str, data, recall: str = "study"
+) -> tuple[int | None, int]:
   """(the first stored batch of agent study `name` in the memory at `path` that the
   current heuristic planner would propose differently, given the batches before it, or
   None when it agrees with all of them; how many batches it agrees with). Each batch is
-  asked on a scratch copy of the memory cut before it (bench/replan.py)."""
+  asked on a scratch copy of the memory cut before it, the agent recalling as the study
+  did (`recall`: a comparison's agent its own study, others the memory; bench/replan.py)."""
   store = Store(path, readonly=True)
   study = store.study(name)
   trials = store.finished_trials(study["id"])
@@ -163,7 +166,7 @@ def first_divergent_batch(path: str, name: str, data) -> tuple[int | None, int]:
       snapshot(path, scratch)
       store = Store(scratch)
       store.cut_study(store.study(name)["id"], number)
-      agent = AgentStrategy(make_planner("heuristic"), space, recall="study", log=lambda s: None)
+      agent = AgentStrategy(make_planner("heuristic"), space, recall=recall, log=lambda s: None)
       agent.bind(store, store.study(name), data)
       asked = {p.config.canonical_json() for p in agent.ask(len(stored), set())}
       store.close()

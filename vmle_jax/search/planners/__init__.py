@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from vmle_jax.search.planners.heuristic import HeuristicPlanner
 from vmle_jax.search.planners.replay import ReplayPlanner, Transcript
 
 PLANNERS = ("heuristic", "gemini", "replay")
@@ -19,6 +18,8 @@ def make_planner(
   """A planner by name (gemini needs an API key in the environment; replay a transcript).
   An LLM call costs at most `timeout_s` x `attempts`."""
   if name == "heuristic":
+    from vmle_jax.search.policy.planner import HeuristicPlanner
+
     return HeuristicPlanner()
   if name == "replay":
     if not transcript:
@@ -34,3 +35,13 @@ def make_planner(
 
 
 __all__ = ["HeuristicPlanner", "PLANNERS", "ReplayPlanner", "Transcript", "make_planner"]
+
+
+def __getattr__(name: str):
+  """HeuristicPlanner on first use: the policy package imports this package's base module,
+  so an eager import here would be circular."""
+  if name == "HeuristicPlanner":
+    from vmle_jax.search.policy.planner import HeuristicPlanner
+
+    return HeuristicPlanner
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

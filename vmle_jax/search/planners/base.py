@@ -1,10 +1,11 @@
-"""What every planner gets and gives: plain dicts in, JSON-shaped answers out.
+"""What every planner gets and gives: a typed context in, JSON-shaped answers out.
 
 A planner never sees a jax array or the database: the agent builds a
-context (data-set stats, search space, current best, trials so far, coverage
-map, insights, cognition summary) and the planner answers with proposals or
-reflections in the JSON shapes below. The agent validates every answer;
-nothing a planner writes is executed.
+`PlannerContext` (search/recall.py: data-set stats, search space, current
+best, trials so far as plain dicts, coverage map, insights, cognition
+summary, budget) and the planner answers with proposals or reflections in the
+JSON shapes below. The agent validates every answer; nothing a planner writes
+is executed.
 
 Proposal answer:
   {"proposals": [{"changes": {"dropout": 0.3}, "dimension": "dropout",
@@ -18,9 +19,12 @@ Reflection answer:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vmle_jax.memory.records import DIRECTIONS  # noqa: F401  (the planners' vocabulary)
+
+if TYPE_CHECKING:
+  from vmle_jax.search.policy.state import PlannerContext
 
 REFLECTION_SCHEMA = {
     "type": "object",
@@ -77,10 +81,10 @@ class Planner(Protocol):
   name: str
   is_llm: bool
 
-  def propose(self, context: dict, n: int, feedback: list[str]) -> Answer:
+  def propose(self, context: "PlannerContext", n: int, feedback: list[str]) -> Answer:
     """Up to n proposals for the next batch; `feedback` lists why earlier answers were rejected."""
 
-  def reflect(self, context: dict, batch: list[dict]) -> Answer:
+  def reflect(self, context: "PlannerContext", batch: list[dict]) -> Answer:
     """Reflections on a finished batch and rules the evidence supports."""
 
   def describe(self) -> str:

@@ -16,14 +16,18 @@ import os
 import string
 import time
 
+from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.summaries import NEAR, is_near
 from vmle_jax.search.planners.base import REFLECTION_SCHEMA, Answer
-from vmle_jax.search.playbook import DataProfile
-from vmle_jax.search.playbook import table as playbook_table
+from vmle_jax.search.policy import dims
+from vmle_jax.search.policy.priors import DataProfile
+from vmle_jax.search.policy.priors import table as playbook_table
+from vmle_jax.search.policy.state import PlannerContext
 from vmle_jax.search.space import Choice, Float, Int
 
 DEFAULT_MODEL = "gemini-3.5-flash"
-PROMPT_VERSION = "v2"
+# Each purpose's prompt file (vmle_jax/search/prompts/<purpose>.<version>.md).
+PROMPT_VERSIONS = {"propose": "v3", "reflect": "v2"}
 PROMPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prompts")
 RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 
@@ -32,7 +36,8 @@ class PlannerError(RuntimeError):
   pass
 
 
-def load_prompt(purpose: str, version: str = PROMPT_VERSION) -> string.Template:
+def load_prompt(purpose: str, version: str | None = None) -> string.Template:
+  version = version or PROMPT_VERSIONS[purpose]
   with open(os.path.join(PROMPTS, f"{purpose}.{version}.md")) as f:
     return string.Template(f.read())
 
@@ -142,34 +147,35 @@ def _trial_table(trials: list[dict], detail: bool = False) -> str:
   return "\n".join(lines)
 
 
-def _budget_text(context: dict, left, n: int) -> str:
+def _budget_text(context: PlannerContext, n: int) -> str:
   """The budget as the model should weigh it: trials left, and under a compute budget the
   measured cost (a dearer model spends minutes the search could use elsewhere)."""
-  if left is None:
+  budget = context.budget
+  if budget.trials_left is None:
     return ""
   text = (
-      f"{left} of {context.get('budget_trials')} trials are left in the budget; "
-      f"each batch trains up to {context.get('lanes', n)} lanes at once."
+      f"{budget.trials_left} of {budget.trials} trials are left in the budget; "
+      f"each batch trains up to {context.lanes or n} lanes at once."
   )
-  if context.get("budget_in_compute"):
-    per = context.get("seconds_per_lane_epoch")
+  if budget.in_compute:
+    per = budget.seconds_per_lane_epoch
     text += (
-        f" The budget is compute ({context.get('budget')}): the trials left are what the "
+        f" The budget is compute ({budget.text}): the trials left are what the "
         "study's measured cost says still fits"
         + (f" ({per:.1f} s per lane-epoch so far)" if per else "")
         + "."
     )
-  if context.get("budget_in_minutes"):
-    left_s, price = context.get("seconds_left"), context.get("price")
+  if budget.in_minutes:
+    left_s, price = budget.seconds_left, budget.price
     text += (
         (f" {left_s / 60:.1f} min are left." if left_s is not None else "")
         + (
-            f" Measured here: a lane-epoch costs {price['seconds_per_lane_epoch']:.2f} s plus "
-            f"{price['seconds_per_tflop']:.2f} s per TFLOP of its work."
+            f" Measured here: a lane-epoch costs {price.seconds_per_lane_epoch:.2f} s plus "
+            f"{price.seconds_per_tflop:.2f} s per TFLOP of its work."
             if price
             else (
                 " No trial has a measured price yet: this batch also measures it."
-                if context.get("trials")
+                if context.trials
                 else " No trial has trained yet: the first batch also measures the price."
             )
         )
@@ -180,38 +186,52 @@ def _budget_text(context: dict, left, n: int) -> str:
   return text
 
 
-def render(purpose: str, context: dict, n: int = 0, feedback=(), batch=()) -> str:
-  """Fills a prompt template from the agent's context (plain data only)."""
-  space = context["search_space"]
-  best = context.get("best")
-  ds = context["dataset"]
-  profile = DataProfile.from_stats(ds["stats"])
-  left = context.get("trials_left")
+def rate_table(space) -> str:
+  """The rate dimensions a bucket's lanes vary (policy/dims.py), one line each."""
+  lines = []
+  for r in dims.RATE_DIMS:
+    if r.name not in space.dims:
+      continue
+    sign = "x" if r.scale == "mul" else "+/-"
+    steps = " / ".join(f"{sign}{s:g}" for s in r.steps)
+    extra = (f"; moves with {r.follows} while equal to it" if r.follows else "") + (
+        f"; only with {r.requires} on" if r.requires else ""
+    )
+    lines.append(f"- {r.name}: {steps}; up: {r.why_up}; down: {r.why_down}{extra}")
+  return "\n".join(lines) or "(none searched)"
+
+
+def render(purpose: str, context: PlannerContext, n: int = 0, feedback=(), batch=()) -> str:
+  """Fills a prompt template from the planner's context (plain data only)."""
+  space, best = context.space, context.best
+  profile = DataProfile.from_stats(context.stats)
   fields = {
-      "backbone": context["backbone"],
-      "dataset": f"{ds['name']}: {profile.facts()}",
-      "playbook": playbook_table(context["playbook"]) if context.get("playbook") else "(none)",
-      "max_epochs": str(context.get("max_epochs", "?")),
-      "patience": str(context.get("patience", "?")),
-      "budget": _budget_text(context, left, n),
-      "space": "\n".join(f"- {k}: {v}" for k, v in context["space"].items()),
+      "backbone": context.backbone,
+      "dataset": f"{context.dataset}: {profile.facts()}",
+      "playbook": playbook_table(context.playbook) if context.playbook else "(none)",
+      "max_epochs": str(context.max_epochs),
+      "patience": str(context.patience),
+      "budget": _budget_text(context, n),
+      "space": "\n".join(f"- {k}: {v}" for k, v in space.describe().items()),
+      "dynamic": ", ".join(d for d in space.dims if d in DYNAMIC_FIELDS) or "none",
+      "rates": rate_table(space),
       "best": (
           "(no trial yet)"
           if not best
           else f"trial {best['number']}, validation NDCG@10 {best['value']:.4f}: "
           + json.dumps({k: best["config"][k] for k in space.dims})
       ),
-      "trials": _trial_table(context.get("trials", [])),
+      "trials": _trial_table(list(context.trials)),
       "insights": "\n".join(
           f"- {i['rule']} (data set {i['dataset']}, support {len(i['support'])}, "
           f"contradict {len(i['contradict'])}, confidence {i['confidence']:.2f}"
           f"{_distance_note(i)})"
-          for i in context.get("insights", [])
+          for i in context.insights
       )
       or "(none)",
       "summary": "\n".join(
           f"{j}. {r['rule']} (confidence {r['confidence']:.2f}{_distance_note(r)})"
-          for j, r in enumerate((context.get("summary") or {}).get("rules", []), 1)
+          for j, r in enumerate((context.summary or {}).get("rules", []), 1)
       )
       or "(none)",
       "n": str(n),
@@ -269,7 +289,8 @@ class GeminiPlanner:
     self._client = genai.Client(api_key=key, http_options=options)
 
   def describe(self) -> str:
-    return f"planner: gemini ({self.model}, prompts {PROMPT_VERSION}; an LLM)"
+    versions = ", ".join(f"{p} {v}" for p, v in PROMPT_VERSIONS.items())
+    return f"planner: gemini ({self.model}, prompts {versions}; an LLM)"
 
   def _generate(self, prompt: str, schema: dict) -> Answer:
     from google.genai import errors
@@ -316,12 +337,8 @@ class GeminiPlanner:
         f"gemini request failed after {self.max_attempts} attempts: " f"{type(last).__name__}"
     )
 
-  def propose(self, context: dict, n: int, feedback: list[str]) -> Answer:
-    return self._generate(
-        render("propose", context, n, feedback), proposal_schema(context["search_space"])
-    )
+  def propose(self, context: PlannerContext, n: int, feedback: list[str]) -> Answer:
+    return self._generate(render("propose", context, n, feedback), proposal_schema(context.space))
 
-  def reflect(self, context: dict, batch: list[dict]) -> Answer:
-    return self._generate(
-        render("reflect", context, batch=batch), reflection_schema(context["search_space"])
-    )
+  def reflect(self, context: PlannerContext, batch: list[dict]) -> Answer:
+    return self._generate(render("reflect", context, batch=batch), reflection_schema(context.space))
