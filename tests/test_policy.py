@@ -428,3 +428,21 @@ def test_the_planner_climbs_a_smooth_objective_on_the_fake_loop(tmp_path, backbo
   assert max(t.value for t in trials) > first * 1.01
   assert len({t.config_key for t in trials}) == len(trials) == 16
   assert [t.proposal["kind"] for t in trials[:1]] == ["playbook"]
+
+
+def test_a_trial_without_a_parent_reports_its_own_value_and_its_structures_best():
+  start = SPACE.values_of(starting_config(playbook(_stats(), SPACE, 5), SPACE))
+  center = {
+      **_trial([0.01, 0.02]),
+      "number": 0,
+      "batch": 1,
+      "config": start,
+      "value": 0.02,
+      "proposal": {"dimension": "hidden", "changed": ["hidden"], "old_value": 64},
+  }
+  variant = {**_trial([0.02, 0.03]), "number": 1, "batch": 1, "value": 0.03}
+  variant.update(config={**start, "lr": 2e-3}, proposal={"dimension": "lr"})
+  ctx = PlannerContext(space=SPACE, trials=(center, variant), max_epochs=5)
+  text = HeuristicPlanner().reflect(ctx, [center]).content["reflections"][0]["text"]
+  assert "validation NDCG@10 0.0200 (no parent to compare" in text
+  assert "its structure reached 0.0300 at its best rate, trial 1" in text

@@ -159,7 +159,7 @@ class HeuristicPlanner:
     reflections, diagnoses = [], []
     for t in batch:
       p = t.get("proposal") or {}
-      parent, by = p.get("parent_value"), None
+      parent, own, by = p.get("parent_value"), t.get("value"), None
       if t["number"] in credit:  # a structure is judged at its best rate in the bucket
         value, by = credit[t["number"]]
         t = {**t, "value": value}
@@ -172,6 +172,7 @@ class HeuristicPlanner:
                   t["status"],
                   t.get("error"),
                   parent,
+                  own,
                   t.get("value"),
                   relative_gain(t.get("value"), parent),
                   bool(improved(t, self.config.min_gain)),

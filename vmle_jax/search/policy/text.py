@@ -44,9 +44,9 @@ def verb(direction: str, dim: str, old, new) -> str:
 
 
 def _playbook(f: dict) -> str:
-  out = "the playbook's configuration for these statistics " + (
-      "(" + ", ".join(f"{d}={v!r}" for d, v in f["settled"]) + ")"
-  )
+  out = "the playbook's configuration for these statistics"
+  if f["settled"]:
+    out += " (" + ", ".join(f"{d}={v!r}" for d, v in f["settled"]) + ")"
   if f["applied"]:
     out += "; with the memory's rules applied on top: " + "; ".join(
         f"{d}={v!r} ({why})" for d, v, why in f["applied"]
@@ -124,11 +124,15 @@ def set_aside(f: dict) -> str:
     parts.append(f"{', '.join(f['unfit'][:3])}: its batch would not finish in the minutes left")
   sure, after = f["sure"], f["batches_after"]
   if sure:
+    follow = (
+        "no batch would follow to build on a change"
+        if after <= 0
+        else f"only {after} batch{'es' if after != 1 else ''} would follow"
+    )
     parts.append(
         f"{', '.join(sure[:4])}"
         + (f" and {len(sure) - 4} more" if len(sure) > 4 else "")
-        + f": the playbook is at least {f['threshold']:.0%} sure of each and "
-        f"only {after} batch{'es' if after != 1 else ''} would follow"
+        + f": the playbook is at least {f['threshold']:.0%} sure of each and {follow}"
     )
   return "; ".join(parts)
 
@@ -185,18 +189,24 @@ def reflection(
     status: str,
     error: str | None,
     parent: float | None,
+    own: float | None,
     value: float | None,
     gain: float | None,
     supported: bool,
     credited_from: int | None,
     curve: str | None,
 ) -> str:
-  """A trial's reflection: its change, the outcome against its parent and its curve."""
+  """A trial's reflection: its change, the outcome against its parent and its curve. `own`
+  is the trial's value, `value` what its move is credited with (its structure's best rate
+  variant in the batch, trial `credited_from`; else its own)."""
   if status == "diverged":
     text = f"{change(p)}: diverged ({error or 'non-finite loss'})."
   elif parent is None or value is None:
-    shown = value if value is not None else float("nan")
-    text = f"{change(p)}: validation NDCG@10 {shown:.4f} (no parent to compare)."
+    shown = own if own is not None else float("nan")
+    text = f"{change(p)}: validation NDCG@10 {shown:.4f} (no parent to compare"
+    if credited_from is not None and value is not None:
+      text += f"; its structure reached {value:.4f} at its best rate, trial {credited_from}"
+    text += ")."
   else:
     at_best_rate = f" at its best rate (trial {credited_from})" if credited_from is not None else ""
     verdict = "supports the hypothesis" if supported else "no gain: the hypothesis is not supported"
