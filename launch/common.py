@@ -56,6 +56,13 @@ def define_data_flags() -> None:
   )
 
 
+def dimension_names() -> str:
+  """The searchable dimensions of each backbone, for the --dims flags' help."""
+  from vmle_jax.search.space import SPACES
+
+  return "; ".join(f"{b}: {', '.join(dims)}" for b, dims in SPACES.items())
+
+
 def define_config_flags() -> None:
   """One flag per TrialConfig field, and --recipe (a documented starting config)."""
   from vmle_jax.recipes import RECIPES
@@ -274,8 +281,9 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
   check_budgets(FLAGS)
   if FLAGS.study:
     check_study_name(FLAGS.study)
+  if "dims" in FLAGS and FLAGS["dims"].present and not FLAGS.dims:
+    fail("--dims is empty: name the dimensions to search, or leave it out for the whole space")
   preset = setup_runtime(FLAGS)
-  data = dataset_from_flags(FLAGS)
   resolved = resolve_flags(FLAGS, preset)
   base = resolved.config
   fixed = explicit_config_flags(FLAGS)
@@ -284,6 +292,10 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
     space = SearchSpace.for_backbone(base.backbone, base=base, only=dims, fixed=fixed)
   except SpaceError as e:
     fail(f"--dims: {e}")
+  if not space.dims:
+    pinned = ", ".join(f"--{d}" for d in (dims or fixed) if d in fixed)
+    fail(f"nothing left to search: every dimension is pinned by its flag ({pinned})")
+  data = dataset_from_flags(FLAGS)
   engine = engine_from_flags(
       FLAGS, data, resolved, preset, log=print if FLAGS.verbose_epochs else None
   )

@@ -37,7 +37,7 @@ flags.DEFINE_list(
     "dims",
     None,
     "Searched dimensions (default: the backbone's whole space; "
-    "grid uses its default grid dimensions).",
+    "grid uses its default grid dimensions). Names: " + common.dimension_names() + ".",
 )
 common.define_config_flags()
 FLAGS = flags.FLAGS

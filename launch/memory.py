@@ -54,7 +54,11 @@ def main(argv) -> None:
   elif command in ("trials", "calls"):
     study = store.study(FLAGS.study) if FLAGS.study else None
     if study is None:
-      common.fail(f"--study={FLAGS.study!r}: no such study in {FLAGS.db}")
+      names = ", ".join(s["name"] for s in store.studies()[:10]) or "none"
+      what = (
+          f"--study={FLAGS.study!r}: no such study" if FLAGS.study else f"{command} needs --study"
+      )
+      common.fail(f"{what} (studies in {FLAGS.db}: {names})")
     if command == "calls":
       for c in store.llm_calls(study["id"]):
         print(

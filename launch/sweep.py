@@ -34,7 +34,7 @@ flags.DEFINE_list(
     None,
     "Searched dimensions (default: the backbone's whole space; for grid, "
     "loss,max_len,hidden,lr,dropout; HSTU: temperature instead of max_len). "
-    "Other fields stay at the base config.",
+    "Other fields stay at the base config. Names: " + common.dimension_names() + ".",
 )
 common.define_config_flags()
 FLAGS = flags.FLAGS

@@ -36,7 +36,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("budget_tokens", None, "Stop when the planner has used this many tokens.")
 flags.DEFINE_integer("max_retries", 2, "Re-asks after a rejected planner answer.")
-flags.DEFINE_list("dims", None, "Searched dimensions (default: the backbone's whole space).")
+flags.DEFINE_list(
+    "dims",
+    None,
+    "Searched dimensions (default: the backbone's whole space). Names: " + common.dimension_names(),
+)
 common.define_config_flags()
 FLAGS = flags.FLAGS
 

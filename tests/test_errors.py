@@ -103,6 +103,10 @@ CASES = [
         "flag --early_stop=foo: value should be one of <none|median|median-guarded>",
     ),
     ("sweep", ["--strategy=agent"], "flag --strategy=agent: value should be one of <grid|"),
+    ("tune", ["--dims="], "--dims is empty: name the dimensions to search"),
+    ("compare", ["--dims="], "--dims is empty: name the dimensions to search"),
+    ("tune", ["--dims=dropout", "--dropout=0.3"], "nothing left to search: every dimension"),
+    ("sweep", ["--dims=lr", "--lr=0.002"], "nothing left to search: every dimension"),
     ("memory", ["studies", "--db={notdb}"], "not a SQLite memory file"),
 ]
 
@@ -269,3 +273,20 @@ def test_a_full_disk_is_a_store_error_and_rolls_back(tmp_path):
   store.conn = store.conn.conn
   assert store.studies() == []  # nothing half-written
   store.create_study("s", did, "sasrec", "random", {}, {})  # and the store still works
+
+
+def test_memory_trials_without_a_study_names_the_flag_and_the_studies(tmp_path):
+  from vmle_jax.memory.store import Store
+
+  store = Store(str(tmp_path / "m.sqlite"))
+  ds = store.upsert_dataset({"name": "d", "sha256": "x", "users": 1})
+  store.create_study("first", ds, "sasrec", "random", {}, {})
+  store.close()
+  out = subprocess.run(
+      [sys.executable, "-m", "vmle_jax.launch.memory", "trials", f"--db={tmp_path / 'm.sqlite'}"],
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+  assert "trials needs --study" in out.stderr and "first" in out.stderr

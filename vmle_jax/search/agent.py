@@ -469,6 +469,8 @@ def random_fill(space: SearchSpace, seed: int, k: int, done: set[str]) -> list[d
       continue
     seen.add(cfg.canonical_json())
     values = space.values_of(cfg)
+    if not values:
+      break  # nothing is searched: no proposal could differ
     out.append(
         {
             "changes": values,
