@@ -251,3 +251,17 @@ def test_lanes_in_series_restart_after_the_lanes_that_had_ended(tmp_path):
   )
   assert [l.status for l in again.lanes] == ["finished", "finished"]
   assert not (tmp_path / "killed").exists()
+
+
+def test_forgetting_the_programs_makes_the_next_bucket_compile_anew():
+  """A comparison's studies each pay their own compilation (search/comparison.py)."""
+  from vmle_jax.config import Schedule, TrialConfig
+  from vmle_jax.data import make_synthetic
+  from vmle_jax.engine import Engine
+
+  engine = Engine(make_synthetic(num_users=60, num_items=30, seed=1), Schedule(max_epochs=1))
+  signature = TrialConfig(hidden=16, blocks=1, max_len=8, num_negatives=16)
+  first = engine.programs(signature)
+  assert engine.programs(signature) is first  # cached: a later bucket does not compile
+  engine.forget_programs()
+  assert engine.programs(signature) is not first

@@ -423,6 +423,13 @@ class Engine:
       )
     return self._programs[key]
 
+  def forget_programs(self) -> None:
+    """Drops every compiled program, so the next bucket of any signature compiles anew: a
+    comparison gives each study the compilations it would pay run alone, instead of
+    charging them all to the first strategy (search/comparison.py)."""
+    self._programs.clear()
+    gc.collect()  # the jitted closures refer to one another (see `programs`)
+
   @property
   def score_block(self) -> int:
     """Scores one device holds at once in evaluation (eval_batch x item_chunk floats)."""
@@ -842,6 +849,8 @@ def _progress_line(
   msg += f"  best {best[lead]:.4f} @ epoch {lanes[lead].best_epoch}"
   if k > 1:
     msg += f"  lanes alive {int(alive.sum())}/{k}" + (f" in {slots} slots" if slots < k else "")
+  if len(epoch_times) == 1 and left:  # a bucket's first epoch may include its compilation
+    return msg + f"  {epoch_times[-1]:.1f} s/epoch  ETA after the next epoch (this one may compile)"
   return msg + f"  {epoch_times[-1]:.1f} s/epoch  ETA ≤{eta}"
 
 

@@ -122,6 +122,9 @@ def run_comparison(
         early_stop=early_stop,
     )
     log(f"== {study}: {label}, seed {seed}, budget {spec.budget.describe()}, {lanes} lanes")
+    # Each study compiles its own programs, as it would run alone: a shared cache would charge
+    # every compilation to the first strategy and spare the later ones those minutes.
+    engine.forget_programs()
     t0 = time.perf_counter()
     run_study(
         spec,
