@@ -1,4 +1,8 @@
-"""Planners behind one interface: heuristic (offline default), gemini (LLM), replay."""
+"""Planners behind one interface: heuristic (offline default), gemini (LLM), replay.
+
+The heuristic planner and its playbook live in vmle_jax/search/policy/ (planner.py,
+priors.py); gemini.py and replay.py are here.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,13 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class PlaybookConfig:
-  """The playbook's thresholds (priors.py), one group per rule."""
+  """The playbook's thresholds (priors.py), one group per rule.
+
+  Every `*_confidence` is the planner's prior that the rule's start is already right (0..1):
+  unmeasured, set by how directly the statistic decides the value (the loss from the
+  catalogue 0.8; the width from the interactions 0.45). The planner explores the least
+  certain dimensions first, so these order the exploration.
+  """
 
   # ---------------------------- window_covers_histories --------------------------------
   # The smallest window at or above the 90th percentile of lengths: unmeasured (keeps 90%
