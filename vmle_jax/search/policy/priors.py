@@ -25,7 +25,6 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping
 
-from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.search.policy.config import DEFAULT_POLICY, PlaybookConfig
 from vmle_jax.search.policy.state import DEFAULT_MAX_EPOCHS
 from vmle_jax.search.space import Choice, Float, Int, SearchSpace, SpaceError
@@ -46,15 +45,6 @@ class Prior:
   alternatives: tuple  # what to try next, most promising first
   confidence: float  # prior that `value` is already right (0..1)
   rationale: str  # one line: which statistic says so, and why
-
-  def as_dict(self) -> dict:
-    return {
-        "dimension": self.dimension,
-        "value": self.value,
-        "alternatives": list(self.alternatives),
-        "confidence": self.confidence,
-        "rationale": self.rationale,
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -601,11 +591,6 @@ def inert(dim: str, values: dict) -> bool:
   return False
 
 
-def starting_values(priors: Mapping[str, Prior]) -> dict:
-  """The dimension values the playbook starts from."""
-  return {dim: p.value for dim, p in priors.items()}
-
-
 def starting_config(priors: Mapping[str, Prior], space: SearchSpace):
   """The playbook's configuration; a prior that does not validate keeps the space's default."""
   values = space.values_of(space.default_config())
@@ -617,10 +602,6 @@ def starting_config(priors: Mapping[str, Prior], space: SearchSpace):
     except SpaceError:
       continue
   return space.validate(values)
-
-
-def static_priors(priors: Mapping[str, Prior]) -> dict[str, Prior]:
-  return {d: p for d, p in priors.items() if d not in DYNAMIC_FIELDS}
 
 
 def table(priors: Mapping[str, Prior]) -> str:
