@@ -446,3 +446,16 @@ def test_a_trial_without_a_parent_reports_its_own_value_and_its_structures_best(
   text = HeuristicPlanner().reflect(ctx, [center]).content["reflections"][0]["text"]
   assert "validation NDCG@10 0.0200 (no parent to compare" in text
   assert "its structure reached 0.0300 at its best rate, trial 1" in text
+
+
+def test_a_planner_takes_a_policy_config_and_its_playbook_thresholds():
+  import dataclasses
+
+  from vmle_jax.search.policy.config import PolicyConfig
+
+  context = PlannerContext(space=SPACE, dataset="y", stats=_stats(), max_epochs=5)
+  default = HeuristicPlanner().candidates(context, 4)[0]
+  assert default.kind == "playbook" and default.values["hidden"] == 128
+  narrow = PlaybookConfig(wide_from_interactions=10**9)  # no data set earns the wide model
+  planner = HeuristicPlanner(config=dataclasses.replace(PolicyConfig(), playbook=narrow))
+  assert planner.candidates(context, 4)[0].values["hidden"] == 64

@@ -68,7 +68,8 @@ class Planning:
   @classmethod
   def of(cls, ctx: PlannerContext, cfg: PolicyConfig, n: int) -> "Planning":
     space, best = ctx.space, ctx.best
-    priors = dict(ctx.playbook or playbook(ctx.stats, space, ctx.max_epochs, cfg.playbook))
+    # The planner's own playbook thresholds (the context's priors are the default config's).
+    priors = playbook(ctx.stats, space, ctx.max_epochs, cfg.playbook)
     base = dict(best["config"]) if best else space.default_config().to_dict()
     left = int(n if ctx.budget.trials_left is None else ctx.budget.trials_left)
     rules, far = memory_rules(ctx)
