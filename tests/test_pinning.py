@@ -17,7 +17,7 @@ from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy
 from vmle_jax.search.planners import HeuristicPlanner
 from vmle_jax.search.space import SPACES, Choice, Float, Int, LogFloat, SearchSpace, SpaceError
-from vmle_jax.search.strategies import make_strategy
+from vmle_jax.search.strategies import StrategyOptions, build_strategy
 
 from launcher import TINY_ARGS, run_launcher
 from policy_runner import fake_study
@@ -67,10 +67,8 @@ def test_every_strategy_keeps_a_pinned_dimension(tmp_path, backbone, dim, strate
   value = pin_value(backbone, dim)
   base = TrialConfig(backbone=backbone).replace(**TINY)
   space = SearchSpace.for_backbone(backbone, base=base, fixed={dim: value})
-  if strategy == "agent":
-    policy = AgentStrategy(HeuristicPlanner(), space, log=lambda s: None)
-  else:
-    policy = make_strategy(strategy, space, seed=0, lanes=4)
+  options = StrategyOptions(seed=0, lanes=4, log=lambda s: None)
+  policy = build_strategy(strategy, space, options)  # the registry the launchers read
   store = Store(str(tmp_path / "m.sqlite"))
   trials = fake_study(policy, space, store, trials=12, lanes=4)
   assert len(trials) == 12

@@ -237,23 +237,10 @@ def test_the_trials_curve_steps_at_batch_ends_as_the_tables_count():
 
 
 def test_the_equal_compute_verdict_counts_only_what_ended_within_the_budget(tmp_path):
-  from vmle_jax.report.data import StudyRun, comparison_table
+  from vmle_jax.report.data import comparison_table
 
   def run(strategy, seed, values, ends, epochs, batches):
-    return StudyRun(
-        name=f"{strategy}-{seed}",
-        strategy=strategy,
-        seed=seed,
-        values=values,
-        ends=ends,
-        steps=0,
-        best_valid={"NDCG@10": max(values)},
-        best_test=None,
-        batches=batches,
-        epochs=epochs,
-        budget=256,
-        budget_minutes=10.0,
-    )
+    return _run(strategy, seed, values, ends, batches, epochs=epochs)
 
   runs = [
       # The agent's second batch ended at 660 s, past the 600 s budget: its 0.9 does not count.
