@@ -3,7 +3,8 @@
 `Strategy` is the whole lifecycle the study loop drives: bind to the study,
 ask for a batch, tell each result, hear that a batch ended, finish, and
 resume from the finished trials after a kill. Grid, random and TPE start
-from the space's default config. They are deterministic given their seed
+from the space's default config; `tpe-playbook` from the agent's playbook
+batch instead (search/seeded.py). They are deterministic given their seed
 and the sequence of asks and results, so a killed study resumes by
 replaying its finished batches (`resume`): the rebuilt strategy then
 proposes exactly what the uninterrupted run would have.
@@ -235,7 +236,16 @@ class TPEStrategy(Strategy):
 
   name = "tpe"
 
-  def __init__(self, space: SearchSpace, seed: int = 0, startup_trials: int = 8, warm_start=()):
+  def __init__(
+      self,
+      space: SearchSpace,
+      seed: int = 0,
+      startup_trials: int = 8,
+      warm_start=(),
+      enqueue_default: bool = True,
+  ):
+    """`enqueue_default=False` leaves the default config out of the queue (a subclass that
+    seeds TPE with a first batch of its own, search/seeded.py)."""
     try:
       import optuna
     except ImportError:
@@ -255,11 +265,16 @@ class TPEStrategy(Strategy):
     )
     self.startup_trials = max(1, int(startup_trials))
     self.pending: dict[str, object] = {}
-    seen = set()
-    for cfg in [space.default_config(), *warm_start]:
-      if cfg.canonical_json() not in seen:
-        seen.add(cfg.canonical_json())
-        self.study.enqueue_trial(space.values_of(cfg))
+    self._enqueued: set[str] = set()
+    self.enqueue([space.default_config()] if enqueue_default else [])
+    self.enqueue(warm_start)
+
+  def enqueue(self, configs) -> None:
+    """Configs TPE proposes next, in order, before sampling (duplicates enqueued once)."""
+    for cfg in configs:
+      if cfg.canonical_json() not in self._enqueued:
+        self._enqueued.add(cfg.canonical_json())
+        self.study.enqueue_trial(self.space.values_of(cfg))
 
   def record(self, config, value):
     """A finished trial added to TPE's history without an ask."""
@@ -340,6 +355,15 @@ def _agent(space: SearchSpace, o: StrategyOptions) -> Strategy:
   )
 
 
+def _tpe_playbook(space: SearchSpace, o: StrategyOptions) -> Strategy:
+  """TPE seeded with the agent's playbook batch (imported here: seeded.py imports the agent)."""
+  from vmle_jax.search.seeded import PlaybookTPEStrategy
+
+  return PlaybookTPEStrategy(
+      space, o.seed, startup_trials=o.lanes, recall=o.recall, summary=o.summary
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategyEntry:
   """A registered strategy: its factory, its line in the launchers' help, and how it is run."""
@@ -381,6 +405,11 @@ STRATEGIES: dict[str, StrategyEntry] = {
             space, o.seed, startup_trials=o.lanes, warm_start=o.warm_start
         ),
         "optuna; its random startup is one batch",
+    ),
+    # The seeded control: what the agent's later batches add over its playbook.
+    "tpe-playbook": StrategyEntry(
+        _tpe_playbook,
+        "tpe whose first batch is the agent's playbook batch (enqueued), not the default config",
     ),
 }
 SEARCHES = tuple(k for k, e in STRATEGIES.items() if not e.planner)  # what vmle-sweep runs
