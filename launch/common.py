@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+import time
 
 from absl import flags
 
@@ -235,6 +236,7 @@ class StudySetup:
   space: object
   engine: object
   lanes: int
+  started: float = 0.0  # time.perf_counter() when setup began: start-up is charged to a study
 
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -254,6 +256,14 @@ def safe_name(text: str) -> str:
   """A derived name (e.g. from a data file's name) made safe as a study name."""
   out = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-") or "data"
   return out[:100]
+
+
+def trial_cap(FLAGS) -> int | None:
+  """The study's trial cap: --budget_trials when given, or without a compute budget its
+  default; under --budget_minutes/--budget_lane_epochs with no --budget_trials, no cap (the
+  compute budget binds, not a count the user never set)."""
+  compute = FLAGS.budget_minutes is not None or FLAGS.budget_lane_epochs is not None
+  return None if compute and not FLAGS["budget_trials"].present else FLAGS.budget_trials
 
 
 def check_budgets(FLAGS) -> None:
@@ -278,6 +288,7 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
   dimensions given explicitly as flags are fixed, not searched."""
   from vmle_jax.search.space import SearchSpace, SpaceError
 
+  started = time.perf_counter()
   check_budgets(FLAGS)
   if FLAGS.study:
     check_study_name(FLAGS.study)
@@ -307,6 +318,7 @@ def study_setup(FLAGS, dims=None) -> StudySetup:
       space,
       engine,
       lanes_from_flags(FLAGS, space, data, resolved, engine),
+      started=started,
   )
 
 
@@ -325,6 +337,7 @@ def run_study_from_flags(FLAGS, setup: StudySetup, spec, store, strategy, workdi
       resume=FLAGS.resume,
       workdir=workdir,
       overrides=tuple(FLAGS.override),
+      started=setup.started or None,
   )
 
 
@@ -367,7 +380,8 @@ def define_study_flags(default_trials: int = 16) -> None:
   flags.DEFINE_integer(
       "budget_trials",
       default_trials,
-      "Trials to run in the study (with --budget_minutes or --budget_lane_epochs: the cap).",
+      "Trials to run in the study. With --budget_minutes or --budget_lane_epochs a cap only "
+      "when given (left out: no cap, the compute budget binds).",
   )
   flags.DEFINE_float(
       "budget_minutes",

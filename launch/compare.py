@@ -84,7 +84,7 @@ def main(argv) -> None:
           setup.lanes,
           setup.schedule,
           workdir,
-          FLAGS.budget_trials,
+          common.trial_cap(FLAGS),
           seeds,
           strategies,
           FLAGS.planner,

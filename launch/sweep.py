@@ -42,7 +42,6 @@ FLAGS = flags.FLAGS
 
 def main(argv) -> None:
   common.reject_positional(argv)
-  from vmle_jax.search.budget import format_minutes
   from vmle_jax.search.strategies import make_strategy
   from vmle_jax.search.study import StudySpec
 
@@ -57,7 +56,7 @@ def main(argv) -> None:
       name=name,
       backbone=base.backbone,
       strategy=FLAGS.strategy,
-      budget_trials=FLAGS.budget_trials,
+      budget_trials=common.trial_cap(FLAGS),
       budget_minutes=FLAGS.budget_minutes,
       budget_lane_epochs=FLAGS.budget_lane_epochs,
       lanes=lanes,
@@ -69,9 +68,7 @@ def main(argv) -> None:
   strategy = make_strategy(FLAGS.strategy, space, FLAGS.seed, lanes=lanes)
   print(
       f"study {name!r}: {FLAGS.strategy} search over {', '.join(space.names)}; "
-      f"budget {FLAGS.budget_trials} trials"
-      + (f" / {format_minutes(FLAGS.budget_minutes)} min" if FLAGS.budget_minutes else "")
-      + (f" / {FLAGS.budget_lane_epochs} lane-epochs" if FLAGS.budget_lane_epochs else "")
+      f"budget {spec.budget.describe()}"
       + f"; {lanes} lanes per bucket on {common.device_summary()}"
   )
   t0 = time.perf_counter()

@@ -74,7 +74,7 @@ def main(argv) -> None:
       name=name,
       backbone=base.backbone,
       strategy=f"agent:{FLAGS.planner}",
-      budget_trials=FLAGS.budget_trials,
+      budget_trials=common.trial_cap(FLAGS),
       budget_minutes=FLAGS.budget_minutes,
       budget_lane_epochs=FLAGS.budget_lane_epochs,
       budget_tokens=FLAGS.budget_tokens,
@@ -101,8 +101,8 @@ def main(argv) -> None:
       planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
   )
   print(
-      f"study {name!r}: agent over {', '.join(space.names)}; budget {FLAGS.budget_trials} "
-      f"trials; {lanes} lanes per bucket on {common.device_summary()}"
+      f"study {name!r}: agent over {', '.join(space.names)}; budget "
+      f"{spec.budget.describe()}; {lanes} lanes per bucket on {common.device_summary()}"
   )
   t0 = time.perf_counter()
   summary = common.run_study_from_flags(FLAGS, setup, spec, store, strategy, workdir)

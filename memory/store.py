@@ -348,6 +348,43 @@ class Store:
           (status, time.time(), study_id),
       )
 
+  def add_charge(
+      self,
+      study_id: int,
+      seconds: float,
+      what: str,
+      before_batch: int | None = None,
+      bucket: int | None = None,
+  ) -> None:
+    """Charges `seconds` of the study's wall-clock spent outside its buckets and planner
+    calls (start-up, bookkeeping, a bucket a kill left unfinished) to its budget: appended
+    to settings["charges"], which search/budget.py `spent_seconds` and the report add."""
+    self._update_settings(
+        study_id,
+        lambda st: st.setdefault("charges", []).append(
+            {
+                "what": what,
+                "seconds": round(float(seconds), 3),
+                "before_batch": before_batch,
+                "bucket": bucket,
+            }
+        ),
+    )
+
+  def set_stop_reason(self, study_id: int, reason: str) -> None:
+    """Why the study's last run stopped proposing (shown by the console and the report)."""
+    self._update_settings(study_id, lambda st: st.__setitem__("stop_reason", reason))
+
+  def _update_settings(self, study_id: int, change) -> None:
+    with self.transaction() as c:
+      row = c.execute("SELECT settings FROM studies WHERE id = ?", (study_id,)).fetchone()
+      stored = json.loads(row["settings"])
+      change(stored)
+      c.execute(
+          "UPDATE studies SET settings = ?, updated_at = ? WHERE id = ?",
+          (json.dumps(stored, sort_keys=True), time.time(), study_id),
+      )
+
   # ---------------------------------------------------------------- trials
   def interrupt_unfinished(self, study_id: int) -> int:
     """Marks trials a killed run left `running` as `interrupted` (kept, never reused);

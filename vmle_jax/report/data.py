@@ -58,6 +58,15 @@ class StudyRun:
   budget_lane_epochs: int | None = None
   # Per trial: its lanes ran in series, so it counts at its own finish (empty: none did).
   in_series: list[bool] = dataclasses.field(default_factory=list)
+  stop_reason: str | None = None  # why the study stopped proposing, as its loop recorded it
+  batch_ends: list[float] = dataclasses.field(default_factory=list)  # seconds, per batch
+  charged_seconds: float = 0.0  # start-up, bookkeeping, killed buckets (in `ends` too)
+
+  def overran(self) -> int:
+    """Batches that ended past the minutes budget (their late results do not count)."""
+    if self.budget_minutes is None:
+      return 0
+    return sum(1 for e in self.batch_ends if e > 60 * self.budget_minutes + 1e-6)
 
   @property
   def seconds(self) -> float:
@@ -186,16 +195,26 @@ def lanes_in_series(study: dict, trial: Trial) -> tuple[bool, bool]:
   return setting in ("serial", "auto"), False
 
 
+def charges_before(study: dict) -> dict:
+  """Seconds the loop charged before each batch (start-up, bookkeeping, killed buckets)."""
+  out: dict = {}
+  for c in (study.get("settings") or {}).get("charges") or []:
+    out[c.get("before_batch")] = out.get(c.get("before_batch"), 0.0) + (c.get("seconds") or 0.0)
+  return out
+
+
 def trial_ends(study: dict, trials: list[Trial]) -> tuple[list[float], list[bool]]:
   """(seconds since the study started when each trial's result existed, whether it counts at
-  its own finish). The clock adds each batch's planner time (proposing and reflecting) and
+  its own finish). The clock adds what the loop charged before each batch (start-up,
+  bookkeeping, a killed bucket), each batch's planner time (proposing and reflecting) and
   each bucket's training time."""
   elapsed, batch_of, span, planner = 0.0, [], {}, {}
+  charged = charges_before(study)
   for t in trials:
     batch = t.batch if t.batch is not None else t.bucket
     if batch not in planner:
       planner[batch] = t.planner_seconds or 0.0
-      elapsed += planner[batch]
+      elapsed += planner[batch] + (charged.get(batch, 0.0) if t.batch is not None else 0.0)
     if t.bucket not in span:
       span[t.bucket] = (elapsed, t.bucket_seconds or 0.0)
       elapsed += t.bucket_seconds or 0.0
@@ -233,6 +252,9 @@ def study_run(study: dict, trials: list[Trial]) -> StudyRun:
     planner.setdefault(b, t.planner_seconds or 0.0)
   best = best_trial(trials)
   numbering = {b: i + 1 for i, b in enumerate(dict.fromkeys(batch_of))}
+  batch_end: dict = {}
+  for e, b in zip(ends, batch_of):
+    batch_end[b] = max(batch_end.get(b, 0.0), e)
   return StudyRun(
       name=study["name"],
       strategy=study["strategy"],
@@ -249,7 +271,14 @@ def study_run(study: dict, trials: list[Trial]) -> StudyRun:
       budget_minutes=(study.get("budget") or {}).get("minutes"),
       budget_lane_epochs=(study.get("budget") or {}).get("lane_epochs"),
       in_series=series,
+      stop_reason=study["settings"].get("stop_reason"),
+      batch_ends=list(batch_end.values()),
+      charged_seconds=float(sum(charges_before(study).values())),
   )
+
+
+def runs_of(runs: list[StudyRun], strategy: str) -> list[StudyRun]:
+  return [r for r in runs if r.strategy == strategy]
 
 
 def _mean(xs):
@@ -430,6 +459,11 @@ def equal_budget_table(
     }
   counted = [r.counted_at for r in runs]
   return {
+      "stops": {r.name: r.stop_reason for r in runs},
+      "overran": {
+          s: [sum(r.overran() for r in runs if r.strategy == s), len(runs_of(runs, s))]
+          for s in strategies
+      },
       "minutes": minutes,
       "minutes_cap": cap,
       "longest_minutes": max((r.seconds for r in runs), default=0.0) / 60,

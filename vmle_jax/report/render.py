@@ -314,6 +314,18 @@ def equal_budget_lines(table: dict) -> list[str]:
         f"{_fmt(r['lane_epochs_to_target'], '{:.0f}')} | {_fmt(r['trials'], '{:.1f}')} | "
         f"{_fmt(r['minutes_used'], '{:.1f}')} | {_fmt(r['lane_epochs_used'], '{:.0f}')} |"
     )
+  overran = eq.get("overran") or {}
+  if eq.get("minutes") is not None and overran:
+    out += [
+        "",
+        "Batches that ended past the budget (their late results do not count): "
+        + "; ".join(f"{s} {n} in {k} studies" for s, (n, k) in overran.items())
+        + ".",
+    ]
+  stops = {k: v for k, v in (eq.get("stops") or {}).items() if v}
+  if stops:
+    out += ["", "Why each study stopped:", ""]
+    out += [f"- {name}: {why}" for name, why in sorted(stops.items())]
   out += [
       "",
       *([counting_note(eq["counted_at"])] if eq.get("counted_at") else []),

@@ -47,7 +47,7 @@ def run_comparison(
     lanes: int,
     schedule: Schedule,
     workdir: str,
-    budget_trials: int,
+    budget_trials: int | None,
     seeds=(0, 1),
     strategies=STRATEGY_NAMES,
     planner: str = "heuristic",
@@ -63,8 +63,10 @@ def run_comparison(
     planner_options: dict | None = None,
     planner_budget_s: float | None = None,
     log: Callable[[str], None] = print,
+    group_tag: str = "",
 ) -> str:
-  """Runs (or resumes) every strategy x seed; returns the group name. Stops at `deadline`
+  """Runs (or resumes) every strategy x seed; returns the group name (`group_tag` names a
+  second group on the same data and backbone, e.g. another budget). Stops at `deadline`
   (a time.time() value) before starting a new study."""
   for what, values in (("strategies", list(strategies)), ("seeds", list(seeds))):
     if not values or len(set(values)) < len(values):  # a repeat would train a study twice
@@ -72,7 +74,7 @@ def run_comparison(
   unknown = [s for s in strategies if s not in STRATEGIES]
   if unknown:
     raise ValueError(f"strategies: {unknown} not among {', '.join(STRATEGIES)}")
-  group = group_name(data, base)
+  group = group_name(data, base) + (f"-{group_tag}" if group_tag else "")
   plan = []
   for seed in seeds:
     for name in strategies:

@@ -34,7 +34,17 @@ from vmle_jax.engine.checkpoint import load_params, params_meta, save_params
 from vmle_jax.engine.lanes import Engine, format_eta
 from vmle_jax.memory.records import Trial, best_trial
 from vmle_jax.memory.store import Store, StoreError
-from vmle_jax.search.budget import Budget, elapsed_seconds, next_batch_size, trials_left
+from vmle_jax.search.budget import (
+    Budget,
+    elapsed_seconds,
+    expected_epochs,
+    fit_to_price,
+    format_minutes,
+    next_batch_size,
+    spent_seconds,
+    trials_left,
+)
+from vmle_jax.search.cost import measured_price
 from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -48,7 +58,7 @@ class StudySpec:
   name: str
   backbone: str = "sasrec"
   strategy: str = "random"
-  budget_trials: int = 16
+  budget_trials: int | None = 16  # None: no cap (a compute budget binds)
   budget_minutes: float | None = None
   budget_tokens: int | None = None  # LLM planners: stop when the study has used this many
   budget_lane_epochs: int | None = None
@@ -246,8 +256,12 @@ def run_study(
     log: Callable[[str], None] = print,
     engine_log: bool = True,
     overrides: tuple[str, ...] = (),
+    started: float | None = None,
 ) -> dict:
   """Runs (or resumes) a study to its budget; returns its summary (also in workdir).
+
+  `started` (a time.perf_counter() value) is when the run began, if before this call (a
+  launcher loading data and building its engine): that start-up is charged to the study.
 
   In a multi-host run every process calls this; process 0 runs the study and
   owns the store (others pass store=None) and the others follow its buckets.
@@ -257,7 +271,18 @@ def run_study(
     return follow(engine)
   try:
     return _lead(
-        spec, data, store, strategy, space, schedule, engine, resume, workdir, log, tuple(overrides)
+        spec,
+        data,
+        store,
+        strategy,
+        space,
+        schedule,
+        engine,
+        resume,
+        workdir,
+        log,
+        tuple(overrides),
+        started,
     )
   finally:
     if distributed.multi_process():
@@ -285,12 +310,14 @@ def _train(
 
 
 def _lead(
-    spec, data, store, strategy, space, schedule, engine, resume, workdir, log, overrides
+    spec, data, store, strategy, space, schedule, engine, resume, workdir, log, overrides, started
 ) -> dict:
+  t_enter = started or time.perf_counter()  # the run's start-up is charged to its minutes
   study = open_study(store, spec, data, space, schedule, resume, log, overrides)
   sid = study["id"]
   with StudyLease(store, sid) as lease:
     if resume:
+      _charge_killed_bucket(store, sid, lease.previous, log)
       interrupted = store.interrupt_unfinished(sid)
       kept = len(store.finished_trials(sid))
       log(
@@ -308,7 +335,23 @@ def _lead(
             f"resume: {mismatched} replayed proposals did not match the stored trials; the "
             "strategy continues from the stored results"
         )
-    return _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease)
+    return _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease, t_enter)
+
+
+def _charge_killed_bucket(store: Store, sid: int, previous: dict | None, log) -> None:
+  """Charges the bucket a killed run left `running` (from its start to the dead run's last
+  heartbeat, plus its batch's planning) unless that run charged it itself on the way out."""
+  running = store.trials(sid, statuses=["running"])
+  if not running or previous is None:
+    return
+  charged = {c.get("bucket") for c in (store.study(sid)["settings"].get("charges") or [])}
+  bucket = running[0].bucket
+  if bucket in charged:
+    return
+  started = min(t.created_at or previous["heartbeat"] for t in running)
+  seconds = max(0.0, previous["heartbeat"] - started) + (running[0].planner_seconds or 0.0)
+  store.add_charge(sid, seconds, f"bucket {bucket}, killed unfinished", running[0].batch)
+  log(f"resume: {seconds:.0f} s of the killed run's unfinished bucket are charged to the budget")
 
 
 def intended_sizes(batches: list[list], spec: StudySpec, recorded=None) -> list[int]:
@@ -318,7 +361,7 @@ def intended_sizes(batches: list[list], spec: StudySpec, recorded=None) -> list[
   for i, batch in enumerate(batches):
     asked = (recorded or [None] * len(batches))[i]
     if asked is None:
-      asked = min(spec.lanes, spec.budget_trials - before)
+      asked = _cap(spec.lanes, spec, before)
     sizes.append(max(len(batch), asked))
     before += len(batch)
   return sizes
@@ -358,6 +401,7 @@ class StudyLease:
 
   def __enter__(self) -> "StudyLease":
     previous = self.store.acquire_lease(self.study_id, self.owner, self.stale_after_s)
+    self.previous = previous  # the lease of a run that died holding it (its last heartbeat)
     if previous:
       print(
           f"took over study #{self.study_id} from process {previous['pid']} on "
@@ -401,30 +445,61 @@ class StudyError(RuntimeError):
   """A study cannot go on (its message is one line for the user)."""
 
 
-def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease) -> dict:
+class _Clock:
+  """This run's wall-clock against what its trials record: whatever the buckets and planner
+  calls do not account for (start-up, bookkeeping) is charged to the study in the store,
+  so every second of a run counts against its minutes, on resume and in the report."""
+
+  def __init__(self, store: Store, sid: int, t_enter: float, spent_before: float):
+    self.store, self.sid, self.t_enter = store, sid, t_enter
+    self.spent_before = spent_before
+    self.accounted = 0.0  # bucket and planner seconds this run recorded in its trials
+    self.charged = 0.0
+
+  @property
+  def elapsed(self) -> float:
+    """The study's seconds so far: earlier runs' and this run's."""
+    return self.spent_before + time.perf_counter() - self.t_enter
+
+  def account(self, seconds: float) -> None:
+    self.accounted += seconds
+
+  def charge_rest(self, before_batch: int | None, what: str, bucket: int | None = None) -> None:
+    rest = time.perf_counter() - self.t_enter - self.accounted - self.charged
+    if rest > 0.05:
+      self.store.add_charge(self.sid, rest, what, before_batch, bucket)
+      self.charged += rest
+
+
+def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease, t_enter) -> dict:
   finished = store.finished_trials(sid)
   failures = 0
   done = {t.config_key for t in finished}
+  clock = _Clock(store, sid, t_enter, spent_seconds(store.study(sid), finished))
   t_start = time.perf_counter()
-  spent_before = elapsed_seconds(finished)
   best = best_trial(finished)
+  stop = None
   while True:
     so_far = store.finished_trials(sid)
     n_done = len(so_far)
-    elapsed = spent_before + time.perf_counter() - t_start
     batch_number, full = _next_batch(spec, store, sid, n_done)
-    want, reason = next_batch_size(spec.budget, so_far, elapsed, strategy.tokens_used(), full)
-    if reason:
-      if n_done < spec.budget_trials:
-        log(f"[{spec.name}] {reason}; the study stops here")
+    clock.charge_rest(batch_number, "start-up" if clock.accounted == 0 else "bookkeeping")
+    want, stop = next_batch_size(spec.budget, so_far, clock.elapsed, strategy.tokens_used(), full)
+    if stop:
       break
     if want < full:
       log(f"[{spec.name}] {want} of {full} trials fit what is left of the budget: a last batch")
     tp = time.perf_counter()
     proposals = strategy.propose(want, done)
     planner_seconds = time.perf_counter() - tp
+    clock.account(planner_seconds)
     if not proposals:
-      log("the strategy has nothing left to propose")
+      stop = "the strategy has nothing left to propose"
+      break
+    proposals, stop = _cut_by_price(
+        spec, data, schedule, store, sid, strategy, so_far, proposals, clock.elapsed, log
+    )
+    if not proposals:
       break
     batch_ids = []
     for bucket in group_buckets(proposals):
@@ -441,7 +516,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
                   # in series at its own finish, vmapped lanes at their batch's end).
                   "proposal": {
                       **(p.note or {}),
-                      "batch_trials": want,
+                      "batch_trials": len(proposals),
                       "lane_execution": "serial" if engine.in_series else "vmap",
                   },
                   "batch": batch_number,
@@ -462,9 +537,13 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
             bucket_checkpoint_dir(workdir, schedule, configs),
             prune=prune,
         )
+      except (KeyboardInterrupt, SystemExit):  # the run is stopped: charge what it spent
+        clock.charge_rest(batch_number, f"bucket {number}, stopped unfinished", number)
+        raise
       except Exception as e:  # one bad bucket (e.g. out of memory) fails its trials, not the study
         error = f"{type(e).__name__}: {str(e)[:300]}"
         _fail_bucket(store, strategy, ids, configs, error, time.perf_counter() - tb)
+        clock.account(time.perf_counter() - tb)
         failures += 1
         log(
             f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
@@ -477,6 +556,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
         continue
       seconds = time.perf_counter() - tb
       values = _finish_bucket(store, ids, result, seconds)
+      clock.account(seconds)
       for lane, value in zip(result.lanes, values):
         strategy.tell(lane.config, value)
       # Keep the best config's parameters so its test metrics need no retraining.
@@ -487,22 +567,26 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
         _save_best(workdir, engine, result, lane_best, ids[lane_best])
       best = best_trial(store.finished_trials(sid))
       n_done = len(store.finished_trials(sid))
-      per_trial = (time.perf_counter() - t_start) / max(1, n_done - len(finished))
-      eta = format_eta(per_trial * trials_left(spec.budget, store.finished_trials(sid), spec.lanes))
       pruned = sum(1 for l in result.lanes if l.status == "pruned")
       log(
           f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
           f"{sum(l.epochs for l in result.lanes)} lane-epochs"
           + (f" ({pruned} pruned)" if pruned else "")
-          + f", best {scores[lane_best]:.4f}; {n_done}/{spec.budget_trials} trials, study best "
+          + f", best {scores[lane_best]:.4f}; {_progress(spec, n_done, clock.elapsed)}, "
+          + "study best "
           + (f"val NDCG@10 {best.value:.4f} (trial {best.number}), " if best else "none, ")
-          + f"{seconds:.0f} s/bucket, ETA {eta}"
+          + f"{seconds:.0f} s/bucket, ETA "
+          + _eta(spec, store, sid, clock.elapsed, t_start, len(finished))
       )
       if workdir:
         export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
     tr = time.perf_counter()
     strategy.after_batch(batch_ids)
     store.add_planner_seconds(batch_ids, time.perf_counter() - tr)
+    clock.account(time.perf_counter() - tr)
+  clock.charge_rest(None, "bookkeeping")
+  log(f"[{spec.name}] stops: {stop}")
+  store.set_stop_reason(sid, stop)
   summary = finish_study(store, spec, data, engine, workdir, log)
   cognition = strategy.finish()
   if cognition:
@@ -510,20 +594,98 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
   return summary
 
 
+def _progress(spec: StudySpec, n_done: int, elapsed: float) -> str:
+  """'12/16 trials', or under minutes '12 trials, 7.5/20 min'."""
+  cap = f"{n_done}/{spec.budget_trials} trials" if spec.budget_trials else f"{n_done} trials"
+  if spec.budget_minutes is None:
+    return cap
+  return f"{cap}, {elapsed / 60:.1f}/{format_minutes(spec.budget_minutes)} min"
+
+
+def _eta(spec: StudySpec, store: Store, sid: int, elapsed: float, t_start: float, before: int):
+  """Time left: the minutes left under a time budget, else trials left at this run's pace."""
+  if spec.budget_minutes is not None:
+    return format_eta(max(0.0, 60 * spec.budget_minutes - elapsed))
+  trials = store.finished_trials(sid)
+  per_trial = (time.perf_counter() - t_start) / max(1, len(trials) - before)
+  left = trials_left(spec.budget, trials, spec.lanes)
+  return "?" if left is None else format_eta(per_trial * left)
+
+
+def _cut_by_price(spec, data, schedule, store, sid, strategy, so_far, proposals, elapsed, log):
+  """(the proposals whose priced lanes finish in the minutes left, why none do): under a
+  time budget every lane is priced (the study's measured price, else this machine's probed
+  one: search/cost.py) at the epochs a trial is expected to train, and lanes that would end
+  past the budget are dropped (their strategy forgets them). A study's first batch keeps at
+  least its cheapest lane and says when even that will overrun."""
+  if spec.budget_minutes is None:
+    return proposals, None
+  price = study_price(store, sid, data, so_far)
+  if price is None:
+    return proposals, None
+  stats = data.fingerprint()
+  epochs = expected_epochs(so_far, schedule.max_epochs)
+  lane_seconds = [epochs * price.seconds(p.config.to_dict(), stats) for p in proposals]
+  left = 60 * spec.budget_minutes - elapsed
+  priced = fit_to_price(lane_seconds, left, at_least_one=not so_far)
+  if not priced.dropped:
+    return proposals, None
+  for i in priced.dropped:
+    strategy.forget(proposals[i].config)
+  kept = [proposals[i] for i in priced.kept]
+  if not kept:
+    return [], (
+        f"no proposed lane fits the {left / 60:.1f} min left (the cheapest about "
+        f"{min(lane_seconds) / 60:.1f} min at {epochs:.1f} epochs)"
+    )
+  if priced.seconds > left:
+    log(
+        f"[{spec.name}] the budget is smaller than one trial: the cheapest proposed lane is "
+        f"priced at {priced.seconds / 60:.1f} min with {left / 60:.1f} min left; it runs "
+        "alone and will end past the budget"
+    )
+  else:
+    log(
+        f"[{spec.name}] {len(kept)} of {len(proposals)} proposed lanes fit the "
+        f"{left / 60:.1f} min left at their price (about {priced.seconds / 60:.1f} min); "
+        f"{len(priced.dropped)} dropped"
+    )
+  return kept, None
+
+
+def study_price(store: Store, sid: int, data, trials: list[Trial]):
+  """The study's price of a lane-epoch: fitted to its own buckets once it has one."""
+  views = [
+      {
+          "config": t.config,
+          "epochs": t.epochs,
+          "bucket": t.bucket,
+          "bucket_seconds": t.bucket_seconds,
+      }
+      for t in trials
+  ]
+  return measured_price(views, data.fingerprint())
+
+
+def _cap(n: int, spec: StudySpec, done: int) -> int:
+  """`n`, or fewer where the trial cap leaves fewer after `done` trials."""
+  return n if spec.budget_trials is None else min(n, spec.budget_trials - done)
+
+
 def _next_batch(spec, store, sid: int, n_done: int) -> tuple[int, int]:
   """(batch number, trials wanted): a batch a kill cut short is completed first, under its
   own number, so the resumed study's batches are the uninterrupted study's batches."""
   finished = store.finished_trials(sid)
   batch_number = 1 + max((t.batch or 0 for t in store.trials(sid)), default=0)
-  want = min(spec.lanes, spec.budget_trials - n_done)
+  want = _cap(spec.lanes, spec, n_done)
   if finished and finished[-1].batch is not None:
     last = finished[-1].batch
     in_last = sum(1 for t in finished if t.batch == last)
     intended = (recorded_sizes([t for t in finished if t.batch == last]) or [None])[0]
     if intended is None:  # a study from before batch sizes were recorded
-      intended = min(spec.lanes, spec.budget_trials - (n_done - in_last))
+      intended = _cap(spec.lanes, spec, n_done - in_last)
     if in_last < intended:  # lanes or the trial cap lowered on resume still hold
-      batch_number, want = last, min(intended - in_last, spec.lanes, spec.budget_trials - n_done)
+      batch_number, want = last, _cap(min(intended - in_last, spec.lanes), spec, n_done)
   return batch_number, want
 
 
@@ -611,7 +773,11 @@ def finish_study(
         f"test NDCG@10 {test['NDCG@10']:.4f} HR@10 {test['HR@10']:.4f}"
     )
   n_done = len(trials)
-  status = "finished" if n_done >= spec.budget_trials or spec.budget.in_compute else "interrupted"
+  capped = spec.budget_trials is not None and n_done >= spec.budget_trials
+  status = "finished" if capped or spec.budget.in_compute else "interrupted"
+  stop = study["settings"].get("stop_reason")
+  if stop:
+    summary["stop_reason"] = stop
   store.set_study_status(study["id"], status)
   if workdir:
     os.makedirs(workdir, exist_ok=True)
