@@ -113,6 +113,46 @@ def test_dropout_from_density():
   assert sparse.alternatives == (0.65, 0.4)
 
 
+def capped_dropout(max_epochs: int, cfg=CFG, **stats):
+  """The density's dropout prior, then the epoch cap's rule on it (None: it stands)."""
+  chosen = {"hidden": priors.Prior("hidden", 64, (), 0.5, "")}
+  density = decide(priors.dropout_from_density, cfg=cfg, max_epochs=max_epochs, **stats)
+  setting = Setting(profile(**stats), SASREC, max_epochs, cfg, {**chosen, "dropout": density})
+  return density, priors.dropout_for_the_cap(setting)
+
+
+def test_dropout_for_the_cap_lowers_dropout_in_a_short_cap():
+  # Same statistics (20 positives per item per epoch, density 7e-4): 5 epochs give 100
+  # positives per item, under the threshold; 200 epochs give 4,000.
+  density, capped = capped_dropout(5)
+  assert density.value == 0.4 and density.alternatives == (0.55, 0.3)
+  assert capped.value == 0.35 and capped.alternatives == (0.25, 0.15)
+  assert max(capped.alternatives) <= CFG.dropout_ceiling_under_trained
+  assert "100 training positives per item in the 5-epoch cap" in capped.rationale
+  long_density, long_capped = capped_dropout(200)
+  assert long_capped is None and long_density.value == 0.5  # the long cap: left alone
+  # End to end: the short cap starts lower than the long one on the same data, the attention
+  # dropout follows, and the decay's alternative is lighter.
+  stats = {"users": 20_000, "items": 10_000, "interactions": 200_000, "density": 7e-4}
+  short, long = playbook(stats, SASREC, 5), playbook(stats, SASREC, 200)
+  assert short["dropout"].value == 0.35 and long["dropout"].value == 0.5
+  assert short["attn_dropout"].value == 0.35 and short["attn_dropout"].alternatives == (0.25,)
+  assert long["attn_dropout"].alternatives == (0.65,)
+  assert short["weight_decay"].alternatives == (0.02,)
+  assert long["weight_decay"].alternatives == (0.1,)
+
+
+def test_dropout_for_the_cap_threshold_and_ceiling_come_from_the_config():
+  # 18 epochs: 360 positives per item (< 375), capped; 19 epochs: 380, left alone.
+  assert capped_dropout(18)[1].value == 0.35
+  assert capped_dropout(19)[1] is None
+  assert capped_dropout(5, cfg=dataclasses.replace(CFG, under_trained_positives=50))[1] is None
+  lower = dataclasses.replace(CFG, dropout_ceiling_under_trained=0.2)
+  assert capped_dropout(5, cfg=lower)[1].value == 0.2
+  # A dense set's dropout (0.1, alternatives 0.25 and 0) already sits under the ceiling.
+  assert capped_dropout(5, density=0.05, users=500)[1] is None
+
+
 def test_attn_dropout_follows():
   assert decide(priors.attn_dropout_follows, chosen={"dropout": 0.35}).value == 0.35
   assert decide(priors.attn_dropout_follows, space=HSTU, chosen={"dropout": 0.35}).value == 0.0
@@ -121,6 +161,8 @@ def test_attn_dropout_follows():
 def test_weight_decay_second_order():
   prior = decide(priors.weight_decay_second_order)
   assert prior.value == 0.0 and prior.alternatives == (0.1,)
+  short = decide(priors.weight_decay_second_order, max_epochs=5)  # 100 positives per item
+  assert short.value == 0.0 and short.alternatives == (0.02,) and "5-epoch cap" in short.rationale
 
 
 def test_lr_from_width_and_steps():

@@ -116,9 +116,30 @@ class PlaybookConfig:
   attn_dropout_hstu: float = 0.0  # HSTU's reference
   attn_dropout_confidence: float = 0.5
 
+  # ---------------------------- dropout_for_the_cap (and the decay) -------------------
+  # `python bench/regularisation.py` (944 finished or stopped curves of the committed
+  # studies). A cap "leaves curves under-trained" below 375 training positives per item
+  # (max_epochs x interactions / items): the split that classifies the most curves right,
+  # between 297 (ml-100k at 5 epochs: 61% of curves still rising at the cap) and 476
+  # (ml-100k at 8 epochs: 27%); the 5-epoch Amazon caps sit at 70-82 (toys 76%, beauty 62%,
+  # sports 28% rising). Only five data/cap points, so any value in (297, 476) reads them
+  # alike. The steps in the cap do not separate them: ml-100k allows the fewest (10-120).
+  under_trained_positives: float = 375
+  # In such caps, raising the dropout to 0.45 or more lost in 14 of 14 same-configuration
+  # pairs (median -40% NDCG@10, the curves still rising), while moves up to 0.4 stayed
+  # within -9%..+7% (29 pairs). The ceiling is one grid step under 0.4, the highest rate no
+  # pair lost 10% at, because the edge moves with the data (sports: 0.3 -> 0.45 lost 15%);
+  # the step is within the noise of the pairs (`--pairs`: 0.35 -> 0.4 moved -1.5%..+2.2%).
+  dropout_ceiling_under_trained: float = 0.35
+
   # ---------------------------- weight_decay_second_order ------------------------------
+  # None to start: unmeasured. In caps that leave curves under-trained the alternative is
+  # 0.02, the decay the committed pairs tried there: 0 -> 0.02 or 0.04 moved NDCG@10 by
+  # -0.8%..+1.3% in 25 same-configuration pairs (bench/regularisation.py); 0.1 was never
+  # tried in such a cap.
   weight_decay_start: float = 0.0
   weight_decay_alternative: float = 0.1
+  weight_decay_alternative_under_trained: float = 0.02
   weight_decay_confidence: float = 0.6
 
   # ---------------------------- lr_from_width_and_steps --------------------------------

@@ -98,6 +98,13 @@ def steps_per_epoch(profile: DataProfile, batch_size: int) -> int:
   return max(1, math.ceil(profile.users / batch_size))
 
 
+def positives_per_item(profile: DataProfile, max_epochs: int) -> float:
+  """Training positives an average item gets in the epoch cap: max_epochs x interactions /
+  items. How far an item's embedding can move before the cap, which (unlike the steps in
+  the cap) tells whether curves are still rising there (bench/regularisation.py)."""
+  return max_epochs * profile.interactions / max(1, profile.items)
+
+
 def _nearest(values: list, target: float) -> Any:
   return min(values, key=lambda v: (abs(math.log(v) - math.log(target)), v))
 
@@ -149,6 +156,17 @@ class Setting:
   def short(self) -> bool:
     """Whether the cap allows few steps: what climbs fast is preferred."""
     return self.total_steps < self.cfg.reference_steps * self.cfg.short_fraction
+
+  @property
+  def positives_per_item(self) -> float:
+    """Training positives an average item gets in the epoch cap."""
+    return positives_per_item(self.profile, self.max_epochs)
+
+  @property
+  def under_trained(self) -> bool:
+    """Whether the cap leaves curves still rising: too few positives per item in it, so
+    regularisation that slows the climb costs more than the over-fitting it prevents."""
+    return self.positives_per_item < self.cfg.under_trained_positives
 
   def prior(self, dim: str, value, alternatives, confidence: float, rationale: str):
     """The Prior of `dim` (None when it is not searched), alternatives without repeats."""
@@ -370,31 +388,90 @@ def dropout_from_density(s: Setting) -> Prior | None:
   )
 
 
-def attn_dropout_follows(s: Setting) -> Prior | None:
-  """attn_dropout: SASRec's single rate (the dropout's); HSTU's reference (none)."""
-  sasrec = s.backbone == "sasrec"
-  rate = _bounded(
-      s.space, "attn_dropout", s.start("dropout") if sasrec else s.cfg.attn_dropout_hstu
+def dropout_for_the_cap(s: Setting) -> Prior | None:
+  """dropout: at most dropout_ceiling_under_trained, lower rates next, when the cap leaves
+  curves under-trained (fewer than under_trained_positives positives per item in it).
+
+  Dropout slows the climb that the cap already cuts short: in the committed trials of such
+  caps, raising the dropout to 0.45 or more lost in all 14 same-configuration pairs (median
+  -40% NDCG@10), while moves up to 0.4 stayed within -9%..+7% (bench/regularisation.py).
+  None when the cap is long or the density's dropout and its alternatives already sit
+  within the ceiling (that prior stands).
+  """
+  before = s.chosen.get("dropout")
+  if before is None or not s.under_trained:
+    return None
+  c = s.cfg
+  ceiling = _bounded(s.space, "dropout", c.dropout_ceiling_under_trained)
+  rate = min(before.value, ceiling)
+  up = _bounded(s.space, "dropout", rate + c.dropout_up)
+  candidates = ([up] if up <= ceiling else []) + [
+      _bounded(s.space, "dropout", rate - c.dropout_down),
+      _bounded(s.space, "dropout", rate - 2 * c.dropout_down),
+  ]
+  keep = len(before.alternatives)  # as many alternatives as the density's rule gave
+  alternatives = tuple(dict.fromkeys(a for a in candidates if a != rate))[:keep]
+  if rate == before.value and alternatives == before.alternatives:
+    return None
+  return s.prior(
+      "dropout",
+      rate,
+      alternatives,
+      before.confidence,
+      f"{before.rationale}; but only {s.positives_per_item:.0f} training positives per item in "
+      f"the {s.max_epochs}-epoch cap: curves are still rising there and dropout slows them "
+      f"further, so at most {ceiling:g} and lower rates next",
   )
+
+
+def attn_dropout_follows(s: Setting) -> Prior | None:
+  """attn_dropout: SASRec's single rate (the dropout's); HSTU's reference (none). Its
+  alternative is a higher rate, or a lower one where that would pass the epoch cap's
+  ceiling (dropout_for_the_cap: the committed pairs moved both rates together)."""
+  sasrec = s.backbone == "sasrec"
+  c = s.cfg
+  rate = _bounded(s.space, "attn_dropout", s.start("dropout") if sasrec else c.attn_dropout_hstu)
+  alternative = _bounded(s.space, "attn_dropout", rate + c.dropout_up)
+  capped = s.under_trained and alternative > c.dropout_ceiling_under_trained
+  if capped:
+    alternative = _bounded(s.space, "attn_dropout", rate - c.dropout_down)
   return s.prior(
       "attn_dropout",
       rate,
-      [_bounded(s.space, "attn_dropout", rate + s.cfg.dropout_up)],
-      s.cfg.attn_dropout_confidence,
-      "the same rate as the residual dropout (SASRec's single rate)"
-      if sasrec
-      else "HSTU's reference uses no attention dropout",
+      [alternative],
+      c.attn_dropout_confidence,
+      (
+          "the same rate as the residual dropout (SASRec's single rate)"
+          if sasrec
+          else "HSTU's reference uses no attention dropout"
+      )
+      + (
+          f"; lower next, at most {c.dropout_ceiling_under_trained:g} with only "
+          f"{s.positives_per_item:.0f} training positives per item in the {s.max_epochs}-epoch cap"
+          if capped
+          else ""
+      ),
   )
 
 
 def weight_decay_second_order(s: Setting) -> Prior | None:
-  """weight_decay: none to start; dropout carries the regularisation."""
+  """weight_decay: none to start; dropout carries the regularisation. When the cap leaves
+  curves under-trained (`Setting.under_trained`) the alternative is a lighter decay: more
+  regularisation would only slow the curves the cap already cuts short."""
+  under = s.under_trained
+  c = s.cfg
   return s.prior(
       "weight_decay",
-      s.cfg.weight_decay_start,
-      [s.cfg.weight_decay_alternative],
-      s.cfg.weight_decay_confidence,
-      "dropout carries the regularisation; decoupled decay is a second-order knob",
+      c.weight_decay_start,
+      [c.weight_decay_alternative_under_trained if under else c.weight_decay_alternative],
+      c.weight_decay_confidence,
+      "dropout carries the regularisation; decoupled decay is a second-order knob"
+      + (
+          f", and light with only {s.positives_per_item:.0f} training positives per item in the "
+          f"{s.max_epochs}-epoch cap (curves still rising there)"
+          if under
+          else ""
+      ),
   )
 
 
@@ -530,7 +607,8 @@ attention_dim_of_width = _hstu_dim("attention_dim", "attention_dim_divisor")
 
 # The rules in dependency order: the window and the batch make the loss's logits; the width
 # scales the heads, the dropout and the rate; the steps in the cap (batch) shape the depth,
-# the dropout and the rate.
+# the dropout and the rate; the positives per item in the cap bound the dropout and the decay
+# (after the density's dropout, before the attention dropout that follows it).
 RULES: tuple[Rule, ...] = (
     window_covers_histories,
     batch_for_enough_steps,
@@ -541,6 +619,7 @@ RULES: tuple[Rule, ...] = (
     heads_of_width,
     table_from_repeats,
     dropout_from_density,
+    dropout_for_the_cap,
     attn_dropout_follows,
     weight_decay_second_order,
     lr_from_width_and_steps,
