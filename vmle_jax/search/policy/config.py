@@ -220,6 +220,16 @@ class PolicyConfig:
   # the model (window 100 / width 64 against 200 / 128 on ml-100k) was about 3x in measured
   # seconds on the 2-core CPU.
   scout_ratio: float = 1.5
+  # Fewer batches of the playbook's structure than this in the minutes (at the price probed
+  # before the first measurement): the first batch spreads its lanes over structures, as an
+  # engineer with one or two rounds compares models, not rates. Three: with two rounds left
+  # after the first the usual combine-then-explore still has a batch to build on a move
+  # (follow_up_batches); the new-data case of issue 37 had about one.
+  few_rounds: float = 3.0
+  # At most this many structures in such a first batch (the playbook's, the scout, the scout
+  # with capacity bought back): a structure per lane would leave no rate variant of the
+  # playbook's (its low-regularisation lane); unmeasured.
+  max_first_structures: int = 3
 
   # ------------------------------- Rate variants ---------------------------------------
   # A rate move that failed this many times without ever paying goes last: unmeasured.

@@ -193,38 +193,135 @@ def neighbour(cfg: PolicyConfig, dim, value, direction: str):
   return None
 
 
-def scout(pl: Planning, start: dict) -> Candidate | None:
-  """Under a budget in minutes, a structure at least scout_ratio times cheaper than the
-  playbook's `start`: the smallest window that covers the median user's history and the
-  next width down. None when the budget is not in minutes or `start` is cheap already."""
-  if not pl.priced:
+def lane_seconds(pl: Planning, values: dict) -> float | None:
+  """Expected seconds of one lane of `values` at the study's price (probed on this machine
+  before the first measurement, fitted to the study's buckets after) for the epochs a trial
+  is expected to train (the epoch cap before any is measured); None without a price."""
+  if pl.price is None:
     return None
+  epochs = pl.ctx.budget.epochs_per_trial or pl.ctx.max_epochs
+  return epochs * pl.price.seconds({**pl.plan.base, **values}, pl.ctx.stats)
+
+
+def rounds(pl: Planning, values: dict, n: int) -> float | None:
+  """Batches of `n` lanes of `values`' structure that the minutes left buy (None: no budget
+  in minutes or no price): how many rounds of feedback the study can still have."""
+  per_lane = lane_seconds(pl, values) if pl.priced else None
+  left = pl.ctx.budget.seconds_left
+  if per_lane is None or left is None:
+    return None
+  return left / max(n * per_lane, 1e-9)
+
+
+def cost_ratio(pl: Planning, dear: dict, cheap: dict) -> float:
+  """How many times `cheap`'s time a lane-epoch of `dear` takes: at the study's price (probed
+  or measured: search/cost.py) when it has one, else by the cost model's prior."""
+  dear, cheap, stats = {**pl.plan.base, **dear}, {**pl.plan.base, **cheap}, pl.ctx.stats
+  if pl.price is not None:
+    return pl.price.seconds(dear, stats) / max(pl.price.seconds(cheap, stats), 1e-12)
+  return relative_cost(dear, cheap, stats)
+
+
+def cheaper_moves(pl: Planning, start: dict) -> list[tuple[float, str, dict]]:
+  """(cost ratio start / moved, dimension, changes) of every single structural move that makes
+  `start` cheaper, the largest saving first: the loss (full softmax over the catalogue to
+  sampled softmax with the playbook's negatives), the window (the smallest covering the
+  median history), one width down (heads that still fit) and one block fewer. What
+  dominates the price on this data comes first (the loss on a large catalogue, the window
+  on long histories)."""
   space, stats = pl.space, pl.ctx.stats
   profile = DataProfile.from_stats(stats)
-  values = dict(start)
+  moves = []
+  losses = dimension_choices(space, "loss")
+  if start.get("loss") == "softmax" and "sampled_softmax" in losses:
+    change = {"loss": "sampled_softmax"}
+    negatives = pl.priors.get("num_negatives")
+    if negatives is not None:
+      change["num_negatives"] = negatives.value
+    moves.append(("loss", change))
   lens = [v for v in sorted(dimension_choices(space, "max_len")) if v < start.get("max_len", 0)]
   cover = [v for v in lens if v >= profile.p50]
   if cover:
-    values["max_len"] = cover[0]
+    moves.append(("max_len", {"max_len": cover[0]}))
   narrower = [w for w in dimension_choices(space, "hidden") if w < start.get("hidden", 0)]
   if narrower:
-    values["hidden"] = max(narrower)
+    change = {"hidden": max(narrower)}
     heads = dimension_choices(space, "heads")
-    fit = heads_that_fit(heads, values["hidden"], pl.cfg.playbook.min_head_dim)
+    fit = heads_that_fit(heads, change["hidden"], pl.cfg.playbook.min_head_dim)
     if "heads" in start and start["heads"] not in fit and (fit or heads):
-      values["heads"] = max(fit or [min(heads)])
-  cheap = pl.plan.config_of(values)
-  if cheap is None:
+      change["heads"] = max(fit or [min(heads)])
+    moves.append(("hidden", change))
+  if "blocks" in space.dims and start.get("blocks", 1) > space.dims["blocks"].low:
+    moves.append(("blocks", {"blocks": start["blocks"] - space.dims["blocks"].step}))
+  out = []
+  for dim, change in moves:
+    moved = pl.plan.config_of({**start, **change})
+    if moved is None:
+      continue
+    ratio = cost_ratio(pl, start, moved)
+    if ratio > 1.0 + pl.cfg.same_cost:
+      out.append((ratio, dim, moved))
+  return sorted(out, key=lambda x: -x[0])
+
+
+def scout(pl: Planning, start: dict) -> Candidate | None:
+  """Under a budget in minutes, a structure at least scout_ratio times cheaper than the
+  playbook's `start`: the move that saves most (cheaper_moves: the loss where the catalogue
+  makes it dear, else the window covering the median history), then the next, until it is
+  scout_ratio cheaper. None when the budget is not in minutes or no such structure exists."""
+  if not pl.priced:
     return None
-  base = pl.plan.base
-  ratio = relative_cost({**base, **start}, {**base, **cheap}, stats)
-  if ratio < pl.cfg.scout_ratio:
+  stats = pl.ctx.stats
+  profile = DataProfile.from_stats(stats)
+  values, ratio, changed = dict(start), 1.0, []
+  for _, dim, moved in cheaper_moves(pl, start):
+    if dim == "blocks" and changed:
+      continue  # fewer blocks only alone: the scout keeps the playbook's depth otherwise
+    values = pl.plan.config_of({**values, **{k: moved[k] for k in moved if moved[k] != start[k]}})
+    if values is None:
+      return None
+    changed = [d for d in values if values[d] != start.get(d)]
+    ratio = cost_ratio(pl, start, values)
+    if ratio >= pl.cfg.scout_ratio:
+      break
+  if ratio < pl.cfg.scout_ratio or not changed:
     return None
-  changed = [d for d in ("max_len", "hidden", "heads") if cheap.get(d) != start.get(d)]
   why = reason(
-      "scout", changes=[(d, start[d], cheap[d]) for d in changed], p50=profile.p50, ratio=ratio
+      "scout", changes=[(d, start[d], values[d]) for d in changed], p50=profile.p50, ratio=ratio
   )
-  return Candidate(cheap, "scout", changed[0], (why,))
+  return Candidate(values, "scout", changed[0], (why,))
+
+
+def spread(pl: Planning, start: dict, scouted: Candidate | None) -> list[Candidate]:
+  """When the minutes buy fewer than few_rounds batches, the first batch's other structures
+  beside the playbook's: the scout (what dominates the price, made cheaper), then the scout
+  with one more block (capacity bought back at the scout's price: depth is the lever short
+  histories leave), else with the next saving. Each a structure of its own."""
+  out = [scouted] if scouted is not None else []
+  if scouted is None:
+    return out
+  base = scouted.values
+  options = []
+  if "blocks" in pl.space.dims:
+    options.append(("blocks", {"blocks": base.get("blocks", 1) + pl.space.dims["blocks"].step}))
+  for _, dim, moved in cheaper_moves(pl, base):
+    options.append((dim, {k: moved[k] for k in moved if moved[k] != base[k]}))
+  for dim, change in options:
+    values = pl.plan.config_of({**base, **change})
+    if values is None or static_key(pl.space, values) == static_key(pl.space, start):
+      continue
+    ratio = cost_ratio(pl, start, values)
+    if ratio < 1.0 + pl.cfg.same_cost:
+      continue  # the spread's structures are all cheaper than the playbook's
+    why = reason(
+        "spread",
+        dim=dim,
+        old=base.get(dim),
+        new=values[dim],
+        ratio=ratio,
+    )
+    return out + [Candidate(values, "scout", dim, (why,), score=ratio)]
+  return out
 
 
 # ------------------------------------------------------------------ structural moves
@@ -429,17 +526,23 @@ def structural_changes(pl: Planning, values: dict) -> list[tuple[str, object]]:
 
 
 def variants(
-    pl: Planning, values: dict, k: int, level: int, best: dict | None, anchored: bool
+    pl: Planning,
+    values: dict,
+    k: int,
+    level: int,
+    best: dict | None,
+    anchored: bool,
+    prefer: tuple = (),
 ) -> list[Candidate]:
   """Up to k configs of `values`' structure with other rates, best-first: the rate scaled to
-  a new width, single rate moves by evidence, seeded draws around the center, then the
-  moves that failed before."""
+  a new width, single rate moves by evidence (`prefer`red moves first), seeded draws around
+  the center, then the moves that failed before."""
   if k <= 0:
     return []
   diag = pl.diagnosis if best else None
   against = set(diag.against) if diag else set()
   against |= against_width_law(values, best)
-  first = [m for m in (diag.suggests if diag else ()) if m not in against]
+  first = list(prefer) + [m for m in (diag.suggests if diag else ()) if m not in against]
   moves, failed = rate_moves(pl, values, first, against)
   out = width_scaled_rate(pl, values, best, anchored)
   where = "this structure" if anchored else "the best configuration"

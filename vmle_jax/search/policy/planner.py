@@ -91,28 +91,46 @@ class HeuristicPlanner:
     tried = {phases.static_key(pl.space, t["config"]) for t in pl.ctx.trials}
     last = pl.batches_after <= 0
     refine = bool(scored) and last and len(tried) >= self.config.refine_after_structures
+    prefer: tuple = ()
     if scored:
       anchors, note = self._later_structures(pl, sizes, refine)
     else:
       anchors, note = self._first_structures(pl, n), None
       if len(anchors) > len(sizes):  # the scout gets a bucket of its own
         sizes = split_lanes(n, len(anchors))
+      if len(anchors) > 2:  # few rounds: the playbook's second lane regularises less
+        prefer = (("dropout", "down"),)
     level = min(dims.LEVELS - 1, max(0, len(scored) // max(1, n) - 1)) if scored else 0
     out: list[Candidate] = []
     for (values, center), size in zip(anchors, sizes):
-      out += self._bucket(pl, values, center, size, level, note)
+      out += self._bucket(pl, values, center, size, level, note, prefer)
     if len(out) < n:
       out += phases.jumps(pl, n - len(out), len(pl.ctx.trials))
     return out[:n]
 
   def _first_structures(self, pl: phases.Planning, n: int) -> list[tuple]:
-    """(values, center) of the first batch: the playbook's structure, and a scout."""
+    """(values, center) of the first batch: the playbook's structure, and a scout; when the
+    minutes buy fewer than few_rounds batches of the playbook's structure, up to
+    max_first_structures structures (phases.spread), so the one round the study may get
+    compares structures, not rates of one."""
     first = phases.first_structure(pl)
-    anchors = [(first.values, first)]
     scout = phases.scout(pl, first.values) if n >= 2 else None  # a lane for each structure
-    if scout is not None:
-      anchors.append((scout.values, scout))
-    return anchors
+    rounds = phases.rounds(pl, first.values, n)
+    few = rounds is not None and rounds < self.config.few_rounds and n >= 3
+    others = phases.spread(pl, first.values, scout) if few else [scout] * (scout is not None)
+    others = others[: max(0, min(n - 2, self.config.max_first_structures - 1))] if few else others
+    if few and others:
+      first = first.annotated(
+          reason(
+              "few_rounds",
+              rounds=rounds,
+              few=self.config.few_rounds,
+              structures=1 + len(others),
+              lane_minutes=phases.lane_seconds(pl, first.values) / 60,
+              source=pl.ctx.budget.price_source or "estimated",
+          )
+      )
+    return [(first.values, first)] + [(c.values, c) for c in others]
 
   def _later_structures(self, pl: phases.Planning, sizes: list[int], refine: bool) -> tuple:
     """(anchors, note): the structures of a later batch, the best's filling what is left,
@@ -139,14 +157,16 @@ class HeuristicPlanner:
       )
     return anchors, note
 
-  def _bucket(self, pl, values: dict, center, size: int, level: int, note) -> list[Candidate]:
+  def _bucket(
+      self, pl, values: dict, center, size: int, level: int, note, prefer: tuple = ()
+  ) -> list[Candidate]:
     """A bucket: its center (a new structure, when not proposed yet) and rate variants; a
     bucket at the best's structure refines one level finer and says why, if it has to."""
     got = [center] if center is not None and pl.plan.reserve(values) is not None else []
     if center is None:
       level = min(dims.LEVELS - 1, level + 1)
     best = pl.ctx.best
-    got += phases.variants(pl, values, size - len(got), level, best, center is not None)
+    got += phases.variants(pl, values, size - len(got), level, best, center is not None, prefer)
     if center is None and got and note is not None:
       got[0] = got[0].annotated(note)
     return got

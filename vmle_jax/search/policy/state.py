@@ -36,7 +36,8 @@ class BudgetState:
   in_minutes: bool = False  # only minutes make a dearer structure cost more
   seconds_left: float | None = None
   seconds_per_lane_epoch: float | None = None
-  price: Price | None = None  # the study's measured price (search/cost.py)
+  price: Price | None = None  # the study's measured price, else this machine's probed one
+  price_source: str | None = None  # "measured" | "probe" | None
   epochs_per_trial: float | None = None
 
 

@@ -13,6 +13,7 @@ from typing import Sequence
 EXPECTED = {
     "playbook": "a strong first configuration: priors from the data's statistics",
     "scout": "within a few percent of the playbook's structure at a fraction of the cost",
+    "spread": "capacity bought back at a fraction of the playbook's cost",
     "combine": "the gains add up",
     "explore": "higher validation NDCG@10 than the best",
     "width_rate": "the step the parent's rate gives per weight, at the new width",
@@ -25,6 +26,7 @@ EXPECTED = {
 RISK = {
     "playbook": "a prior may not suit this data; the next batches test them",
     "scout": "too small a model for this data; the playbook's structure beside it says so",
+    "spread": "the cheaper objective or the extra block may not pay; the other structures say so",
     "combine": "the two changes may not compose",
     "explore": "the playbook's choice was right; the rate variants still refine it",
     "width_rate": "the old rate was right",
@@ -61,10 +63,28 @@ def _playbook(f: dict) -> str:
 def _scout(f: dict) -> str:
   changes = ", ".join(f"{d} {old!r} -> {new!r}" for d, old, new in f["changes"])
   return (
-      f"a cheaper structure beside the playbook's under a budget in minutes ({changes}: the "
-      f"window covers the median user's history, p50 length {f['p50']:g}); the playbook's "
-      f"costs {f['ratio']:.1f}x its work per lane-epoch, so if it ranks near, the minutes left "
-      f"buy {f['ratio']:.1f}x the trials"
+      f"a cheaper structure beside the playbook's under a budget in minutes ({changes}: what "
+      f"makes a lane-epoch dear here, first; a window covers the median user's history, p50 "
+      f"length {f['p50']:g}); the playbook's costs {f['ratio']:.1f}x its work per lane-epoch, "
+      f"so if it ranks near, the minutes left buy {f['ratio']:.1f}x the trials"
+  )
+
+
+def _spread(f: dict) -> str:
+  return (
+      f"another structure in a first batch the minutes allow few rounds after: the scout with "
+      f"{f['dim']} {f['old']!r} -> {f['new']!r}, still {f['ratio']:.1f}x cheaper than the "
+      "playbook's per lane-epoch"
+  )
+
+
+def few_rounds(f: dict) -> str:
+  """Why the first batch spreads its lanes over structures."""
+  return (
+      f"the minutes buy about {f['rounds']:.1f} batch{'es' if f['rounds'] >= 1.5 else ''} of "
+      f"this structure at {f['lane_minutes']:.1f} min a lane ({f['source']} price), fewer than "
+      f"{f['few']}: the first batch spreads its lanes over {f['structures']} structures instead "
+      "of rate variants of one"
   )
 
 
@@ -104,6 +124,7 @@ def _retry_failed(f: dict) -> str:
 MAIN = {
     "playbook": _playbook,
     "scout": _scout,
+    "spread": _spread,
     "combine": _combine,
     "explore": _explore,
     "width_rate": lambda f: f"lr scaled to the new width ({f['lr']:g} x {f['law']})",
@@ -164,6 +185,8 @@ def hypothesis(reasons: Sequence) -> str:
           f"; set aside: {'; '.join(r.facts['moves'][:3])}: its batch would not finish in the "
           "minutes left"
       )
+    elif r.code == "few_rounds":
+      out += "; " + few_rounds(r.facts)
     elif r.code == "refine_instead":
       out = (
           f"refine the best: no structural move is worth a batch now ({set_aside(r.facts)}). {out}"
