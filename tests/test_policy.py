@@ -459,3 +459,44 @@ def test_a_planner_takes_a_policy_config_and_its_playbook_thresholds():
   narrow = PlaybookConfig(wide_from_interactions=10**9)  # no data set earns the wide model
   planner = HeuristicPlanner(config=dataclasses.replace(PolicyConfig(), playbook=narrow))
   assert planner.candidates(context, 4)[0].values["hidden"] == 64
+
+
+def _first_batch_in_minutes(stats: dict, minutes: float, price: Price) -> list:
+  budget = BudgetState(in_minutes=True, in_compute=True, seconds_left=60 * minutes, price=price)
+  context = PlannerContext(space=SPACE, dataset="y", stats=stats, max_epochs=5, budget=budget)
+  base = SPACE.default_config().to_dict()
+  return [_Planned(c, c.proposal(base)) for c in HeuristicPlanner().candidates(context, 4)]
+
+
+LARGE_CATALOGUE = _stats(users=35_000, items=18_000, p50=6, p90=15, density=4.5e-4)
+
+
+def test_a_budget_of_one_batch_spreads_the_first_batch_over_structures():
+  price = Price(seconds_per_tflop=1.0, seconds_per_lane_epoch=2.0)  # ~1.1 min a playbook lane
+  structure = lambda p: tuple(
+      p.candidate.values[d] for d in ("loss", "hidden", "max_len", "blocks")
+  )
+  one_batch = _first_batch_in_minutes(LARGE_CATALOGUE, 6.0, price)
+  assert len({structure(p) for p in one_batch}) >= 3
+  assert one_batch[0].reason("few_rounds")["rounds"] < 3
+  playbook_lanes = [p for p in one_batch if structure(p) == structure(one_batch[0])]
+  dropouts = [p.candidate.values["dropout"] for p in playbook_lanes]
+  assert len(dropouts) == 2 and dropouts[1] < dropouts[0]  # its second lane regularises less
+  # Many batches fit: the playbook's structure with rate variants, and the scout.
+  many = _first_batch_in_minutes(LARGE_CATALOGUE, 600.0, price)
+  assert len({structure(p) for p in many}) == 2
+  assert all(p.reason("few_rounds") is None for p in many)
+
+
+def test_the_scout_changes_the_loss_where_the_catalogue_makes_it_dear():
+  price = Price(seconds_per_tflop=1.0, seconds_per_lane_epoch=2.0)
+  batch = _first_batch_in_minutes(LARGE_CATALOGUE, 600.0, price)
+  assert batch[0].candidate.values["loss"] == "softmax"
+  scout = next(p for p in batch if p.kind == "scout")
+  assert scout.candidate.values["loss"] == "sampled_softmax"
+  assert scout.reason("scout")["changes"][0][0] == "loss"
+  # A small catalogue with long histories: the window is what makes a lane dear there.
+  long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
+  scout = next(p for p in _first_batch_in_minutes(long, 600.0, None) if p.kind == "scout")
+  assert scout.candidate.values["loss"] == "softmax"
+  assert {d for d, _, _ in scout.reason("scout")["changes"]} == {"max_len", "hidden"}
