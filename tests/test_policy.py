@@ -499,4 +499,4 @@ def test_the_scout_changes_the_loss_where_the_catalogue_makes_it_dear():
   long = _stats(p50=65, p90=244, users=943, items=1682, density=0.06)
   scout = next(p for p in _first_batch_in_minutes(long, 600.0, None) if p.kind == "scout")
   assert scout.candidate.values["loss"] == "softmax"
-  assert {d for d, _, _ in scout.reason("scout")["changes"]} == {"max_len", "hidden"}
+  assert {"max_len", "hidden"} <= {d for d, _, _ in scout.reason("scout")["changes"]}
