@@ -5,8 +5,9 @@ r"""vmle-compare: the agent vs grid vs random vs TPE on one data set, same engin
       --seeds=0,1 --epochs=10 --db=runs/compare.sqlite
   vmle-compare --report_only --db=runs/compare.sqlite --dataset=beauty
 
-Every strategy evaluates the space's default config first (random and TPE
-seeded with it), runs on the same engine with the same lanes, budget and
+Grid, random and TPE evaluate the space's default config first; the agent
+and tpe-playbook start from the playbook's first batch. Every strategy runs
+on the same engine with the same lanes, budget and
 seeds, and lands in the SQLite memory; rerunning resumes unfinished studies
 and skips finished ones. The report (markdown, HTML, PNG curves) goes to
 --workdir. The agent recalls only its own study (no memory from other seeds

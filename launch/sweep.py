@@ -26,8 +26,8 @@ flags.DEFINE_enum(
     "strategy",
     "random",
     list(SEARCHES),
-    f"Search strategy: {strategies_help(SEARCHES)}. All evaluate the space's default config "
-    "first.",
+    f"Search strategy: {strategies_help(SEARCHES)}. All but tpe-playbook evaluate the space's "
+    "default config first.",
 )
 flags.DEFINE_list(
     "dims",
