@@ -175,3 +175,19 @@ CREATE TABLE insight_evidence (
 CREATE INDEX insight_evidence_by_study ON insight_evidence(study_id);
 INSERT INTO insight_evidence (insight_id, study_id, rule, support, contradict, confidence, source, updated_at)
   SELECT id, study_id, rule, support, contradict, confidence, source, updated_at FROM insights;
+
+-- version 7: what a lane-epoch costs on each machine, measured once by a short probe
+-- (search/probe.py), so a study under a budget in minutes prices its first batch
+-- before it has trained anything. One row per machine, device and compute dtype;
+-- a later probe of the same machine replaces its row.
+CREATE TABLE machine_prices (
+  id            INTEGER PRIMARY KEY,
+  machine       TEXT NOT NULL,         -- host name and CPU model
+  device        TEXT NOT NULL,         -- platform and device kind (cpu, TPU v5 lite, NVIDIA H100 ...)
+  compute_dtype TEXT NOT NULL,         -- float32 | bfloat16: the matmuls the probe ran
+  price         TEXT NOT NULL,         -- JSON search/cost.py Price
+  probe         TEXT NOT NULL,         -- JSON: what the probe trained and measured
+  probe_seconds REAL NOT NULL,         -- wall-clock of the probe
+  created_at    REAL NOT NULL,
+  UNIQUE (machine, device, compute_dtype)
+);

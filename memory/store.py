@@ -718,6 +718,50 @@ class Store:
     ).fetchone()
     return int(row[0])
 
+  # ---------------------------------------------------------------- machine prices
+  def machine_price(self, machine: str, device: str, compute_dtype: str) -> dict | None:
+    """The probed price of a lane-epoch on `machine` and `device` (search/probe.py) with its
+    probe record, or None when this machine was never probed (or the file predates the
+    table: a memory opened read-only is never migrated)."""
+    try:
+      r = self.conn.execute(
+          "SELECT * FROM machine_prices WHERE machine = ? AND device = ? AND compute_dtype = ?",
+          (machine, device, compute_dtype),
+      ).fetchone()
+    except sqlite3.OperationalError as e:
+      if "no such table" in str(e):
+        return None
+      raise
+    return _row(r, json_fields=("price", "probe")) if r else None
+
+  def put_machine_price(
+      self,
+      machine: str,
+      device: str,
+      compute_dtype: str,
+      price: dict,
+      probe: dict,
+      probe_seconds: float,
+  ) -> None:
+    """Stores (or replaces) the probed price of `machine` and `device`."""
+    with self.transaction() as c:
+      c.execute(
+          "INSERT INTO machine_prices (machine, device, compute_dtype, price, probe, "
+          "probe_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT (machine, device, compute_dtype) DO UPDATE SET price = excluded.price, "
+          "probe = excluded.probe, probe_seconds = excluded.probe_seconds, "
+          "created_at = excluded.created_at",
+          (
+              machine,
+              device,
+              compute_dtype,
+              json.dumps(price, sort_keys=True),
+              json.dumps(probe, sort_keys=True),
+              float(probe_seconds),
+              time.time(),
+          ),
+      )
+
 
 def snapshot(path: str, dest: str) -> None:
   """A consistent, self-contained copy of the SQLite file at `path` in `dest`, even while

@@ -15,7 +15,13 @@ from vmle_jax.config import canonical_json
 from vmle_jax.memory import summaries
 from vmle_jax.memory.records import Trial, confidence
 from vmle_jax.memory.store import Store
-from vmle_jax.search.budget import Budget, elapsed_seconds, estimate_batch, trials_left
+from vmle_jax.search.budget import (
+    Budget,
+    charged_seconds,
+    estimate_batch,
+    spent_seconds,
+    trials_left,
+)
 from vmle_jax.search.cost import measured_price
 from vmle_jax.search.curves import diagnose
 from vmle_jax.search.policy.priors import playbook
@@ -26,6 +32,7 @@ from vmle_jax.search.policy.state import (
     BudgetState,
     PlannerContext,
 )
+from vmle_jax.search.probe import cached_price
 from vmle_jax.search.space import SearchSpace
 
 RECALLS = ("memory", "study")
@@ -80,23 +87,44 @@ def build_context(
 
 
 def budget_state(
-    study: dict, finished: list[Trial], trials: list[dict], stats: dict
+    study: dict,
+    finished: list[Trial],
+    trials: list[dict],
+    stats: dict,
+    store: Store | None = None,
 ) -> BudgetState:
-  """What is left of the study's budget; under minutes, the seconds left and the study's
-  measured price of a lane-epoch, which prices any proposal in seconds (search/cost.py)."""
+  """What is left of the study's budget; under minutes, the seconds left (every second the
+  study was charged: search/budget.py spent_seconds) and the price of a lane-epoch, which
+  prices any proposal in seconds (search/cost.py): the study's measured price once a bucket
+  has trained (split between work and fixed time as the probe's when it measured one
+  structure), before that this machine's probed price from the memory in `store`
+  (search/probe.py), else none (`price_source` says which)."""
   budget = Budget.from_dict(study.get("budget"))
-  lanes = int((study.get("settings") or {}).get("lanes", DEFAULT_LANES))
+  settings = study.get("settings") or {}
+  lanes = int(settings.get("lanes", DEFAULT_LANES))
   estimate = estimate_batch(finished, lanes)
   minutes = budget.minutes is not None
+  if store is not None and study.get("id") is not None:
+    study = store.study(study["id"]) or study  # charges recorded since the study was read
+  price, source = None, None
+  if minutes:
+    dtype = (settings.get("schedule") or {}).get("compute_dtype", "float32")
+    probed = cached_price(store, dtype) if store is not None else None
+    price = measured_price(trials, stats, prior=probed)  # one structure: the probe's split
+    source = "measured" if price is not None else "probe" if probed is not None else None
+    price = price or probed
   return BudgetState(
       text=budget.describe(),
       trials=budget.trials,
-      trials_left=trials_left(budget, finished, lanes),
+      trials_left=trials_left(budget, finished, lanes, charged_seconds(study)),
       in_compute=budget.in_compute,
       in_minutes=minutes,
-      seconds_left=max(0.0, 60 * budget.minutes - elapsed_seconds(finished)) if minutes else None,
+      seconds_left=(
+          max(0.0, 60 * budget.minutes - spent_seconds(study, finished)) if minutes else None
+      ),
       seconds_per_lane_epoch=estimate.seconds_per_lane_epoch if estimate else None,
-      price=measured_price(trials, stats) if minutes else None,
+      price=price,
+      price_source=source,
       epochs_per_trial=estimate.epochs_per_trial if estimate else None,
   )
 
