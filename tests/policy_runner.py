@@ -106,3 +106,14 @@ def fake_study(
       engine_log=False,
   )
   return store.finished_trials(store.study(name)["id"])
+
+
+def seed_machine_price(store: Store, price=None) -> None:
+  """Stores a price of this machine in `store`, as a probe would (search/probe.py), so a
+  study under minutes prices its first batch without probing (seconds of real training)."""
+  from vmle_jax.search.cost import Price
+  from vmle_jax.search.probe import machine_identity
+
+  price = price or Price(seconds_per_tflop=25.0, seconds_per_lane_epoch=0.13)
+  machine, device = machine_identity()
+  store.put_machine_price(machine, device, "float32", price.to_dict(), {"seeded": True}, 0.0)

@@ -27,6 +27,7 @@ from vmle_jax.search.study import StudySpec, run_study
 
 from fake_gemini import FakeGemini, error_reply, slow_reply, text_reply
 from launcher import TINY_ARGS, run_launcher
+from policy_runner import seed_machine_price
 
 TINY = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, num_negatives=32)
 SCHEDULE = Schedule(max_epochs=4, patience=2)
@@ -92,6 +93,8 @@ def _run(
 ):
   space = space or _space()
   strategy = AgentStrategy(planner, space, log=lambda s: None, **agent_options)
+  if minutes is not None:
+    seed_machine_price(store)
   spec = StudySpec(
       name=name,
       strategy=f"agent:{planner.name}",

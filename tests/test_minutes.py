@@ -19,12 +19,13 @@ from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import make_strategy
 from vmle_jax.search.study import StudySpec, run_study
 
-from policy_runner import FakeEngine
+from policy_runner import FakeEngine, seed_machine_price
 
 SPACE = SearchSpace.for_backbone("sasrec", only=["lr", "dropout", "hidden", "max_len"])
 
 
 def _run(store, name, log, trials=8, minutes=None, lanes=4, strategy="random", resume=False):
+  seed_machine_price(store)
   data = make_synthetic(num_users=200, num_items=60, seed=3)
   schedule = Schedule(max_epochs=3, patience=3)
   spec = StudySpec(

@@ -22,7 +22,7 @@ from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import StrategyOptions, build_strategy
 from vmle_jax.search.study import StudySpec, run_study
 
-from policy_runner import FakeEngine, fake_study
+from policy_runner import FakeEngine, fake_study, seed_machine_price
 
 LANES = 4
 TINY = {"hidden": 16, "blocks": 1, "max_len": 10, "num_negatives": 16}
@@ -42,6 +42,8 @@ def _study(
     resume: bool = False,
 ) -> list[list]:
   """Runs `strategy` on the fake engine; returns the finished trials batch by batch."""
+  if minutes is not None:
+    seed_machine_price(store)
   schedule = Schedule(max_epochs=3, patience=3)
   spec = StudySpec(
       name=name,

@@ -82,7 +82,7 @@ def build_context(
       max_epochs=max_epochs,
       patience=int(schedule.get("patience", DEFAULT_PATIENCE)),
       lanes=int((study.get("settings") or {}).get("lanes", DEFAULT_LANES)),
-      budget=budget_state(study, finished, trials, stats),
+      budget=budget_state(study, finished, trials, stats, store),
   )
 
 

@@ -44,7 +44,7 @@ from vmle_jax.search.budget import (
     spent_seconds,
     trials_left,
 )
-from vmle_jax.search.cost import measured_price
+from vmle_jax.search.cost import measured_price, structure
 from vmle_jax.search.pruning import make_pruner
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import Proposal, Strategy
@@ -325,6 +325,15 @@ def _lead(
           + (f", {interrupted} interrupted trials marked and re-run" if interrupted else "")
       )
       store.set_study_status(sid, "running")
+    if spec.budget_minutes is not None and not store.finished_trials(sid):
+      # Under minutes the first batch is priced before it trains: this machine's price from
+      # the memory, or a probe of seconds now (charged to the study with its start-up).
+      from vmle_jax.search.probe import machine_price
+
+      probed = machine_price(store, schedule.compute_dtype, log=log)
+      if probed.probe_seconds:
+        store.add_charge(sid, probed.probe_seconds, "price probe of this machine", 1)
+        t_enter += probed.probe_seconds  # charged on its own line, not again as start-up
     strategy.bind(store, study, data)
     if resume:
       kept = store.finished_trials(sid)
@@ -625,7 +634,10 @@ def _cut_by_price(spec, data, schedule, store, sid, strategy, so_far, proposals,
     return proposals, None
   stats = data.fingerprint()
   epochs = expected_epochs(so_far, schedule.max_epochs)
-  lane_seconds = [epochs * price.seconds(p.config.to_dict(), stats) for p in proposals]
+  compiled = {structure(TrialConfig.from_dict(t.config).to_dict()) for t in so_far}
+  lane_seconds = price.lane_seconds(
+      [p.config.to_dict() for p in proposals], stats, epochs, compiled=compiled
+  )
   left = 60 * spec.budget_minutes - elapsed
   priced = fit_to_price(lane_seconds, left, at_least_one=not so_far)
   if not priced.dropped:
@@ -654,7 +666,8 @@ def _cut_by_price(spec, data, schedule, store, sid, strategy, so_far, proposals,
 
 
 def study_price(store: Store, sid: int, data, trials: list[Trial]):
-  """The study's price of a lane-epoch: fitted to its own buckets once it has one."""
+  """The study's price of a lane-epoch: fitted to its own buckets once it has one, before
+  that this machine's probed price from the memory (search/probe.py), else None."""
   views = [
       {
           "config": t.config,
@@ -664,7 +677,11 @@ def study_price(store: Store, sid: int, data, trials: list[Trial]):
       }
       for t in trials
   ]
-  return measured_price(views, data.fingerprint())
+  from vmle_jax.search.probe import cached_price
+
+  schedule = store.study(sid)["settings"].get("schedule") or {}
+  probed = cached_price(store, schedule.get("compute_dtype", "float32"))
+  return measured_price(views, data.fingerprint(), prior=probed) or probed
 
 
 def _cap(n: int, spec: StudySpec, done: int) -> int:

@@ -170,7 +170,12 @@ def _budget_text(context: PlannerContext, n: int) -> str:
     text += (
         (f" {left_s / 60:.1f} min are left." if left_s is not None else "")
         + (
-            f" Measured here: a lane-epoch costs {price.seconds_per_lane_epoch:.2f} s plus "
+            (
+                " Probed on this machine (no trial of this study has trained yet)"
+                if budget.price_source == "probe"
+                else " Measured here"
+            )
+            + f": a lane-epoch costs {price.seconds_per_lane_epoch:.2f} s plus "
             f"{price.seconds_per_tflop:.2f} s per TFLOP of its work."
             if price
             else (
