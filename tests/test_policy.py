@@ -504,3 +504,16 @@ def test_the_scout_changes_the_loss_where_the_catalogue_makes_it_dear():
   scout = next(p for p in _first_batch_in_minutes(long, 600.0, PROBED) if p.kind == "scout")
   assert scout.candidate.values["loss"] == "softmax"
   assert scout.reason("scout")["changes"][0][0] in ("max_len", "hidden")
+
+
+def test_when_the_bests_lane_no_longer_fits_the_last_minutes_train_a_cheaper_one():
+  plateau = [0.02, 0.04, 0.05, 0.05, 0.05]
+  start = SPACE.values_of(starting_config(playbook(LARGE_CATALOGUE, SPACE, 5), SPACE))
+  full = lambda values: {**SPACE.default_config().to_dict(), **values}
+  own = 5 * PROBED.seconds(full(start), LARGE_CATALOGUE)  # a lane of the best's structure
+  budget = {"price": PROBED, "epochs_per_trial": 5.0, "seconds_left": 0.5 * own}
+  batch = _planned(plateau, 4, stats=LARGE_CATALOGUE, priced=True, budget=budget)
+  assert batch and batch[0].reason("fits_left") is not None
+  assert all(
+      5 * PROBED.seconds(full(p.candidate.values), LARGE_CATALOGUE) <= 0.5 * own for p in batch[:1]
+  )

@@ -292,6 +292,36 @@ def scout(pl: Planning, start: dict) -> Candidate | None:
   return Candidate(values, "scout", changed[0], (why,))
 
 
+def fitting_cheaper(pl: Planning, best_values: dict) -> Candidate | None:
+  """Under minutes, when not even one lane of the best's structure fits the seconds left: the
+  structure nearest it (the smallest saving among cheaper_moves, then two of them) whose lane
+  does, so the last minutes train something rather than nothing. None when the best's lane
+  fits, there is no price, or nothing cheaper fits either."""
+  left = pl.ctx.budget.seconds_left
+  own = lane_seconds(pl, best_values) if pl.priced else None
+  if own is None or left is None or own <= left:
+    return None
+  moves = sorted(cheaper_moves(pl, best_values), key=lambda x: x[0])
+  options = [(dim, moved) for _, dim, moved in moves]
+  for (_, dim, first), (_, _, second) in zip(moves, moves[1:]):
+    extra = {k: second[k] for k in second if second[k] != best_values[k]}
+    both = pl.plan.config_of({**first, **extra})
+    if both is not None:
+      options.append((dim, both))
+  for dim, values in options:
+    seconds = lane_seconds(pl, values)
+    if seconds is not None and seconds <= left:
+      why = reason(
+          "fits_left",
+          changes=[(d, best_values[d], values[d]) for d in values if values[d] != best_values[d]],
+          own=own / 60,
+          cheap=seconds / 60,
+          left=left / 60,
+      )
+      return Candidate(values, "scout", dim, (why,))
+  return None
+
+
 def spread(pl: Planning, start: dict, scouted: Candidate | None) -> list[Candidate]:
   """When the minutes buy fewer than few_rounds batches, the first batch's other structures
   beside the playbook's: the scout (what dominates the price, made cheaper), then the scout

@@ -143,6 +143,10 @@ class HeuristicPlanner:
       ranked, exploration = phases.structural_candidates(pl, best)
     chosen, unfit = phases.fit_structures(pl, ranked, sizes)
     anchors = [(c.values, c) for c in chosen]
+    if len(anchors) < len(sizes):
+      cheaper = phases.fitting_cheaper(pl, best_values)  # the best's own lane no longer fits
+      if cheaper is not None:
+        anchors.append((cheaper.values, cheaper))
     while len(anchors) < len(sizes):
       anchors.append((best_values, None))
     note = None

@@ -14,6 +14,7 @@ EXPECTED = {
     "playbook": "a strong first configuration: priors from the data's statistics",
     "scout": "within a few percent of the playbook's structure at a fraction of the cost",
     "spread": "capacity bought back at a fraction of the playbook's cost",
+    "fits_left": "a result within the budget instead of none",
     "combine": "the gains add up",
     "explore": "higher validation NDCG@10 than the best",
     "width_rate": "the step the parent's rate gives per weight, at the new width",
@@ -27,6 +28,7 @@ RISK = {
     "playbook": "a prior may not suit this data; the next batches test them",
     "scout": "too small a model for this data; the playbook's structure beside it says so",
     "spread": "the cheaper objective or the extra block may not pay; the other structures say so",
+    "fits_left": "the cheaper structure ranks below the best; the best stands",
     "combine": "the two changes may not compose",
     "explore": "the playbook's choice was right; the rate variants still refine it",
     "width_rate": "the old rate was right",
@@ -78,6 +80,15 @@ def _spread(f: dict) -> str:
   )
 
 
+def _fits_left(f: dict) -> str:
+  changes = ", ".join(f"{d} {old!r} -> {new!r}" for d, old, new in f["changes"])
+  return (
+      f"the last minutes: a lane of the best's structure is priced at {f['own']:.1f} min with "
+      f"{f['left']:.1f} left, so the nearest cheaper structure that fits ({changes}, "
+      f"{f['cheap']:.1f} min a lane)"
+  )
+
+
 def few_rounds(f: dict) -> str:
   """Why the first batch spreads its lanes over structures."""
   return (
@@ -125,6 +136,7 @@ MAIN = {
     "playbook": _playbook,
     "scout": _scout,
     "spread": _spread,
+    "fits_left": _fits_left,
     "combine": _combine,
     "explore": _explore,
     "width_rate": lambda f: f"lr scaled to the new width ({f['lr']:g} x {f['law']})",
