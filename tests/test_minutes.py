@@ -137,3 +137,19 @@ def test_start_up_and_a_killed_runs_unfinished_bucket_are_charged(tmp_path):
   assert start_up and start_up[-1]["seconds"] >= 5.0
   after = spent_seconds(store.study(sid), store.finished_trials(sid))
   assert after >= before + 41.5 + 5.0
+
+
+def test_with_priced_lanes_the_mean_trial_does_not_stop_the_study():
+  from vmle_jax.memory.records import Trial
+  from vmle_jax.search.budget import next_batch_size
+
+  # One batch of four 5-epoch lanes took 400 s: the mean trial costs 100 s.
+  done = [
+      Trial(i, 1, i, {}, "s", "finished", bucket=0, batch=1, epochs=5, bucket_seconds=400.0)
+      for i in range(4)
+  ]
+  budget = Budget(trials=None, minutes=8.0)  # 80 s left after 400 s
+  assert next_batch_size(budget, done, 400.0, 0, 4)[0] == 0  # by the mean: nothing fits
+  # Priced lane by lane, the loop asks for the batch and keeps what fits (a cheap lane may).
+  assert next_batch_size(budget, done, 400.0, 0, 4, priced=True) == (4, None)
+  assert next_batch_size(budget, done, 481.0, 0, 4, priced=True)[0] == 0  # the time is up

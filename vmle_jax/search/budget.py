@@ -131,13 +131,21 @@ def estimate_batch(trials: list[Trial], n: int) -> BatchEstimate | None:
 
 
 def stop_reason(
-    budget: Budget, trials: list[Trial], elapsed: float, tokens: int, want: int
+    budget: Budget,
+    trials: list[Trial],
+    elapsed: float,
+    tokens: int,
+    want: int,
+    priced: bool = False,
 ) -> str | None:
   """Why the study proposes no batch of `want` trials now, or None to go on.
 
   `elapsed` is the study's wall-clock so far (training and planning, summed over
   resumed runs). A compute budget also stops before a batch the estimate says
-  would overrun it, so no strategy is credited with minutes it was not given.
+  would overrun it, so no strategy is credited with minutes it was not given;
+  with `priced` lanes (the loop prices each proposal and drops what cannot
+  finish: fit_to_price) the minutes are left to that, since a cheap lane may fit
+  where the study's mean trial does not.
   """
   if budget.trials is not None and len(trials) >= budget.trials:
     return f"trial budget of {budget.trials} reached"
@@ -151,7 +159,7 @@ def stop_reason(
   est = estimate_batch(trials, want)
   if est is None:
     return None
-  if budget.minutes is not None and elapsed + est.seconds > 60 * budget.minutes:
+  if budget.minutes is not None and not priced and elapsed + est.seconds > 60 * budget.minutes:
     return (
         f"the next batch of {want} would not fit the time budget: about {est.seconds / 60:.1f} "
         f"min ({est.seconds_per_lane_epoch:.1f} s per lane-epoch, measured) with "
@@ -167,18 +175,23 @@ def stop_reason(
 
 
 def next_batch_size(
-    budget: Budget, trials: list[Trial], elapsed: float, tokens: int, want: int
+    budget: Budget,
+    trials: list[Trial],
+    elapsed: float,
+    tokens: int,
+    want: int,
+    priced: bool = False,
 ) -> tuple[int, str | None]:
   """(trials to propose now, why none): all `want`, or under a compute budget the most that
   still fit (the last batch is cut to what is left rather than leaving it unspent; every
-  strategy alike), or 0 with the reason the study stops."""
-  reason = stop_reason(budget, trials, elapsed, tokens, want)
+  strategy alike), or 0 with the reason the study stops. `priced`: see stop_reason."""
+  reason = stop_reason(budget, trials, elapsed, tokens, want, priced)
   if reason is None:
     return want, None
   for k in range(want - 1, 0, -1):
-    if stop_reason(budget, trials, elapsed, tokens, k) is None:
+    if stop_reason(budget, trials, elapsed, tokens, k, priced) is None:
       return k, None
-  return 0, stop_reason(budget, trials, elapsed, tokens, 1)  # why not even one fits
+  return 0, stop_reason(budget, trials, elapsed, tokens, 1, priced)  # why not even one fits
 
 
 def trials_left(

@@ -493,7 +493,10 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
     n_done = len(so_far)
     batch_number, full = _next_batch(spec, store, sid, n_done)
     clock.charge_rest(batch_number, "start-up" if clock.accounted == 0 else "bookkeeping")
-    want, stop = next_batch_size(spec.budget, so_far, clock.elapsed, strategy.tokens_used(), full)
+    priced = spec.budget_minutes is not None and study_price(store, sid, data, so_far) is not None
+    want, stop = next_batch_size(
+        spec.budget, so_far, clock.elapsed, strategy.tokens_used(), full, priced
+    )
     if stop:
       break
     if want < full:
