@@ -24,7 +24,8 @@ from policy_runner import FakeEngine, seed_machine_price
 SPACE = SearchSpace.for_backbone("sasrec", only=["lr", "dropout", "hidden", "max_len"])
 
 
-def _run(store, name, log, trials=8, minutes=None, lanes=4, strategy="random", resume=False):
+def _run(store, name, log, trials=8, minutes=None, lanes=4, strategy="random", **resume):
+  """The study on the fake engine; `resume` takes run_study's resume, overrides, started."""
   seed_machine_price(store)
   data = make_synthetic(num_users=200, num_items=60, seed=3)
   schedule = Schedule(max_epochs=3, patience=3)
@@ -45,7 +46,7 @@ def _run(store, name, log, trials=8, minutes=None, lanes=4, strategy="random", r
       engine=FakeEngine(schedule),
       log=log.append,
       engine_log=False,
-      resume=resume,
+      **resume,
   )
 
 
@@ -113,19 +114,12 @@ def test_start_up_and_a_killed_runs_unfinished_bucket_are_charged(tmp_path):
   store.conn.commit()
   before = spent_seconds(store.study(sid), store.finished_trials(sid))
   started = time.perf_counter() - 5.0  # the launcher spent 5 s loading before the loop
-  data = make_synthetic(num_users=200, num_items=60, seed=3)
-  schedule = Schedule(max_epochs=3, patience=3)
-  spec = StudySpec(name="killed", strategy="random", budget_trials=6, budget_minutes=60.0, lanes=4)
-  run_study(
-      spec,
-      data,
+  _run(
       store,
-      make_strategy("random", SPACE, seed=0, lanes=4),
-      SPACE,
-      schedule,
-      engine=FakeEngine(schedule),
-      log=log.append,
-      engine_log=False,
+      "killed",
+      log,
+      trials=6,
+      minutes=60.0,
       resume=True,
       overrides=("budget",),
       started=started,
