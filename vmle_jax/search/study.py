@@ -493,7 +493,9 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
     n_done = len(so_far)
     batch_number, full = _next_batch(spec, store, sid, n_done)
     clock.charge_rest(batch_number, "start-up" if clock.accounted == 0 else "bookkeeping")
-    priced = spec.budget_minutes is not None and study_price(store, sid, data, so_far) is not None
+    # Under minutes every lane is priced (fitted once a batch; None: nothing to price with).
+    price = study_price(store, sid, data, so_far) if spec.budget_minutes is not None else None
+    priced = price is not None
     want, stop = next_batch_size(
         spec.budget, so_far, clock.elapsed, strategy.tokens_used(), full, priced
     )
@@ -509,7 +511,7 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
       stop = "the strategy has nothing left to propose"
       break
     proposals, stop = _cut_by_price(
-        spec, data, schedule, store, sid, strategy, so_far, proposals, clock.elapsed, log
+        spec, data, schedule, price, strategy, so_far, proposals, clock.elapsed, log
     )
     if not proposals:
       break
@@ -624,16 +626,13 @@ def _eta(spec: StudySpec, store: Store, sid: int, elapsed: float, t_start: float
   return "?" if left is None else format_eta(per_trial * left)
 
 
-def _cut_by_price(spec, data, schedule, store, sid, strategy, so_far, proposals, elapsed, log):
+def _cut_by_price(spec, data, schedule, price, strategy, so_far, proposals, elapsed, log):
   """(the proposals whose priced lanes finish in the minutes left, why none do): under a
   time budget every lane is priced (the study's measured price, else this machine's probed
   one: search/cost.py) at the epochs a trial is expected to train, and lanes that would end
   past the budget are dropped (their strategy forgets them). A study's first batch keeps at
   least its cheapest lane and says when even that will overrun."""
-  if spec.budget_minutes is None:
-    return proposals, None
-  price = study_price(store, sid, data, so_far)
-  if price is None:
+  if spec.budget_minutes is None or price is None:
     return proposals, None
   stats = data.fingerprint()
   epochs = expected_epochs(so_far, schedule.max_epochs)
