@@ -37,6 +37,18 @@ a last run with every arm reports them all.
 
 Prints one line: trials to target and best per arm, then each arm's study time (training
 and planner, from the store, whichever invocation trained it) and lane-epochs.
+
+At equal minutes, leaving the target out (bench/_transfer_minutes.py; state in
+runs/transfer-minutes, resumable, one core per study):
+
+  python bench/transfer.py --budget=minutes            # toys, sports, ml-100k; seeds 0-2
+  python bench/transfer.py --budget=minutes --targets=toys --arms=agent-summary
+
+Each target's summary is distilled from every finished SASRec study of the other shared
+data sets in --sources_from (the committed trials-budget experiment and the equal-minutes
+one), agents and baselines alike; the agent-alone and TPE arms are the equal-minutes
+experiment's own studies, copied from --reuse_from when finished there. The summary of
+all the shared data sets (sasrec-summary.json) is written beside, for a new data set.
 """
 
 from __future__ import annotations
@@ -70,11 +82,34 @@ flags.DEFINE_string(
     "A memory (bench/experiment.py's) whose finished studies cmp-<data>-sasrec-"
     "{agent,tpe}-s<seed> are copied in place of the identical studies here.",
 )
+flags.DEFINE_enum(
+    "budget",
+    "trials",
+    ["trials", "minutes"],
+    "trials: the same trials per arm (one target, --target_dataset); minutes: equal minutes "
+    "per arm under the equal-minutes experiment's groups, every target left out in turn.",
+)
+flags.DEFINE_list("targets", ["toys", "sports", "ml-100k"], "With --budget=minutes: targets.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "With --budget=minutes: seeds of every arm.")
+flags.DEFINE_list(
+    "sources_from",
+    [
+        os.path.join("docs", "results", "experiment-cpu", "experiment.sqlite.gz"),
+        os.path.join("runs", "experiment-cpu-minutes", "experiment.sqlite"),
+    ],
+    "With --budget=minutes: memories whose finished studies of the source data sets the "
+    "summaries and the warm starts are learned from (a .gz is read from a copy).",
+)
+flags.DEFINE_float(
+    "time_limit_minutes", None, "With --budget=minutes: start no study past this many minutes."
+)
+flags.DEFINE_boolean("report_only", False, "With --budget=minutes: report without training.")
 flags.DEFINE_list(
     "arms",
-    list(ARMS),
+    None,
     "Arms to run on the target (a subset lets two processes share the cores; the "
-    "report compares the arms given).",
+    "report compares the arms given). Default: " + ", ".join(ARMS) + " (with --budget=minutes: "
+    "agent-summary, agent, tpe-warm, tpe).",
 )
 flags.DEFINE_string(
     "publish_to",
@@ -89,6 +124,8 @@ SCALES = {"cpu": (16, 5, 2, 4), "gpu": (48, 50, 5, 16)}  # trials, max epochs, p
 
 def main(argv):
   _common.start(argv)
+  if FLAGS.budget == "minutes":
+    return main_minutes()
   from vmle_jax.config import Schedule, TrialConfig, backbone_config
   from vmle_jax.data import load_dataset
   from vmle_jax.engine import Engine
@@ -227,10 +264,11 @@ def main(argv):
       "tpe": (lambda store: make_strategy("tpe", space, FLAGS.seed, lanes=lanes), "tpe"),
   }
   results = {}
-  unknown = sorted(set(FLAGS.arms) - set(ARMS))
+  chosen_arms = FLAGS.arms or list(ARMS)
+  unknown = sorted(set(chosen_arms) - set(ARMS))
   if unknown:
     raise app.UsageError(f"--arms: {', '.join(unknown)} not one of {', '.join(ARMS)}")
-  for arm in [a for a in ARMS if a in FLAGS.arms]:
+  for arm in [a for a in ARMS if a in chosen_arms]:
     factory, label = arms[arm]
     name = f"{FLAGS.target_dataset}-{arm.replace('+', '-')}"
     _, results[arm] = run(f"{name}.sqlite", FLAGS.target_dataset, name, factory, label)
@@ -307,6 +345,175 @@ def main(argv):
       )
       + f"; this run {out['run_seconds']:.0f} s; {_common.machine()}; {_common.today()}"
   )
+
+
+def main_minutes():
+  """--budget=minutes: every target left out in turn (bench/_transfer_minutes.py)."""
+  import time
+
+  import _transfer_minutes as tm
+  from vmle_jax.config import TrialConfig, backbone_config, resolve
+  from vmle_jax.data import DataError, load_dataset
+  from vmle_jax.engine import Engine
+  from vmle_jax.launch.common import check_names, check_seeds
+  from vmle_jax.memory import summaries
+  from vmle_jax.memory.store import Store
+  from vmle_jax.report import load_group, write_report
+  from vmle_jax.search.comparison import group_name, run_comparison
+  from vmle_jax.search.space import SearchSpace
+  from vmle_jax.search.study import export_trials_csv
+  from vmle_jax.training import device_description
+
+  targets = check_names("--targets", FLAGS.targets, tm.TARGETS)
+  seeds = tuple(check_seeds("--seeds", FLAGS.seeds))
+  arms = check_names("--arms", [a.replace("+", "-") for a in FLAGS.arms or tm.ARMS], tm.ARMS)
+  for path in FLAGS.sources_from:
+    if not os.path.exists(path):
+      _common.fail(f"--sources_from: no memory at {path}")
+  data = {}
+  for t in targets:
+    try:
+      data[t] = load_dataset(t, FLAGS.data_dir)
+    except DataError as e:
+      _common.fail(str(e))
+  workdir = (
+      FLAGS.workdir
+      if FLAGS.workdir != "runs/transfer"
+      else os.path.join("runs", "transfer-minutes")
+  )
+  os.makedirs(workdir, exist_ok=True)
+  store = Store(os.path.join(workdir, "transfer.sqlite"))
+  store.start_trial_ids_after(tm.TRIAL_ID_BASE)
+  reuse = FLAGS.reuse_from or os.path.join("runs", "experiment-cpu-minutes", "experiment.sqlite")
+  reuse = reuse if os.path.exists(reuse) else None
+  log_path = os.path.join(workdir, "log.txt")
+  t0 = time.time()
+  deadline = t0 + 60 * FLAGS.time_limit_minutes if FLAGS.time_limit_minutes else None
+
+  def log(s):
+    with open(log_path, "a") as f:
+      f.write(s + "\n")
+    print(s, flush=True)
+
+  base = backbone_config("sasrec")
+  space = SearchSpace.for_backbone("sasrec", base=base)
+  everything = sorted({d for t in tm.TARGETS for d in (t, *tm.TARGETS[t])})
+  whole = os.path.join(workdir, "sasrec-summary.json")
+  if not os.path.exists(whole) and not FLAGS.report_only:
+    log(f"summary of every shared data set ({', '.join(everything)}):")
+    tm.distill_left_out(
+        FLAGS.sources_from, tuple(everything), space, os.path.join(workdir, "scratch"), whole, log
+    )
+  sections, line = [], []
+  for t in targets:
+    sources, g = tm.TARGETS[t], tm.group_of(t)
+    summary_path = os.path.join(workdir, f"{t}-summary.json")
+    sources_path = os.path.join(workdir, f"{t}-warm-start.json")
+    if not os.path.exists(summary_path) and not FLAGS.report_only:
+      log(f"{t}: summary from {', '.join(sources)}:")
+      tm.distill_left_out(
+          FLAGS.sources_from, sources, space, os.path.join(workdir, "scratch"), summary_path, log
+      )
+      tm.write_sources(sources_path, tm.source_bests(FLAGS.sources_from, sources))
+    group = group_name(data[t], base)
+    for arm in tm.REUSED:
+      for seed in seeds:
+        if arm in arms:
+          tm.copy_reused(store, reuse, f"cmp-{group}-{arm}-s{seed}", log)
+    schedule = resolve(
+        launcher_schedule={"max_epochs": g.max_epochs, "patience": g.patience}
+    ).schedule
+    if not FLAGS.report_only and os.path.exists(summary_path):
+      summary = summaries.read_summary(summary_path)
+      with open(sources_path) as f:
+        warm = [
+            space.validate(space.values_of(TrialConfig.from_dict(b["config"])))
+            for b in json.load(f)
+        ]
+      engine = Engine(data[t], schedule, log=None)
+      for arm in [a for a in tm.ARMS if a in arms]:
+        missing = [seed for seed in seeds if store.study(f"cmp-{group}-{arm}-s{seed}") is None]
+        if arm in tm.REUSED and missing:
+          log(f"{t}/{arm}: seeds {missing} not in the experiment memory: trained here")
+        run_comparison(
+            data[t],
+            base,
+            store,
+            engine,
+            g.lanes,
+            schedule,
+            workdir,
+            g.trials,
+            seeds,
+            strategies=[arm],
+            summary=summary if arm == "agent-summary" else None,
+            tpe_warm_start=warm if arm == "tpe-warm" else (),
+            budget_minutes=g.minutes,
+            early_stop="median-guarded",
+            deadline=deadline,
+            log=log,
+        )
+    running = {
+        s["name"]
+        for s in store.studies()
+        if s["settings"].get("group") == group and s["status"] != "finished"
+    }
+    runs = [r for r in load_group(store, group) if r.seed in seeds and r.name not in running]
+    if not runs:
+      continue
+    for study in store.studies():
+      if study["settings"].get("group") == group:
+        export_trials_csv(store, study["id"], os.path.join(workdir, study["name"], "trials.csv"))
+    write_report(
+        runs,
+        os.path.join(workdir, group),
+        f"{t} / sasrec, transfer at {g.minutes:g} min per study (summary from "
+        f"{', '.join(sources)})",
+        device=device_description(),
+    )
+    rows = tm.seed_table(runs, g.minutes, FLAGS.target)
+    rules = tm.rules_on_target(store, f"cmp-{group}-agent-summary-s{min(seeds)}")
+    sections += tm.markdown(t, sources, g, rows, rules, summary_path)
+    if running:
+      sections += [f"Under way, not in the table: {', '.join(sorted(running))}.", ""]
+    line.append(
+        f"{t}: "
+        + ", ".join(
+            f"{arm} {_mean_text([r['best'] for r in rows if r['arm'] == arm])}"
+            for arm in tm.ARMS
+            if any(r["arm"] == arm for r in rows)
+        )
+    )
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(
+        "\n".join(
+            [
+                "# Transfer at equal minutes, leaving the target out",
+                "",
+                f"Device: {device_description()}. Best validation NDCG@10 at the budget per "
+                "arm and seed; the agent-alone and TPE arms are the equal-minutes experiment's "
+                "studies.",
+                "",
+            ]
+            + sections
+        )
+    )
+  if FLAGS.publish_to:
+    _common.publish(workdir, FLAGS.publish_to, databases=("transfer.sqlite",))
+  print(
+      "transfer at equal minutes: "
+      + ("; ".join(line) or "no finished study yet")
+      + f"; this run {(time.time() - t0) / 60:.1f} min; {_common.machine()}; {_common.today()}"
+  )
+
+
+def _mean_text(values) -> str:
+  import numpy as np
+
+  xs = [v for v in values if v is not None]
+  if not xs:
+    return "-"
+  return f"{np.mean(xs):.4f}±{np.std(xs):.4f} (n={len(xs)})"
 
 
 if __name__ == "__main__":

@@ -613,6 +613,29 @@ def _describe_as_main(main) -> None:
       flag_values.register_key_flag_for_module(sys.argv[0], flag)
 
 
+def summary_from_flag(path: str, backbone: str, data, max_epochs: int) -> dict:
+  """--summary_from's summary, read and checked (another backbone or a format this version
+  cannot read is one line), with a line on which of its rules carry to this data under this
+  epoch cap and which it sets aside, and why."""
+  from vmle_jax.memory import summaries
+
+  try:
+    doc = summaries.read_summary(path)
+    summaries.check_backbone(doc, backbone, path)
+  except ValueError as e:
+    fail(f"--summary_from: {e}")
+  stats = {k: v for k, v in data.fingerprint().items() if k not in ("name", "sha256")}
+  apply, aside = summaries.placed_rules(doc, stats, max_epochs)
+  learned = ", ".join((doc.get("provenance") or {}).get("datasets") or []) or "imports"
+  print(
+      f"summary {path} ({backbone}, version {doc.get('version')}, learned on {learned}): "
+      f"applies {len(apply)} of {len(apply) + len(aside)} rules to {data.name}"
+      + "".join(f"\n  applies: {r['rule']}" for r in apply)
+      + "".join(f"\n  sets aside: {r['rule']} ({why})" for r, why in aside)
+  )
+  return doc
+
+
 def fail(message: str) -> None:
   """Prints one clear line and exits with status 2 (no traceback for user errors)."""
   print(f"error: {message}", file=sys.stderr)

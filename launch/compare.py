@@ -23,11 +23,15 @@ from absl import flags
 from vmle_jax.launch import common
 from vmle_jax.search.strategies import COMPARED, STRATEGIES, strategies_help
 
+# Every registered strategy but those needing inputs these flags cannot give (tpe-warm's
+# warm-start configurations: bench/transfer.py runs it).
+COMPARABLE = tuple(k for k, e in STRATEGIES.items() if e.needs in (None, "summary"))
+
 common.define_data_flags()
 common.define_schedule_flags(default_epochs=20)
 common.define_study_flags()
 flags.DEFINE_list(
-    "strategies", list(COMPARED), f"Strategies to compare: {strategies_help(STRATEGIES)}."
+    "strategies", list(COMPARED), f"Strategies to compare: {strategies_help(COMPARABLE)}."
 )
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds; each strategy runs once per seed.")
 common.define_planner_flags()
@@ -53,7 +57,9 @@ def main(argv) -> None:
   from vmle_jax.training import device_description
 
   common.check_planner_flags(FLAGS)
-  strategies = common.check_names("--strategies", FLAGS.strategies, STRATEGIES)
+  strategies = common.check_names("--strategies", FLAGS.strategies, COMPARABLE)
+  if "agent-summary" in strategies and not FLAGS.summary_from:
+    common.fail("--strategies=agent-summary needs --summary_from=<summary>.json")
   seeds = common.check_seeds("--seeds", FLAGS.seeds)
   if FLAGS.report_only:
     preset = common.setup_runtime(FLAGS)
@@ -66,12 +72,9 @@ def main(argv) -> None:
   workdir = FLAGS.workdir or os.path.join("runs", f"compare-{group}")
   summary = None
   if FLAGS.summary_from and not FLAGS.report_only:  # checked before anything is written
-    from vmle_jax.memory.summaries import read_summary
-
-    try:
-      summary = read_summary(FLAGS.summary_from)
-    except ValueError as e:
-      common.fail(f"--summary_from: {e}")
+    summary = common.summary_from_flag(
+        FLAGS.summary_from, base.backbone, data, setup.schedule.max_epochs
+    )
   store = common.open_store(FLAGS.db, readonly=FLAGS.report_only)
   if not FLAGS.report_only:
     fixed = common.explicit_config_flags(FLAGS)

@@ -84,10 +84,7 @@ def main(argv) -> None:
       early_stop=FLAGS.early_stop,
   )
   if FLAGS.summary_from:  # checked before anything is written
-    try:
-      summaries.read_summary(FLAGS.summary_from)
-    except ValueError as e:
-      common.fail(f"--summary_from: {e}")
+    common.summary_from_flag(FLAGS.summary_from, base.backbone, data, setup.schedule.max_epochs)
   store = common.open_store(FLAGS.db)  # a broken file is one line (common.run_main)
   if FLAGS.summary_from and store is not None:
     version = summaries.import_summary(store, FLAGS.summary_from)

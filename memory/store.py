@@ -314,6 +314,16 @@ class Store:
         )
       return sid
 
+  def start_trial_ids_after(self, n: int) -> None:
+    """New trials here take ids above `n`, so a study copied in later from another memory
+    (whose trials keep their ids: `copy_study`) cannot collide with those trained here."""
+    with self.transaction() as c:
+      row = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'trials'").fetchone()
+      if row is None:
+        c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('trials', ?)", (n,))
+      elif row[0] < n:
+        c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'trials'", (n,))
+
   def cut_study(self, study_id: int, from_batch: int) -> int:
     """Deletes a study's trials of batch `from_batch` and later (and the interrupted ones),
     its evidence for insights (its planner rewrites it from the trials left at its next
@@ -645,6 +655,12 @@ class Store:
           ),
       )
       return version
+
+  def drop_summaries(self) -> None:
+    """Forgets every summary version (a scratch copy that is to be distilled afresh, with
+    none of the rules an earlier version imported)."""
+    with self.transaction() as c:
+      c.execute("DELETE FROM summaries")
 
   def summary(self, backbone: str, version: int | None = None) -> dict | None:
     q = "SELECT * FROM summaries WHERE backbone = ?"

@@ -372,13 +372,17 @@ def test_summary_distill_export_import_and_transfer(data, engine, tmp_path):
   source = Store(str(tmp_path / "a.sqlite"))
   _run(data, engine, source, HeuristicPlanner(), "a", trials=7)
   summary = source.summary("sasrec")
-  assert summary and summary["rules"]
+  # Every move the study tested is weighed: kept, or dropped with its reason (7 trials test
+  # each move once or twice, short of what a rule needs: summaries.MIN_SUPPORT).
+  assert summary["rules"] + summary["provenance"]["dropped"]
+  assert all(r["dropped"] for r in summary["provenance"]["dropped"])
   out, md = summaries.export_summary(source, "sasrec", str(tmp_path / "s.json"))
   assert "| # | rule |" in open(md).read()
   target = Store(str(tmp_path / "b.sqlite"))
   version = summaries.import_summary(target, out)
   imported = target.summary("sasrec", version)
   assert [r["key"] for r in imported["rules"]] == [r["key"] for r in summary["rules"]]
+  assert len(imported["provenance"]["dropped"]) == len(summary["provenance"]["dropped"])
   # The heuristic applies a supported summary rule on top of its playbook in the first batch.
   rule = RAISE_DROPOUT | {"datasets": ["x"]}
   candidate, first = _first_candidate([rule])
@@ -417,7 +421,13 @@ def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once()
 
   gains = {
       t.id: summaries.relative_gain(t)
-      for t in (trial(1, 0.02, 0.021), trial(2, 0.02, 0.03), trial(3, 0.02, None))
+      for t in (
+          trial(1, 0.02, 0.021),
+          trial(2, 0.02, 0.03),
+          trial(3, 0.02, None),
+          trial(4, 0.01, 0.0105),
+          trial(5, 0.01, 0.015),
+      )
   }
   assert gains[1] == pytest.approx(0.05) and gains[2] == pytest.approx(0.5) and gains[3] is None
   insight = lambda dim, ids: {
@@ -427,8 +437,8 @@ def test_rules_carry_effect_sizes_and_transfer_starts_with_all_of_them_at_once()
       "contradict": [],
       "dataset": "x",
   }
-  rules = summaries.merge_rules(
-      [insight("dropout", [1]), insight("num_negatives", [2])],
+  rules, _ = summaries.merge_rules(
+      [insight("dropout", [1, 4]), insight("num_negatives", [2, 5])],
       [],
       {k: v for k, v in gains.items() if v is not None},
   )
@@ -653,7 +663,7 @@ def test_a_lesson_from_data_far_in_statistics_is_set_aside_not_applied():
   near, far = first(TOYS), first(MOVIELENS)
   assert near.kind == "transfer" and near.reasons[0].facts["applied"][0][0] == "dropout"
   assert far.kind == "playbook" and not far.reasons[0].facts["applied"]
-  assert [rule for rule, _ in far.reasons[0].facts["far"]] == ["raise dropout"]
+  assert [rule for rule, _ in far.reasons[0].facts["set_aside"]] == ["raise dropout"]
   # Unknown statistics (an old summary) cannot be judged far: the rule still applies.
   assert summaries.rule_distance(rule, MOVIELENS, {}) is None and summaries.is_near(None)
 

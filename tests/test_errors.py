@@ -61,6 +61,14 @@ def files(tmp_path_factory):
   (d / "norules.json").write_text(
       '{"format": "vmle-jax cognition summary v1", "backbone": "sasrec"}'
   )
+  out["hstu_summary"] = str(d / "hstu.json")
+  (d / "hstu.json").write_text(
+      '{"format": "vmle-jax cognition summary v2", "backbone": "hstu", "rules": []}'
+  )
+  out["future_summary"] = str(d / "future.json")
+  (d / "future.json").write_text(
+      '{"format": "vmle-jax cognition summary v9", "backbone": "sasrec", "rules": []}'
+  )
   ro = d / "readonly"
   ro.mkdir()
   out["readonly_dir"] = str(ro)
@@ -88,6 +96,9 @@ CASES = [
     ("sweep", ["--resume", "--study=missing"], "there is no study 'missing'"),
     ("tune", ["--summary_from={list_summary}"], "not a vmle-jax cognition summary"),
     ("tune", ["--summary_from={norules}"], "needs a 'backbone' name and a 'rules' list"),
+    ("tune", ["--summary_from={hstu_summary}"], "is for backbone 'hstu', this study tunes"),
+    ("compare", ["--summary_from={hstu_summary}"], "is for backbone 'hstu', this study tunes"),
+    ("tune", ["--summary_from={future_summary}"], "is not one this vmle-jax reads (v1, v2)"),
     ("tune", ["--llm_retries=0"], "--llm_retries=0: must be at least 1"),
     ("compare", ["--summary_from={list_summary}"], "not a vmle-jax cognition summary"),
     # Refused before any data is loaded or any study trains (a repeat trained the first study

@@ -26,12 +26,13 @@ from vmle_jax.config import TrialConfig, canonical_json
 from vmle_jax.memory import summaries
 from vmle_jax.memory.records import RuleKey, confidence, direction_of
 from vmle_jax.memory.store import Store
-from vmle_jax.search.recall import RECALLS, build_context
+from vmle_jax.search.recall import RECALLS, build_context, playbook_start
 from vmle_jax.search.curves import SUGGESTS
 from vmle_jax.search.planners.base import DIRECTIONS, Answer
 from vmle_jax.search.policy import text
 from vmle_jax.search.policy.dims import rides_along
 from vmle_jax.search.policy.evidence import evidence_rules
+from vmle_jax.search.policy.phases import rules_set_aside_by
 from vmle_jax.search.policy.planner import HeuristicPlanner
 from vmle_jax.search.policy.state import PlannerContext
 from vmle_jax.search.space import SearchSpace, SpaceError, typed_value
@@ -329,9 +330,16 @@ class AgentStrategy(Strategy):
     by_number = {t["number"]: t for t in ctx.trials}
     self._write_curve_insights(ctx)
     batch_numbers = {t["number"] for t in batch}
+    set_aside = rules_set_aside_by(ctx, batch_numbers, self.fallback.config.min_gain)
+    for n, rules in sorted(set_aside.items()):
+      for rule in rules:
+        self.log(
+            f"  memory rule set aside from the next batch on: {rule} (trial {n} contradicts it)"
+        )
     for r in content.get("reflections", []):
       if isinstance(r, dict) and r.get("trial") in batch_numbers and isinstance(r.get("text"), str):
-        self.store.update_trial(by_number[r["trial"]]["id"], reflection=r["text"][:2000])
+        note = text.set_aside_note(set_aside.get(r["trial"], []))
+        self.store.update_trial(by_number[r["trial"]]["id"], reflection=(r["text"] + note)[:2000])
     self._write_insights(ctx, content.get("rules", []), by_number, source)
 
   def _write_curve_insights(self, ctx: PlannerContext) -> None:
@@ -435,6 +443,7 @@ class AgentStrategy(Strategy):
         self.store,
         self.study["backbone"],
         provenance={"study": self.study["name"], "playbook": {ctx.dataset: start}},
+        start_of=playbook_start(self.space),
     )
     self.log(f"cognition summary for {self.study['backbone']}: version {version}")
     return self.store.summary(self.study["backbone"], version)

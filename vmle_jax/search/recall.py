@@ -11,6 +11,8 @@ this `PlannerContext` and never the store.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from vmle_jax.config import canonical_json
 from vmle_jax.memory import summaries
 from vmle_jax.memory.records import Trial, confidence
@@ -66,7 +68,7 @@ def build_context(
     insights = [{**ins, "this_study": True} for ins in store.insights(study_id=sid)]
   else:
     insights, summary = similar_insights(store, study), store.summary(study["backbone"])
-  summary, insights = with_distances(store, stats, summary, insights)
+  summary, insights = with_distances(store, stats, summary, insights, max_epochs)
   return PlannerContext(
       space=space,
       dataset=fingerprint["name"],
@@ -207,19 +209,37 @@ def resolve_anchors(trials: list[dict]) -> None:
 
 
 def with_distances(
-    store: Store, stats: dict, summary: dict | None, insights: list[dict]
+    store: Store,
+    stats: dict,
+    summary: dict | None,
+    insights: list[dict],
+    max_epochs: int | None = None,
 ) -> tuple[dict | None, list[dict]]:
   """The summary's rules and the insights, each with the distance from this data set's
-  statistics to the nearest data set it was learned on (planners weigh lessons by it)."""
+  statistics to the nearest data set it was learned on (planners weigh lessons by it) and,
+  where its budget conditions exclude this study's epoch cap, why (`outside`)."""
   sources = dict(((summary or {}).get("provenance") or {}).get("stats") or {})
   sources.update({d["name"]: d["stats"] for d in store.datasets()})
-  if summary:
-    summary = {
-        **summary,
-        "rules": [
-            {**r, "distance": summaries.rule_distance(r, stats, sources)}
-            for r in summary.get("rules", [])
-        ],
+
+  def placed(r: dict) -> dict:
+    return {
+        **r,
+        "distance": summaries.rule_distance(r, stats, sources),
+        "outside": summaries.outside_conditions(r, max_epochs),
     }
-  insights = [{**i, "distance": summaries.rule_distance(i, stats, sources)} for i in insights]
-  return summary, insights
+
+  if summary:
+    summary = {**summary, "rules": [placed(r) for r in summary.get("rules", [])]}
+  return summary, [placed(i) for i in insights]
+
+
+def playbook_start(space: SearchSpace) -> Callable[[dict, dict], dict]:
+  """(study row, data set row) -> the playbook's start there: what a baseline study's moves
+  are read against when the memory distills them (memory/summaries.py baseline_findings)."""
+
+  def start(study: dict, dataset: dict) -> dict:
+    schedule = (study.get("settings") or {}).get("schedule") or {}
+    cap = int(schedule.get("max_epochs", DEFAULT_MAX_EPOCHS))
+    return {d: p.value for d, p in playbook(dataset.get("stats") or {}, space, cap).items()}
+
+  return start

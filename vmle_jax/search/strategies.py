@@ -355,6 +355,20 @@ def _agent(space: SearchSpace, o: StrategyOptions) -> Strategy:
   )
 
 
+def _agent_with_summary(space: SearchSpace, o: StrategyOptions) -> Strategy:
+  """The agent with a summary it must be given (without one it would be the plain agent)."""
+  if not o.summary:
+    raise ValueError("strategy 'agent-summary' needs a cognition summary (--summary_from)")
+  return _agent(space, o)
+
+
+def _tpe_warm(space: SearchSpace, o: StrategyOptions) -> Strategy:
+  """TPE with warm-start configurations it must be given (without, it would be plain TPE)."""
+  if not o.warm_start:
+    raise ValueError("strategy 'tpe-warm' needs warm-start configurations")
+  return TPEStrategy(space, o.seed, startup_trials=o.lanes, warm_start=o.warm_start)
+
+
 def _tpe_playbook(space: SearchSpace, o: StrategyOptions) -> Strategy:
   """TPE seeded with the agent's playbook batch (imported here: seeded.py imports the agent)."""
   from vmle_jax.search.seeded import PlaybookTPEStrategy
@@ -373,6 +387,7 @@ class StrategyEntry:
   planner: bool = False  # built around a planner: vmle-tune and vmle-compare run it, not vmle-sweep
   compared: bool = True  # one of vmle-compare's default strategies
   dims: dict | None = None  # per backbone, the dimensions it searches when --dims is not given
+  needs: str | None = None  # an input it cannot run without: "summary" or "warm_start"
 
   def label(self, name: str, planner: str = "heuristic") -> str:
     """The name its studies are stored under: `agent:<planner>` for a planner's strategy."""
@@ -406,13 +421,29 @@ STRATEGIES: dict[str, StrategyEntry] = {
         ),
         "optuna; its random startup is one batch",
     ),
+    # The transfer arms (bench/transfer.py): the same strategies started from other data
+    # sets' lessons, named apart so a comparison holds them beside the plain ones.
+    "agent-summary": StrategyEntry(
+        _agent_with_summary,
+        "the agent started from a cognition summary (--summary_from)",
+        planner=True,
+        compared=False,
+        needs="summary",
+    ),
+    "tpe-warm": StrategyEntry(
+        _tpe_warm,
+        "tpe whose first proposals are other data sets' best configurations (enqueued)",
+        compared=False,
+        needs="warm_start",
+    ),
     # The seeded control: what the agent's later batches add over its playbook.
     "tpe-playbook": StrategyEntry(
         _tpe_playbook,
         "tpe whose first batch is the agent's playbook batch (enqueued), not the default config",
     ),
 }
-SEARCHES = tuple(k for k, e in STRATEGIES.items() if not e.planner)  # what vmle-sweep runs
+# What vmle-sweep runs (its flags give no summary and no warm start).
+SEARCHES = tuple(k for k, e in STRATEGIES.items() if not e.planner and not e.needs)
 COMPARED = tuple(k for k, e in STRATEGIES.items() if e.compared)  # vmle-compare's default
 
 

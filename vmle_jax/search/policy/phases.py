@@ -24,7 +24,7 @@ import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS, canonical_json
 from vmle_jax.memory.records import RuleKey, direction_of
-from vmle_jax.memory.summaries import NEAR, expected_gain, is_near
+from vmle_jax.memory.summaries import expected_gain, transfer_reason
 from vmle_jax.search.cost import Price, relative_cost
 from vmle_jax.search.curves import Diagnosis, diagnose
 from vmle_jax.search.policy import dims, text
@@ -60,7 +60,7 @@ class Planning:
   priors: dict[str, Prior]
   plan: BatchPlan
   rules: list[dict]  # the memory's rules to apply, the move that paid most first
-  far_rules: list[dict]  # rules learned only on data far from this one: set aside
+  set_aside: list[dict]  # rules not applied here, each with why ("set_aside")
   batches_after: int  # batches left after this one
   evidence: dict[RuleKey, MoveEvidence]
   diagnosis: Diagnosis | None  # the best trial's curve
@@ -72,16 +72,17 @@ class Planning:
     priors = playbook(ctx.stats, space, ctx.max_epochs, cfg.playbook)
     base = dict(best["config"]) if best else space.default_config().to_dict()
     left = int(n if ctx.budget.trials_left is None else ctx.budget.trials_left)
-    rules, far = memory_rules(ctx)
+    evidence = study_evidence(list(ctx.trials), cfg.min_gain)
+    rules, set_aside = memory_rules(ctx, evidence)
     return cls(
         ctx,
         cfg,
         priors,
         BatchPlan(space, base, set(ctx.done)),
         rules,
-        far,
+        set_aside,
         batches_after=math.ceil(left / n) - 1,
-        evidence=study_evidence(list(ctx.trials), cfg.min_gain),
+        evidence=evidence,
         diagnosis=diagnose(best, ctx.max_epochs) if best else None,
     )
 
@@ -100,11 +101,15 @@ class Planning:
     return self.ctx.budget.price
 
 
-def memory_rules(ctx: PlannerContext) -> tuple[list[dict], list[dict]]:
-  """(rules to apply, rules set aside): summary rules, then other studies' insights, with
-  more support than contradiction; those learned only on data far from this one (distance
-  in statistics above NEAR) are set aside, as an engineer would not carry a lesson from
-  short sparse sequences to long dense ones."""
+def memory_rules(
+    ctx: PlannerContext, evidence: dict[RuleKey, MoveEvidence]
+) -> tuple[list[dict], list[dict]]:
+  """(rules to apply, rules set aside, each with why in "set_aside"): summary rules, then
+  other studies' insights, with more support than contradiction. Set aside: a lesson learned
+  only on data far from this one (distance in statistics above NEAR), as an engineer would
+  not carry a lesson from short sparse sequences to long dense ones; one learned under
+  another epoch cap (summaries.outside_conditions); and one this study's own trials have
+  contradicted (`contradicted_here`), from the batch after they did."""
   rules = [
       r
       for r in (ctx.summary or {}).get("rules", [])
@@ -116,10 +121,61 @@ def memory_rules(ctx: PlannerContext) -> tuple[list[dict], list[dict]]:
     if len(ins.get("support", [])) > len(ins.get("contradict", [])):
       rules.append(ins)
   rules.sort(key=lambda r: (-expected_gain(r), -float(r.get("confidence", 0.0))))
-  return (
-      [r for r in rules if is_near(r.get("distance"))],
-      [r for r in rules if not is_near(r.get("distance"))],
-  )
+  apply, set_aside = [], []
+  for r in rules:
+    why = set_aside_reason(ctx, r, evidence)
+    if why is None:
+      apply.append(r)
+    else:
+      set_aside.append({**r, "set_aside": why})
+  return apply, set_aside
+
+
+def set_aside_reason(
+    ctx: PlannerContext, rule: dict, evidence: dict[RuleKey, MoveEvidence]
+) -> str | None:
+  """Why a memory rule is not applied to this study (None: it is)."""
+  carried = transfer_reason(rule)
+  if carried:
+    return carried
+  against = contradicted_here(ctx, RuleKey.of(rule["key"]), evidence)
+  if against:
+    listed = ", ".join(f"#{n}" for n in against)
+    return f"this study's trials {listed} contradict it"
+  return None
+
+
+def contradicted_here(
+    ctx: PlannerContext, key: RuleKey, evidence: dict[RuleKey, MoveEvidence]
+) -> list[int]:
+  """The trials of this study that contradict a rule's move: the move itself tested here
+  without paying more often than it paid, or its opposite tested here and paying."""
+  move = key.move
+  if move.direction == "set" and move.dimension in ctx.space.dims:
+    move = RuleKey(move.dimension, "set", typed_value(ctx.space.dims[move.dimension], move.value))
+  own = evidence.get(move)
+  if own is not None and own.failed and own.contradict:
+    return list(own.contradict)
+  if move.direction in ("up", "down"):
+    opposite = evidence.get(RuleKey(move.dimension, "down" if move.direction == "up" else "up"))
+    if opposite is not None and opposite.paid:
+      return list(opposite.support)
+  return []
+
+
+def rules_set_aside_by(ctx: PlannerContext, batch: set[int], min_gain: float) -> dict[int, list]:
+  """Trial number -> the memory rules (text) that this batch's trials `batch` contradict,
+  among those applied before it: set aside from the next batch on (`set_aside_reason`),
+  which the reflection of each contradicting trial says."""
+  earlier = [t for t in ctx.trials if t["number"] not in batch]
+  applied, _ = memory_rules(ctx, study_evidence(earlier, min_gain))
+  now = study_evidence(list(ctx.trials), min_gain)
+  out: dict[int, list] = {}
+  for rule in applied:
+    for n in contradicted_here(ctx, RuleKey.of(rule["key"]), now):
+      if n in batch:
+        out.setdefault(n, []).append(rule["rule"])
+  return out
 
 
 def static_key(space, values: dict) -> str:
@@ -163,8 +219,7 @@ def first_structure(pl: Planning) -> Candidate:
       "playbook",
       settled=settled,
       applied=applied,
-      far=[(r["rule"], r["distance"]) for r in pl.far_rules],
-      near=NEAR,
+      set_aside=[(r["rule"], r["set_aside"]) for r in pl.set_aside],
   )
   kind = "transfer" if applied else "playbook"
   return Candidate(values, kind, changed[0] if changed else None, (why,))

@@ -55,10 +55,8 @@ def _playbook(f: dict) -> str:
     out += "; with the memory's rules applied on top: " + "; ".join(
         f"{d}={v!r} ({why})" for d, v, why in f["applied"]
     )
-  if f["far"]:
-    out += "; set aside, learned on data far from this one: " + "; ".join(
-        f"{rule} (distance {distance:.1f} > {f['near']})" for rule, distance in f["far"]
-    )
+  if f["set_aside"]:
+    out += "; set aside: " + "; ".join(f"{rule} ({why})" for rule, why in f["set_aside"])
   return out
 
 
@@ -250,6 +248,14 @@ def reflection(
         f"({gain or 0.0:+.1%}), {verdict}."
     )
   return text + (f" Curve: {curve}." if curve else "")
+
+
+def set_aside_note(rules: Sequence[str]) -> str:
+  """What a reflection adds when its trial contradicts memory rules the study applied."""
+  if not rules:
+    return ""
+  listed = "; ".join(f"'{r}'" for r in rules)
+  return f" It contradicts the memory's rule {listed}: set aside from the next batch on."
 
 
 def rule_sentence(

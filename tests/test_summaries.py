@@ -1,0 +1,199 @@
+"""Cognition summaries: evidence from every study, conditions, dropped rules, set-asides."""
+
+import json
+
+import pytest
+
+from vmle_jax.config import TrialConfig
+from vmle_jax.memory import summaries
+from vmle_jax.memory.marginals import study_marginals
+from vmle_jax.memory.records import RuleKey, Trial
+from vmle_jax.memory.store import Store
+from vmle_jax.search.agent import AgentStrategy
+from vmle_jax.search.planners import HeuristicPlanner
+from vmle_jax.search.policy.evidence import MoveEvidence
+from vmle_jax.search.policy.phases import memory_rules
+from vmle_jax.search.policy.state import PlannerContext
+from vmle_jax.search.space import SearchSpace
+from vmle_jax.search.strategies import make_strategy
+
+from policy_runner import fake_study
+
+TINY = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, num_negatives=32)
+
+
+def _space():
+  return SearchSpace.for_backbone("sasrec", base=TINY, only=["lr", "dropout", "weight_decay"])
+
+
+def more_dropout_is_better(cfg: TrialConfig) -> float:
+  return 0.05 + 0.1 * cfg.dropout
+
+
+def less_dropout_is_better(cfg: TrialConfig) -> float:
+  return 0.15 - 0.1 * cfg.dropout
+
+
+def _trial(number: int, value: float, **config) -> Trial:
+  return Trial(
+      id=number,
+      study_id=1,
+      number=number,
+      config=config,
+      signature="",
+      status="finished",
+      valid={"NDCG@10": value},
+  )
+
+
+def test_a_baseline_studys_best_quarter_is_read_as_a_move_from_the_start():
+  # The best trials have the high dropouts, whatever their lr: "raise dropout" from 0.2.
+  trials = [
+      _trial(i, 0.01 * d, dropout=d / 10, lr=1e-3 * (1 + i % 2)) for i, d in enumerate(range(1, 9))
+  ]
+  found = {f["key"]: f for f in study_marginals(trials, {"dropout": 0.2, "lr": 1.5e-3})}
+  raise_dropout = found[RuleKey("dropout", "up")]
+  assert raise_dropout["opposite"] == RuleKey("dropout", "down") and raise_dropout["gain"] > 0
+  assert RuleKey("lr", "up") not in found and RuleKey("lr", "down") not in found
+  # A best quarter on one side whose side does worse at the median says nothing.
+  confounded = [
+      _trial(i, v, lr=lr)
+      for i, (v, lr) in enumerate([(0.9, 1.0), (0.8, 1.0)] + [(0.5, 2.0)] * 3 + [(0.1, 1.0)] * 3)
+  ]
+  assert study_marginals(confounded, {"lr": 1.5}) == []
+  # Too few trials to split into a best quarter and a rest: no finding.
+  assert study_marginals(trials[:5], {"dropout": 0.2}) == []
+
+
+def test_a_tpe_study_contributes_evidence_to_the_summary(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+
+  def random_study(seed):
+    name = f"rand-{seed}"
+    fake_study(
+        make_strategy("random", _space(), seed=seed),
+        _space(),
+        store,
+        name=name,
+        trials=12,
+        objective=more_dropout_is_better,
+    )
+    store.set_study_status(store.study(name)["id"], "finished")
+
+  def dropout_rules(version):
+    summary = store.summary("sasrec", version)
+    kept = [r for r in summary["rules"] if r["key"]["dimension"] == "dropout"]
+    dropped = summary["provenance"]["dropped"]
+    return kept, [r for r in dropped if r["key"]["dimension"] == "dropout"], summary
+
+  random_study(0)
+  kept, dropped, _ = dropout_rules(summaries.distill(store, "sasrec"))
+  # One study is one test: an anecdote, dropped with its reason.
+  assert kept == [] and dropped[0]["dropped"] == "one test only: 1 for, none against"
+  random_study(1)
+  kept, _, summary = dropout_rules(summaries.distill(store, "sasrec"))
+  rule = kept[0]
+  assert rule["key"]["direction"] == "up" and rule["basis"] == ["marginal"]
+  assert rule["studies"] == ["rand-0", "rand-1"] and rule["gain"] > 0
+  # The rule says under what it was learned: the data's statistics and the budget.
+  assert rule["conditions"]["max_epochs"] == [3, 3]
+  assert rule["conditions"]["budgets"] == ["trials"]
+  assert rule["conditions"]["stats"]["items"][0] > 0
+  assert [s["study"] for s in summary["provenance"]["sources"]] == ["rand-0", "rand-1"]
+
+
+def test_rules_the_evidence_does_not_carry_are_dropped_with_their_reason():
+  def insight(dim, direction, support, contradict):
+    return {
+        "key": {"dimension": dim, "direction": direction, "value": None},
+        "rule": f"{direction} {dim}",
+        "support": support,
+        "contradict": contradict,
+        "dataset": "x",
+    }
+
+  gains = {1: 0.2, 2: 0.1, 3: -0.1, 4: -0.2, 5: 0.05, 6: -0.3, 7: 0.01, 8: 0.3}
+  kept, dropped = summaries.merge_rules(
+      [
+          insight("dropout", "up", [1, 2], []),
+          insight("dropout", "down", [5, 7], []),  # its opposite has more evidence
+          insight("hidden", "up", [8], []),  # one test only
+          insight("lr", "up", [3], [4, 6]),  # contradicted
+      ],
+      [],
+      gains,
+  )
+  assert [r["key"]["dimension"] + r["key"]["direction"] for r in kept] == ["dropoutup"]
+  reasons = {r["key"]["dimension"] + r["key"]["direction"]: r["dropped"] for r in dropped}
+  assert reasons["lrup"].startswith("contradicted: 1 test(s) for, 2 against")
+  assert reasons["dropoutdown"].startswith("its opposite has more evidence")
+  assert reasons["hiddenup"] == "one test only: 1 for, none against"
+
+
+def test_a_rule_learned_under_another_epoch_cap_is_set_aside():
+  rule = {"conditions": {"max_epochs": [100, 200]}}
+  assert summaries.outside_conditions(rule, 150) is None
+  assert summaries.outside_conditions(rule, 60) is None  # within a factor 2
+  assert "epoch caps 100-200" in summaries.outside_conditions(rule, 5)
+  assert summaries.outside_conditions({}, 5) is None  # a v1 rule has no conditions
+
+
+RAISE_DROPOUT = {
+    "rule": "raise dropout: improved 5 of 5 tests",
+    "key": {"dimension": "dropout", "direction": "up", "value": None},
+    "support": 5,
+    "contradict": 0,
+    "confidence": 0.86,
+    "gain": 0.2,
+    "datasets": ["beauty"],
+}
+
+
+def test_a_rule_this_studys_trials_contradict_is_set_aside():
+  ctx = PlannerContext(space=_space(), dataset="y", stats={}, summary={"rules": [RAISE_DROPOUT]})
+  apply, aside = memory_rules(ctx, {})
+  assert [r["rule"] for r in apply] == [RAISE_DROPOUT["rule"]] and aside == []
+  # Lowering dropout paid here (trial 3): the rule is contradicted, and set aside.
+  paid = MoveEvidence(0.1, trials=[3], support=[3], gains=[0.1])
+  apply, aside = memory_rules(ctx, {RuleKey("dropout", "down"): paid})
+  assert apply == [] and aside[0]["set_aside"] == "this study's trials #3 contradict it"
+  # Raising it tested here without paying: the same.
+  failed = MoveEvidence(0.5, trials=[4, 5], contradict=[4, 5], gains=[-0.1, -0.2])
+  _, aside = memory_rules(ctx, {RuleKey("dropout", "up"): failed})
+  assert aside[0]["set_aside"] == "this study's trials #4, #5 contradict it"
+
+
+def test_the_agent_sets_aside_a_rule_its_trials_contradict_from_the_next_batch(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  space = _space()
+  logs = []
+  agent = AgentStrategy(
+      HeuristicPlanner(),
+      space,
+      log=logs.append,
+      recall="study",
+      summary={"rules": [RAISE_DROPOUT]},
+  )
+  trials = fake_study(agent, space, store, name="a", trials=12, objective=less_dropout_is_better)
+  first = min(trials, key=lambda t: t.number)
+  assert first.proposal["kind"] == "transfer"  # the rule applied on the playbook
+  noted = [t for t in trials if "set aside from the next batch on" in (t.reflection or "")]
+  assert noted, [t.reflection for t in trials]
+  assert any("memory rule set aside" in line for line in logs)
+  # Later batches no longer apply it: their hypotheses say it is set aside.
+  later = [t for t in trials if t.batch > noted[0].batch]
+  assert later and all("memory: raise dropout" not in json.dumps(t.proposal) for t in later)
+
+
+def test_a_summary_for_another_backbone_or_a_newer_format_is_refused_in_one_line(tmp_path):
+  path = tmp_path / "s.json"
+  doc = {"format": summaries.FORMAT, "backbone": "hstu", "rules": [], "version": 1}
+  path.write_text(json.dumps(doc))
+  read = summaries.read_summary(str(path))
+  with pytest.raises(ValueError) as e:
+    summaries.check_backbone(read, "sasrec", str(path))
+  assert "is for backbone 'hstu', this study tunes 'sasrec'" in str(e.value)
+  assert "\n" not in str(e.value)
+  path.write_text(json.dumps({**doc, "format": "vmle-jax cognition summary v9"}))
+  with pytest.raises(ValueError, match="not one this vmle-jax reads"):
+    summaries.read_summary(str(path))
