@@ -132,6 +132,24 @@ def copy_reused(store, reuse_path: str | None, study_name: str, log) -> bool:
   return True
 
 
+def share_machine_price(store, reuse_path: str | None, log) -> None:
+  """This machine's probed price from the experiment memory, so a transfer arm prices its
+  first batch as the copied arms did, without a probe charged to its minutes alone."""
+  from vmle_jax.search.probe import machine_identity
+
+  if reuse_path is None:
+    return
+  machine, device = machine_identity()
+  with _published(reuse_path) as reuse:
+    for dtype in ("float32", "bfloat16"):
+      row = reuse.machine_price(machine, device, dtype)
+      if row is not None and store.machine_price(machine, device, dtype) is None:
+        store.put_machine_price(
+            machine, device, dtype, row["price"], row["probe"], row["probe_seconds"]
+        )
+        log(f"price of {machine} ({dtype}) taken from {reuse_path}")
+
+
 def seed_table(runs: list, minutes: float, target_fraction: float) -> list[dict]:
   """Per seed and arm: the best at the budget, minutes to the agent-alone's final best and to
   `target_fraction` of the seed's best over the arms (None: not reached)."""

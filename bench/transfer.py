@@ -386,6 +386,7 @@ def main_minutes():
   store.start_trial_ids_after(tm.TRIAL_ID_BASE)
   reuse = FLAGS.reuse_from or os.path.join("runs", "experiment-cpu-minutes", "experiment.sqlite")
   reuse = reuse if os.path.exists(reuse) else None
+  tm.share_machine_price(store, reuse, print)
   log_path = os.path.join(workdir, "log.txt")
   t0 = time.time()
   deadline = t0 + 60 * FLAGS.time_limit_minutes if FLAGS.time_limit_minutes else None

@@ -14,6 +14,8 @@ import dataclasses
 import math
 from typing import Callable
 
+import numpy as np
+
 from vmle_jax.config import Schedule, TrialConfig
 from vmle_jax.data import make_synthetic
 from vmle_jax.engine.lanes import BucketResult, LaneResult
@@ -66,6 +68,26 @@ class FakeEngine:
           )
       )
     return BucketResult(configs[0], lanes, None, 0.01, 10, 0.0)
+
+  def lane_params(self, result: BucketResult, lane: int) -> dict:
+    """A stand-in for a lane's trained parameters (what a study saves for its best)."""
+    del result
+    return {"lane": np.full((1,), lane, np.float32)}
+
+  # What a study's test evaluation of its best saved lane calls (study._test_metrics): the
+  # lanes are "sharded" as they are, and every test user ranks its item first.
+  def padded_lanes(self, n: int) -> int:
+    return n
+
+  def shard_lanes(self, tree):
+    return tree
+
+  def lane_ranks(self, signature, params, split: str) -> np.ndarray:
+    del signature, params, split
+    return np.ones((1, 10), np.int32)
+
+  def forget_programs(self) -> None:
+    """Nothing compiled, nothing to forget (a comparison asks before each study)."""
 
   def evaluate(self, result: BucketResult, split: str) -> list[dict]:
     del split

@@ -4,12 +4,14 @@ import json
 
 import pytest
 
-from vmle_jax.config import TrialConfig
+from vmle_jax.config import Schedule, TrialConfig
+from vmle_jax.data import make_synthetic
 from vmle_jax.memory import summaries
 from vmle_jax.memory.marginals import study_marginals
 from vmle_jax.memory.records import RuleKey, Trial
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy
+from vmle_jax.search.comparison import group_name, run_comparison
 from vmle_jax.search.planners import HeuristicPlanner
 from vmle_jax.search.policy.evidence import MoveEvidence
 from vmle_jax.search.policy.phases import memory_rules
@@ -17,7 +19,7 @@ from vmle_jax.search.policy.state import PlannerContext
 from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import make_strategy
 
-from policy_runner import fake_study
+from policy_runner import FakeEngine, fake_study
 
 TINY = TrialConfig(hidden=16, blocks=1, heads=1, max_len=12, num_negatives=32)
 
@@ -197,3 +199,31 @@ def test_a_summary_for_another_backbone_or_a_newer_format_is_refused_in_one_line
   path.write_text(json.dumps({**doc, "format": "vmle-jax cognition summary v9"}))
   with pytest.raises(ValueError, match="not one this vmle-jax reads"):
     summaries.read_summary(str(path))
+
+
+def test_a_comparison_gives_the_summary_to_agent_summary_only(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  data = make_synthetic(num_users=200, num_items=60, seed=3)
+  schedule = Schedule(max_epochs=3, patience=3)
+  run_comparison(
+      data,
+      TINY,
+      store,
+      FakeEngine(schedule),
+      4,
+      schedule,
+      str(tmp_path),
+      4,
+      seeds=(0,),
+      strategies=("agent", "agent-summary"),
+      summary={"rules": [RAISE_DROPOUT]},
+      dims=["lr", "dropout", "weight_decay"],
+      log=lambda s: None,
+  )
+  group = group_name(data, TINY)
+
+  def first_kind(strategy):
+    trials = store.finished_trials(store.study(f"cmp-{group}-{strategy}-s0")["id"])
+    return min(trials, key=lambda t: t.number).proposal["kind"]
+
+  assert first_kind("agent-summary") == "transfer" and first_kind("agent") == "playbook"

@@ -9,7 +9,8 @@ second batch on. Studies are named
 `<dataset>-<backbone>` in their settings, which is what the report reads.
 Finished studies are skipped and unfinished ones resumed, so a comparison
 can run in pieces. The agent recalls only its own study (no memory of the
-other seeds) unless it is given a summary.
+other seeds) unless it is given a summary; when `agent-summary` is compared,
+only it gets the summary and the plain agent runs without.
 """
 
 from __future__ import annotations
@@ -105,7 +106,11 @@ def run_comparison(
             model=model,
             planner_options=planner_options,
             planner_budget_s=planner_budget_s,
-            summary=summary,
+            # Beside agent-summary, the plain agent (and its seeded control) start without it:
+            # the comparison is of the summary.
+            summary=summary
+            if name == "agent-summary" or "agent-summary" not in strategies
+            else None,
             recall="study",
             log=log,
         ),
