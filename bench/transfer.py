@@ -518,4 +518,4 @@ def _mean_text(values) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _common.run(main)

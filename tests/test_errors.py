@@ -189,6 +189,38 @@ def test_the_experiment_refuses_bad_flags_in_one_line_and_writes_nothing(
   assert not (tmp_path / "ex").exists() and not (tmp_path / "runs").exists()
 
 
+TRANSFER = os.path.join(os.path.dirname(EXPERIMENT), "transfer.py")
+TRANSFER_CASES = [
+    (["--targets=bogus"], "--targets: bogus not among toys, sports, ml-100k"),
+    (["--arms=agent,agent"], "--arms=agent,agent: agent given twice"),
+    (["--sources_from={dir}/none.sqlite"], "--sources_from: no memory at"),
+    (["--seeds="], "--seeds is empty"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", TRANSFER_CASES, ids=[c[0][0] for c in TRANSFER_CASES])
+def test_the_transfer_at_equal_minutes_refuses_bad_flags_in_one_line(
+    files, tmp_path, args, fragment
+):
+  out = subprocess.run(
+      [
+          sys.executable,
+          TRANSFER,
+          "--budget=minutes",
+          f"--workdir={tmp_path / 'tr'}",
+          *[a.format(**files) for a in args],
+      ],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  lines = [l for l in out.stderr.splitlines() if l.strip()]
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+  assert not (tmp_path / "tr").exists() and not (tmp_path / "runs").exists()
+
+
 def test_bom_and_sparse_ids_are_read(tmp_path):
   """A UTF-8 byte-order mark is not part of the first id; sparse ids are re-indexed."""
   data = load_s3rec(_s3rec(tmp_path / "bom.txt", bom=True))

@@ -227,3 +227,21 @@ def test_a_comparison_gives_the_summary_to_agent_summary_only(tmp_path):
     return min(trials, key=lambda t: t.number).proposal["kind"]
 
   assert first_kind("agent-summary") == "transfer" and first_kind("agent") == "playbook"
+
+
+def test_a_transferred_start_has_the_playbooks_own_beside_it():
+  """The summary's rules were learned elsewhere: the first batch keeps the playbook's own
+  configuration as a lane, so the summary can add to the start but not take it away."""
+  ctx = PlannerContext(
+      space=_space(), dataset="y", stats={"density": 0.5}, summary={"rules": [RAISE_DROPOUT]}
+  )
+  first = HeuristicPlanner().candidates(ctx, 4)
+  assert first[0].kind == "transfer"
+  own = [c for c in first if c.reasons and c.reasons[0].code == "own_start"]
+  assert len(own) == 1 and own[0].kind == "playbook"
+  assert own[0].values["dropout"] < first[0].values["dropout"]
+  # Without a summary the first batch is as it always was: no such lane.
+  plain = HeuristicPlanner().candidates(
+      PlannerContext(space=_space(), dataset="y", stats={"density": 0.5}), 4
+  )
+  assert not [c for c in plain if c.reasons and c.reasons[0].code == "own_start"]

@@ -225,6 +225,23 @@ def first_structure(pl: Planning) -> Candidate:
   return Candidate(values, kind, changed[0] if changed else None, (why,))
 
 
+def own_start(pl: Planning, transferred: Candidate) -> Candidate | None:
+  """The playbook's own configuration beside a first structure the memory's rules moved
+  (None when they moved nothing): the rules were learned on other data, and this lane tells
+  within one batch whether they carry here, so a summary can add to the playbook's start
+  but not take it away (where the rules moved rates only, it shares the transferred
+  lane's bucket)."""
+  if transferred.kind != "transfer":
+    return None
+  plain = first_structure(dataclasses.replace(pl, rules=[], set_aside=[]))
+  return Candidate(
+      plain.values,
+      "playbook",
+      plain.dimension,
+      (reason("own_start", rules=len(pl.rules)),),
+  )
+
+
 def neighbour(cfg: PolicyConfig, dim, value, direction: str):
   """The value one step `direction` from `value` (None at a bound or off the dimension)."""
   if isinstance(dim, Choice):

@@ -114,11 +114,15 @@ class HeuristicPlanner:
     max_first_structures structures (phases.spread), so the one round the study may get
     compares structures, not rates of one."""
     first = phases.first_structure(pl)
+    own = phases.own_start(pl, first) if n >= 2 else None  # beside a transferred start
+    hedge = [own] if own is not None else []
     scout = phases.scout(pl, first.values) if n >= 2 else None  # a lane for each structure
     rounds = phases.rounds(pl, first.values, n)
     few = rounds is not None and rounds < self.config.few_rounds and n >= 3
     others = phases.spread(pl, first.values, scout) if few else [scout] * (scout is not None)
-    others = others[: max(0, min(n - 2, self.config.max_first_structures - 1))] if few else others
+    if few:
+      others = others[: max(0, min(n - 2, self.config.max_first_structures - 1) - len(hedge))]
+    others = hedge + others
     if few and others:
       first = first.annotated(
           reason(
@@ -130,7 +134,7 @@ class HeuristicPlanner:
               source=pl.ctx.budget.price_source or "estimated",
           )
       )
-    return [(first.values, first)] + [(c.values, c) for c in others]
+    return ([(first.values, first)] + [(c.values, c) for c in others])[:n]
 
   def _later_structures(self, pl: phases.Planning, sizes: list[int], refine: bool) -> tuple:
     """(anchors, note): the structures of a later batch, the best's filling what is left,

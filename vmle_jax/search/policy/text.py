@@ -13,6 +13,7 @@ from typing import Sequence
 EXPECTED = {
     "playbook": "a strong first configuration: priors from the data's statistics",
     "scout": "within a few percent of the playbook's structure at a fraction of the cost",
+    "own_start": "the yardstick the transferred start is judged by",
     "spread": "capacity bought back at a fraction of the playbook's cost",
     "fits_left": "a result within the budget instead of none",
     "combine": "the gains add up",
@@ -27,6 +28,7 @@ EXPECTED = {
 RISK = {
     "playbook": "a prior may not suit this data; the next batches test them",
     "scout": "too small a model for this data; the playbook's structure beside it says so",
+    "own_start": "a lane the transferred start may not need; it costs one structure's bucket",
     "spread": "the cheaper objective or the extra block may not pay; the other structures say so",
     "fits_left": "the cheaper structure ranks below the best; the best stands",
     "combine": "the two changes may not compose",
@@ -132,6 +134,11 @@ def _retry_failed(f: dict) -> str:
 
 MAIN = {
     "playbook": _playbook,
+    "own_start": lambda f: (
+        f"the playbook's own configuration beside the start the memory's {f['rules']} rule(s) "
+        "moved: they were learned on other data, and this lane says within one batch whether "
+        "they carry here"
+    ),
     "scout": _scout,
     "spread": _spread,
     "fits_left": _fits_left,
