@@ -115,6 +115,19 @@ def preset_and_mesh(name: str | None):
     fail(f"--preset: {e}")
 
 
+def writable_copy(path: str, dest: str) -> str:
+  """A scratch copy of a memory at `dest` (a committed .gz unpacked; a live file snapshotted,
+  consistent even while another process writes it); returns `dest`."""
+  from vmle_jax.memory.store import snapshot
+
+  if path.endswith(".gz"):
+    with gzip.open(path) as src, open(dest, "wb") as out:
+      shutil.copyfileobj(src, out)
+  else:
+    snapshot(path, dest)
+  return dest
+
+
 @contextlib.contextmanager
 def published_state(path: str):
   """A Store on an experiment's state for reading: a `.gz` is unpacked to a temporary copy
@@ -123,10 +136,7 @@ def published_state(path: str):
 
   with tempfile.TemporaryDirectory() as tmp:
     if path.endswith(".gz"):
-      plain = os.path.join(tmp, "state.sqlite")
-      with gzip.open(path) as src, open(plain, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-      store = Store(plain)
+      store = Store(writable_copy(path, os.path.join(tmp, "state.sqlite")))
     else:
       store = Store(path, readonly=True)
     try:

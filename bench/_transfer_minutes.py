@@ -22,11 +22,11 @@ best, the rules the summary applied or set aside, and the curves.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 
+import _common
 from _groups import EQUAL_MINUTES
 
 # Target -> the shared data sets its summary is learned on (every other one).
@@ -49,18 +49,6 @@ def group_of(target: str):
   )
 
 
-def writable_copy(path: str, dest: str) -> str:
-  """A scratch copy of a memory (a committed .gz is unpacked; a live file is snapshotted)."""
-  from vmle_jax.memory.store import snapshot
-
-  if path.endswith(".gz"):
-    with gzip.open(path) as src, open(dest, "wb") as out:
-      shutil.copyfileobj(src, out)
-  else:
-    snapshot(path, dest)
-  return dest
-
-
 def distill_left_out(
     sources_from: list[str], datasets: tuple, space, scratch: str, out_path: str, log
 ) -> dict:
@@ -74,7 +62,7 @@ def distill_left_out(
   os.makedirs(scratch, exist_ok=True)
   docs = []
   for i, memory in enumerate(sources_from):
-    store = Store(writable_copy(memory, os.path.join(scratch, f"source-{i}.sqlite")))
+    store = Store(_common.writable_copy(memory, os.path.join(scratch, f"source-{i}.sqlite")))
     store.drop_summaries()
     summaries.distill(store, "sasrec", start_of=playbook_start(space), datasets=datasets)
     path, _ = summaries.export_summary(store, "sasrec", os.path.join(scratch, f"{i}.json"))
@@ -112,8 +100,6 @@ def source_bests(sources_from: list[str], datasets: tuple) -> list[dict]:
 
 
 def _published(path: str):
-  import _common
-
   return _common.published_state(path)
 
 
@@ -151,7 +137,8 @@ def share_machine_price(store, reuse_path: str | None, log) -> None:
 
 
 def seed_table(runs: list, minutes: float, target_fraction: float) -> list[dict]:
-  """Per seed and arm: the best at the budget, minutes to the agent-alone's final best and to
+  """Per seed and arm: the best of its first batch (where a transferred start shows its
+  effect), the best at the budget, minutes to the agent-alone's final best and to
   `target_fraction` of the seed's best over the arms (None: not reached)."""
   rows = []
   for seed in sorted({r.seed for r in runs}):
@@ -166,10 +153,12 @@ def seed_table(runs: list, minutes: float, target_fraction: float) -> list[dict]
       to = lambda value: (  # noqa: E731
           None if value is None else _minutes(r.seconds_to(value), minutes)
       )
+      first = [v for v, b in zip(r.values, r.batches) if b == 1 and v is not None]
       rows.append(
           {
               "seed": seed,
               "arm": arm,
+              "first_batch": max(first, default=None),
               "best": best[arm],
               "to_agent_best": to(alone),
               "to_98": to(None if top is None else target_fraction * top),
@@ -212,13 +201,14 @@ def markdown(target: str, sources: tuple, g, rows: list[dict], rules, summary_pa
       f"(and .md). Minutes to a value count at the trial's batch end; '-' is not reached "
       "within the budget.",
       "",
-      "| seed | arm | best val NDCG@10 at the budget | min to agent-alone's best | "
-      "min to 98% of the seed's best |",
-      "|---|---|---|---|---|",
+      "| seed | arm | best of the first batch | best val NDCG@10 at the budget | "
+      "min to agent-alone's best | min to 98% of the seed's best |",
+      "|---|---|---|---|---|---|",
   ]
   for r in rows:
     lines.append(
-        f"| {r['seed']} | {r['arm']} | {fmt(r['best'], '.4f')} | "
+        f"| {r['seed']} | {r['arm']} | {fmt(r['first_batch'], '.4f')} | "
+        f"{fmt(r['best'], '.4f')} | "
         f"{fmt(r['to_agent_best'], '.1f')} | {fmt(r['to_98'], '.1f')} |"
     )
   applied, later = rules

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import gzip
 import os
-import shutil
 import sys
 import tempfile
 
@@ -67,19 +65,12 @@ def state_files() -> list[str]:
 def readable(path: str):
   """A plain SQLite path for `path`: itself when studies may be cut, else a temporary copy
   (a .gz unpacked), so a dry run never touches the state, not even to migrate its schema."""
-  from vmle_jax.memory.store import snapshot
 
   if not FLAGS.dry_run:
     yield path
     return
   with tempfile.TemporaryDirectory() as tmp:
-    plain = os.path.join(tmp, "state.sqlite")
-    if path.endswith(".gz"):
-      with gzip.open(path) as src, open(plain, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    else:
-      snapshot(path, plain)
-    yield plain
+    yield _common.writable_copy(path, os.path.join(tmp, "state.sqlite"))
 
 
 def agent_studies(path: str, seeds: set[int]) -> tuple[list[dict], dict[int, str], set[str]]:

@@ -412,10 +412,10 @@ def main_minutes():
     sources_path = os.path.join(workdir, f"{t}-warm-start.json")
     if not os.path.exists(summary_path) and not FLAGS.report_only:
       log(f"{t}: summary from {', '.join(sources)}:")
-      tm.distill_left_out(
+      tm.write_sources(sources_path, tm.source_bests(FLAGS.sources_from, sources))
+      tm.distill_left_out(  # written last: its file is what says both are there
           FLAGS.sources_from, sources, space, os.path.join(workdir, "scratch"), summary_path, log
       )
-      tm.write_sources(sources_path, tm.source_bests(FLAGS.sources_from, sources))
     group = group_name(data[t], base)
     for arm in tm.REUSED:
       for seed in seeds:

@@ -165,19 +165,10 @@ EXPERIMENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,fragment", EXPERIMENT_CASES, ids=[c[0][0] for c in EXPERIMENT_CASES])
-def test_the_experiment_refuses_bad_flags_in_one_line_and_writes_nothing(
-    files, tmp_path, args, fragment
-):
-  """bench/experiment.py: a missing data directory or a bad list is one line, exit 2, before
-  any state file or work directory exists."""
+def _bench_refuses(script: str, args: list[str], workdir, tmp_path, fragment: str) -> None:
+  """A bench script's bad flag: one line, exit 2, and no work directory or state left."""
   out = subprocess.run(
-      [
-          sys.executable,
-          EXPERIMENT,
-          f"--workdir={tmp_path / 'ex'}",
-          *[a.format(**files) for a in args],
-      ],
+      [sys.executable, script, f"--workdir={workdir}", *args],
       cwd=tmp_path,
       capture_output=True,
       text=True,
@@ -186,7 +177,17 @@ def test_the_experiment_refuses_bad_flags_in_one_line_and_writes_nothing(
   lines = [l for l in out.stderr.splitlines() if l.strip()]
   assert out.returncode == 2, out.stderr[-2000:]
   assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
-  assert not (tmp_path / "ex").exists() and not (tmp_path / "runs").exists()
+  assert not workdir.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args,fragment", EXPERIMENT_CASES, ids=[c[0][0] for c in EXPERIMENT_CASES])
+def test_the_experiment_refuses_bad_flags_in_one_line_and_writes_nothing(
+    files, tmp_path, args, fragment
+):
+  """bench/experiment.py: a missing data directory or a bad list is one line, exit 2, before
+  any state file or work directory exists."""
+  args = [a.format(**files) for a in args]
+  _bench_refuses(EXPERIMENT, args, tmp_path / "ex", tmp_path, fragment)
 
 
 TRANSFER = os.path.join(os.path.dirname(EXPERIMENT), "transfer.py")
@@ -202,23 +203,8 @@ TRANSFER_CASES = [
 def test_the_transfer_at_equal_minutes_refuses_bad_flags_in_one_line(
     files, tmp_path, args, fragment
 ):
-  out = subprocess.run(
-      [
-          sys.executable,
-          TRANSFER,
-          "--budget=minutes",
-          f"--workdir={tmp_path / 'tr'}",
-          *[a.format(**files) for a in args],
-      ],
-      cwd=tmp_path,
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  lines = [l for l in out.stderr.splitlines() if l.strip()]
-  assert out.returncode == 2, out.stderr[-2000:]
-  assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
-  assert not (tmp_path / "tr").exists() and not (tmp_path / "runs").exists()
+  args = ["--budget=minutes"] + [a.format(**files) for a in args]
+  _bench_refuses(TRANSFER, args, tmp_path / "tr", tmp_path, fragment)
 
 
 def test_bom_and_sparse_ids_are_read(tmp_path):
