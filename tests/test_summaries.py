@@ -245,3 +245,21 @@ def test_a_transferred_start_has_the_playbooks_own_beside_it():
       PlannerContext(space=_space(), dataset="y", stats={"density": 0.5}), 4
   )
   assert not [c for c in plain if c.reasons and c.reasons[0].code == "own_start"]
+
+
+def test_a_summary_says_which_rules_carry_to_this_data_and_which_it_sets_aside():
+  amazon = {"users": 22363, "items": 12101, "density": 0.00073, "avg_len": 8.9}
+  movielens = {"users": 943, "items": 1682, "density": 0.063, "avg_len": 106.0}
+  doc = {
+      "provenance": {"stats": {"beauty": amazon}},
+      "rules": [
+          RAISE_DROPOUT | {"conditions": {"max_epochs": [5, 5]}},
+          RAISE_DROPOUT | {"rule": "weak", "support": 1, "contradict": 1},  # not a rule
+      ],
+  }
+  apply, aside = summaries.placed_rules(doc, amazon, 8)
+  assert [r["rule"] for r in apply] == [RAISE_DROPOUT["rule"]] and aside == []
+  _, aside = summaries.placed_rules(doc, amazon, 200)  # another epoch cap
+  assert aside[0][1] == "learned at epoch caps 5, this study's cap is 200"
+  _, aside = summaries.placed_rules(doc, movielens, 5)  # far data
+  assert aside[0][1].startswith("learned on data at distance 6.")
