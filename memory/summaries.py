@@ -157,9 +157,16 @@ def _drop_reason(m: dict) -> str | None:
   return None
 
 
+def _evidence(m: dict) -> tuple:
+  """How much a rule's tests say for it: tests for minus against, then its confidence, then
+  its ranking (effects are compared last: a marginal's and a tested move's are measured
+  differently)."""
+  return (-(m["support"] - m["contradict"]), -m["confidence"], _rank(m))
+
+
 def _drop_opposites(kept: list[dict], dropped: list[dict]) -> tuple[list[dict], list[dict]]:
   """Of a rule and its opposite (raise and lower the same dimension), both kept, the one
-  with the smaller expected gain is dropped: a summary never says both."""
+  with less evidence (`_evidence`) is dropped: a summary never says both."""
   by_key = {RuleKey.of(m["key"]): m for m in kept}
   out = []
   for m in kept:
@@ -168,7 +175,7 @@ def _drop_opposites(kept: list[dict], dropped: list[dict]) -> tuple[list[dict], 
       out.append(m)
       continue
     other = by_key.get(RuleKey(k.dimension, "down" if k.direction == "up" else "up"))
-    if other is not None and _rank(other) < _rank(m):
+    if other is not None and _evidence(other) < _evidence(m):
       dropped.append({**m, "dropped": f"its opposite has more evidence: {other['rule']}"})
     else:
       out.append(m)
@@ -464,7 +471,8 @@ def to_markdown(doc: dict) -> str:
     lines += [
         f"Learned on {dataset}: {st.get('users', 0):,} users, {st.get('items', 0):,} items, "
         f"density {st.get('density', 0):.5f}, mean length {st.get('avg_len', 0):.1f} "
-        f"(rules are applied on data within distance {NEAR} of these statistics).",
+        f"(rules are applied on data within distance {NEAR} of these statistics, under an "
+        f"epoch cap within a factor {EPOCH_CAP_SPAN:g} of theirs).",
         "",
     ]
   for dataset, start in sorted(doc["provenance"].get("playbook", {}).items()):
