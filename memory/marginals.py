@@ -8,6 +8,14 @@ rest of its trials do, the study supports raising that dimension from the
 start (and contradicts lowering it); for a categorical dimension, the value
 the best quarter holds more often than the rest is the one it supports.
 
+Only rate dimensions are read this way (`DYNAMIC_FIELDS`: lr, dropout, weight
+decay, ...). A structure is worth what it reaches at a good rate, and a
+baseline draws its width and its rate independently, so its marginal of a
+structural dimension mixes the two: against the agent's tested moves on the
+same data (each structure judged at its best rate), marginals agreed on 30 of
+36 (study, rate) pairs but on 7 of 15 (study, structure) pairs, hidden 5 of
+12 (`python bench/marginals.py`, the committed experiment memories).
+
 One study is one test of a move here (an agent's trial that changed that move
 alone is one test in its insights); the effect is the relative change of the
 median validation NDCG@10 of the trials on the supported side over the
@@ -19,8 +27,11 @@ says which of its rules rest on marginals alone (`basis`).
 
 from __future__ import annotations
 
+from typing import Collection
+
 import numpy as np
 
+from vmle_jax.config import DYNAMIC_FIELDS
 from vmle_jax.memory.records import RuleKey, Trial
 
 # Fewer finished trials do not split into a best quarter and a rest worth comparing.
@@ -48,11 +59,18 @@ def _median_gain(inside: list[float], outside: list[float]) -> float | None:
   return float(np.median(inside) / np.median(outside) - 1.0)
 
 
-def study_marginals(trials: list[Trial], start: dict | None = None) -> list[dict]:
+# The dimensions a summary reads marginals of (see the module docstring).
+READ = tuple(DYNAMIC_FIELDS)
+
+
+def study_marginals(
+    trials: list[Trial], start: dict | None = None, dimensions: Collection[str] | None = READ
+) -> list[dict]:
   """One finding per dimension the study varied and whose best quarter leans to a side:
   {"key": RuleKey of the supported move, "opposite": the key it contradicts or None,
   "gain": relative effect or None, "trials": n}. `start` is the playbook's start on this
-  data (a dimension without one is read against the study's own median value)."""
+  data (a dimension without one is read against the study's own median value);
+  `dimensions` None reads every dimension (bench/marginals.py measures them all)."""
   scored = sorted((t for t in trials if t.value is not None), key=lambda t: (-t.value, t.number))
   if len(scored) < MIN_TRIALS:
     return []
@@ -60,6 +78,8 @@ def study_marginals(trials: list[Trial], start: dict | None = None) -> list[dict
   top, rest = scored[:k], scored[k:]
   out = []
   dims = sorted(set().union(*(t.config.keys() for t in scored)))
+  if dimensions is not None:
+    dims = [d for d in dims if d in dimensions]
   for dim in dims:
     values = [t.config.get(dim) for t in scored]
     if any(v is None for v in values) or len({repr(v) for v in values}) < 2:

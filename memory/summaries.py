@@ -20,7 +20,7 @@ import math
 import os
 from typing import Callable, Collection
 
-from vmle_jax.memory.marginals import study_marginals
+from vmle_jax.memory import marginals
 from vmle_jax.memory.records import RuleKey, Trial, confidence, structure_credit
 from vmle_jax.memory.records import relative_gain as gain_over_parent
 from vmle_jax.memory.store import Store
@@ -317,6 +317,7 @@ def baseline_findings(
     backbone: str,
     start_of: Callable[[dict, dict], dict] | None = None,
     datasets: Collection[str] | None = None,
+    dimensions: Collection[str] | None = marginals.READ,
 ) -> list[dict]:
   """Every finished baseline study's marginal findings (memory/marginals.py), each with its
   study id and data set (only those `datasets`, if given). `start_of(study, dataset row)`
@@ -333,7 +334,7 @@ def baseline_findings(
     if datasets is not None and ds["name"] not in datasets:
       continue
     start = start_of(study, ds) if start_of is not None else None
-    for f in study_marginals(store.finished_trials(study["id"]), start):
+    for f in marginals.study_marginals(store.finished_trials(study["id"]), start, dimensions):
       out.append({**f, "study": study["id"], "dataset": ds["name"]})
   return out
 

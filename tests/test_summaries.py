@@ -51,9 +51,14 @@ def _trial(number: int, value: float, **config) -> Trial:
 def test_a_baseline_studys_best_quarter_is_read_as_a_move_from_the_start():
   # The best trials have the high dropouts, whatever their lr: "raise dropout" from 0.2.
   trials = [
-      _trial(i, 0.01 * d, dropout=d / 10, lr=1e-3 * (1 + i % 2)) for i, d in enumerate(range(1, 9))
+      _trial(i, 0.01 * d, dropout=d / 10, lr=1e-3 * (1 + i % 2), hidden=16 * d)
+      for i, d in enumerate(range(1, 9))
   ]
-  found = {f["key"]: f for f in study_marginals(trials, {"dropout": 0.2, "lr": 1.5e-3})}
+  start = {"dropout": 0.2, "lr": 1.5e-3, "hidden": 32}
+  found = {f["key"]: f for f in study_marginals(trials, start)}
+  # A structure's marginal mixes it with the rates drawn beside it: read only on request.
+  assert RuleKey("hidden", "up") not in found
+  assert RuleKey("hidden", "up") in {f["key"] for f in study_marginals(trials, start, None)}
   raise_dropout = found[RuleKey("dropout", "up")]
   assert raise_dropout["opposite"] == RuleKey("dropout", "down") and raise_dropout["gain"] > 0
   assert RuleKey("lr", "up") not in found and RuleKey("lr", "down") not in found
