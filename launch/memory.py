@@ -104,19 +104,9 @@ def main(argv) -> None:
           f"{len(i.get('studies') or [])} studies, {i['source']})"
       )
   elif command == "summary":
-    s = store.summary(FLAGS.backbone)
-    if s is None:
+    if store.summary(FLAGS.backbone) is None:
       common.fail(f"no cognition summary for {FLAGS.backbone} in {FLAGS.db}")
-    print(
-        summaries.to_markdown(
-            {
-                "backbone": FLAGS.backbone,
-                "version": s["version"],
-                "provenance": s["provenance"],
-                "rules": s["rules"],
-            }
-        )
-    )
+    print(summaries.to_markdown(summaries.document(store, FLAGS.backbone)))
   elif command == "export":
     if not FLAGS.out:
       common.fail("export needs --out=<path>.json")

@@ -404,6 +404,11 @@ def _imported_datasets(summary: dict | None) -> set[str]:
 
 def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
   """Writes <path> (JSON) and the same path with .md; returns both paths."""
+  return write_summary(document(store, backbone), path)
+
+
+def document(store: Store, backbone: str) -> dict:
+  """The backbone's latest summary as a file holds it (format, rules, dropped, sources)."""
   summary = store.summary(backbone)
   if summary is None:
     raise ValueError(
@@ -411,7 +416,7 @@ def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
         "run a study with vmle-tune first"
     )
   prov = dict(summary["provenance"])
-  doc = {
+  return {
       "format": FORMAT,
       "backbone": backbone,
       "version": summary["version"],
@@ -420,7 +425,6 @@ def export_summary(store: Store, backbone: str, path: str) -> tuple[str, str]:
       "rules": summary["rules"],
       "dropped": prov.pop("dropped", []),
   }
-  return write_summary(doc, path)
 
 
 def write_summary(doc: dict, path: str) -> tuple[str, str]:

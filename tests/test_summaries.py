@@ -107,6 +107,9 @@ def test_a_tpe_study_contributes_evidence_to_the_summary(tmp_path):
   assert rule["conditions"]["budgets"] == ["trials"]
   assert rule["conditions"]["stats"]["items"][0] > 0
   assert [s["study"] for s in summary["provenance"]["sources"]] == ["rand-0", "rand-1"]
+  # What `vmle-memory summary` prints and `export` writes: rules, dropped rules, sources.
+  text = summaries.to_markdown(summaries.document(store, "sasrec"))
+  assert "raise dropout: improved 2 of 2 tests" in text and "| rand-1 | " in text
 
 
 def test_rules_the_evidence_does_not_carry_are_dropped_with_their_reason():
