@@ -63,7 +63,10 @@ EQUAL_MINUTES = {
         Group("sports", "sasrec", EQUAL_MINUTES_ARMS, (0, 1, 2), 5, 2, None, 4, 40.0),
         # The same data at about 5 TPE trials: one or two agent batches fit.
         Group("sports", "sasrec", EQUAL_MINUTES_ARMS, (0, 1, 2), 5, 2, None, 4, 12.0, tag="small"),
-        Group("ml-100k", "hstu", EQUAL_MINUTES_ARMS, (0, 1, 2), 8, 3, None, 4, 20.0),
+        # agent-tpe (half of each later batch from TPE) where tpe-playbook beat the agent.
+        Group(
+            "ml-100k", "hstu", EQUAL_MINUTES_ARMS + ("agent-tpe",), (0, 1, 2), 8, 3, None, 4, 20.0
+        ),
     ),
     "gpu": tuple(
         Group(d, b, AGENT_RANDOM_TPE, (0, 1, 2), 100, 10, CAP, 16, 120.0)

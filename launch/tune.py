@@ -36,6 +36,15 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("budget_tokens", None, "Stop when the planner has used this many tokens.")
 flags.DEFINE_integer("max_retries", 2, "Re-asks after a rejected planner answer.")
+flags.DEFINE_float(
+    "tpe_share",
+    0.0,
+    "Share of every batch after the first whose lanes TPE proposes from the study's trials "
+    "(0.5 with 4 lanes: two lanes, as the agent-tpe strategy of vmle-compare). In [0, 1).",
+)
+flags.register_validator(
+    "tpe_share", lambda v: 0.0 <= v < 1.0, "--tpe_share must be in [0, 1): the planner keeps a lane"
+)
 flags.DEFINE_list(
     "dims",
     None,
@@ -96,6 +105,8 @@ def main(argv) -> None:
       max_retries=FLAGS.max_retries,
       transcript=transcript,
       planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
+      tpe_share=FLAGS.tpe_share,
+      seed=FLAGS.seed,
   )
   print(
       f"study {name!r}: agent over {', '.join(space.names)}; budget "

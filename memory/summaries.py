@@ -229,20 +229,24 @@ CONDITION_STATS = ("users", "items", "density", "avg_len")
 def conditions(learned_in: list[dict]) -> dict | None:
   """The ranges a rule was learned over (`study_source` rows): the data's statistics, the
   epoch caps, the minutes a batch took and the kinds of budget; None without sources."""
-  if not learned_in:
-    return None
-
-  def span(values):
-    values = [v for v in values if v is not None]
-    return [min(values), max(values)] if values else None
-
-  out = {
-      "stats": {s: span([src["stats"].get(s) for src in learned_in]) for s in CONDITION_STATS},
-      "max_epochs": span([src["max_epochs"] for src in learned_in]),
-      "minutes_per_batch": span([src["minutes_per_batch"] for src in learned_in]),
-      "budgets": sorted({src["budget"] for src in learned_in}),
-  }
+  out = None
+  for src in learned_in:
+    out = union_conditions(out, _conditions_of(src))
   return out
+
+
+def _conditions_of(src: dict) -> dict:
+  """One source's conditions: each range a single point (None where it was not recorded)."""
+
+  def point(v):
+    return None if v is None else [v, v]
+
+  return {
+      "stats": {s: point((src.get("stats") or {}).get(s)) for s in CONDITION_STATS},
+      "max_epochs": point(src.get("max_epochs")),
+      "minutes_per_batch": point(src.get("minutes_per_batch")),
+      "budgets": [src["budget"]] if src.get("budget") else [],
+  }
 
 
 def union_conditions(a: dict | None, b: dict | None) -> dict | None:

@@ -100,6 +100,7 @@ CASES = [
     ("compare", ["--summary_from={hstu_summary}"], "is for backbone 'hstu', this study tunes"),
     ("tune", ["--summary_from={future_summary}"], "is not one this vmle-jax reads (v1, v2)"),
     ("tune", ["--llm_retries=0"], "--llm_retries=0: must be at least 1"),
+    ("tune", ["--tpe_share=1"], "--tpe_share must be in [0, 1)"),
     ("compare", ["--summary_from={list_summary}"], "not a vmle-jax cognition summary"),
     # Refused before any data is loaded or any study trains (a repeat trained the first study
     # to its end, then failed on the second).

@@ -36,9 +36,19 @@ from vmle_jax.search.policy.phases import rules_set_aside_by
 from vmle_jax.search.policy.planner import HeuristicPlanner
 from vmle_jax.search.policy.state import PlannerContext
 from vmle_jax.search.space import SearchSpace, SpaceError, typed_value
-from vmle_jax.search.strategies import Proposal, Strategy
+from vmle_jax.search.strategies import Proposal, Strategy, tpe_after
 
 RANDOM_FILL_TRIES = 20  # draws per lane a random fill may make (duplicates are rejected later)
+TPE_LANE = "tpe"  # the source of a lane TPE proposed inside the agent's batch
+
+
+def tpe_lanes(share: float, n: int, scored: bool) -> int:
+  """Lanes of an n-lane batch that TPE proposes: none before the study has a scored trial
+  (the first batch is the playbook's), else `share` of them rounded, at least one when
+  share > 0, and never the planner's last lane."""
+  if share <= 0 or not scored or n < 2:
+    return 0
+  return min(n - 1, max(1, round(share * n)))
 
 
 def parse_json(content) -> dict:
@@ -119,10 +129,13 @@ class AgentStrategy(Strategy):
       recall: str = "memory",
       summary: dict | None = None,
       planner_budget_s: float | None = None,
+      tpe_share: float = 0.0,
+      seed: int = 0,
   ):
     """`recall="memory"` reads insights and the latest summary from the whole memory;
     `recall="study"` (fair comparisons) reads only this study's trials and insights and
-    the `summary` given here, if any."""
+    the `summary` given here, if any. `tpe_share` of every later batch's lanes are TPE's
+    proposals from the study's trials (`tpe_lanes`), seeded from `seed`."""
     self.planner = planner
     self.space = space
     self.max_retries = max_retries
@@ -138,6 +151,10 @@ class AgentStrategy(Strategy):
     self.recall = recall
     self.fixed_summary = summary
     self.planner_budget_s = planner_budget_s  # per-study cap on the planner's time
+    if not 0.0 <= tpe_share < 1.0:
+      raise ValueError(f"tpe_share={tpe_share}: must be in [0, 1) (the planner keeps a lane)")
+    self.tpe_share = tpe_share
+    self.seed = seed
 
   def _planner(self):
     """The planner to ask now: the configured one, or the heuristic once an LLM planner has
@@ -183,9 +200,12 @@ class AgentStrategy(Strategy):
     base = best["config"] if best else self.space.default_config().to_dict()
     numbers = {canonical_json(t["config"]): t["number"] for t in ctx.trials}
     planner = self._planner()
-    accepted = self._ask_planner(planner, ctx, n, base, numbers, taken)
-    if len(accepted) < n:
-      accepted += self._fill_from_fallback(planner, ctx, n, len(accepted), base, numbers, taken)
+    k = self._tpe_count(ctx, n)
+    accepted = self._ask_planner(planner, ctx, n - k, base, numbers, taken)
+    if len(accepted) < n - k:
+      accepted += self._fill_from_fallback(planner, ctx, n - k, len(accepted), base, numbers, taken)
+    if k:
+      accepted += self._tpe_lanes(ctx, n - len(accepted), base, taken)
     proposals = []
     for cfg, item, source in accepted:
       done.add(cfg.canonical_json())
@@ -195,7 +215,7 @@ class AgentStrategy(Strategy):
           cfg,
           best,
           source,
-          fallback=source != self.planner.name,
+          fallback=source not in (self.planner.name, TPE_LANE),
           space=self.space,
           trials=ctx.trials,
       )
@@ -243,6 +263,43 @@ class AgentStrategy(Strategy):
         self.log(f"rejected {len(reasons)} proposal(s) from {planner.name}: {'; '.join(reasons)}")
         feedback = reasons
     return accepted
+
+  def _tpe_count(self, ctx: PlannerContext, n: int) -> int:
+    """TPE's lanes of the n asked for: its share of the batch, or, when the loop completes a
+    batch a kill cut short (fewer trials than the batch recorded it was asked for), the
+    share of the whole batch less the TPE lanes it already holds."""
+    if self.tpe_share <= 0:
+      return 0
+    last = max((t["batch"] for t in ctx.trials if t.get("batch") is not None), default=None)
+    in_last = [t for t in ctx.trials if last is not None and t.get("batch") == last]
+    asked = (in_last[0]["proposal"].get("batch_trials") if in_last else None) or 0
+    if len(in_last) >= asked:
+      return tpe_lanes(self.tpe_share, n, ctx.best is not None)
+    scored_before = any(t["value"] is not None for t in ctx.trials if t.get("batch") != last)
+    have = sum(1 for t in in_last if t["proposal"].get("planner") == TPE_LANE)
+    return max(0, min(n, tpe_lanes(self.tpe_share, asked, scored_before) - have))
+
+  def _tpe_lanes(self, ctx: PlannerContext, k: int, base: dict, taken: set) -> list[tuple]:
+    """(config, item, "tpe") for k lanes from TPE fitted on the study's finished trials: the
+    regions and dimensions the planner's local moves do not reach (the seeded control found
+    them on HSTU: one block, attention dropout, one head)."""
+    tpe, skipped = tpe_after(self.space, ctx.trials, self.seed + len(ctx.trials))
+    if skipped:
+      self.log(f"  tpe lanes: {skipped} trial(s) outside the space were not shown to TPE")
+    out = []
+    for p in tpe.ask(k, taken):
+      values = self.space.values_of(p.config)
+      changes = {d: v for d, v in values.items() if v != base.get(d)}
+      item = {
+          "changes": changes or values,
+          "dimension": next(iter(changes), None),
+          "kind": "tpe",
+          "hypothesis": text.MAIN["tpe"]({"trials": len(ctx.trials), "changed": len(changes)}),
+          "expected_effect": text.EXPECTED["tpe"],
+          "risk": text.RISK["tpe"],
+      }
+      out.append((p.config, item, TPE_LANE))
+    return out
 
   def _fill_from_fallback(
       self, planner, ctx: PlannerContext, n: int, have: int, base: dict, numbers: dict, taken: set

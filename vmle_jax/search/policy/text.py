@@ -24,6 +24,7 @@ EXPECTED = {
     "draw": "covers the rates between the single moves",
     "jump": "find a better basin",
     "random": "keeps the batch's lanes training",
+    "tpe": "a region of the space the planner's one-dimension moves would not reach",
 }
 RISK = {
     "playbook": "a prior may not suit this data; the next batches test them",
@@ -39,6 +40,7 @@ RISK = {
     "draw": "a worse rate",
     "jump": "likely worse than the best",
     "random": "likely worse than the best",
+    "tpe": "a draw from TPE's model: worse than the best more often than not",
 }
 
 
@@ -152,6 +154,10 @@ MAIN = {
         "exploration: the neighbourhood of the best is exhausted, so jump along two dimensions"
     ),
     "random": lambda f: "a random draw from the space: the planners failed on this batch",
+    "tpe": lambda f: (
+        f"TPE's proposal from this study's {f['trials']} finished trials ({f['changed']} "
+        "dimensions away from the best): a lane of every later batch explores as TPE does"
+    ),
 }
 
 
