@@ -28,13 +28,14 @@ not finish in the minutes left. Run it pinned to one core (taskset -c 1) so
 the minutes are not shared with other work; --strategies splits a group over
 two cores (e.g. agent on one, random,tpe on the other):
 
-  ml-100k/sasrec      agent, random, tpe, tpe-playbook  8 epochs, patience 3, 20 min, seeds 0-4
-  toys/sasrec         agent, random, tpe, tpe-playbook  5 epochs, patience 2, 45 min, seeds 0-2
-  sports/sasrec       agent, random, tpe, tpe-playbook  5 epochs, patience 2, 40 min, seeds 0-2
-  sports/sasrec-small agent, random, tpe, tpe-playbook  5 epochs, patience 2, 12 min, seeds 0-2
-  ml-100k/hstu        agent, random, tpe, tpe-playbook  8 epochs, patience 3, 20 min, seeds 0-2
+  ml-100k/sasrec      agent, agent-tpe, random, tpe, tpe-playbook  8 epochs, patience 3, 20 min, seeds 0-4
+  toys/sasrec         agent, agent-tpe, random, tpe, tpe-playbook  5 epochs, patience 2, 45 min, seeds 0-2
+  sports/sasrec       agent, agent-tpe, random, tpe, tpe-playbook  5 epochs, patience 2, 40 min, seeds 0-2
+  sports/sasrec-small agent, agent-tpe, random, tpe, tpe-playbook  5 epochs, patience 2, 12 min, seeds 0-2
+  ml-100k/hstu        agent, agent-tpe, random, tpe, tpe-playbook  8 epochs, patience 3, 20 min, seeds 0-2
 
-(tpe-playbook: TPE whose first batch is the agent's playbook batch, the seeded control. The
+(tpe-playbook: TPE whose first batch is the agent's playbook batch, the seeded control;
+agent-tpe: the agent with half of every later batch proposed by TPE. The
 ml-100k and Toys groups cap trials at 256, which never bound; the later groups have no cap.
 Every second of a study is charged: start-up, bookkeeping and a killed run's bucket too.)
 
