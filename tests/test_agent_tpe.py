@@ -2,18 +2,16 @@
 
 On the JAX-free study loop (policy_runner.py): the first batch is the agent's
 playbook batch, untouched; every later batch gives TPE its share of lanes,
-proposed from the study's finished trials (so a killed study resumes to the
-same proposals), marked as TPE's in the memory and never as a fallback.
+proposed from the study's finished trials (a killed study completes its batch
+with TPE's share), marked as TPE's in the memory and never as a fallback.
 """
 
 import pytest
 
-from vmle_jax.config import Schedule, TrialConfig
-from vmle_jax.data import make_synthetic
+from vmle_jax.config import Schedule
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import TPE_LANE, AgentStrategy, tpe_lanes
 from vmle_jax.search.planners import HeuristicPlanner
-from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import (
     AGENT_TPE_SHARE,
     STRATEGIES,
@@ -21,48 +19,13 @@ from vmle_jax.search.strategies import (
     build_strategy,
     tpe_after,
 )
-from vmle_jax.search.study import StudySpec, run_study
 
-from policy_runner import FakeEngine
-
-LANES = 4
-TINY = {"hidden": 16, "blocks": 1, "max_len": 10, "num_negatives": 16}
-
-
-def _space() -> SearchSpace:
-  return SearchSpace.for_backbone("sasrec", base=TrialConfig().replace(**TINY))
-
-
-def _study(strategy, store: Store, name: str, trials: int, engine=None, resume=False) -> list:
-  """Runs `strategy` on the fake engine; returns the finished trials batch by batch."""
-  schedule = Schedule(max_epochs=3, patience=3)
-  spec = StudySpec(
-      name=name, backbone="sasrec", strategy=strategy.name, budget_trials=trials, lanes=LANES
-  )
-  run_study(
-      spec,
-      make_synthetic(num_users=200, num_items=60, seed=3),
-      store,
-      strategy,
-      _space(),
-      schedule,
-      engine=engine or FakeEngine(schedule),
-      resume=resume,
-      log=lambda s: None,
-      engine_log=False,
-  )
-  batches: dict[int, list] = {}
-  for t in store.finished_trials(store.study(name)["id"]):
-    batches.setdefault(t.batch, []).append(t)
-  return [batches[b] for b in sorted(batches)]
+# The seeded control's runner on the fake engine: the same space, lanes and kill.
+from test_tpe_playbook import LANES, _configs, _Killed, _space, _study
 
 
 def _agent_tpe():
   return build_strategy("agent-tpe", _space(), StrategyOptions(seed=0, log=lambda s: None))
-
-
-def _configs(batch) -> list[str]:
-  return sorted(TrialConfig.from_dict(t.config).canonical_json() for t in batch)
 
 
 def test_lanes_share():
@@ -89,17 +52,6 @@ def test_first_batch_is_the_agents_and_later_batches_give_tpe_a_lane(tmp_path):
     assert "TPE's proposal from this study's" in tpe[0].proposal["hypothesis"]
     assert {t.proposal["planner"] for t in batch if t not in tpe} == {"heuristic"}
   assert _configs(mixed[1]) != _configs(agent[1])
-
-
-class _Killed(FakeEngine):
-  """Dies (as a kill would end the process) when asked to train bucket `die_at`."""
-
-  die_at: int = 0
-
-  def train(self, configs, label="", checkpoint_dir=None, prune=None):
-    if self.buckets + 1 == self.die_at:
-      raise KeyboardInterrupt
-    return super().train(configs, label, checkpoint_dir, prune)
 
 
 def _sources(batch) -> list[str]:
