@@ -54,7 +54,7 @@ def main(argv):
   counts = [int(k) for k in (FLAGS.lanes or default.split(","))]
   prog = engine.programs(base.static_signature())
   batches = engine.epoch_data(50, base.batch_size, 1)
-  steps = jax.tree_util.tree_map(lambda x: x[: FLAGS.steps], batches)
+  steps = jax.tree.map(lambda x: x[: FLAGS.steps], batches)
   results = {}
   for k in counts:
     configs = [

@@ -127,7 +127,7 @@ def main(argv):
 
   # -- training: one step's cost, the epoch's measured time per step.
   batches = engine.epoch_data(cfg.max_len, cfg.batch_size, 1)
-  first = jax.tree_util.tree_map(lambda x: x[0], batches)
+  first = jax.tree.map(lambda x: x[0], batches)
   step = jax.jit(functools.partial(prog.lane_step, with_average=average))
   step_flops, step_bytes = cost(step.lower(states, first, hp).compile())
   states, _, loss = prog.epoch(
@@ -159,7 +159,7 @@ def main(argv):
   )
   eval_flops = eval_bytes = 0.0
   for group in groups:
-    one = jax.tree_util.tree_map(lambda x: x[0], group)
+    one = jax.tree.map(lambda x: x[0], group)
     f, b = cost(jax.jit(prog.rank_chunk).lower(states.params, one).compile())
     eval_flops += f * group[0].shape[0]
     eval_bytes += b * group[0].shape[0]

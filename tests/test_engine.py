@@ -83,7 +83,7 @@ def test_lanes_in_series_give_the_vmapped_results(small_engine):
   # Adam turns rounding noise in near-zero gradients into steps of about lr, so a few
   # parameters may differ by ~1e-4 between machines; another lane differs by far more.
   flat = lambda run, lane: np.concatenate(
-      [np.ravel(x) for x in jax.tree_util.tree_leaves(serial.lane_params(run, lane))]
+      [np.ravel(x) for x in jax.tree.leaves(serial.lane_params(run, lane))]
   )
   same_lane = np.abs(flat(apart, 2) - flat(together, 2)).max()
   other_lane = np.abs(flat(apart, 2) - flat(together, 0)).max()
@@ -159,7 +159,7 @@ def test_weight_decay_shrinks_matrices_and_tables_not_biases():
       "items": {"embedding": jnp.ones((5, 4))},
       "ln": {"scale": jnp.ones(4)},
   }
-  zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
   for wd in (0.0, 0.5):
     tx = steps.make_optimizer({"lr": 1e-2, "beta1": 0.9, "beta2": 0.98, "weight_decay": wd})
     updates, _ = tx.update(zeros, tx.init(params), params)

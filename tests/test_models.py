@@ -135,7 +135,7 @@ def test_packed_rows_equal_unpacked_rows_loss_and_gradients():
   l1, g1 = jax.value_and_grad(loss_of)(params, plain, plain_seg, plain_pos)
   l2, g2 = jax.value_and_grad(loss_of)(params, packed_tok, packed_seg, packed_pos)
   assert float(l1) == pytest.approx(float(l2), rel=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -210,7 +210,7 @@ def test_each_structural_switch_changes_the_computation(backbone, field):
   for cfg in (base, flipped):
     model, params, hp = _init(cfg)
     if field == "tie_embeddings":  # same weights, only the output table differs
-      params = jax.tree_util.tree_map(lambda x: x, params)
+      params = jax.tree.map(lambda x: x, params)
     q, table = model.apply(params, seq, steps.rates_of(hp))
     scores.append(np.asarray(q[:, -1] @ table.T))
   assert not np.allclose(scores[0], scores[1], atol=1e-4), field
@@ -252,7 +252,7 @@ def test_gradients_are_finite(backbone):
     return compute_loss(cfg.loss, q, table, seq[:, 1:], jax.random.PRNGKey(2), cfg.num_negatives)
 
   grads = jax.grad(loss)(params)
-  leaves = jax.tree_util.tree_leaves(grads)
+  leaves = jax.tree.leaves(grads)
   assert all(np.all(np.isfinite(g)) for g in leaves)
   assert sum(float(np.abs(g).sum()) for g in leaves) > 0
 
@@ -283,12 +283,12 @@ def test_one_hstu_layer_matches_numpy(attn_norm):
   rates = {"dropout": 0.0, "attn_dropout": 0.0, "temperature": 1.0}
   params = block.init(jax.random.PRNGKey(0), x, mask, positions, times, rates, [None, None])
   # Non-zero biases so that the test sees them.
-  params = jax.tree_util.tree_map(
+  params = jax.tree.map(
       lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(p.size), p.shape), params
   )
   out = np.asarray(block.apply(params, x, mask, positions, times, rates, [None, None]))
 
-  p = jax.tree_util.tree_map(np.asarray, params)["params"]
+  p = jax.tree.map(np.asarray, params)["params"]
   xn = _layer_norm(x, p["ln_in"]["scale"], p["ln_in"]["bias"])
   uvqk = _silu(xn @ p["uvqk"]["kernel"] + p["uvqk"]["bias"])
   u, v, q, k = np.split(uvqk, [h * ld, 2 * h * ld, 2 * h * ld + h * ad], axis=-1)
@@ -326,7 +326,7 @@ def test_hstu_uses_timestamps_when_given():
   seq = jnp.asarray(np.array([[0, 3, 4, 5, 6, 7]]))
   times = jnp.asarray(np.array([[0, 10, 100, 1000, 10000, 100000]], np.int32))
   params = model.init(jax.random.PRNGKey(0), seq, steps.rates_of(hp), None, None, None, times)
-  params = jax.tree_util.tree_map(lambda p: p + 0.1, params)
+  params = jax.tree.map(lambda p: p + 0.1, params)
   with_t = model.apply(params, seq, steps.rates_of(hp), None, None, None, times)[0]
   without = model.apply(params, seq, steps.rates_of(hp), None, None, None, None)[0]
   assert not np.allclose(with_t, without)

@@ -30,7 +30,7 @@ def param_count(cfg: TrialConfig, num_items: int) -> int:
   shapes = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), np.ones((1, cfg.max_len), np.int32), rates)
   )
-  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 
 
 def lane_bytes(cfg: TrialConfig, num_items: int, rows: int | None = None) -> int:

@@ -151,7 +151,7 @@ class _Programs:
       k = alive.shape[0]
 
       def frozen(new, old, keep):  # lanes that did not keep the step keep their state
-        return jax.tree_util.tree_map(
+        return jax.tree.map(
             lambda n, o: jnp.where(keep.reshape((k,) + (1,) * (n.ndim - 1)), n, o), new, old
         )
 
@@ -197,13 +197,13 @@ class _Programs:
       # best: [K_full, ...] per lane; new: [K_slots, ...] per slot; slot j holds lane
       # lane_ids[j] (out of range for padding slots, whose writes are dropped).
       ids = jnp.where(mask, lane_ids, best_size(best))
-      return jax.tree_util.tree_map(lambda b, n: b.at[ids].set(n, mode="drop"), best, new)
+      return jax.tree.map(lambda b, n: b.at[ids].set(n, mode="drop"), best, new)
 
     def best_size(tree):
-      return jax.tree_util.tree_leaves(tree)[0].shape[0]
+      return jax.tree.leaves(tree)[0].shape[0]
 
     def gather(tree, idx):
-      return jax.tree_util.tree_map(lambda x: x[idx], tree)
+      return jax.tree.map(lambda x: x[idx], tree)
 
     # Per-lane state stays sharded over the `lanes` axis; what the host reads
     # (alive flags, losses, ranks, one lane's parameters) comes back replicated,
@@ -213,7 +213,7 @@ class _Programs:
     # Unjitted pieces, for cost analysis (bench/roofline.py): one step, one evaluation chunk.
     self.lane_step, self.rank_chunk = lane_step, rank_chunk
     self.init = jax.jit(init, out_shardings=lanes)
-    self.copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree), out_shardings=lanes)
+    self.copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree), out_shardings=lanes)
     self.epoch = jax.jit(
         epoch,
         donate_argnums=(0,),
@@ -224,7 +224,7 @@ class _Programs:
     self.keep_best = jax.jit(keep_best, donate_argnums=(0,), out_shardings=lanes)
     self.gather = jax.jit(gather, out_shardings=lanes)
     self.take = jax.jit(
-        lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree), out_shardings=replicated
+        lambda tree, i: jax.tree.map(lambda x: x[i], tree), out_shardings=replicated
     )
 
 
@@ -492,7 +492,7 @@ class Engine:
       raise ValueError(f"protocol={protocol!r}: not one of full, sampled-100")
     if exclude_history is None:
       exclude_history = self.schedule.exclude_history
-    lanes = jax.tree_util.tree_leaves(params)[0].shape[0]
+    lanes = jax.tree.leaves(params)[0].shape[0]
     groups, order, num_users = self.eval_arrays(signature, which, protocol, lanes, exclude_history)
     ranks = np.asarray(self.programs(signature).ranks(params, groups))
     out = np.empty((ranks.shape[0], num_users), np.int32)
@@ -513,7 +513,7 @@ class Engine:
               dataclasses.replace(
                   result,
                   lanes=[lane],
-                  best_params=jax.tree_util.tree_map(lambda x: x[i : i + 1], result.best_params),
+                  best_params=jax.tree.map(lambda x: x[i : i + 1], result.best_params),
               ),
               which,
               protocol,
@@ -588,7 +588,7 @@ class Engine:
     return BucketResult(
         signature=parts[0].signature,
         lanes=[lane for part in parts for lane in part.lanes],
-        best_params=jax.tree_util.tree_map(
+        best_params=jax.tree.map(
             lambda *xs: jnp.concatenate(xs), *[part.best_params for part in parts]
         ),
         seconds=sum(part.seconds for part in parts),
@@ -824,7 +824,7 @@ class Engine:
   def lane_params(self, result: BucketResult, lane: int):
     """One lane's best parameters as host numpy arrays (works on every process)."""
     prog = self.programs(result.signature)
-    return jax.tree_util.tree_map(np.asarray, prog.take(result.best_params, lane))
+    return jax.tree.map(np.asarray, prog.take(result.best_params, lane))
 
 
 def _progress_line(

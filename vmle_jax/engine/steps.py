@@ -33,7 +33,7 @@ class LaneState:
 
 def _decay_mask(params):
   # Decoupled weight decay on matrices and embedding tables, not on biases or LayerNorm.
-  return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
 def make_optimizer(hp: dict) -> optax.GradientTransformation:
@@ -63,7 +63,7 @@ def scale_embeddings(params, std):
     name = "/".join(str(getattr(k, "key", k)) for k in path)
     return x * std if name.endswith("embedding") else x
 
-  return jax.tree_util.tree_map_with_path(scale, params)
+  return jax.tree.map_with_path(scale, params)
 
 
 def init_lane(model, max_len: int, hp: dict, seed: jax.Array) -> LaneState:
@@ -86,7 +86,7 @@ def update_average(average, params, decay: jax.Array, step: jax.Array):
   initial parameters are forgotten quickly; decay 0 returns `params`.
   """
   d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-  return jax.tree_util.tree_map(lambda a, p: d * a + (1.0 - d) * p, average, params)
+  return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
 
 def train_step(

@@ -821,9 +821,9 @@ def _test_metrics(
   meta = params_meta(path) if path else None
   if meta and meta.get("trial_id") == trial_id and not distributed.multi_process():
     params = load_params(path)
-    stacked = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], params)
+    stacked = jax.tree.map(lambda x: np.asarray(x)[None], params)
     stacked = engine.shard_lanes(
-        jax.tree_util.tree_map(lambda x: np.concatenate([x] * engine.padded_lanes(1)), stacked)
+        jax.tree.map(lambda x: np.concatenate([x] * engine.padded_lanes(1)), stacked)
     )
     ranks = engine.lane_ranks(cfg.static_signature(), stacked, "test")
     from vmle_jax.eval.ranking import metrics_from_ranks
