@@ -480,120 +480,59 @@ class _Clock:
       self.charged += rest
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What one run of a study's loop works with; fixed while it runs."""
+
+  spec: StudySpec
+  data: SequenceDataset
+  store: Store
+  strategy: Strategy
+  schedule: Schedule
+  engine: Engine
+  workdir: str | None
+  log: Callable[[str], None]
+  sid: int
+  lease: "StudyLease"
+  t_start: float  # for the ETA: when this run's loop began
+  before: int  # trials finished before this run
+
+
 def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, lease, t_enter) -> dict:
+  """Plan a batch, train its buckets, tell the strategy; until the budget or the strategy stops."""
   finished = store.finished_trials(sid)
-  failures = 0
+  run = _Run(
+      spec=spec,
+      data=data,
+      store=store,
+      strategy=strategy,
+      schedule=schedule,
+      engine=engine,
+      workdir=workdir,
+      log=log,
+      sid=sid,
+      lease=lease,
+      t_start=time.perf_counter(),
+      before=len(finished),
+  )
   done = {t.config_key for t in finished}
   clock = _Clock(store, sid, t_enter, spent_seconds(store.study(sid), finished))
-  t_start = time.perf_counter()
-  best = best_trial(finished)
-  stop = None
+  failures = 0
   while True:
-    so_far = store.finished_trials(sid)
-    n_done = len(so_far)
-    batch_number, full = _next_batch(spec, store, sid, n_done)
-    clock.charge_rest(batch_number, "start-up" if clock.accounted == 0 else "bookkeeping")
-    # Under minutes every lane is priced (fitted once a batch; None: nothing to price with).
-    price = study_price(store, sid, data, so_far) if spec.budget_minutes is not None else None
-    priced = price is not None
-    want, stop = next_batch_size(
-        spec.budget, so_far, clock.elapsed, strategy.tokens_used(), full, priced
-    )
-    if stop:
-      break
-    if want < full:
-      log(f"[{spec.name}] {want} of {full} trials fit what is left of the budget: a last batch")
-    tp = time.perf_counter()
-    proposals = strategy.propose(want, done)
-    planner_seconds = time.perf_counter() - tp
-    clock.account(planner_seconds)
-    if not proposals:
-      stop = "the strategy has nothing left to propose"
-      break
-    proposals, stop = _cut_by_price(
-        spec, data, schedule, price, strategy, so_far, proposals, clock.elapsed, log
-    )
+    batch_number, proposals, planner_seconds, stop = _plan_batch(run, clock, done)
     if not proposals:
       break
     batch_ids = []
     for bucket in group_buckets(proposals):
-      lease.check()
-      tb = time.perf_counter()
-      configs = [p.config for p in bucket]
-      ids, number = store.start_bucket(
-          sid,
-          configs,
-          [
-              {
-                  # The loop's own records beside the strategy's notes: the size the batch
-                  # was asked for (resume) and how its lanes ran (the report counts a lane
-                  # in series at its own finish, vmapped lanes at their batch's end).
-                  "proposal": {
-                      **(p.note or {}),
-                      "batch_trials": len(proposals),
-                      "lane_execution": "serial" if engine.in_series else "vmap",
-                  },
-                  "batch": batch_number,
-                  "planner_seconds": planner_seconds,
-              }
-              for p in bucket
-          ],
-      )
+      ids, error = _run_bucket(run, clock, bucket, len(proposals), batch_number, planner_seconds)
       batch_ids += ids
-      prune = make_pruner(
-          spec.early_stop, store.finished_trials(sid), grace_epochs=max(2, schedule.max_epochs // 4)
-      )
-      try:
-        result = _train(
-            engine,
-            configs,
-            f"{spec.name} b{number}",
-            bucket_checkpoint_dir(workdir, schedule, configs),
-            prune=prune,
-        )
-      except (KeyboardInterrupt, SystemExit):  # the run is stopped: charge what it spent
-        clock.charge_rest(batch_number, f"bucket {number}, stopped unfinished", number)
-        raise
-      except Exception as e:  # one bad bucket (e.g. out of memory) fails its trials, not the study
-        error = f"{type(e).__name__}: {str(e)[:300]}"
-        _fail_bucket(store, strategy, ids, configs, error, time.perf_counter() - tb)
-        clock.account(time.perf_counter() - tb)
-        failures += 1
-        log(
-            f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are "
-            "marked failed"
-        )
-        if failures >= 2 and best_trial(store.finished_trials(sid)) is None:
-          raise StudyError(
-              f"study {spec.name!r}: every bucket so far failed; the last with " f"{error}"
-          ) from None
+      if error is None:
         continue
-      seconds = time.perf_counter() - tb
-      values = _finish_bucket(store, ids, result, seconds)
-      clock.account(seconds)
-      for lane, value in zip(result.lanes, values):
-        strategy.tell(lane.config, value)
-      # Keep the best config's parameters so its test metrics need no retraining.
-      scores = [-1.0 if v is None else v for v in values]
-      lane_best = int(np.argmax(scores))
-      previous = best.value if best is not None else -1.0
-      if workdir and scores[lane_best] > previous and not distributed.multi_process():
-        _save_best(workdir, engine, result, lane_best, ids[lane_best])
-      best = best_trial(store.finished_trials(sid))
-      n_done = len(store.finished_trials(sid))
-      pruned = sum(1 for l in result.lanes if l.status == "pruned")
-      log(
-          f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
-          f"{sum(l.epochs for l in result.lanes)} lane-epochs"
-          + (f" ({pruned} pruned)" if pruned else "")
-          + f", best {scores[lane_best]:.4f}; {_progress(spec, n_done, clock.elapsed)}, "
-          + "study best "
-          + (f"val NDCG@10 {best.value:.4f} (trial {best.number}), " if best else "none, ")
-          + f"{seconds:.0f} s/bucket, ETA "
-          + _eta(spec, store, sid, clock.elapsed, t_start, len(finished))
-      )
-      if workdir:
-        export_trials_csv(store, sid, os.path.join(workdir, "trials.csv"))
+      failures += 1
+      if failures >= 2 and best_trial(store.finished_trials(sid)) is None:
+        raise StudyError(
+            f"study {spec.name!r}: every bucket so far failed; the last with {error}"
+        ) from None
     tr = time.perf_counter()
     strategy.after_batch(batch_ids)
     store.add_planner_seconds(batch_ids, time.perf_counter() - tr)
@@ -606,6 +545,134 @@ def _loop(spec, data, store, strategy, schedule, engine, workdir, log, sid, leas
   if cognition:
     summary["cognition_summary_version"] = cognition["version"]
   return summary
+
+
+def _plan_batch(
+    run: _Run, clock: _Clock, done: set[str]
+) -> tuple[int, list[Proposal], float, str | None]:
+  """The next batch: its number, its proposals (sized and priced to the budget left), the
+  planner's seconds, and, when there are no proposals, why the study stops."""
+  spec, store = run.spec, run.store
+  so_far = store.finished_trials(run.sid)
+  batch_number, full = _next_batch(spec, store, run.sid, len(so_far))
+  clock.charge_rest(batch_number, "start-up" if clock.accounted == 0 else "bookkeeping")
+  # Under minutes every lane is priced (fitted once a batch; None: nothing to price with).
+  price = study_price(store, run.sid, run.data, so_far) if spec.budget_minutes is not None else None
+  want, stop = next_batch_size(
+      spec.budget, so_far, clock.elapsed, run.strategy.tokens_used(), full, price is not None
+  )
+  if stop:
+    return batch_number, [], 0.0, stop
+  if want < full:
+    run.log(f"[{spec.name}] {want} of {full} trials fit what is left of the budget: a last batch")
+  tp = time.perf_counter()
+  proposals = run.strategy.propose(want, done)
+  planner_seconds = time.perf_counter() - tp
+  clock.account(planner_seconds)
+  if not proposals:
+    return batch_number, [], planner_seconds, "the strategy has nothing left to propose"
+  proposals, stop = _cut_by_price(
+      spec, run.data, run.schedule, price, run.strategy, so_far, proposals, clock.elapsed, run.log
+  )
+  if not proposals:
+    return batch_number, [], planner_seconds, stop or "no proposed lane fits the budget left"
+  return batch_number, proposals, planner_seconds, None
+
+
+def _run_bucket(
+    run: _Run,
+    clock: _Clock,
+    bucket: list[Proposal],
+    batch_trials: int,
+    batch_number: int,
+    planner_seconds: float,
+) -> tuple[list[int], str | None]:
+  """Register, train and record one bucket; its trial ids and, if it failed, why.
+
+  A failed bucket (e.g. out of memory) fails its trials, not the study; a stopped run
+  charges the bucket's seconds before it goes."""
+  spec, store, engine, sid = run.spec, run.store, run.engine, run.sid
+  run.lease.check()
+  tb = time.perf_counter()
+  configs = [p.config for p in bucket]
+  ids, number = store.start_bucket(
+      sid,
+      configs,
+      [
+          {
+              # The loop's own records beside the strategy's notes: the size the batch
+              # was asked for (resume) and how its lanes ran (the report counts a lane
+              # in series at its own finish, vmapped lanes at their batch's end).
+              "proposal": {
+                  **(p.note or {}),
+                  "batch_trials": batch_trials,
+                  "lane_execution": "serial" if engine.in_series else "vmap",
+              },
+              "batch": batch_number,
+              "planner_seconds": planner_seconds,
+          }
+          for p in bucket
+      ],
+  )
+  prune = make_pruner(
+      spec.early_stop,
+      store.finished_trials(sid),
+      grace_epochs=max(2, run.schedule.max_epochs // 4),
+  )
+  try:
+    result = _train(
+        engine,
+        configs,
+        f"{spec.name} b{number}",
+        bucket_checkpoint_dir(run.workdir, run.schedule, configs),
+        prune=prune,
+    )
+  except (KeyboardInterrupt, SystemExit):  # the run is stopped: charge what it spent
+    clock.charge_rest(batch_number, f"bucket {number}, stopped unfinished", number)
+    raise
+  except Exception as e:  # one bad bucket (e.g. out of memory) fails its trials, not the study
+    error = f"{type(e).__name__}: {str(e)[:300]}"
+    _fail_bucket(store, run.strategy, ids, configs, error, time.perf_counter() - tb)
+    clock.account(time.perf_counter() - tb)
+    run.log(
+        f"[{spec.name}] bucket {number} failed ({error}); its {len(ids)} trials are marked failed"
+    )
+    return ids, error
+  _record_bucket(run, clock, ids, number, batch_number, result, time.perf_counter() - tb)
+  return ids, None
+
+
+def _record_bucket(
+    run: _Run, clock: _Clock, ids: list[int], number: int, batch_number: int, result, seconds: float
+) -> None:
+  """Write a trained bucket's outcomes, tell the strategy, keep the study best's parameters
+  (its test metrics then need no retraining), print the progress line."""
+  spec, store, engine, sid = run.spec, run.store, run.engine, run.sid
+  before = best_trial(store.finished_trials(sid))
+  values = _finish_bucket(store, ids, result, seconds)
+  clock.account(seconds)
+  for lane, value in zip(result.lanes, values):
+    run.strategy.tell(lane.config, value)
+  scores = [-1.0 if v is None else v for v in values]
+  lane_best = int(np.argmax(scores))
+  previous = before.value if before is not None else -1.0
+  if run.workdir and scores[lane_best] > previous and not distributed.multi_process():
+    _save_best(run.workdir, engine, result, lane_best, ids[lane_best])
+  finished = store.finished_trials(sid)
+  best = best_trial(finished)
+  pruned = sum(1 for l in result.lanes if l.status == "pruned")
+  run.log(
+      f"[{spec.name}] batch {batch_number} bucket {number}: {len(ids)} lanes, "
+      f"{sum(l.epochs for l in result.lanes)} lane-epochs"
+      + (f" ({pruned} pruned)" if pruned else "")
+      + f", best {scores[lane_best]:.4f}; {_progress(spec, len(finished), clock.elapsed)}, "
+      + "study best "
+      + (f"val NDCG@10 {best.value:.4f} (trial {best.number}), " if best else "none, ")
+      + f"{seconds:.0f} s/bucket, ETA "
+      + _eta(spec, store, sid, clock.elapsed, run.t_start, run.before)
+  )
+  if run.workdir:
+    export_trials_csv(store, sid, os.path.join(run.workdir, "trials.csv"))
 
 
 def _progress(spec: StudySpec, n_done: int, elapsed: float) -> str:
