@@ -38,9 +38,10 @@ flags.DEFINE_integer("budget_tokens", None, "Stop when the planner has used this
 flags.DEFINE_integer("max_retries", 2, "Re-asks after a rejected planner answer.")
 flags.DEFINE_float(
     "tpe_share",
-    0.0,
+    0.5,  # agent-tpe: at least the seeded control on most seeds of every group measured
     "Share of every batch after the first whose lanes TPE proposes from the study's trials "
-    "(0.5 with 4 lanes: two lanes, as the agent-tpe strategy of vmle-compare). In [0, 1).",
+    "(0.5 with 4 lanes: two lanes, vmle-compare's agent-tpe; 0: the planner plans every "
+    "lane, vmle-compare's agent). In [0, 1). docs/results/experiment-cpu-minutes says why.",
 )
 flags.register_validator(
     "tpe_share", lambda v: 0.0 <= v < 1.0, "--tpe_share must be in [0, 1): the planner keeps a lane"

@@ -179,6 +179,11 @@ class AgentStrategy(Strategy):
     """Called by the study loop once the study exists."""
     self.store, self.study, self.data = store, study, data
     self.log(self.planner.describe())
+    if self.tpe_share > 0:
+      self.log(
+          f"TPE lanes: Optuna TPE proposes {self.tpe_share:.0%} of every batch after the first "
+          "from this study's trials; the planner plans the rest"
+      )
 
   def tokens_used(self) -> int:
     return self.store.tokens_used(self.study["id"]) if self.store else 0
