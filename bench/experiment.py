@@ -223,7 +223,7 @@ def main(argv):
   from vmle_jax.memory.store import Store
   from vmle_jax.report import load_group, write_report
   from vmle_jax.search.budget import format_minutes
-  from vmle_jax.search.comparison import group_name, run_comparison
+  from vmle_jax.search.comparison import Comparison, group_name, run_comparison
   from vmle_jax.search.study import export_trials_csv
   from vmle_jax.training import device_description
 
@@ -263,22 +263,24 @@ def main(argv):
     if not FLAGS.report_only:
       engine = Engine(data, schedule, log=None, mesh=mesh)
       run_comparison(
+          Comparison(
+              strategies=run_strategies[g.key],
+              seeds=g.seeds,
+              lanes=g.lanes,
+              budget_trials=g.trials,
+              budget_minutes=g.minutes,
+              budget_lane_epochs=g.lane_epochs,
+              early_stop=g.early_stop,
+              group_tag=g.tag,
+          ),
           data,
           base,
           store,
           engine,
-          g.lanes,
           schedule,
           workdir,
-          g.trials,
-          g.seeds,
-          strategies=run_strategies[g.key],
-          log=log,
           deadline=deadline,
-          early_stop=g.early_stop,
-          budget_minutes=g.minutes,
-          budget_lane_epochs=g.lane_epochs,
-          group_tag=g.tag,
+          log=log,
       )
     # Studies still under way are left out: a part-run seed would count as one that
     # never reached the target.

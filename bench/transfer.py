@@ -359,7 +359,7 @@ def main_minutes():
   from vmle_jax.memory import summaries
   from vmle_jax.memory.store import Store
   from vmle_jax.report import load_group, write_report
-  from vmle_jax.search.comparison import group_name, run_comparison
+  from vmle_jax.search.comparison import Comparison, group_name, run_comparison
   from vmle_jax.search.space import SearchSpace
   from vmle_jax.search.study import export_trials_csv
   from vmle_jax.training import device_description
@@ -437,20 +437,22 @@ def main_minutes():
         if arm in tm.REUSED and missing:
           log(f"{t}/{arm}: seeds {missing} not in the experiment memory: trained here")
         run_comparison(
+            Comparison(
+                strategies=(arm,),
+                seeds=seeds,
+                lanes=g.lanes,
+                budget_trials=g.trials,
+                budget_minutes=g.minutes,
+                early_stop="median-guarded",
+                summary=summary if arm == "agent-summary" else None,
+                tpe_warm_start=warm if arm == "tpe-warm" else (),
+            ),
             data[t],
             base,
             store,
             engine,
-            g.lanes,
             schedule,
             workdir,
-            g.trials,
-            seeds,
-            strategies=[arm],
-            summary=summary if arm == "agent-summary" else None,
-            tpe_warm_start=warm if arm == "tpe-warm" else (),
-            budget_minutes=g.minutes,
-            early_stop="median-guarded",
             deadline=deadline,
             log=log,
         )

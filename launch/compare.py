@@ -53,7 +53,7 @@ def main(argv) -> None:
   from vmle_jax.memory.store import StoreError
   from vmle_jax.report import load_group, write_report
   from vmle_jax.report.render import console_lines
-  from vmle_jax.search.comparison import group_name, run_comparison
+  from vmle_jax.search.comparison import Comparison, group_name, run_comparison
   from vmle_jax.training import device_description
 
   common.check_planner_flags(FLAGS)
@@ -81,26 +81,30 @@ def main(argv) -> None:
     fixed.pop("seed", None)
     try:
       run_comparison(
+          Comparison(
+              strategies=strategies,
+              seeds=seeds,
+              lanes=setup.lanes,
+              budget_trials=common.trial_cap(FLAGS),
+              budget_minutes=FLAGS.budget_minutes,
+              budget_lane_epochs=FLAGS.budget_lane_epochs,
+              early_stop=FLAGS.early_stop,
+              dims=FLAGS.dims,
+              fixed=fixed,
+              planner=FLAGS.planner,
+              model=FLAGS.model,
+              planner_options={"timeout_s": FLAGS.llm_timeout_s, "attempts": FLAGS.llm_retries},
+              planner_budget_s=None
+              if FLAGS.planner_minutes is None
+              else 60 * FLAGS.planner_minutes,
+              summary=summary,
+          ),
           data,
           base,
           store,
           setup.engine,
-          setup.lanes,
           setup.schedule,
           workdir,
-          common.trial_cap(FLAGS),
-          seeds,
-          strategies,
-          FLAGS.planner,
-          FLAGS.model,
-          summary,
-          FLAGS.dims,
-          fixed,
-          FLAGS.budget_minutes,
-          budget_lane_epochs=FLAGS.budget_lane_epochs,
-          early_stop=FLAGS.early_stop,
-          planner_options={"timeout_s": FLAGS.llm_timeout_s, "attempts": FLAGS.llm_retries},
-          planner_budget_s=None if FLAGS.planner_minutes is None else 60 * FLAGS.planner_minutes,
       )
     except StoreError as e:
       common.fail(str(e))

@@ -15,7 +15,7 @@ from vmle_jax.engine import Engine
 from vmle_jax.memory.records import Trial
 from vmle_jax.memory.store import Store
 from vmle_jax.search import pruning, strategies
-from vmle_jax.search.comparison import run_comparison
+from vmle_jax.search.comparison import Comparison, run_comparison
 from vmle_jax.search.strategies import STRATEGIES, Strategy, StrategyEntry, _add_new
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,22 +82,21 @@ def test_a_new_strategy_is_one_registry_entry(tmp_path, monkeypatch):
   schedule = Schedule(max_epochs=1, patience=1)
   store = Store(str(tmp_path / "m.sqlite"))
   group = run_comparison(
+      Comparison(strategies=("default-only",), seeds=(0,), lanes=1, budget_trials=1),
       data,
       TrialConfig(hidden=16, blocks=1, max_len=10, num_negatives=16),
       store,
       Engine(data, schedule, log=None),
-      lanes=1,
-      schedule=schedule,
-      workdir=str(tmp_path / "w"),
-      budget_trials=1,
-      seeds=(0,),
-      strategies=("default-only",),
+      schedule,
+      str(tmp_path / "w"),
       log=lambda s: None,
   )
   study = store.study(f"cmp-{group}-default-only-s0")
   assert study["strategy"] == "default-only" and study["status"] == "finished"
   with pytest.raises(ValueError, match="each once"):
-    run_comparison(data, TrialConfig(), store, None, 1, schedule, "", 1, seeds=(0, 0))
+    Comparison(seeds=(0, 0))
+  with pytest.raises(ValueError, match="not among"):
+    Comparison(strategies=("agent", "bayes"))
 
 
 def _finished(values_per_epoch):

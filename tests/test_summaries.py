@@ -11,7 +11,7 @@ from vmle_jax.memory.marginals import study_marginals
 from vmle_jax.memory.records import RuleKey, Trial
 from vmle_jax.memory.store import Store
 from vmle_jax.search.agent import AgentStrategy
-from vmle_jax.search.comparison import group_name, run_comparison
+from vmle_jax.search.comparison import Comparison, group_name, run_comparison
 from vmle_jax.search.planners import HeuristicPlanner
 from vmle_jax.search.policy.evidence import MoveEvidence
 from vmle_jax.search.policy.phases import memory_rules
@@ -214,18 +214,20 @@ def test_a_comparison_gives_the_summary_to_agent_summary_only(tmp_path):
   data = make_synthetic(num_users=200, num_items=60, seed=3)
   schedule = Schedule(max_epochs=3, patience=3)
   run_comparison(
+      Comparison(
+          strategies=("agent", "agent-summary"),
+          seeds=(0,),
+          lanes=4,
+          budget_trials=4,
+          dims=("lr", "dropout", "weight_decay"),
+          summary={"rules": [RAISE_DROPOUT]},
+      ),
       data,
       TINY,
       store,
       FakeEngine(schedule),
-      4,
       schedule,
       str(tmp_path),
-      4,
-      seeds=(0,),
-      strategies=("agent", "agent-summary"),
-      summary={"rules": [RAISE_DROPOUT]},
-      dims=["lr", "dropout", "weight_decay"],
       log=lambda s: None,
   )
   group = group_name(data, TINY)

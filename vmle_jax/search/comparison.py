@@ -15,6 +15,7 @@ only it gets the summary and the plain agent runs without.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tempfile
@@ -31,54 +32,85 @@ from vmle_jax.search.space import SearchSpace
 from vmle_jax.search.strategies import COMPARED, STRATEGIES, StrategyOptions, build_strategy
 from vmle_jax.search.study import StudySpec, run_study
 
-STRATEGY_NAMES = COMPARED  # compared by default (strategies.py STRATEGIES marks them)
-KNOWN_STRATEGIES = tuple(STRATEGIES)
-
 
 def group_name(data, base: TrialConfig) -> str:
   name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{data.name}-{base.backbone}").strip(".-")
   return name[:100] or "data"
 
 
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """What a comparison runs: which strategies and seeds, under which budget and planner.
+
+  The data, model, engine and store it runs on are `run_comparison`'s arguments. The
+  strategies and seeds are checked when it is made, so a repeat cannot train a study twice.
+  """
+
+  # ---------------------------- Who competes ---------------------------------
+  strategies: tuple[str, ...] = COMPARED
+  seeds: tuple[int, ...] = (0, 1)
+  lanes: int = 4
+  # ---------------------------- The budget, per study --------------------------
+  budget_trials: int | None = None
+  budget_minutes: float | None = None
+  budget_lane_epochs: int | None = None
+  early_stop: str = "none"  # a stopping rule of search/pruning.py RULES
+  # ---------------------------- The space ---------------------------------------
+  dims: tuple[str, ...] | None = None  # None: each strategy's default dimensions
+  fixed: dict | None = None  # values the user set, held out of every space
+  # ---------------------------- The agent and the seeded starts -----------------
+  planner: str = "heuristic"
+  model: str | None = None
+  planner_options: dict | None = None
+  planner_budget_s: float | None = None
+  summary: dict | None = None  # given to agent-summary (to every agent without it)
+  tpe_warm_start: tuple = ()  # configs TPE enqueues first (tpe-warm)
+  # ---------------------------- Naming ------------------------------------------
+  group_tag: str = ""  # a second group on the same data and backbone (e.g. another budget)
+
+  def __post_init__(self):
+    object.__setattr__(self, "strategies", tuple(self.strategies))
+    object.__setattr__(self, "seeds", tuple(self.seeds))
+    object.__setattr__(self, "tpe_warm_start", tuple(self.tpe_warm_start))
+    if self.dims is not None:
+      object.__setattr__(self, "dims", tuple(self.dims))
+    for what, values in (("strategies", self.strategies), ("seeds", self.seeds)):
+      if not values or len(set(values)) < len(values):  # a repeat would train a study twice
+        raise ValueError(f"{what}={list(values)}: give one or more, each once")
+    unknown = [s for s in self.strategies if s not in STRATEGIES]
+    if unknown:
+      raise ValueError(f"strategies: {unknown} not among {', '.join(STRATEGIES)}")
+
+  def group(self, data, base: TrialConfig) -> str:
+    """The group its studies carry (and the report reads)."""
+    return group_name(data, base) + (f"-{self.group_tag}" if self.group_tag else "")
+
+  def summary_for(self, strategy: str) -> dict | None:
+    """Beside agent-summary, the plain agent (and its seeded control) start without the
+    summary: the comparison is of the summary."""
+    if strategy == "agent-summary" or "agent-summary" not in self.strategies:
+      return self.summary
+    return None
+
+
 def run_comparison(
+    comparison: Comparison,
     data,
     base: TrialConfig,
     store: Store | None,
     engine: Engine,
-    lanes: int,
     schedule: Schedule,
     workdir: str,
-    budget_trials: int | None,
-    seeds=(0, 1),
-    strategies=STRATEGY_NAMES,
-    planner: str = "heuristic",
-    model: str | None = None,
-    summary: dict | None = None,
-    dims=None,
-    fixed: dict | None = None,
-    budget_minutes: float | None = None,
-    budget_lane_epochs: int | None = None,
     deadline: float | None = None,
-    early_stop: str = "none",
-    tpe_warm_start=(),
-    planner_options: dict | None = None,
-    planner_budget_s: float | None = None,
     log: Callable[[str], None] = print,
-    group_tag: str = "",
 ) -> str:
-  """Runs (or resumes) every strategy x seed; returns the group name (`group_tag` names a
-  second group on the same data and backbone, e.g. another budget). Stops at `deadline`
-  (a time.time() value) before starting a new study."""
-  for what, values in (("strategies", list(strategies)), ("seeds", list(seeds))):
-    if not values or len(set(values)) < len(values):  # a repeat would train a study twice
-      raise ValueError(f"{what}={values}: give one or more, each once")
-  unknown = [s for s in strategies if s not in STRATEGIES]
-  if unknown:
-    raise ValueError(f"strategies: {unknown} not among {', '.join(STRATEGIES)}")
-  group = group_name(data, base) + (f"-{group_tag}" if group_tag else "")
+  """Runs (or resumes) every strategy x seed of `comparison`; returns the group name. Stops
+  at `deadline` (a time.time() value) before starting a new study."""
+  c = comparison
+  group = c.group(data, base)
   plan = []
-  for seed in seeds:
-    for name in strategies:
+  for seed in c.seeds:
+    for name in c.strategies:
       study = f"cmp-{group}-{name}-s{seed}"
       existing = store.study(study) if store else None
       if existing is None or existing["status"] != "finished":
@@ -90,27 +122,23 @@ def run_comparison(
       log(f"time limit reached before {study}; rerun to continue")
       break
     entry = STRATEGIES[name]
-    space_dims = dims or entry.default_dims(base.backbone)
+    space_dims = c.dims or entry.default_dims(base.backbone)
     space = SearchSpace.for_backbone(
-        base.backbone, base=base.replace(seed=seed), only=space_dims, fixed=fixed
+        base.backbone, base=base.replace(seed=seed), only=space_dims, fixed=c.fixed
     )
-    label = entry.label(name, planner)
+    label = entry.label(name, c.planner)
     strategy = build_strategy(
         name,
         space,
         StrategyOptions(
             seed=seed,
-            lanes=lanes,
-            warm_start=tuple(tpe_warm_start),
-            planner=planner,
-            model=model,
-            planner_options=planner_options,
-            planner_budget_s=planner_budget_s,
-            # Beside agent-summary, the plain agent (and its seeded control) start without it:
-            # the comparison is of the summary.
-            summary=summary
-            if name == "agent-summary" or "agent-summary" not in strategies
-            else None,
+            lanes=c.lanes,
+            warm_start=c.tpe_warm_start,
+            planner=c.planner,
+            model=c.model,
+            planner_options=c.planner_options,
+            planner_budget_s=c.planner_budget_s,
+            summary=c.summary_for(name),
             recall="study",
             log=log,
         ),
@@ -119,16 +147,16 @@ def run_comparison(
         name=study,
         backbone=base.backbone,
         strategy=label,
-        budget_trials=budget_trials,
-        budget_minutes=budget_minutes,
-        budget_lane_epochs=budget_lane_epochs,
-        lanes=lanes,
+        budget_trials=c.budget_trials,
+        budget_minutes=c.budget_minutes,
+        budget_lane_epochs=c.budget_lane_epochs,
+        lanes=c.lanes,
         seed=seed,
         dims=tuple(space.names),
         group=group,
-        early_stop=early_stop,
+        early_stop=c.early_stop,
     )
-    log(f"== {study}: {label}, seed {seed}, budget {spec.budget.describe()}, {lanes} lanes")
+    log(f"== {study}: {label}, seed {seed}, budget {spec.budget.describe()}, {c.lanes} lanes")
     # Each study compiles its own programs, as it would run alone: a shared cache would charge
     # every compilation to the first strategy and spare the later ones those minutes.
     engine.forget_programs()
