@@ -63,7 +63,7 @@ class Comparison:
   model: str | None = None
   planner_options: dict | None = None
   planner_budget_s: float | None = None
-  summary: dict | None = None  # given to agent-summary (to every agent without it)
+  summary: dict | None = None  # to agent-summary alone when it is compared, else to all
   tpe_warm_start: tuple = ()  # configs TPE enqueues first (tpe-warm)
   # ---------------------------- Naming ------------------------------------------
   group_tag: str = ""  # a second group on the same data and backbone (e.g. another budget)
