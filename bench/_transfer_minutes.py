@@ -29,6 +29,8 @@ import shutil
 import _common
 from _groups import EQUAL_MINUTES
 
+from vmle_jax.report.render import counting_note
+
 # Target -> the shared data sets its summary is learned on (every other one).
 TARGETS = {
     "toys": ("beauty", "sports"),
@@ -187,8 +189,11 @@ def rules_on_target(store, study_name: str) -> tuple[str, list[str]]:
   return ((first.proposal or {}).get("hypothesis", "") if first else ""), later
 
 
-def markdown(target: str, sources: tuple, g, rows: list[dict], rules, summary_path: str) -> list:
-  """The target's section of results.md."""
+def markdown(
+    target: str, sources: tuple, g, rows: list[dict], rules, summary_path: str, counted: dict
+) -> list:
+  """The target's section of results.md; `counted` maps each clock rule ('own finish',
+  'batch end', 'mixed') to how many of the target's studies it placed in time."""
 
   def fmt(v, spec):
     return "-" if v is None else format(v, spec)
@@ -198,8 +203,7 @@ def markdown(target: str, sources: tuple, g, rows: list[dict], rules, summary_pa
       f"{g.max_epochs} epochs max, patience {g.patience}, {g.lanes} lanes)",
       "",
       f"Summary: [{os.path.basename(summary_path)}]({os.path.basename(summary_path)}) "
-      f"(and .md). Minutes to a value count at the trial's batch end; '-' is not reached "
-      "within the budget.",
+      f"(and .md). {counting_note(counted)} '-' is not reached within the budget.",
       "",
       "| seed | arm | best of the first batch | best val NDCG@10 at the budget | "
       "min to agent-alone's best | min to 98% of the seed's best |",

@@ -476,7 +476,10 @@ def main_minutes():
     )
     rows = tm.seed_table(runs, g.minutes, FLAGS.target)
     rules = tm.rules_on_target(store, f"cmp-{group}-agent-summary-s{min(seeds)}")
-    sections += tm.markdown(t, sources, g, rows, rules, summary_path)
+    counted = {}
+    for r in runs:
+      counted[r.counted_at] = counted.get(r.counted_at, 0) + 1
+    sections += tm.markdown(t, sources, g, rows, rules, summary_path, counted)
     if running:
       sections += [f"Under way, not in the table: {', '.join(sorted(running))}.", ""]
     line.append(
