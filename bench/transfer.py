@@ -359,6 +359,7 @@ def main_minutes():
   from vmle_jax.memory import summaries
   from vmle_jax.memory.store import Store
   from vmle_jax.report import load_group, write_report
+  from vmle_jax.report.data import clock_rules
   from vmle_jax.search.comparison import Comparison, group_name, run_comparison
   from vmle_jax.search.space import SearchSpace
   from vmle_jax.search.study import export_trials_csv
@@ -476,10 +477,7 @@ def main_minutes():
     )
     rows = tm.seed_table(runs, g.minutes, FLAGS.target)
     rules = tm.rules_on_target(store, f"cmp-{group}-agent-summary-s{min(seeds)}")
-    counted = {}
-    for r in runs:
-      counted[r.counted_at] = counted.get(r.counted_at, 0) + 1
-    sections += tm.markdown(t, sources, g, rows, rules, summary_path, counted)
+    sections += tm.markdown(t, sources, g, rows, rules, summary_path, clock_rules(runs))
     if running:
       sections += [f"Under way, not in the table: {', '.join(sorted(running))}.", ""]
     line.append(

@@ -23,6 +23,8 @@ ends, where a strategy hears its results.
 
 from __future__ import annotations
 
+import collections
+
 import dataclasses
 import math
 
@@ -170,6 +172,12 @@ class StudyRun:
 
   def num_batches(self) -> int:
     return len(set(self.batches)) if self.batches else len(self.values)
+
+
+def clock_rules(runs) -> dict[str, int]:
+  """How many of `runs` each clock rule placed in time ('own finish', 'batch end', 'mixed'),
+  in the order the rules first appear."""
+  return dict(collections.Counter(r.counted_at for r in runs))
 
 
 def load_group(store: Store, group: str) -> list[StudyRun]:
@@ -457,7 +465,6 @@ def equal_budget_table(
         ),
         "reached": sum(1 for x in to_min if x is not None),
     }
-  counted = [r.counted_at for r in runs]
   return {
       "stops": {r.name: r.stop_reason for r in runs},
       "overran": {
@@ -471,5 +478,5 @@ def equal_budget_table(
       "target": target,
       "strategies": rows,
       "minutes_to_best_of": to_best_of,
-      "counted_at": {k: counted.count(k) for k in dict.fromkeys(counted)},
+      "counted_at": clock_rules(runs),
   }

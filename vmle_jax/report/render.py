@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from vmle_jax.report.data import NO_CAP, StudyRun, comparison_table, minutes_cap
+from vmle_jax.report.data import NO_CAP, StudyRun, clock_rules, comparison_table, minutes_cap
 from vmle_jax.search.budget import format_minutes
 
 # (key, header, format, key of the spread shown as "± std" or None)
@@ -429,14 +429,13 @@ def write_report(
         "figures beside the verdict, which is the budget's (above).",
         "",
     ]
-  counted = [r.counted_at for r in runs]
   lines += [
       f"Target: {target_fraction:.0%} of the best validation NDCG@10 any strategy found"
       + (f" ({table['best_any']:.4f} -> {target:.4f})." if target is not None else "."),
       "Grid, random and TPE evaluate the space's default configuration first; the agent "
       "starts from its playbook (priors from the data's statistics). Trials are counted at "
       "the end of each batch (where a strategy hears its results). "
-      + counting_note({k: counted.count(k) for k in dict.fromkeys(counted)})
+      + counting_note(clock_rules(runs))
       + " A seed that never reaches the target counts as the budget plus one (trials, "
       "batches and lane-epochs), so means cover every seed. Values are mean ± standard "
       "deviation over seeds; lane-epochs are the epochs every trial actually trained (pruned "
