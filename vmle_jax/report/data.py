@@ -24,7 +24,6 @@ ends, where a strategy hears its results.
 from __future__ import annotations
 
 import collections
-
 import dataclasses
 import math
 
@@ -174,7 +173,7 @@ class StudyRun:
     return len(set(self.batches)) if self.batches else len(self.values)
 
 
-def clock_rules(runs) -> dict[str, int]:
+def clock_rules(runs: list[StudyRun]) -> dict[str, int]:
   """How many of `runs` each clock rule placed in time ('own finish', 'batch end', 'mixed'),
   in the order the rules first appear."""
   return dict(collections.Counter(r.counted_at for r in runs))
