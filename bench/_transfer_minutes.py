@@ -80,25 +80,45 @@ def distill_left_out(
 
 
 def source_bests(sources_from: list[str], datasets: tuple) -> list[dict]:
-  """The best SASRec configuration of each source data set over every study of it in the
-  memories: what an Optuna user would enqueue first on a new data set."""
-  from vmle_jax.memory.records import best_trial
+  """The best SASRec configuration of each source data set over every finished study of it
+  in the memories (memory/summaries.py dataset_bests): what an Optuna user would enqueue
+  first on a new data set, and what the summary's first-batch lane starts from."""
+  from vmle_jax.memory import summaries
 
-  bests = {}
+  bests: dict[str, dict] = {}
   for memory in sources_from:
     with _published(memory) as store:
-      names = {d["id"]: d["name"] for d in store.datasets()}
-      for study in store.studies():
-        ds = names.get(study["dataset_id"])
-        if study["backbone"] != "sasrec" or ds not in datasets:
-          continue
-        best = best_trial(store.finished_trials(study["id"]))
-        if best is not None and (ds not in bests or best.value > bests[ds][0]):
-          bests[ds] = (best.value, best.config, study["name"])
-  return [
-      {"dataset": ds, "value": v, "study": name, "config": cfg}
-      for ds, (v, cfg, name) in sorted(bests.items())
-  ]
+      bests = summaries.merge_bests(bests, summaries.dataset_bests(store, "sasrec", datasets))
+  return [{"dataset": ds, **b} for ds, b in sorted(bests.items())]
+
+
+def with_source_bests(summary_path: str, sources_path: str, log) -> None:
+  """Gives a summary distilled before summaries kept each data set's best configuration the
+  warm start's (the same configurations tpe-warm enqueues), so its agent has them too;
+  the statistics are the summary's own. A summary that holds bests is left as it is."""
+  from vmle_jax.memory import summaries
+
+  doc = summaries.read_summary(summary_path)
+  prov = doc["provenance"]
+  if prov.get("bests"):
+    return
+  with open(sources_path) as f:
+    warm = json.load(f)
+  known = prov.get("stats") or {}
+  prov["bests"] = {
+      b["dataset"]: {
+          "config": b["config"],
+          "value": b["value"],
+          "study": b["study"],
+          "max_epochs": b.get("max_epochs"),
+          "stats": b.get("stats") or known.get(b["dataset"]),
+      }
+      for b in warm
+  }
+  summaries.write_summary(doc, summary_path)
+  log(
+      f"  {summary_path}: the bests of {', '.join(sorted(prov['bests']))} added from {sources_path}"
+  )
 
 
 def _published(path: str):

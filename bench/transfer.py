@@ -111,6 +111,12 @@ flags.DEFINE_list(
     "report compares the arms given). Default: " + ", ".join(ARMS) + " (with --budget=minutes: "
     "agent-summary, agent, tpe-warm, tpe).",
 )
+flags.DEFINE_list(
+    "rerun_arms",
+    [],
+    "With --budget=minutes: arms whose finished studies of --targets x --seeds train again "
+    "under the current code; the earlier ones are kept as <name>-retired, out of the report.",
+)
 flags.DEFINE_string(
     "publish_to",
     None,
@@ -368,6 +374,13 @@ def main_minutes():
   targets = check_names("--targets", FLAGS.targets, tm.TARGETS)
   seeds = tuple(check_seeds("--seeds", FLAGS.seeds))
   arms = check_names("--arms", [a.replace("+", "-") for a in FLAGS.arms or tm.ARMS], tm.ARMS)
+  rerun = (
+      check_names("--rerun_arms", FLAGS.rerun_arms, [a for a in arms if a not in tm.REUSED])
+      if FLAGS.rerun_arms
+      else []
+  )
+  if FLAGS.report_only and rerun:
+    _common.fail("--rerun_arms trains: it cannot go with --report_only")
   for path in FLAGS.sources_from:
     if not os.path.exists(path):
       _common.fail(f"--sources_from: no memory at {path}")
@@ -417,7 +430,18 @@ def main_minutes():
       tm.distill_left_out(  # written last: its file is what says both are there
           FLAGS.sources_from, sources, space, os.path.join(workdir, "scratch"), summary_path, log
       )
+    if not FLAGS.report_only and os.path.exists(summary_path):
+      tm.with_source_bests(summary_path, sources_path, log)
     group = group_name(data[t], base)
+    for arm in rerun:
+      for seed in seeds:
+        name = f"cmp-{group}-{arm}-s{seed}"
+        found = store.study(name)
+        if found is not None and found["status"] == "finished":
+          log(
+              f"{name}: trained again under the current code; the earlier run is now "
+              f"{store.retire_study(name)}"
+          )
     for arm in tm.REUSED:
       for seed in seeds:
         if arm in arms:

@@ -351,6 +351,26 @@ class Store:
       )
       return deleted
 
+  def retire_study(self, name: str, suffix: str = "retired") -> str:
+    """Renames study `name` to `<name>-<suffix>` and moves it out of its comparison group
+    (to `<group>-<suffix>`), trials and insights kept: an arm trained again under changed
+    code keeps its earlier run beside the new one. Returns the new name."""
+    new = f"{name}-{suffix}"
+    with self.transaction() as c:
+      row = c.execute("SELECT id, settings FROM studies WHERE name = ?", (name,)).fetchone()
+      if row is None:
+        raise StoreError(f"{self.path}: no study {name!r} to retire")
+      if c.execute("SELECT 1 FROM studies WHERE name = ?", (new,)).fetchone():
+        raise StoreError(f"{self.path}: study {new!r} already exists; {name!r} not retired")
+      settings = json.loads(row["settings"])
+      if settings.get("group"):
+        settings["group"] = f"{settings['group']}-{suffix}"
+      c.execute(
+          "UPDATE studies SET name = ?, settings = ?, updated_at = ? WHERE id = ?",
+          (new, json.dumps(settings, sort_keys=True), time.time(), row["id"]),
+      )
+    return new
+
   def set_study_status(self, study_id: int, status: str) -> None:
     with self.transaction() as c:
       c.execute(

@@ -10,7 +10,10 @@ it. The rest are ordered by expected gain (confidence x effect), so that the
 move that paid most is tried first where the evidence is equally thin. Each
 distillation is a new version. `export_summary` writes JSON (for `import`)
 and markdown (for people); `import_summary` stores the rules of a file as an
-imported version that later distillations keep.
+imported version that later distillations keep. Beside its rules a summary keeps
+each data set's best configuration (`dataset_bests`): a rule is one move, and the
+move that paid on a near data set is sometimes several at once (a wider model at
+a lower rate), which only the configuration itself carries.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from typing import Callable, Collection
 
 from vmle_jax.memory import marginals
-from vmle_jax.memory.records import RuleKey, Trial, confidence, structure_credit
+from vmle_jax.memory.records import RuleKey, Trial, best_trial, confidence, structure_credit
 from vmle_jax.memory.records import relative_gain as gain_over_parent
 from vmle_jax.memory.store import Store
 
@@ -224,6 +227,8 @@ def _general_rule(m: dict) -> str:
 
 # Where a rule was learned: the data's statistics and the budget each condition ranges over.
 CONDITION_STATS = ("users", "items", "density", "avg_len")
+# The dimensions a summary's markdown shows of a data set's best configuration.
+BEST_SHOWN = ("hidden", "blocks", "heads", "max_len", "loss", "lr", "dropout", "weight_decay")
 
 
 def conditions(learned_in: list[dict]) -> dict | None:
@@ -359,10 +364,10 @@ def distill(
   if datasets is not None:
     local = [i for i in local if i["dataset"] in datasets]
   marginals = baseline_findings(store, backbone, start_of, datasets)
-  datasets = {d["id"]: d for d in store.datasets()}
+  rows = {d["id"]: d for d in store.datasets()}
   studies = {s["id"]: s for s in store.studies() if s["backbone"] == backbone}
   learned = {i for ins in local for i in ins.get("studies") or []} | {f["study"] for f in marginals}
-  sources = {i: study_source(store, studies[i], datasets) for i in learned if i in studies}
+  sources = {i: study_source(store, studies[i], rows) for i in learned if i in studies}
   rules, dropped = merge_rules(local, imported, _insight_gains(store, local), marginals, sources)
   prov = dict(provenance or {})
   # Where the playbook started on each data set: rules are moves relative to it.
@@ -388,6 +393,13 @@ def distill(
   if stats:
     prov["stats"] = stats
   prov["insights"] = len(local)
+  # Each data set's best configuration, from this memory and carried from earlier versions.
+  bests = dict((latest or {}).get("provenance", {}).get("bests", {}))
+  if datasets is not None:
+    bests = {k: v for k, v in bests.items() if k in named}
+  bests = merge_bests(bests, dataset_bests(store, backbone, datasets))
+  if bests:
+    prov["bests"] = bests
   # The sources of the imported rules are carried (a study named again is the one here).
   carried = {
       src["study"]: src
@@ -400,6 +412,75 @@ def distill(
   if latest:
     prov["previous_version"] = latest["version"]
   return store.add_summary(backbone, rules, prov)
+
+
+def dataset_bests(
+    store: Store, backbone: str, datasets: Collection[str] | None = None
+) -> dict[str, dict]:
+  """Data set name -> the best trial of `backbone` over its finished studies in the memory
+  (only `datasets`, if given): its configuration, validation NDCG@10, study and epoch cap.
+  What an engineer starts a near data set from, and what a warm-started TPE enqueues."""
+  rows = {d["id"]: d for d in store.datasets()}
+  out: dict[str, dict] = {}
+  for study in store.studies():
+    ds = rows.get(study["dataset_id"])
+    if study["backbone"] != backbone or study["status"] != "finished" or ds is None:
+      continue
+    if datasets is not None and ds["name"] not in datasets:
+      continue
+    best = best_trial(store.finished_trials(study["id"]))
+    if best is None:
+      continue
+    schedule = (study.get("settings") or {}).get("schedule") or {}
+    found = {
+        "config": dict(best.config),
+        "value": float(best.value),
+        "study": study["name"],
+        "max_epochs": schedule.get("max_epochs"),
+        "stats": {s: (ds.get("stats") or {}).get(s) for s in CONDITION_STATS},
+    }
+    out = merge_bests(out, {ds["name"]: found})
+  return out
+
+
+def merge_bests(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict]:
+  """Two maps of data set -> best configuration joined: the higher value per data set."""
+  out = dict(a)
+  for name, best in b.items():
+    if name not in out or float(best.get("value") or 0.0) > float(out[name].get("value") or 0.0):
+      out[name] = best
+  return out
+
+
+def placed_bests(
+    doc: dict | None, stats: dict, max_epochs: int | None
+) -> list[tuple[str, dict, str | None]]:
+  """(data set, best, why it does not carry or None) for each data set's best configuration
+  in a summary, the nearest first: it carries to data within NEAR of the data set it was
+  found on, under an epoch cap within EPOCH_CAP_SPAN of its own, as a rule does."""
+  prov = (doc or {}).get("provenance") or {}
+  known = prov.get("stats") or {}
+  out = []
+  for name, best in (prov.get("bests") or {}).items():
+    source = best.get("stats") or known.get(name)
+    distance = dataset_distance(source, stats) if source else None
+    cap = best.get("max_epochs")
+    placed = {
+        **best,
+        "distance": None if distance is None else round(distance, 3),
+        "outside": outside_conditions({"conditions": {"max_epochs": [cap, cap]}}, max_epochs)
+        if cap
+        else None,
+    }
+    out.append((name, placed, transfer_reason(placed)))
+  far = float("inf")
+  return sorted(
+      out,
+      key=lambda x: (
+          x[1]["distance"] if x[1]["distance"] is not None else far,
+          -float(x[1].get("value") or 0.0),
+      ),
+  )
 
 
 def _imported_datasets(summary: dict | None) -> set[str]:
@@ -457,6 +538,11 @@ def combine(docs: list[dict]) -> dict:
     joined = {k: v for d in docs for k, v in (d["provenance"].get(part) or {}).items()}
     if joined:
       prov[part] = joined
+  bests: dict[str, dict] = {}
+  for d in docs:
+    bests = merge_bests(bests, d["provenance"].get("bests") or {})
+  if bests:
+    prov["bests"] = bests
   prov["datasets"] = sorted({x for d in docs for x in d["provenance"].get("datasets", [])})
   return {
       "format": FORMAT,
@@ -502,6 +588,22 @@ def to_markdown(doc: dict) -> str:
         f"{r['confidence']:.2f} | {gain} | {', '.join(r['datasets'])} | "
         f"{describe_conditions(r.get('conditions'))} |"
     )
+  bests = doc["provenance"].get("bests") or {}
+  if bests:
+    lines += [
+        "",
+        "Each data set's best configuration (a first-batch lane on data within distance "
+        f"{NEAR} of its own, under an epoch cap within a factor {EPOCH_CAP_SPAN:g} of its):",
+        "",
+        "| data set | val NDCG@10 | study | epoch cap | configuration |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, b in sorted(bests.items()):
+      shown = ", ".join(f"{k}={v!r}" for k, v in sorted(b["config"].items()) if k in BEST_SHOWN)
+      lines.append(
+          f"| {dataset} | {float(b.get('value') or 0):.4f} | {b.get('study', '-')} | "
+          f"{b.get('max_epochs') or '-'} | {shown} |"
+      )
   if doc.get("dropped"):
     lines += ["", "Dropped, and why:", ""]
     lines += [f"- {r['rule']}: {r.get('dropped')}" for r in doc["dropped"]]
@@ -576,6 +678,13 @@ def read_summary(path: str) -> dict:
     r.setdefault("rule", f"{key['direction']} {key['dimension']}")
     r.setdefault("datasets", [])
   doc.setdefault("provenance", {})
+  bests = doc["provenance"].get("bests") or {}
+  if not isinstance(bests, dict) or any(
+      not isinstance(b, dict) or not isinstance(b.get("config"), dict) for b in bests.values()
+  ):
+    raise ValueError(
+        f"summary file {path}: provenance.bests maps each data set to {{config, value, ...}}"
+    )
   doc.setdefault("sources", [])
   doc.setdefault("dropped", [])
   return doc
@@ -614,6 +723,11 @@ def import_summary(store: Store, path: str) -> int:
     }
     if carried:
       prov[part] = carried
+  bests = merge_bests(
+      (latest or {}).get("provenance", {}).get("bests") or {}, doc["provenance"].get("bests") or {}
+  )
+  if bests:
+    prov["bests"] = bests
   return store.add_summary(doc["backbone"], merged, prov)
 
 

@@ -197,6 +197,8 @@ TRANSFER_CASES = [
     (["--arms=agent,agent"], "--arms=agent,agent: agent given twice"),
     (["--sources_from={dir}/none.sqlite"], "--sources_from: no memory at"),
     (["--seeds="], "--seeds is empty"),
+    (["--arms=agent-summary", "--rerun_arms=tpe-warm"], "--rerun_arms: tpe-warm not among"),
+    (["--rerun_arms=agent-summary", "--report_only"], "--rerun_arms trains"),
 ]
 
 

@@ -228,3 +228,19 @@ def test_a_memory_from_before_merged_insights_is_migrated_with_its_evidence(tmp_
   assert own["support"] == [7, 8] and own["confidence"] == 0.75
   (merged,) = store.insights()
   assert merged["support"] == [7, 8] and merged["studies"] == [1]
+
+
+def test_a_retired_study_leaves_its_name_and_group_to_a_new_run(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  did = store.upsert_dataset(_fingerprint())
+  sid = store.create_study("cmp-g-agent-s0", did, "sasrec", "agent", {}, {"group": "g"})
+  store.start_bucket(sid, [TrialConfig(lr=1e-3)])
+  assert store.retire_study("cmp-g-agent-s0") == "cmp-g-agent-s0-retired"
+  old = store.study(sid)
+  assert old["name"] == "cmp-g-agent-s0-retired" and old["settings"]["group"] == "g-retired"
+  assert store.study("cmp-g-agent-s0") is None and len(store.trials(sid)) == 1  # kept
+  store.create_study("cmp-g-agent-s0", did, "sasrec", "agent", {}, {"group": "g"})
+  with pytest.raises(StoreError, match="already exists"):  # a second retirement: refused
+    store.retire_study("cmp-g-agent-s0")
+  with pytest.raises(StoreError, match="no study"):
+    store.retire_study("missing")

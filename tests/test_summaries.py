@@ -273,3 +273,64 @@ def test_a_summary_says_which_rules_carry_to_this_data_and_which_it_sets_aside()
   assert aside[0][1] == "learned at epoch caps 5, this study's cap is 200"
   _, aside = summaries.placed_rules(doc, movielens, 5)  # far data
   assert aside[0][1].startswith("learned on data at distance 6.")
+
+
+AMAZON = {"users": 22363, "items": 12101, "density": 0.00073, "avg_len": 8.9}
+MOVIELENS = {"users": 943, "items": 1682, "density": 0.063, "avg_len": 106.0}
+
+
+def _with_best(config: dict, cap: int = 5) -> dict:
+  best = {"config": config, "value": 0.06, "study": "s", "max_epochs": cap, "stats": AMAZON}
+  return {"rules": [RAISE_DROPOUT], "provenance": {"bests": {"beauty": best}}}
+
+
+def test_a_near_data_sets_best_configuration_is_a_first_batch_lane():
+  """Rules are single moves; the best configuration of a near data set carries several at
+  once, so it is a lane of the first batch there, and not on far data or another cap."""
+  source = {"lr": 0.004, "dropout": 0.05, "weight_decay": 0.1}
+
+  def lanes(stats, cap=5):
+    summary = _with_best(source, cap)
+    ctx = PlannerContext(space=_space(), dataset="y", stats=stats, summary=summary, max_epochs=5)
+    return HeuristicPlanner().candidates(ctx, 4)
+
+  near = lanes(AMAZON)
+  found = [c for c in near if c.kind == "source"]
+  assert len(found) == 1 and found[0].reasons[0].code == "source_best"
+  assert {k: found[0].values[k] for k in source} == source
+  assert near[0].kind == "transfer"  # the rules' start and the playbook's own still lead
+  assert [c for c in near if c.reasons[0].code == "own_start"]
+  assert not [c for c in lanes(MOVIELENS) if c.kind == "source"]  # far data
+  assert not [c for c in lanes(AMAZON, cap=50) if c.kind == "source"]  # another epoch cap
+
+
+def test_a_summary_keeps_each_data_sets_best_and_a_combination_the_higher(tmp_path):
+  store = Store(str(tmp_path / "m.sqlite"))
+  fake_study(
+      make_strategy("random", _space(), seed=0),
+      _space(),
+      store,
+      name="rand-0",
+      trials=6,
+      objective=more_dropout_is_better,
+  )
+  store.set_study_status(store.study("rand-0")["id"], "finished")
+  doc = summaries.document(store, "sasrec") if store.summary("sasrec") else None
+  assert doc is None
+  summaries.distill(store, "sasrec")
+  doc = summaries.document(store, "sasrec")
+  ((name, best),) = doc["provenance"]["bests"].items()
+  top = max(
+      (t for t in store.finished_trials(store.study("rand-0")["id"]) if t.value is not None),
+      key=lambda t: t.value,
+  )
+  assert best["config"] == top.config and best["value"] == top.value
+  assert best["study"] == "rand-0" and best["max_epochs"] == 3
+  assert "best configuration" in summaries.to_markdown(doc)
+  lower = {**best, "value": best["value"] / 2, "study": "other"}
+  other = {**doc, "provenance": {**doc["provenance"], "bests": {name: lower}}}
+  assert summaries.combine([other, doc])["provenance"]["bests"][name]["study"] == "rand-0"
+  path = tmp_path / "bad.json"
+  path.write_text(json.dumps({**doc, "provenance": {"bests": {name: {"value": 1}}}}))
+  with pytest.raises(ValueError, match="bad.json: provenance.bests"):
+    summaries.read_summary(str(path))

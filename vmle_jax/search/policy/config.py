@@ -230,6 +230,11 @@ class PolicyConfig:
   # with capacity bought back): a structure per lane would leave no rate variant of the
   # playbook's (its low-regularisation lane); unmeasured.
   max_first_structures: int = 3
+  # A summary's best configuration of a near data set is a first-batch lane unless one
+  # lane of it would take more than this share of the minutes left (it would leave too
+  # little for the batches that refine it); unmeasured. On Toys at 45 minutes the Beauty
+  # best (width 256) took 7.6 minutes a lane.
+  source_share: float = 0.5
 
   # ------------------------------- Rate variants ---------------------------------------
   # A rate move that failed this many times without ever paying goes last: unmeasured.

@@ -1,6 +1,7 @@
 """The offline planner's phases: each turns what the study knows into candidates.
 
 - `first_structure`: the playbook's configuration, with the memory's rules on top;
+- `source_start`: the best configuration of the nearest data set in the summary;
 - `scout`: under a budget in minutes, a cheaper structure beside it;
 - `combine`: a structural change that paid elsewhere in the study, set in the best;
 - `explore`: per dimension, the most promising untried alternative;
@@ -24,7 +25,7 @@ import numpy as np
 
 from vmle_jax.config import DYNAMIC_FIELDS, canonical_json
 from vmle_jax.memory.records import RuleKey, direction_of
-from vmle_jax.memory.summaries import expected_gain, transfer_reason
+from vmle_jax.memory.summaries import expected_gain, placed_bests, transfer_reason
 from vmle_jax.search.cost import Price, relative_cost
 from vmle_jax.search.curves import Diagnosis, diagnose
 from vmle_jax.search.policy import dims, text
@@ -240,6 +241,34 @@ def own_start(pl: Planning, transferred: Candidate) -> Candidate | None:
       plain.dimension,
       (reason("own_start", rules=len(pl.rules)),),
   )
+
+
+def source_start(pl: Planning, taken: list[Candidate]) -> Candidate | None:
+  """The best configuration found on the nearest data set of the summary, as a first-batch
+  lane (None: no summary holds one that carries here, or `taken` already proposes it).
+  Rules are single moves; what paid on a near data set is sometimes several at once (a
+  wider model at a lower rate), and only the configuration itself carries that. Under
+  minutes, set aside when one lane of it would take more than `source_share` of the
+  minutes left."""
+  held = [c.values for c in taken]
+  for dataset, best, why in placed_bests(pl.ctx.summary, pl.ctx.stats, pl.ctx.max_epochs):
+    if why is not None:
+      continue
+    values = pl.plan.config_of({k: v for k, v in best["config"].items() if k in pl.space.dims})
+    if values is None or values in held:
+      continue
+    seconds, left = lane_seconds(pl, values) if pl.priced else None, pl.ctx.budget.seconds_left
+    if seconds is not None and left is not None and seconds > pl.cfg.source_share * left:
+      continue
+    because = reason(
+        "source_best",
+        dataset=dataset,
+        distance=best["distance"],
+        value=best.get("value"),
+        changed=sorted(d for d in values if values[d] != taken[0].values.get(d)) if taken else [],
+    )
+    return Candidate(values, "source", None, (because,))
+  return None
 
 
 def neighbour(cfg: PolicyConfig, dim, value, direction: str):

@@ -109,13 +109,16 @@ class HeuristicPlanner:
     return out[:n]
 
   def _first_structures(self, pl: phases.Planning, n: int) -> list[tuple]:
-    """(values, center) of the first batch: the playbook's structure, and a scout; when the
-    minutes buy fewer than few_rounds batches of the playbook's structure, up to
-    max_first_structures structures (phases.spread), so the one round the study may get
-    compares structures, not rates of one."""
+    """(values, center) of the first batch: the playbook's structure (with a summary: moved
+    by its rules, the playbook's own beside it, and the nearest data set's best), and a
+    scout; when the minutes buy fewer than few_rounds batches of the playbook's structure,
+    up to max_first_structures structures (phases.spread), so the one round the study may
+    get compares structures, not rates of one."""
     first = phases.first_structure(pl)
     own = phases.own_start(pl, first) if n >= 2 else None  # beside a transferred start
     hedge = [own] if own is not None else []
+    source = phases.source_start(pl, [first, *hedge]) if n >= 3 else None
+    hedge += [source] if source is not None else []
     scout = phases.scout(pl, first.values) if n >= 2 else None  # a lane for each structure
     rounds = phases.rounds(pl, first.values, n)
     few = rounds is not None and rounds < self.config.few_rounds and n >= 3

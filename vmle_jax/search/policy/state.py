@@ -84,7 +84,7 @@ class Candidate:
   reasons and its rank score among the structures."""
 
   values: dict
-  kind: str  # playbook | transfer | scout | combine | explore | variant
+  kind: str  # playbook | transfer | source | scout | combine | explore | variant
   dimension: str | None
   reasons: tuple[Reason, ...]
   anchor: dict | None = None

@@ -14,6 +14,7 @@ EXPECTED = {
     "playbook": "a strong first configuration: priors from the data's statistics",
     "scout": "within a few percent of the playbook's structure at a fraction of the cost",
     "own_start": "the yardstick the transferred start is judged by",
+    "source_best": "what paid on a near data set pays here, moves and all",
     "spread": "capacity bought back at a fraction of the playbook's cost",
     "fits_left": "a result within the budget instead of none",
     "combine": "the gains add up",
@@ -30,6 +31,7 @@ RISK = {
     "playbook": "a prior may not suit this data; the next batches test them",
     "scout": "too small a model for this data; the playbook's structure beside it says so",
     "own_start": "a lane the transferred start may not need; it costs one structure's bucket",
+    "source_best": "another data set's optimum; the playbook's lanes beside it say so",
     "spread": "the cheaper objective or the extra block may not pay; the other structures say so",
     "fits_left": "the cheaper structure ranks below the best; the best stands",
     "combine": "the two changes may not compose",
@@ -140,6 +142,12 @@ MAIN = {
         f"the playbook's own configuration beside the start the memory's {f['rules']} rule(s) "
         "moved: they were learned on other data, and this lane says within one batch whether "
         "they carry here"
+    ),
+    "source_best": lambda f: (
+        f"the best configuration found on {f['dataset']} (validation NDCG@10 "
+        f"{float(f['value'] or 0):.4f} there), the nearest data set in the summary (distance "
+        f"{f['distance']}): what paid there may be several moves at once"
+        + (f" ({', '.join(f['changed'])} differ from the start above)" if f["changed"] else "")
     ),
     "scout": _scout,
     "spread": _spread,
