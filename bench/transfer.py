@@ -115,7 +115,8 @@ flags.DEFINE_list(
     "rerun_arms",
     [],
     "With --budget=minutes: arms whose finished studies of --targets x --seeds train again "
-    "under the current code; the earlier ones are kept as <name>-retired, out of the report.",
+    "under the current code, once; the earlier ones are kept as <name>-retired, out of the "
+    "report.",
 )
 flags.DEFINE_string(
     "publish_to",
@@ -437,7 +438,9 @@ def main_minutes():
       for seed in seeds:
         name = f"cmp-{group}-{arm}-s{seed}"
         found = store.study(name)
-        if found is not None and found["status"] == "finished":
+        if store.study(f"{name}-retired") is not None:  # trained again already: kept
+          log(f"{name}: already trained again under --rerun_arms; kept")
+        elif found is not None and found["status"] == "finished":
           log(
               f"{name}: trained again under the current code; the earlier run is now "
               f"{store.retire_study(name)}"
